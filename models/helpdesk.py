@@ -1,0 +1,267 @@
+"""Helpdesk entities (customers, agents, tickets) and the enriched ticket / routing decision.
+
+Rows arrive from CDC with Debezium's value encodings (timestamps as ISO strings or epoch
+numbers, JSON columns as strings, arrays as lists); the ``from_row`` parsers accept every
+one of those so that both inbound paths produce the same entities.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from typing import Any, Literal
+
+UNAVAILABLE = "__debezium_unavailable_value"
+"""Debezium's placeholder for an unchanged TOASTed column it could not read."""
+
+OPEN_STATUSES = frozenset({"new", "open", "pending", "on_hold"})
+DONE_STATUSES = frozenset({"solved", "closed"})
+PRIORITIES = ("urgent", "high", "normal", "low")
+
+
+class RowError(ValueError):
+    """A CDC row lacks a required column or holds a value of the wrong kind."""
+
+
+def parse_timestamp(value: Any) -> datetime | None:
+    """Parse a timestamp in any of Debezium's encodings into an aware UTC datetime.
+
+    Accepts datetimes, ISO-8601 strings (ZonedTimestamp, with ``Z`` or an offset) and epoch
+    numbers, whose unit (s, ms, µs, ns) is inferred from the magnitude, which is
+    unambiguous for dates between 1973 and 2286.
+    """
+    if value is None or value == UNAVAILABLE:
+        return None
+    if isinstance(value, datetime):
+        return value if value.tzinfo else value.replace(tzinfo=UTC)
+    if isinstance(value, bool):
+        raise RowError(f"not a timestamp: {value!r}")
+    if isinstance(value, int | float):
+        magnitude = abs(value)
+        if magnitude >= 1e17:
+            seconds = value / 1e9
+        elif magnitude >= 1e14:
+            seconds = value / 1e6
+        elif magnitude >= 1e11:
+            seconds = value / 1e3
+        else:
+            seconds = float(value)
+        return datetime(1970, 1, 1, tzinfo=UTC) + timedelta(seconds=seconds)
+    if isinstance(value, str):
+        text = value.strip().replace(" ", "T", 1)
+        if text.endswith("Z"):
+            text = text[:-1] + "+00:00"
+        try:
+            parsed = datetime.fromisoformat(text)
+        except ValueError as exc:
+            raise RowError(f"not a timestamp: {value!r}") from exc
+        return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
+    raise RowError(f"not a timestamp: {value!r}")
+
+
+def parse_json(value: Any) -> Any:
+    """JSON columns come as strings from Debezium (io.debezium.data.Json)."""
+    if isinstance(value, str):
+        try:
+            return json.loads(value)
+        except json.JSONDecodeError as exc:
+            raise RowError(f"not JSON: {value[:80]!r}") from exc
+    return value
+
+
+def _req(row: Mapping[str, Any], name: str) -> Any:
+    if name not in row or row[name] is None:
+        raise RowError(f"missing column {name!r}")
+    return row[name]
+
+
+def _int(value: Any, name: str) -> int:
+    if isinstance(value, bool):
+        raise RowError(f"column {name!r} is not an integer: {value!r}")
+    try:
+        return int(value)
+    except (TypeError, ValueError) as exc:
+        raise RowError(f"column {name!r} is not an integer: {value!r}") from exc
+
+
+def _opt_int(value: Any, name: str) -> int | None:
+    return None if value is None else _int(value, name)
+
+
+def _opt_str(value: Any) -> str | None:
+    return None if value is None else str(value)
+
+
+@dataclass(frozen=True)
+class Customer:
+    id: int
+    name: str
+    organization: str | None
+    tier: str
+    language: str
+    region: str
+    version: int = 0
+
+    @classmethod
+    def from_row(cls, row: Mapping[str, Any], *, version: int = 0) -> Customer:
+        return cls(
+            id=_int(_req(row, "id"), "id"),
+            name=str(row.get("name") or ""),
+            organization=_opt_str(row.get("organization")),
+            tier=str(row.get("tier") or "standard"),
+            language=str(row.get("language") or "en"),
+            region=str(row.get("region") or "us"),
+            version=version,
+        )
+
+
+@dataclass(frozen=True)
+class Agent:
+    id: int
+    name: str
+    team: str
+    skills: Mapping[str, float]
+    languages: tuple[str, ...]
+    capacity: int
+    status: str
+    shift_start: int = 0
+    shift_end: int = 24
+    version: int = 0
+
+    @classmethod
+    def from_row(cls, row: Mapping[str, Any], *, version: int = 0) -> Agent:
+        skills_raw = parse_json(row.get("skills") or {})
+        if not isinstance(skills_raw, Mapping):
+            raise RowError(f"column 'skills' is not an object: {skills_raw!r}")
+        try:
+            skills = {str(k): float(v) for k, v in skills_raw.items()}
+        except (TypeError, ValueError) as exc:
+            raise RowError(f"column 'skills' has a non-numeric level: {skills_raw!r}") from exc
+        languages = row.get("languages") or ["en"]
+        if isinstance(languages, str):  # a Postgres array literal such as {en,de}
+            languages = [x for x in languages.strip("{}").split(",") if x]
+        return cls(
+            id=_int(_req(row, "id"), "id"),
+            name=str(row.get("name") or ""),
+            team=str(_req(row, "team")),
+            skills=skills,
+            languages=tuple(str(x) for x in languages),
+            capacity=_int(row.get("capacity", 5), "capacity"),
+            status=str(row.get("status") or "online"),
+            shift_start=_int(row.get("shift_start", 0), "shift_start"),
+            shift_end=_int(row.get("shift_end", 24), "shift_end"),
+            version=version,
+        )
+
+    def on_shift(self, at: datetime) -> bool:
+        """True when ``at`` (UTC hour) falls inside the shift; shifts may wrap midnight."""
+        hour = at.astimezone(UTC).hour
+        if self.shift_start <= self.shift_end:
+            return self.shift_start <= hour < self.shift_end
+        return hour >= self.shift_start or hour < self.shift_end
+
+
+@dataclass(frozen=True)
+class Ticket:
+    id: int
+    customer_id: int
+    subject: str
+    description: str
+    channel: str
+    status: str
+    priority: str | None
+    category: str | None
+    intent: str | None
+    assigned_agent_id: int | None
+    created_at: datetime
+    updated_at: datetime | None
+    first_reply_at: datetime | None
+    solved_at: datetime | None
+    csat: int | None
+    version: int = 0
+
+    @classmethod
+    def from_row(cls, row: Mapping[str, Any], *, version: int = 0) -> Ticket:
+        created = parse_timestamp(_req(row, "created_at"))
+        assert created is not None
+        return cls(
+            id=_int(_req(row, "id"), "id"),
+            customer_id=_int(_req(row, "customer_id"), "customer_id"),
+            subject=str(row.get("subject") or ""),
+            description=str(row.get("description") or ""),
+            channel=str(row.get("channel") or "email"),
+            status=str(row.get("status") or "new"),
+            priority=_opt_str(row.get("priority")),
+            category=_opt_str(row.get("category")),
+            intent=_opt_str(row.get("intent")),
+            assigned_agent_id=_opt_int(row.get("assigned_agent_id"), "assigned_agent_id"),
+            created_at=created,
+            updated_at=parse_timestamp(row.get("updated_at")),
+            first_reply_at=parse_timestamp(row.get("first_reply_at")),
+            solved_at=parse_timestamp(row.get("solved_at")),
+            csat=_opt_int(row.get("csat"), "csat"),
+            version=version,
+        )
+
+    @property
+    def is_open(self) -> bool:
+        return self.status in OPEN_STATUSES
+
+
+@dataclass(frozen=True)
+class EnrichedTicket:
+    """A ticket with everything the enrichment step derived, ready for routing and sinks."""
+
+    ticket: Ticket
+    op: str
+    committed_at: datetime
+    customer_tier: str
+    customer_language: str
+    language: str
+    language_confidence: float
+    priority: str
+    priority_reasons: tuple[str, ...]
+    category: str
+    queue: str
+    enriched_at: datetime
+    previous_status: str | None = None
+
+    @property
+    def ticket_id(self) -> int:
+        return self.ticket.id
+
+    @property
+    def version(self) -> int:
+        return self.ticket.version
+
+
+DecisionStatus = Literal["assigned", "queued", "released"]
+
+
+@dataclass(frozen=True)
+class RoutingDecision:
+    """Where a ticket goes and why.
+
+    ``status`` is ``assigned`` (an agent was chosen), ``queued`` (nobody eligible: the
+    ticket waits in its queue's holding list) or ``released`` (the ticket left routing
+    because it was solved, closed or deleted, freeing the agent's capacity).
+    ``version`` is the source version of the ticket change that produced the decision.
+    """
+
+    ticket_id: int
+    version: int
+    queue: str
+    status: DecisionStatus
+    agent_id: int | None
+    score: float
+    confidence: float
+    reasons: tuple[str, ...]
+    priority: str
+    sla_deadline: datetime | None
+    model_version: str
+    decided_at: datetime
+    source_committed_at: datetime
+    candidates: int = 0
+    extra: Mapping[str, Any] = field(default_factory=dict)
