@@ -1,0 +1,64 @@
+"""Language identification for ticket text, using py3langid's bundled model (no downloads)."""
+
+from __future__ import annotations
+
+import threading
+from dataclasses import dataclass
+
+DEFAULT_LANGUAGES: tuple[str, ...] = ("en", "de", "fr", "es", "it", "pt", "nl")
+
+_lock = threading.Lock()
+_identifiers: dict[tuple[str, ...], object] = {}
+
+
+@dataclass(frozen=True)
+class LanguageGuess:
+    language: str
+    confidence: float
+    source: str  # "text" (detected), "customer" (profile fallback)
+
+
+def _identifier(languages: tuple[str, ...]) -> object:
+    # Loading the model takes ~0.5 s; share one identifier per language set per process.
+    with _lock:
+        ident = _identifiers.get(languages)
+        if ident is None:
+            from py3langid.langid import MODEL_DIR, MODEL_FILE, LanguageIdentifier
+
+            ident = LanguageIdentifier.from_modelpath(MODEL_DIR / MODEL_FILE, norm_probs=True)
+            ident.set_languages(list(languages))
+            _identifiers[languages] = ident
+        return ident
+
+
+class LanguageDetector:
+    """Detects the language of a ticket, falling back to the customer's profile language.
+
+    Short or ambiguous texts (below ``min_confidence`` or ``min_chars``) are unreliable for
+    character n-gram models, so the customer's stated language wins there.
+
+    Example:
+        >>> LanguageDetector().detect("Meine Rechnung ist doppelt belastet worden").language
+        'de'
+    """
+
+    def __init__(
+        self,
+        languages: tuple[str, ...] = DEFAULT_LANGUAGES,
+        *,
+        min_confidence: float = 0.8,
+        min_chars: int = 12,
+    ) -> None:
+        self.languages = tuple(languages)
+        self.min_confidence = min_confidence
+        self.min_chars = min_chars
+
+    def detect(self, text: str, *, fallback: str | None = None) -> LanguageGuess:
+        cleaned = " ".join(text.split())
+        if len(cleaned) >= self.min_chars:
+            lang, prob = _identifier(self.languages).classify(cleaned)  # type: ignore[attr-defined]
+            if prob >= self.min_confidence or fallback is None:
+                return LanguageGuess(str(lang), round(float(prob), 4), "text")
+        if fallback is not None:
+            return LanguageGuess(fallback, 0.5, "customer")
+        return LanguageGuess("en", 0.0, "default")

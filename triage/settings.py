@@ -1,0 +1,79 @@
+"""Application settings composed from every component's own settings.
+
+Only this module reads the environment (prefix ``TRIAGE_``, nested with ``__``), e.g.
+``TRIAGE_SOURCE__DSN``, ``TRIAGE_REDIS__URL``, ``TRIAGE_CDC__MODE=kafka``,
+``TRIAGE_KAFKA__BROKERS='["kafka:9092"]'``. A component whose URL is unset runs on the
+embedded default: a private PostgreSQL / Redis started under ``state_dir``.
+"""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from pathlib import Path
+from typing import Literal
+
+from pydantic import BaseModel, Field, SecretStr
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from pipelines.settings import PipelineSettings
+
+
+class SourceDbSettings(BaseModel):
+    """The helpdesk's operational PostgreSQL (the CDC source)."""
+
+    dsn: str | None = Field(None, description="unset: a private local PostgreSQL is started")
+    slot_name: str = "triage_embedded"
+    publication: str = "triage_cdc"
+    max_changes_per_poll: int = Field(5000, gt=0)
+    poll_interval: timedelta = timedelta(milliseconds=20)
+
+
+class CdcSettings(BaseModel):
+    mode: Literal["embedded", "kafka"] = "embedded"
+    topic_prefix: str = "triage"
+
+
+class KafkaAppSettings(BaseModel):
+    brokers: list[str] = Field(default_factory=lambda: ["localhost:9092"])
+    group_id: str = "triage-pipeline"
+    connect_url: str = "http://localhost:8083"
+
+
+class AnalyticsSettings(BaseModel):
+    """The analytics store (TimescaleDB in production, plain PostgreSQL embedded)."""
+
+    dsn: str | None = Field(None, description="unset: the source PostgreSQL, schema analytics")
+
+
+class RedisSettings(BaseModel):
+    url: str | None = Field(None, description="unset: a private local Redis is started")
+    key_prefix: str = "triage"
+
+
+class ElasticsearchSettings(BaseModel):
+    url: str | None = Field(None, description="unset: PostgreSQL full-text search")
+    api_key: SecretStr | None = None
+
+
+class ApiServerSettings(BaseModel):
+    host: str = "127.0.0.1"
+    port: int = Field(8000, ge=0, le=65535)
+
+
+class AppSettings(BaseSettings):
+    """Everything the ``triage`` command needs, from ``TRIAGE_*`` environment variables."""
+
+    model_config = SettingsConfigDict(
+        env_prefix="TRIAGE_", env_nested_delimiter="__", frozen=True, extra="ignore"
+    )
+
+    state_dir: Path = Path(".state")
+    source: SourceDbSettings = SourceDbSettings()
+    cdc: CdcSettings = CdcSettings()
+    kafka: KafkaAppSettings = KafkaAppSettings()
+    analytics: AnalyticsSettings = AnalyticsSettings()
+    redis: RedisSettings = RedisSettings()
+    elasticsearch: ElasticsearchSettings = ElasticsearchSettings()
+    api: ApiServerSettings = ApiServerSettings()
+    pipeline: PipelineSettings = PipelineSettings()
+    log_level: str = "WARNING"
