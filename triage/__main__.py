@@ -1,0 +1,3 @@
+from triage.cli import app
+
+app(prog_name="triage")

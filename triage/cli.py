@@ -1,0 +1,181 @@
+"""The ``triage`` command line."""
+
+from __future__ import annotations
+
+import json
+import logging
+import sys
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from pydantic import ValidationError
+from rich.console import Console
+
+app = typer.Typer(
+    name="triage",
+    help="Smart Triage: live ticket triage from a helpdesk's PostgreSQL.",
+    no_args_is_help=True,
+    pretty_exceptions_show_locals=False,
+)
+cdc_app = typer.Typer(help="Manage the embedded CDC reader's replication slot.")
+app.add_typer(cdc_app, name="cdc")
+
+console = Console(stderr=True)
+
+
+def _settings(state_dir: Path | None = None):  # type: ignore[no-untyped-def]
+    from triage.settings import AppSettings
+
+    try:
+        settings = AppSettings()
+    except ValidationError as exc:
+        console.print(f"[red]invalid TRIAGE_* setting:[/]\n{exc}")
+        raise typer.Exit(2) from exc
+    if state_dir is not None:
+        settings = settings.model_copy(update={"state_dir": state_dir})
+    logging.basicConfig(
+        level=settings.log_level.upper(),
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
+    return settings
+
+
+def _fail(message: str, code: int = 1) -> typer.Exit:
+    console.print(f"[red]error:[/] {message}")
+    return typer.Exit(code)
+
+
+StateDir = Annotated[
+    Path | None, typer.Option(help="Where local services and pipeline state live.")
+]
+
+
+@app.command()
+def demo(
+    tickets: Annotated[int, typer.Option(min=1, help="Tickets to create.")] = 300,
+    rate: Annotated[float, typer.Option(min=0.1, help="Offered tickets per second.")] = 25.0,
+    seed: Annotated[int, typer.Option(help="Workload seed.")] = 7,
+    json_out: Annotated[
+        bool, typer.Option("--json", help="Non-interactive: no progress, summary as JSON.")
+    ] = False,
+    serve: Annotated[bool, typer.Option(help="Keep the API serving after the run.")] = False,
+    fresh: Annotated[bool, typer.Option(help="Start from empty stores.")] = True,
+    state_dir: StateDir = None,
+) -> None:
+    """Run the whole system on the embedded default and print a summary."""
+    from triage.demo import DemoError, DemoOptions, render_summary, run_demo
+    from triage.services import ServiceError
+
+    settings = _settings(state_dir)
+    opts = DemoOptions(
+        tickets=tickets, rate=rate, seed=seed, serve=serve, fresh=fresh, quiet=json_out
+    )
+    try:
+        summary = run_demo(settings, opts, console)
+    except (ServiceError, DemoError) as exc:
+        raise _fail(str(exc)) from exc
+    if json_out:
+        sys.stdout.write(json.dumps(summary) + "\n")
+    else:
+        render_summary(summary, Console())
+    if summary["tickets_routed"] != summary["tickets_created"]:
+        raise typer.Exit(1)
+
+
+@app.command()
+def pipeline(state_dir: StateDir = None) -> None:
+    """Run the triage dataflow (stores from TRIAGE_* settings) until interrupted."""
+    from triage.runtime import open_stack, run_pipeline
+    from triage.services import ServiceError
+
+    settings = _settings(state_dir)
+    try:
+        with open_stack(settings, settings.state_dir / "services") as stack:
+            run_pipeline(settings, stack, settings.state_dir / "recovery")
+    except KeyboardInterrupt:
+        pass
+    except ServiceError as exc:
+        raise _fail(str(exc)) from exc
+
+
+@app.command()
+def api(
+    port: Annotated[int | None, typer.Option(help="Port (default TRIAGE_API__PORT).")] = None,
+    state_dir: StateDir = None,
+) -> None:
+    """Serve the read API (routing decisions, agent queues, health)."""
+    import uvicorn
+
+    from api.app import create_app
+    from api.settings import ApiSettings
+    from triage.runtime import open_stack
+
+    settings = _settings(state_dir)
+    with open_stack(settings, settings.state_dir / "services") as stack:
+        app_ = create_app(
+            ApiSettings(
+                redis_url=stack.redis_url,
+                analytics_dsn=stack.analytics_dsn,
+                key_prefix=settings.redis.key_prefix,
+            )
+        )
+        uvicorn.run(app_, host=settings.api.host, port=port or settings.api.port)
+
+
+@app.command()
+def migrate(state_dir: StateDir = None) -> None:
+    """Apply the source and analytics schemas (idempotent)."""
+    from triage.runtime import migrate as apply
+    from triage.runtime import open_stack
+
+    settings = _settings(state_dir)
+    with open_stack(settings, settings.state_dir / "services") as stack:
+        applied = apply(stack)
+    console.print(f"applied {len(applied)} migration(s): {', '.join(applied) or 'none new'}")
+
+
+@app.command()
+def generate(
+    tickets: Annotated[int, typer.Option(min=1)] = 1000,
+    rate: Annotated[float, typer.Option(min=0.1)] = 50.0,
+    seed: Annotated[int, typer.Option()] = 7,
+    state_dir: StateDir = None,
+) -> None:
+    """Write helpdesk activity into the source database (TRIAGE_SOURCE__DSN)."""
+    from connectors.workload import WorkloadConfig, WorkloadWriter
+
+    settings = _settings(state_dir)
+    if settings.source.dsn is None:
+        raise _fail("set TRIAGE_SOURCE__DSN to the helpdesk database to write into")
+    writer = WorkloadWriter(settings.source.dsn, WorkloadConfig(seed=seed, tickets=tickets, rate=rate))
+    writer.seed_reference_data()
+    report = writer.run()
+    console.print(f"created {len(report.created_ticket_ids)} tickets")
+
+
+@app.command()
+def bench(
+    events: Annotated[int, typer.Option(min=100, help="Tickets for the throughput run.")] = 50000,
+    rate: Annotated[float, typer.Option(min=1, help="Offered tickets/s for latency.")] = 200.0,
+    seconds: Annotated[float, typer.Option(min=1, help="Length of the latency run.")] = 20.0,
+    state_dir: StateDir = None,
+) -> None:
+    """Benchmark the embedded path; prints JSON (throughput and latency percentiles)."""
+    from triage.bench import run_bench
+
+    settings = _settings(state_dir)
+    result = run_bench(settings, events=events, rate=rate, seconds=seconds, console=console)
+    sys.stdout.write(json.dumps(result) + "\n")
+
+
+@cdc_app.command("drop-slot")
+def drop_slot(state_dir: StateDir = None) -> None:
+    """Drop the embedded reader's replication slot (it then snapshots again on start)."""
+    from connectors.pg_cdc import drop_slot as drop
+
+    settings = _settings(state_dir)
+    if settings.source.dsn is None:
+        raise _fail("set TRIAGE_SOURCE__DSN to the database that holds the slot")
+    drop(settings.source.dsn, settings.source.slot_name)
+    console.print(f"dropped slot {settings.source.slot_name}")

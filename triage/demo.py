@@ -1,0 +1,165 @@
+"""The main job: local stack, schema, pipeline, API and workload, then a summary."""
+
+from __future__ import annotations
+
+import json
+import logging
+import shutil
+import threading
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import redis
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.table import Table
+
+from triage.assignments import AssignmentFollower
+from triage.report import dead_letter_count, routed_summary
+from triage.runtime import ApiServer, PipelineProcess, migrate, open_stack
+from triage.settings import AppSettings
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class DemoOptions:
+    tickets: int = 300
+    rate: float = 25.0
+    seed: int = 7
+    customers: int = 200
+    agents: int = 24
+    serve: bool = False
+    fresh: bool = True
+    quiet: bool = False
+    route_timeout: float = 120.0
+    api_port: int | None = None
+
+
+class DemoError(RuntimeError):
+    """The demo could not complete; the message says what to look at."""
+
+
+def run_demo(settings: AppSettings, opts: DemoOptions, console: Console) -> dict[str, Any]:
+    """Run the whole embedded system once and return the summary."""
+    from connectors.workload import WorkloadConfig, WorkloadWriter
+
+    state_dir = settings.state_dir / "demo"
+    if opts.fresh and state_dir.exists():
+        shutil.rmtree(state_dir)
+    state_dir.mkdir(parents=True, exist_ok=True)
+    say = (lambda *_: None) if opts.quiet else console.print
+
+    started = time.monotonic()
+    with open_stack(settings, state_dir / "services") as stack:
+        say(f"[bold]stores[/] source={stack.source_dsn} redis={stack.redis_url}")
+        migrate(stack)
+        cfg = WorkloadConfig(
+            seed=opts.seed,
+            customers=opts.customers,
+            agents=opts.agents,
+            tickets=opts.tickets,
+            rate=opts.rate,
+        )
+        writer = WorkloadWriter(stack.source_dsn, cfg)
+        writer.seed_reference_data()
+
+        pipeline = PipelineProcess(stack, state_dir / "pipeline").start()
+        api = ApiServer(settings, stack, port=opts.api_port).start()
+        follower = AssignmentFollower(
+            stack.redis_url, stack.source_dsn, key_prefix=settings.redis.key_prefix
+        ).start()
+        say(f"[bold]API[/] {api.base_url}/docs   [bold]pipeline log[/] {pipeline.state_dir}")
+        client = redis.Redis.from_url(stack.redis_url)
+        stop = threading.Event()
+        try:
+            with _progress(opts.quiet, console) as progress:
+                created_task = progress.add_task("tickets created", total=opts.tickets)
+                routed_task = progress.add_task("tickets routed", total=opts.tickets)
+
+                def on_progress(p: Any) -> None:
+                    progress.update(created_task, completed=p.tickets_created)
+
+                t0 = time.monotonic()
+                report = writer.run(stop_event=stop, progress=on_progress)
+                created = list(report.created_ticket_ids)
+                progress.update(created_task, completed=len(created))
+                load_seconds = time.monotonic() - t0
+                deadline = time.monotonic() + opts.route_timeout
+                summary: dict[str, Any] = {}
+                while True:
+                    if not pipeline.alive():
+                        raise DemoError(f"pipeline exited early:\n{pipeline.log_tail()}")
+                    summary = routed_summary(client, settings.redis.key_prefix, created)
+                    progress.update(routed_task, completed=summary["tickets_routed"])
+                    if summary["tickets_routed"] >= len(created):
+                        break
+                    if time.monotonic() > deadline:
+                        raise DemoError(
+                            f"only {summary['tickets_routed']} of {len(created)} tickets were "
+                            f"routed within {opts.route_timeout:.0f}s; pipeline log:\n"
+                            f"{pipeline.log_tail()}"
+                        )
+                    time.sleep(0.1)
+            result = {
+                "tickets_created": len(created),
+                **summary,
+                "dead_letters": dead_letter_count(stack.analytics_dsn),
+                "assignments_applied": follower.applied,
+                "offered_rate_per_s": opts.rate,
+                "load_seconds": round(load_seconds, 2),
+                "wall_seconds": round(time.monotonic() - started, 2),
+                "api": api.base_url,
+            }
+            if opts.serve:
+                say(f"serving {api.base_url} — Ctrl-C to stop")
+                try:
+                    while pipeline.alive():
+                        time.sleep(0.5)
+                except KeyboardInterrupt:
+                    pass
+            return result
+        finally:
+            stop.set()
+            follower.stop()
+            api.stop()
+            pipeline.stop()
+
+
+class _NullProgress:
+    def add_task(self, *_: Any, **__: Any) -> int:
+        return 0
+
+    def update(self, *_: Any, **__: Any) -> None:
+        return None
+
+    def __enter__(self) -> _NullProgress:
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        return None
+
+
+def _progress(quiet: bool, console: Console) -> Any:
+    if quiet:
+        return _NullProgress()
+    return Progress(
+        TextColumn("{task.description:>16}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+        console=console,
+    )
+
+
+def render_summary(summary: dict[str, Any], console: Console) -> None:
+    table = Table(title="Smart Triage run", show_header=False)
+    for key, value in summary.items():
+        table.add_row(key, json.dumps(value) if isinstance(value, dict) else str(value))
+    console.print(table)
+
+
+def write_summary(summary: dict[str, Any], path: Path) -> None:
+    path.write_text(json.dumps(summary, indent=2))

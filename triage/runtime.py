@@ -1,0 +1,217 @@
+"""Starting the pieces together: services, schemas, the pipeline process and the API."""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import signal
+import subprocess
+import sys
+import threading
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+from triage.services import LocalPostgres, LocalRedis
+from triage.settings import AppSettings
+
+log = logging.getLogger(__name__)
+
+SQL_DIR = Path(__file__).resolve().parents[1] / "sql"
+
+
+@dataclass(frozen=True)
+class Stack:
+    """Where each store lives for this run."""
+
+    source_dsn: str
+    analytics_dsn: str
+    redis_url: str
+
+    def env(self) -> dict[str, str]:
+        """Environment that points a child process at the same stores."""
+        return {
+            "TRIAGE_SOURCE__DSN": self.source_dsn,
+            "TRIAGE_ANALYTICS__DSN": self.analytics_dsn,
+            "TRIAGE_REDIS__URL": self.redis_url,
+        }
+
+
+@contextlib.contextmanager
+def open_stack(settings: AppSettings, state_dir: Path | None = None) -> Iterator[Stack]:
+    """Use the configured stores, starting private local ones for those left unset."""
+    state_dir = state_dir or settings.state_dir
+    with contextlib.ExitStack() as stack:
+        source_dsn = settings.source.dsn
+        if source_dsn is None:
+            pg = stack.enter_context(LocalPostgres(state_dir / "postgres"))
+            source_dsn = pg.dsn
+        redis_url = settings.redis.url
+        if redis_url is None:
+            rd = stack.enter_context(LocalRedis(state_dir / "redis"))
+            redis_url = rd.url
+        yield Stack(
+            source_dsn=source_dsn,
+            analytics_dsn=settings.analytics.dsn or source_dsn,
+            redis_url=redis_url,
+        )
+
+
+def migrate(stack: Stack) -> list[str]:
+    """Apply the source and analytics schemas (idempotent); returns what was applied."""
+    from sinks.migrations import apply_migrations
+
+    applied = apply_migrations(stack.source_dsn, SQL_DIR / "source", schema="public")
+    applied += apply_migrations(stack.analytics_dsn, SQL_DIR / "analytics", schema="analytics")
+    return list(applied)
+
+
+def build_pipeline(settings: AppSettings, stack: Stack, recovery_dir: Path):  # type: ignore[no-untyped-def]
+    """The dataflow with the configured source and the analytics + Redis sinks."""
+    from bytewax.inputs import Source
+
+    from pipelines.flow import build_flow
+    from pipelines.recovery import RecoveryWatermark, ensure_recovery_dir
+    from sinks.postgres import PostgresSink
+    from sinks.redis import RedisSink
+
+    ensure_recovery_dir(recovery_dir)
+    source: Source
+    if settings.cdc.mode == "kafka":
+        import bytewax.operators as op  # noqa: F401 - the Kafka source is mapped in the flow
+
+        from connectors.kafka import KafkaSettings, kafka_raw_source
+
+        source = kafka_raw_source(
+            KafkaSettings(
+                brokers=settings.kafka.brokers,
+                topic_prefix=settings.cdc.topic_prefix,
+                group_id=settings.kafka.group_id,
+            )
+        )
+    else:
+        from connectors.pg_cdc import PgCdcSettings, PgCdcSource
+
+        cdc = PgCdcSettings(
+            dsn=stack.source_dsn,
+            slot_name=settings.source.slot_name,
+            publication=settings.source.publication,
+            topic_prefix=settings.cdc.topic_prefix,
+            max_changes_per_poll=settings.source.max_changes_per_poll,
+            poll_interval=settings.source.poll_interval,
+        )
+        watermark = RecoveryWatermark(
+            recovery_dir, f"{settings.pipeline.flow_id}.read_cdc", settings.source.slot_name
+        )
+        source = PgCdcSource(cdc, durable_lsn=watermark)
+    return build_flow(
+        settings.pipeline,
+        source=source,
+        analytics_sink=PostgresSink(stack.analytics_dsn),
+        decision_sink=RedisSink(stack.redis_url, key_prefix=settings.redis.key_prefix),
+    )
+
+
+def run_pipeline(settings: AppSettings, stack: Stack, recovery_dir: Path) -> None:
+    """Run the dataflow in this process until it is interrupted."""
+    from bytewax.recovery import RecoveryConfig
+    from bytewax.testing import run_main
+
+    flow = build_pipeline(settings, stack, recovery_dir)
+    run_main(
+        flow,
+        epoch_interval=settings.pipeline.epoch_interval,
+        recovery_config=RecoveryConfig(str(recovery_dir)),
+    )
+
+
+class PipelineProcess:
+    """The dataflow in a child process (``triage pipeline``), so it can crash and restart."""
+
+    def __init__(self, stack: Stack, state_dir: Path, extra_env: dict[str, str] | None = None):
+        self.stack = stack
+        self.state_dir = state_dir
+        self.extra_env = extra_env or {}
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    def start(self) -> PipelineProcess:
+        env = {**os.environ, **self.stack.env(), **self.extra_env}
+        env["TRIAGE_STATE_DIR"] = str(self.state_dir)
+        self.state_dir.mkdir(parents=True, exist_ok=True)
+        log_path = self.state_dir / "pipeline.log"
+        with open(log_path, "ab") as logfile:
+            self.proc = subprocess.Popen(
+                [sys.executable, "-m", "triage", "pipeline"],
+                env=env,
+                stdout=logfile,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+            )
+        return self
+
+    def alive(self) -> bool:
+        return self.proc is not None and self.proc.poll() is None
+
+    def kill(self) -> None:
+        """SIGKILL, as a crash would."""
+        if self.proc is not None:
+            self.proc.kill()
+            self.proc.wait()
+
+    def stop(self, timeout: float = 15.0) -> None:
+        proc, self.proc = self.proc, None
+        if proc is None or proc.poll() is not None:
+            return
+        proc.send_signal(signal.SIGINT)
+        try:
+            proc.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+
+    def log_tail(self, chars: int = 3000) -> str:
+        path = self.state_dir / "pipeline.log"
+        return path.read_text(errors="replace")[-chars:] if path.exists() else ""
+
+
+class ApiServer:
+    """The FastAPI app served by uvicorn in a background thread."""
+
+    def __init__(self, settings: AppSettings, stack: Stack, port: int | None = None) -> None:
+        import uvicorn
+
+        from api.app import create_app
+        from api.settings import ApiSettings
+
+        app = create_app(
+            ApiSettings(
+                redis_url=stack.redis_url,
+                analytics_dsn=stack.analytics_dsn,
+                key_prefix=settings.redis.key_prefix,
+            )
+        )
+        config = uvicorn.Config(
+            app,
+            host=settings.api.host,
+            port=settings.api.port if port is None else port,
+            log_level="warning",
+        )
+        self.server = uvicorn.Server(config)
+        self.thread = threading.Thread(target=self.server.run, name="api", daemon=True)
+
+    @property
+    def base_url(self) -> str:
+        cfg = self.server.config
+        return f"http://{cfg.host}:{cfg.port}"
+
+    def start(self) -> ApiServer:
+        from triage.services import wait_until
+
+        self.thread.start()
+        wait_until(lambda: self.server.started, timeout=30, what="API server")
+        return self
+
+    def stop(self) -> None:
+        self.server.should_exit = True
+        self.thread.join(timeout=10)
