@@ -1,0 +1,99 @@
+"""The FastAPI application: routing reads over Redis and the analytics database."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+import psycopg
+import redis
+from fastapi import FastAPI, Request
+from fastapi.responses import JSONResponse
+from psycopg_pool import ConnectionPool, PoolTimeout
+from redis.backoff import ExponentialBackoff
+from redis.retry import Retry
+
+from api.routes import health, routing
+from api.settings import ApiSettings
+
+log = logging.getLogger(__name__)
+
+DESCRIPTION = """
+Read layer of Smart Triage: live routing decisions, agent queues and holding lists.
+
+Live state is served from Redis as the pipeline writes it; when Redis has no entry or is
+unreachable, the analytics database answers. Invalid input gets a 4xx answer, an
+unavailable store a 503.
+"""
+
+
+def _redis_client(settings: ApiSettings) -> redis.Redis:
+    timeout = settings.store_timeout_s
+    return redis.Redis.from_url(
+        settings.redis_url,
+        decode_responses=True,
+        socket_timeout=timeout,
+        socket_connect_timeout=timeout,
+        # One quick retry absorbs a dropped idle connection without stalling requests.
+        retry=Retry(ExponentialBackoff(cap=0.2, base=0.05), 1),
+    )
+
+
+def _pg_pool(settings: ApiSettings) -> ConnectionPool:
+    return ConnectionPool(
+        settings.analytics_dsn,
+        min_size=1,
+        max_size=settings.pool_max_size,
+        timeout=settings.store_timeout_s,
+        kwargs={"connect_timeout": max(1, round(settings.store_timeout_s))},
+        name="analytics-api",
+        open=False,
+    )
+
+
+def create_app(settings: ApiSettings) -> FastAPI:
+    """Build the API over the stores named in ``settings``.
+
+    The store clients are created when the app starts (lifespan) and closed when it
+    stops. The app starts even when a store is down, so ``/health`` can report it.
+    """
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        app.state.settings = settings
+        app.state.redis = _redis_client(settings)
+        pool = _pg_pool(settings)
+        # Not waiting: the pool keeps connecting in the background while the API serves.
+        pool.open(wait=False)
+        app.state.pg_pool = pool
+        try:
+            yield
+        finally:
+            pool.close()
+            app.state.redis.close()
+
+    app = FastAPI(
+        title="Smart Triage API",
+        summary="Live ticket routing decisions and agent queues.",
+        description=DESCRIPTION,
+        version="0.1.0",
+        lifespan=lifespan,
+        openapi_tags=[
+            {"name": "routing", "description": "Routing decisions, agent queues, holding lists."},
+            {"name": "health", "description": "Store availability."},
+        ],
+    )
+
+    async def store_unavailable(request: Request, exc: Exception) -> JSONResponse:
+        log.warning("store unavailable on %s: %s", request.url.path, exc)
+        return JSONResponse(
+            status_code=503,
+            content={"detail": f"store unavailable: {type(exc).__name__}"},
+        )
+
+    for error in (redis.RedisError, psycopg.OperationalError, PoolTimeout):
+        app.add_exception_handler(error, store_unavailable)
+    app.include_router(health.router)
+    app.include_router(routing.router)
+    return app

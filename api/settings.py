@@ -1,0 +1,38 @@
+"""Settings of the read API, composed by the application from the environment."""
+
+from __future__ import annotations
+
+import re
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+_IDENTIFIER = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+
+
+class ApiSettings(BaseModel):
+    """Where the API reads from and how long it waits.
+
+    Attributes:
+        redis_url: Redis holding live routing state (written by ``RedisSink``).
+        analytics_dsn: libpq connection string of the analytics database.
+        key_prefix: Redis key prefix; must match the ``RedisSink`` prefix.
+        analytics_schema: Schema of the analytics tables.
+        store_timeout_s: Seconds to wait for a store on connect, per reply and in health checks.
+        pool_max_size: Most PostgreSQL connections the API keeps open.
+    """
+
+    model_config = ConfigDict(frozen=True)
+
+    redis_url: str = Field(description="Redis URL, e.g. redis://localhost:6379/0")
+    analytics_dsn: str = Field(description="libpq DSN of the analytics database")
+    key_prefix: str = Field(default="triage", min_length=1, pattern=r"^[^:\s]+$")
+    analytics_schema: str = "analytics"
+    store_timeout_s: float = Field(default=2.0, gt=0, le=60)
+    pool_max_size: int = Field(default=4, ge=1, le=100)
+
+    @field_validator("analytics_schema")
+    @classmethod
+    def _plain_identifier(cls, value: str) -> str:
+        if not _IDENTIFIER.match(value):
+            raise ValueError(f"analytics_schema must be a plain SQL identifier, got {value!r}")
+        return value

@@ -1,0 +1,364 @@
+"""Redis sink for live routing state: per-ticket decisions, agent queues, holding lists.
+
+Each decision is applied by one Lua script that compares versions and applies everything
+or nothing, so a replayed or stale decision can neither regress state nor add a second
+stream entry. The scripts of a batch travel in one pipeline.
+
+Keys, with prefix ``p`` (default ``triage``):
+
+- ``{p}:ticket:{id}:routing`` hash: the current decision, its ``version`` and the
+  ``previous_agent_id``;
+- ``{p}:agent:{agent_id}:queue`` sorted set of ticket ids, lowest score first (most urgent,
+  then oldest);
+- ``{p}:queue:{queue}:holding`` sorted set of tickets waiting with status ``queued``;
+- ``{p}:agents`` set of every agent id that was ever assigned a ticket;
+- ``{p}:decisions`` stream of applied decisions (capped, approximately);
+- ``{p}:stats`` hash of counters: ``decisions``, ``assigned``, ``queued``, ``released``.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from datetime import datetime
+
+import redis
+from bytewax.outputs import DynamicSink, StatelessSinkPartition
+
+from models.helpdesk import RoutingDecision
+
+log = logging.getLogger(__name__)
+
+PRIORITY_RANK: dict[str, int] = {"urgent": 0, "high": 1, "normal": 2, "low": 3}
+"""Queue order by priority; unknown priorities sort with ``normal``."""
+
+RANK_WEIGHT = 1e10
+"""Score weight of one priority rank; larger than any epoch second, so rank dominates."""
+
+
+def queue_score(priority: str, decided_at: datetime) -> float:
+    """Sorted-set score: priority rank first, then decision time (oldest first)."""
+    rank = PRIORITY_RANK.get(priority, PRIORITY_RANK["normal"])
+    return rank * RANK_WEIGHT + decided_at.timestamp()
+
+
+def priority_from_score(score: float) -> str:
+    """Invert :func:`queue_score` to the priority name."""
+    rank = int(score // RANK_WEIGHT)
+    for name, value in PRIORITY_RANK.items():
+        if value == rank:
+            return name
+    return "normal"
+
+
+def ticket_key(prefix: str, ticket_id: int) -> str:
+    """Hash holding the current routing decision of a ticket."""
+    return f"{prefix}:ticket:{ticket_id}:routing"
+
+
+def agent_queue_key(prefix: str, agent_id: int | str) -> str:
+    """Sorted set of the tickets assigned to an agent."""
+    return f"{prefix}:agent:{agent_id}:queue"
+
+
+def holding_key(prefix: str, queue: str) -> str:
+    """Sorted set of the tickets waiting in a queue for an eligible agent."""
+    return f"{prefix}:queue:{queue}:holding"
+
+
+def agents_key(prefix: str) -> str:
+    """Set of agent ids that ever received a ticket (tells unknown agents from idle ones)."""
+    return f"{prefix}:agents"
+
+
+def stream_key(prefix: str) -> str:
+    """Stream of applied decisions for agent tooling."""
+    return f"{prefix}:decisions"
+
+
+def stats_key(prefix: str) -> str:
+    """Hash of decision counters."""
+    return f"{prefix}:stats"
+
+
+# KEYS: 1 ticket hash, 2 target sorted set (agent queue or holding; unused when released),
+#       3 stream, 4 stats, 5 agents set.
+# ARGV: 1 prefix, 2 ticket id, 3 version (decimal), 4 status, 5 agent id ('' if none),
+#       6 queue, 7 score, 8 stream max length, 9 released TTL seconds (0 = keep),
+#       10 the decision's fields as a JSON list [field, value, field, value, ...].
+# The fields travel as one JSON argument: packing dozens of separate arguments per call
+# costs more client CPU than the script itself.
+# Versions are LSNs, which can exceed a Lua double's exact range, so they are compared as
+# decimal strings: longer is larger, equal lengths compare lexically.
+_APPLY_DECISION = """
+local function newer(a, b)
+  if #a ~= #b then return #a > #b end
+  return a > b
+end
+local version = ARGV[3]
+local current = redis.call('HGET', KEYS[1], 'version')
+if current and not newer(version, current) then
+  return 0
+end
+local prefix, ticket, status, agent, queue = ARGV[1], ARGV[2], ARGV[4], ARGV[5], ARGV[6]
+local prev = redis.call('HMGET', KEYS[1], 'agent_id', 'status', 'queue')
+local prev_agent, prev_status, prev_queue = prev[1], prev[2], prev[3]
+-- Leave the previous placement unless the decision keeps the ticket exactly there.
+if prev_agent and prev_agent ~= '' and prev_status == 'assigned'
+    and not (status == 'assigned' and agent == prev_agent) then
+  redis.call('ZREM', prefix .. ':agent:' .. prev_agent .. ':queue', ticket)
+end
+if prev_queue and prev_status == 'queued'
+    and not (status == 'queued' and queue == prev_queue) then
+  redis.call('ZREM', prefix .. ':queue:' .. prev_queue .. ':holding', ticket)
+end
+if status == 'assigned' then
+  redis.call('ZADD', KEYS[2], ARGV[7], ticket)
+  redis.call('SADD', KEYS[5], agent)
+elseif status == 'queued' then
+  redis.call('ZADD', KEYS[2], ARGV[7], ticket)
+end
+local fields = cjson.decode(ARGV[10])
+local now = redis.call('TIME')
+local applied_at = now[1] .. string.format('%06d', tonumber(now[2]))
+redis.call('DEL', KEYS[1])
+redis.call('HSET', KEYS[1], 'previous_agent_id', prev_agent or '',
+  'applied_at_us', applied_at, unpack(fields))
+if status == 'released' and tonumber(ARGV[9]) > 0 then
+  redis.call('EXPIRE', KEYS[1], ARGV[9])
+end
+redis.call('XADD', KEYS[3], 'MAXLEN', '~', ARGV[8], '*',
+  'applied_at_us', applied_at, unpack(fields))
+redis.call('HINCRBY', KEYS[4], 'decisions', 1)
+redis.call('HINCRBY', KEYS[4], status, 1)
+return 1
+"""
+
+
+@dataclass(frozen=True)
+class RedisDecisionArgs:
+    """The keys and arguments of one decision's script call."""
+
+    keys: list[str]
+    args: list[str]
+
+
+def decision_fields(decision: RoutingDecision) -> dict[str, str]:
+    """The decision as flat string fields, as stored in the hash and the stream.
+
+    Times are ISO-8601 UTC strings; ``reasons`` is a JSON list; absent values are ``""``.
+    """
+    return {
+        "ticket_id": str(decision.ticket_id),
+        "version": str(decision.version),
+        "status": decision.status,
+        "queue": decision.queue,
+        "agent_id": "" if decision.agent_id is None else str(decision.agent_id),
+        "score": repr(float(decision.score)),
+        "confidence": repr(float(decision.confidence)),
+        "reasons": json.dumps(list(decision.reasons)),
+        "priority": decision.priority,
+        "sla_deadline": "" if decision.sla_deadline is None else decision.sla_deadline.isoformat(),
+        "model_version": decision.model_version,
+        "decided_at": decision.decided_at.isoformat(),
+        "source_committed_at": decision.source_committed_at.isoformat(),
+        "candidates": str(decision.candidates),
+    }
+
+
+def decision_to_redis_args(
+    decision: RoutingDecision,
+    prefix: str = "triage",
+    *,
+    stream_maxlen: int = 100_000,
+    released_ttl: int = 0,
+) -> RedisDecisionArgs:
+    """Build the script call that applies ``decision`` (pure; no I/O).
+
+    Args:
+        decision: The routing decision to apply.
+        prefix: Key prefix.
+        stream_maxlen: Approximate cap of the decision stream.
+        released_ttl: Seconds a released ticket's hash is kept; ``0`` keeps it forever.
+
+    Returns:
+        The script's keys and arguments.
+
+    Raises:
+        ValueError: For a negative version or an assignment without an agent.
+    """
+    if decision.version < 0:
+        raise ValueError(f"ticket {decision.ticket_id}: negative version {decision.version}")
+    if decision.status == "assigned":
+        if decision.agent_id is None:
+            raise ValueError(f"ticket {decision.ticket_id}: assigned without an agent")
+        target = agent_queue_key(prefix, decision.agent_id)
+    else:  # queued; a released decision passes it too, but the script leaves it alone
+        target = holding_key(prefix, decision.queue)
+    fields = decision_fields(decision)
+    flat = [part for pair in fields.items() for part in pair]
+    return RedisDecisionArgs(
+        keys=[
+            ticket_key(prefix, decision.ticket_id),
+            target,
+            stream_key(prefix),
+            stats_key(prefix),
+            agents_key(prefix),
+        ],
+        args=[
+            prefix,
+            str(decision.ticket_id),
+            str(decision.version),
+            decision.status,
+            fields["agent_id"],
+            decision.queue,
+            repr(queue_score(decision.priority, decision.decided_at)),
+            str(stream_maxlen),
+            str(released_ttl),
+            json.dumps(flat, separators=(",", ":")),
+        ],
+    )
+
+
+def _backoff(initial: float, maximum: float) -> Iterator[float]:
+    delay = initial
+    while True:
+        yield delay
+        delay = min(delay * 2, maximum)
+
+
+class _RedisPartition(StatelessSinkPartition[RoutingDecision]):
+    """One worker's Redis client; applies each batch in one pipeline."""
+
+    def __init__(
+        self,
+        url: str,
+        *,
+        prefix: str,
+        stream_maxlen: int,
+        released_ttl: int,
+        socket_timeout: float,
+        backoff_initial: float,
+        backoff_max: float,
+        max_retries: int | None,
+    ) -> None:
+        self._prefix = prefix
+        self._stream_maxlen = stream_maxlen
+        self._released_ttl = released_ttl
+        self._backoff_initial = backoff_initial
+        self._backoff_max = backoff_max
+        self._max_retries = max_retries
+        self._client = redis.Redis.from_url(
+            url, socket_timeout=socket_timeout, socket_connect_timeout=socket_timeout
+        )
+        # Fail at start-up, not at the first batch, when Redis is unreachable.
+        self._client.ping()
+        self._apply = self._client.register_script(_APPLY_DECISION)
+        self.applied = 0
+        """Decisions applied so far (stale or replayed ones are not counted)."""
+
+    def write_batch(self, items: list[RoutingDecision]) -> None:
+        """Apply the batch in order; returns once Redis acknowledged every script.
+
+        Connection loss is retried with exponential backoff; re-running the whole batch
+        is safe because each script skips decisions that are not newer than the stored one.
+        """
+        calls = [
+            decision_to_redis_args(
+                d,
+                self._prefix,
+                stream_maxlen=self._stream_maxlen,
+                released_ttl=self._released_ttl,
+            )
+            for d in items
+        ]
+        if not calls:
+            return
+        delays = _backoff(self._backoff_initial, self._backoff_max)
+        attempt = 0
+        while True:
+            try:
+                pipe = self._client.pipeline(transaction=False)
+                for call in calls:
+                    self._apply(keys=call.keys, args=call.args, client=pipe)
+                results = pipe.execute()
+                self.applied += sum(int(r) for r in results)
+                return
+            except (redis.ConnectionError, redis.TimeoutError) as exc:
+                attempt += 1
+                if self._max_retries is not None and attempt > self._max_retries:
+                    raise
+                delay = next(delays)
+                log.warning(
+                    "redis write of %d decisions failed (attempt %d): %s; retrying in %.1fs",
+                    len(calls),
+                    attempt,
+                    exc,
+                    delay,
+                )
+                time.sleep(delay)
+
+    def close(self) -> None:
+        """Release the client's connections when the dataflow ends."""
+        self._client.close()
+
+
+class RedisSink(DynamicSink[RoutingDecision]):
+    """Publish routing decisions to Redis for agent tooling and the API.
+
+    Delivery guarantee: at-least-once from the flow, effectively-once in Redis.
+    Idempotency key: the ticket id with the decision's ``version`` (source LSN); a
+    decision is applied, atomically, only when its version is greater than the stored one,
+    so replays add no stream entries, count nothing twice and never move a ticket back.
+    Key layout: see the module docstring. Keys of one decision are computed inside the
+    script (the previous agent's queue), so this targets a standalone Redis, not a cluster.
+
+    Args:
+        url: Redis URL, e.g. ``redis://localhost:6379/0``.
+        prefix: Key prefix.
+        stream_maxlen: Approximate cap of the ``{prefix}:decisions`` stream.
+        released_ttl: Seconds a released ticket's hash is kept (bounds memory); ``0``
+            keeps it forever. A replay older than this could re-apply a stale decision.
+        socket_timeout: Seconds to wait for Redis on connect and on each reply.
+        backoff_initial: First retry delay after a connection loss, in seconds.
+        backoff_max: Longest retry delay, in seconds.
+        max_retries: Give up after this many failed attempts of one batch; ``None``
+            retries for as long as it takes (the flow stalls rather than drop data).
+    """
+
+    def __init__(
+        self,
+        url: str,
+        *,
+        prefix: str = "triage",
+        stream_maxlen: int = 100_000,
+        released_ttl: int = 7 * 24 * 3600,
+        socket_timeout: float = 5.0,
+        backoff_initial: float = 0.2,
+        backoff_max: float = 30.0,
+        max_retries: int | None = None,
+    ) -> None:
+        self._url = url
+        self._prefix = prefix
+        self._stream_maxlen = stream_maxlen
+        self._released_ttl = released_ttl
+        self._socket_timeout = socket_timeout
+        self._backoff_initial = backoff_initial
+        self._backoff_max = backoff_max
+        self._max_retries = max_retries
+
+    def build(self, step_id: str, worker_index: int, worker_count: int) -> _RedisPartition:
+        """Connect this worker's client and check that Redis answers."""
+        return _RedisPartition(
+            self._url,
+            prefix=self._prefix,
+            stream_maxlen=self._stream_maxlen,
+            released_ttl=self._released_ttl,
+            socket_timeout=self._socket_timeout,
+            backoff_initial=self._backoff_initial,
+            backoff_max=self._backoff_max,
+            max_retries=self._max_retries,
+        )

@@ -1,0 +1,228 @@
+"""The read API over real Redis and PostgreSQL, fed through the sinks."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import pytest
+from fastapi.testclient import TestClient
+
+from api.app import create_app
+from api.settings import ApiSettings
+from models.helpdesk import RoutingDecision
+from sinks.migrations import apply_migrations
+from sinks.postgres import PostgresSink
+from sinks.redis import RedisSink
+from triage.services import free_port
+
+pytestmark = pytest.mark.integration
+
+ANALYTICS_SQL = Path(__file__).resolve().parents[2] / "sql" / "analytics"
+T0 = datetime(2025, 3, 1, 9, 30, tzinfo=UTC)
+
+
+def make_decision(
+    ticket_id: int,
+    version: int,
+    *,
+    agent_id: int | None = 3,
+    status: str = "assigned",
+    priority: str = "high",
+    decided_offset_s: float = 0.0,
+) -> RoutingDecision:
+    return RoutingDecision(
+        ticket_id=ticket_id,
+        version=version,
+        queue="billing",
+        status=status,  # type: ignore[arg-type]
+        agent_id=agent_id,
+        score=0.8,
+        confidence=0.6,
+        reasons=("skills:billing", "capacity"),
+        priority=priority,
+        sla_deadline=T0 + timedelta(hours=4),
+        model_version="router-1",
+        decided_at=T0 + timedelta(seconds=decided_offset_s),
+        source_committed_at=T0 - timedelta(milliseconds=40),
+        candidates=3,
+    )
+
+
+@pytest.fixture
+def analytics_dsn(pg_dsn: str) -> str:
+    apply_migrations(pg_dsn, ANALYTICS_SQL)
+    return pg_dsn
+
+
+@pytest.fixture
+def settings(redis_url: str, analytics_dsn: str, unique: str) -> ApiSettings:
+    return ApiSettings(redis_url=redis_url, analytics_dsn=analytics_dsn, key_prefix=f"t{unique}")
+
+
+@pytest.fixture
+def api(settings: ApiSettings) -> Iterator[TestClient]:
+    with TestClient(create_app(settings), raise_server_exceptions=False) as client:
+        yield client
+
+
+def write(settings: ApiSettings, decisions: list[RoutingDecision], *, redis: bool = True) -> None:
+    pg = PostgresSink(settings.analytics_dsn).build("out", 0, 1)
+    pg.write_batch(list(decisions))
+    pg.close()
+    if redis:
+        rd = RedisSink(settings.redis_url, prefix=settings.key_prefix).build("out", 0, 1)
+        rd.write_batch(decisions)
+        rd.close()
+
+
+class TestTicketRouting:
+    def test_served_from_redis(self, api: TestClient, settings: ApiSettings) -> None:
+        write(settings, [make_decision(123, 10)])
+        response = api.get("/v1/tickets/123/routing")
+        assert response.status_code == 200
+        body = response.json()
+        assert body["source"] == "redis"
+        assert body["agent_id"] == 3
+        assert body["reasons"] == ["skills:billing", "capacity"]
+        assert body["version"] == 10
+        assert datetime.fromisoformat(body["source_committed_at"]) == T0 - timedelta(
+            milliseconds=40
+        )
+
+    def test_falls_back_to_analytics(self, api: TestClient, settings: ApiSettings) -> None:
+        write(settings, [make_decision(5, 10, agent_id=None, status="queued")], redis=False)
+        body = api.get("/v1/tickets/5/routing").json()
+        assert body["source"] == "analytics"
+        assert body["status"] == "queued"
+        assert body["agent_id"] is None
+
+    def test_unknown_ticket_is_404(self, api: TestClient) -> None:
+        response = api.get("/v1/tickets/123/routing")
+        assert response.status_code == 404
+        assert response.json() == {"detail": "no routing decision for ticket 123"}
+
+    @pytest.mark.parametrize("bad", ["abc", "0", "-4", "1.5", str(2**63), "%00"])
+    def test_malformed_ids_are_422(self, api: TestClient, bad: str) -> None:
+        assert api.get(f"/v1/tickets/{bad}/routing").status_code == 422
+
+
+class TestAgentQueue:
+    def test_ordered_from_redis(self, api: TestClient, settings: ApiSettings) -> None:
+        write(
+            settings,
+            [
+                make_decision(1, 10, priority="low"),
+                make_decision(2, 11, priority="urgent", decided_offset_s=60),
+                make_decision(3, 12, priority="urgent", decided_offset_s=30),
+            ],
+        )
+        body = api.get("/v1/agents/3/queue").json()
+        assert body["source"] == "redis"
+        assert body["count"] == 3
+        assert [(t["ticket_id"], t["priority"]) for t in body["tickets"]] == [
+            (3, "urgent"),
+            (2, "urgent"),
+            (1, "low"),
+        ]
+        assert datetime.fromisoformat(body["tickets"][0]["queued_at"]) == T0 + timedelta(seconds=30)
+        assert len(api.get("/v1/agents/3/queue", params={"limit": 1}).json()["tickets"]) == 1
+
+    def test_known_agent_with_empty_queue(self, api: TestClient, settings: ApiSettings) -> None:
+        write(settings, [make_decision(1, 10), make_decision(1, 20, agent_id=4)])
+        body = api.get("/v1/agents/3/queue").json()
+        assert body == {"agent_id": 3, "count": 0, "tickets": [], "source": "redis"}
+
+    def test_falls_back_to_analytics(self, api: TestClient, settings: ApiSettings) -> None:
+        write(
+            settings,
+            [make_decision(1, 10, priority="normal"), make_decision(2, 11, priority="urgent")],
+            redis=False,
+        )
+        body = api.get("/v1/agents/3/queue").json()
+        assert body["source"] == "analytics"
+        assert [t["ticket_id"] for t in body["tickets"]] == [2, 1]
+
+    def test_unknown_agent_is_404(self, api: TestClient) -> None:
+        response = api.get("/v1/agents/77/queue")
+        assert response.status_code == 404
+        assert response.json() == {"detail": "unknown agent 77"}
+
+    @pytest.mark.parametrize("query", ["limit=0", "limit=5000", "limit=x"])
+    def test_bad_limit_is_422(self, api: TestClient, query: str) -> None:
+        assert api.get(f"/v1/agents/3/queue?{query}").status_code == 422
+
+
+class TestHoldingQueue:
+    def test_lists_waiting_tickets(self, api: TestClient, settings: ApiSettings) -> None:
+        write(
+            settings,
+            [
+                make_decision(1, 10, agent_id=None, status="queued"),
+                make_decision(2, 11, agent_id=None, status="queued", priority="urgent"),
+            ],
+        )
+        body = api.get("/v1/queues/billing/holding").json()
+        assert body["source"] == "redis"
+        assert [t["ticket_id"] for t in body["tickets"]] == [2, 1]
+
+    def test_unknown_queue_is_empty(self, api: TestClient) -> None:
+        body = api.get("/v1/queues/nobody/holding").json()
+        assert body["count"] == 0
+        assert body["tickets"] == []
+
+    @pytest.mark.parametrize("bad", ["a:b", "x" * 65, "sp ace"])
+    def test_bad_queue_name_is_422(self, api: TestClient, bad: str) -> None:
+        assert api.get(f"/v1/queues/{bad}/holding").status_code == 422
+
+
+class TestHealth:
+    def test_ok(self, api: TestClient) -> None:
+        response = api.get("/health")
+        assert response.status_code == 200
+        body = response.json()
+        assert body["status"] == "ok"
+        assert {name: c["status"] for name, c in body["checks"].items()} == {
+            "redis": "ok",
+            "postgres": "ok",
+        }
+
+    def test_dead_redis_is_503(self, analytics_dsn: str) -> None:
+        settings = ApiSettings(
+            redis_url=f"redis://127.0.0.1:{free_port()}/0",
+            analytics_dsn=analytics_dsn,
+            store_timeout_s=1.0,
+        )
+        with TestClient(create_app(settings), raise_server_exceptions=False) as client:
+            response = client.get("/health")
+            assert response.status_code == 503
+            body = response.json()
+            assert body["status"] == "unavailable"
+            assert body["checks"]["redis"]["status"] == "error"
+            assert body["checks"]["postgres"]["status"] == "ok"
+            # Reads still work from the analytics store while Redis is down.
+            assert client.get("/v1/tickets/9/routing").status_code == 404
+
+    def test_dead_postgres_is_503(self, redis_url: str) -> None:
+        settings = ApiSettings(
+            redis_url=redis_url,
+            analytics_dsn=f"postgresql://nobody@127.0.0.1:{free_port()}/none",
+            store_timeout_s=1.0,
+        )
+        with TestClient(create_app(settings), raise_server_exceptions=False) as client:
+            response = client.get("/health")
+            assert response.status_code == 503
+            assert response.json()["checks"]["postgres"]["status"] == "error"
+            # Neither store can answer: a 503, not a 500.
+            assert client.get("/v1/tickets/9/routing").status_code == 503
+
+
+def test_openapi_documents_the_routes(api: TestClient) -> None:
+    spec = api.get("/openapi.json").json()
+    assert spec["info"]["title"] == "Smart Triage API"
+    assert {"/health", "/v1/tickets/{ticket_id}/routing", "/v1/agents/{agent_id}/queue"} <= set(
+        spec["paths"]
+    )
+    assert "RoutingDecisionPublic" in spec["components"]["schemas"]
+    assert api.get("/docs").status_code == 200

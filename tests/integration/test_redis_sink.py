@@ -1,0 +1,226 @@
+"""RedisSink against a real private Redis: state, queues, stream, replays, a flow."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+
+import bytewax.operators as op
+import pytest
+import redis
+from bytewax.dataflow import Dataflow
+from bytewax.testing import TestingSource, run_main
+
+from models.helpdesk import RoutingDecision
+from sinks.redis import RedisSink, _RedisPartition
+
+pytestmark = pytest.mark.integration
+
+T0 = datetime(2025, 3, 1, 9, 30, tzinfo=UTC)
+
+
+def make_decision(
+    ticket_id: int,
+    version: int,
+    *,
+    agent_id: int | None = 3,
+    status: str = "assigned",
+    queue: str = "billing",
+    priority: str = "high",
+    decided_offset_s: float = 0.0,
+) -> RoutingDecision:
+    return RoutingDecision(
+        ticket_id=ticket_id,
+        version=version,
+        queue=queue,
+        status=status,  # type: ignore[arg-type]
+        agent_id=agent_id,
+        score=0.8,
+        confidence=0.6,
+        reasons=("skills:billing", "capacity"),
+        priority=priority,
+        sla_deadline=T0 + timedelta(hours=4),
+        model_version="router-1",
+        decided_at=T0 + timedelta(seconds=decided_offset_s),
+        source_committed_at=T0 - timedelta(milliseconds=40),
+        candidates=3,
+    )
+
+
+@pytest.fixture
+def client(redis_url: str) -> Iterator[redis.Redis]:
+    rd = redis.Redis.from_url(redis_url, decode_responses=True)
+    yield rd
+    rd.close()
+
+
+@pytest.fixture
+def prefix(unique: str) -> str:
+    return f"t{unique}"
+
+
+@pytest.fixture
+def partition(redis_url: str, prefix: str) -> Iterator[_RedisPartition]:
+    part = RedisSink(redis_url, prefix=prefix, backoff_initial=0.01, max_retries=3).build(
+        "out", 0, 1
+    )
+    yield part
+    part.close()
+
+
+def queue_of(client: redis.Redis, prefix: str, agent_id: int) -> list[str]:
+    return client.zrange(f"{prefix}:agent:{agent_id}:queue", 0, -1)  # type: ignore[return-value]
+
+
+def test_unreachable_redis_fails_at_build() -> None:
+    sink = RedisSink("redis://127.0.0.1:1/0", socket_timeout=0.5)
+    with pytest.raises(redis.ConnectionError):
+        sink.build("out", 0, 1)
+
+
+def test_assignment_writes_hash_queue_stream_and_stats(
+    partition: _RedisPartition, client: redis.Redis, prefix: str
+) -> None:
+    partition.write_batch([make_decision(1, 10)])
+    fields: dict[str, str] = client.hgetall(f"{prefix}:ticket:1:routing")  # type: ignore[assignment]
+    assert fields["version"] == "10"
+    assert fields["agent_id"] == "3"
+    assert fields["status"] == "assigned"
+    assert json.loads(fields["reasons"]) == ["skills:billing", "capacity"]
+    assert datetime.fromisoformat(fields["source_committed_at"]) < datetime.fromisoformat(
+        fields["decided_at"]
+    )
+    assert int(fields["applied_at_us"]) > 0
+    assert fields["previous_agent_id"] == ""
+    assert queue_of(client, prefix, 3) == ["1"]
+    assert client.sismember(f"{prefix}:agents", "3")
+    entries: list[tuple[str, dict[str, str]]] = client.xrange(f"{prefix}:decisions")  # type: ignore[assignment]
+    assert len(entries) == 1
+    assert entries[0][1]["ticket_id"] == "1"
+    assert entries[0][1]["source_committed_at"] == fields["source_committed_at"]
+    assert client.hgetall(f"{prefix}:stats") == {"decisions": "1", "assigned": "1"}
+
+
+def test_replay_changes_nothing(
+    partition: _RedisPartition, client: redis.Redis, prefix: str
+) -> None:
+    batch = [make_decision(i, 100 + i, agent_id=i % 3 + 1) for i in range(30)]
+    partition.write_batch(batch)
+    state = {k: client.dump(k) for k in client.keys(f"{prefix}:*") if ":ticket:" not in k}
+    partition.write_batch(batch)
+    partition.write_batch(batch[:10])
+    assert client.xlen(f"{prefix}:decisions") == 30
+    assert client.hget(f"{prefix}:stats", "decisions") == "30"
+    assert partition.applied == 30
+    assert {k: client.dump(k) for k in state} == state
+
+
+def test_older_version_does_not_regress(
+    partition: _RedisPartition, client: redis.Redis, prefix: str
+) -> None:
+    partition.write_batch([make_decision(1, 20, agent_id=5)])
+    partition.write_batch([make_decision(1, 10, agent_id=6)])
+    assert client.hget(f"{prefix}:ticket:1:routing", "agent_id") == "5"
+    assert queue_of(client, prefix, 5) == ["1"]
+    assert queue_of(client, prefix, 6) == []
+    assert client.xlen(f"{prefix}:decisions") == 1
+
+
+def test_versions_beyond_double_precision_compare_exactly(
+    partition: _RedisPartition, client: redis.Redis, prefix: str
+) -> None:
+    big = 2**60
+    partition.write_batch([make_decision(1, big + 1, agent_id=5)])
+    partition.write_batch([make_decision(1, big, agent_id=6)])
+    assert client.hget(f"{prefix}:ticket:1:routing", "agent_id") == "5"
+    partition.write_batch([make_decision(1, big + 2, agent_id=6)])
+    assert client.hget(f"{prefix}:ticket:1:routing", "agent_id") == "6"
+
+
+def test_reassignment_moves_ticket_between_agent_queues(
+    partition: _RedisPartition, client: redis.Redis, prefix: str
+) -> None:
+    partition.write_batch([make_decision(1, 10, agent_id=5), make_decision(2, 11, agent_id=5)])
+    partition.write_batch([make_decision(1, 20, agent_id=6)])
+    assert queue_of(client, prefix, 5) == ["2"]
+    assert queue_of(client, prefix, 6) == ["1"]
+    assert client.hget(f"{prefix}:ticket:1:routing", "previous_agent_id") == "5"
+
+
+def test_queued_then_assigned_then_released(
+    partition: _RedisPartition, client: redis.Redis, prefix: str
+) -> None:
+    holding = f"{prefix}:queue:billing:holding"
+    partition.write_batch([make_decision(1, 10, agent_id=None, status="queued")])
+    assert client.zrange(holding, 0, -1) == ["1"]
+    partition.write_batch([make_decision(1, 20, agent_id=7)])
+    assert client.zrange(holding, 0, -1) == []
+    assert queue_of(client, prefix, 7) == ["1"]
+    partition.write_batch([make_decision(1, 30, agent_id=None, status="released")])
+    assert queue_of(client, prefix, 7) == []
+    assert client.hget(f"{prefix}:ticket:1:routing", "status") == "released"
+    assert client.ttl(f"{prefix}:ticket:1:routing") > 0
+    assert client.hgetall(f"{prefix}:stats") == {
+        "decisions": "3",
+        "queued": "1",
+        "assigned": "1",
+        "released": "1",
+    }
+
+
+def test_requeue_to_another_queue_leaves_the_old_holding_list(
+    partition: _RedisPartition, client: redis.Redis, prefix: str
+) -> None:
+    partition.write_batch([make_decision(1, 10, agent_id=None, status="queued")])
+    partition.write_batch([make_decision(1, 20, agent_id=None, status="queued", queue="technical")])
+    assert client.zrange(f"{prefix}:queue:billing:holding", 0, -1) == []
+    assert client.zrange(f"{prefix}:queue:technical:holding", 0, -1) == ["1"]
+
+
+def test_agent_queue_is_ordered_urgent_first_then_oldest(
+    partition: _RedisPartition, client: redis.Redis, prefix: str
+) -> None:
+    partition.write_batch(
+        [
+            make_decision(1, 10, priority="low", decided_offset_s=0),
+            make_decision(2, 11, priority="urgent", decided_offset_s=50),
+            make_decision(3, 12, priority="high", decided_offset_s=20),
+            make_decision(4, 13, priority="urgent", decided_offset_s=10),
+        ]
+    )
+    assert queue_of(client, prefix, 3) == ["4", "2", "3", "1"]
+
+
+def test_stream_is_capped(redis_url: str, client: redis.Redis, prefix: str) -> None:
+    part = RedisSink(redis_url, prefix=prefix, stream_maxlen=100).build("out", 0, 1)
+    part.write_batch([make_decision(i, 10 + i) for i in range(1000)])
+    part.close()
+    # MAXLEN ~ trims whole radix-tree nodes, so the length is near the cap, not exact.
+    assert client.xlen(f"{prefix}:decisions") < 300
+
+
+def test_lost_connection_is_retried(
+    partition: _RedisPartition, client: redis.Redis, prefix: str
+) -> None:
+    partition.write_batch([make_decision(1, 10)])
+    client.client_kill_filter(_type="normal", skipme=True)
+    partition.write_batch([make_decision(2, 11)])
+    assert queue_of(client, prefix, 3) == ["1", "2"]
+
+
+def test_dataflow_run_and_replay(redis_url: str, client: redis.Redis, prefix: str) -> None:
+    items = [make_decision(t, v * 100 + t, agent_id=v) for v in (1, 2, 3) for t in range(1, 11)]
+
+    def run() -> None:
+        flow = Dataflow("redis_sink_test")
+        stream = op.input("read_decisions", flow, TestingSource(items, batch_size=4))
+        op.output("publish_routing", stream, RedisSink(redis_url, prefix=prefix))
+        run_main(flow)
+
+    run()
+    run()
+    assert client.xlen(f"{prefix}:decisions") == 30
+    assert queue_of(client, prefix, 1) == []
+    assert len(queue_of(client, prefix, 3)) == 10
+    assert client.smembers(f"{prefix}:agents") == {"1", "2", "3"}

@@ -1,0 +1,260 @@
+"""The pure batch → rows / commands functions of the sinks, with nothing running."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import replace
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import pytest
+
+from models.events import DeadLetter, SourcePosition
+from models.helpdesk import EnrichedTicket, RoutingDecision, Ticket
+from sinks.migrations import MigrationError, discover_migrations
+from sinks.postgres import (
+    COLUMNS,
+    DEAD_LETTERS,
+    ROUTING_DECISION_HISTORY,
+    ROUTING_DECISIONS,
+    TICKET_FACTS,
+    batch_to_rows,
+)
+from sinks.redis import (
+    decision_fields,
+    decision_to_redis_args,
+    priority_from_score,
+    queue_score,
+)
+
+T0 = datetime(2025, 3, 1, 9, 30, tzinfo=UTC)
+
+
+def make_enriched(ticket_id: int = 1, version: int = 100, op: str = "u") -> EnrichedTicket:
+    ticket = Ticket(
+        id=ticket_id,
+        customer_id=7,
+        subject="Invoice is wrong",
+        description="I was charged twice",
+        channel="email",
+        status="open",
+        priority=None,
+        category=None,
+        intent=None,
+        assigned_agent_id=3,
+        created_at=T0,
+        updated_at=T0,
+        first_reply_at=None,
+        solved_at=None,
+        csat=None,
+        version=version,
+    )
+    return EnrichedTicket(
+        ticket=ticket,
+        op=op,
+        committed_at=T0,
+        customer_tier="premium",
+        customer_language="en",
+        language="en",
+        language_confidence=0.97,
+        priority="high",
+        priority_reasons=("tier:premium", "keyword:charged"),
+        category="billing",
+        queue="billing",
+        enriched_at=T0 + timedelta(milliseconds=5),
+    )
+
+
+def make_decision(
+    ticket_id: int = 1,
+    version: int = 100,
+    *,
+    status: str = "assigned",
+    agent_id: int | None = 3,
+    priority: str = "high",
+) -> RoutingDecision:
+    return RoutingDecision(
+        ticket_id=ticket_id,
+        version=version,
+        queue="billing",
+        status=status,  # type: ignore[arg-type]
+        agent_id=agent_id,
+        score=0.82,
+        confidence=0.64,
+        reasons=("skills:billing", "capacity"),
+        priority=priority,
+        sla_deadline=T0 + timedelta(hours=4),
+        model_version="router-1",
+        decided_at=T0 + timedelta(milliseconds=8),
+        source_committed_at=T0,
+        candidates=4,
+    )
+
+
+def make_dead_letter(lsn: int | None = 42, stage: str = "decode_cdc") -> DeadLetter:
+    return DeadLetter(
+        stage=stage,
+        reason="missing column 'id'",
+        topic="triage.public.tickets",
+        key='{"id": 1}',
+        payload="{}",
+        position=SourcePosition(lsn=lsn),
+        failed_at=T0,
+    )
+
+
+class TestBatchToRows:
+    def test_every_table_present_and_rows_match_columns(self) -> None:
+        rows = batch_to_rows([make_enriched(), make_decision(), make_dead_letter()])
+        assert set(rows) == {
+            TICKET_FACTS,
+            ROUTING_DECISIONS,
+            ROUTING_DECISION_HISTORY,
+            DEAD_LETTERS,
+        }
+        for table, table_rows in rows.items():
+            assert len(table_rows) == 1
+            assert len(table_rows[0]) == len(COLUMNS[table])
+
+    def test_ticket_fact_fields(self) -> None:
+        row = dict(
+            zip(
+                COLUMNS[TICKET_FACTS],
+                batch_to_rows([make_enriched()])[TICKET_FACTS][0],
+                strict=True,
+            )
+        )
+        assert row["ticket_id"] == 1
+        assert row["version"] == 100
+        assert row["priority_reasons"] == ["tier:premium", "keyword:charged"]
+        assert row["source_committed_at"] == T0
+        assert row["deleted"] is False
+
+    def test_delete_marks_row_deleted(self) -> None:
+        row = batch_to_rows([make_enriched(op="d")])[TICKET_FACTS][0]
+        assert row[COLUMNS[TICKET_FACTS].index("deleted")] is True
+
+    def test_newest_version_per_ticket_wins_whatever_the_order(self) -> None:
+        rows = batch_to_rows(
+            [
+                make_enriched(1, 300),
+                make_enriched(1, 100),
+                make_enriched(2, 50),
+                make_enriched(1, 200),
+            ]
+        )[TICKET_FACTS]
+        assert [(r[0], r[1]) for r in rows] == [(1, 300), (2, 50)]
+
+    def test_decisions_keep_newest_current_and_every_version_in_history(self) -> None:
+        rows = batch_to_rows(
+            [make_decision(5, 20), make_decision(5, 10), make_decision(5, 20), make_decision(4, 1)]
+        )
+        assert [(r[0], r[1]) for r in rows[ROUTING_DECISIONS]] == [(4, 1), (5, 20)]
+        assert [(r[0], r[1]) for r in rows[ROUTING_DECISION_HISTORY]] == [(4, 1), (5, 10), (5, 20)]
+
+    def test_extra_is_json_even_for_non_json_values(self) -> None:
+        decision = replace(make_decision(), extra={"at": T0, "n": 1})
+        row = batch_to_rows([decision])[ROUTING_DECISIONS][0]
+        extra = json.loads(row[COLUMNS[ROUTING_DECISIONS].index("extra")])
+        assert extra == {"at": str(T0), "n": 1}
+
+    def test_dead_letter_position_columns(self) -> None:
+        kafka = replace(
+            make_dead_letter(lsn=None),
+            position=SourcePosition(topic="triage.public.tickets", partition=2, offset=99),
+        )
+        rows = batch_to_rows([make_dead_letter(), kafka])[DEAD_LETTERS]
+        cols = COLUMNS[DEAD_LETTERS]
+        first, second = (dict(zip(cols, r, strict=True)) for r in rows)
+        assert first["lsn"] == 42
+        assert first["kafka_topic"] is None
+        assert (second["kafka_topic"], second["kafka_partition"], second["kafka_offset"]) == (
+            "triage.public.tickets",
+            2,
+            99,
+        )
+
+    def test_empty_batch(self) -> None:
+        assert all(not rows for rows in batch_to_rows([]).values())
+
+    def test_rejects_other_types(self) -> None:
+        with pytest.raises(TypeError, match="str"):
+            batch_to_rows(["not an item"])  # type: ignore[list-item]
+
+
+class TestRedisArgs:
+    def test_assigned_targets_agent_queue(self) -> None:
+        call = decision_to_redis_args(make_decision(9, 77, agent_id=3), "p")
+        assert call.keys == [
+            "p:ticket:9:routing",
+            "p:agent:3:queue",
+            "p:decisions",
+            "p:stats",
+            "p:agents",
+        ]
+        prefix, ticket, version, status, agent, queue = call.args[:6]
+        assert (prefix, ticket, version, status, agent, queue) == (
+            "p",
+            "9",
+            "77",
+            "assigned",
+            "3",
+            "billing",
+        )
+
+    def test_queued_targets_holding_list(self) -> None:
+        call = decision_to_redis_args(make_decision(status="queued", agent_id=None), "p")
+        assert call.keys[1] == "p:queue:billing:holding"
+        assert call.args[4] == ""
+
+    def test_fields_travel_as_ordered_json_pairs(self) -> None:
+        decision = make_decision()
+        call = decision_to_redis_args(decision, "p", stream_maxlen=500, released_ttl=60)
+        assert call.args[7:9] == ["500", "60"]
+        flat = json.loads(call.args[9])
+        assert dict(zip(flat[::2], flat[1::2], strict=True)) == decision_fields(decision)
+
+    def test_fields_are_strings_with_latency_timestamps(self) -> None:
+        fields = decision_fields(make_decision(agent_id=None, status="queued"))
+        assert all(isinstance(v, str) for v in fields.values())
+        assert fields["agent_id"] == ""
+        assert json.loads(fields["reasons"]) == ["skills:billing", "capacity"]
+        assert datetime.fromisoformat(fields["source_committed_at"]) == T0
+        assert datetime.fromisoformat(fields["decided_at"]) > T0
+
+    def test_assigned_without_agent_is_rejected(self) -> None:
+        with pytest.raises(ValueError, match="without an agent"):
+            decision_to_redis_args(make_decision(agent_id=None), "p")
+
+    def test_urgent_sorts_before_older_normal(self) -> None:
+        older_normal = queue_score("normal", T0)
+        newer_urgent = queue_score("urgent", T0 + timedelta(days=300))
+        assert newer_urgent < older_normal
+        assert queue_score("high", T0) < queue_score("high", T0 + timedelta(seconds=1))
+
+    @pytest.mark.parametrize("priority", ["urgent", "high", "normal", "low"])
+    def test_priority_round_trips_through_score(self, priority: str) -> None:
+        assert priority_from_score(queue_score(priority, T0)) == priority
+
+    def test_unknown_priority_ranks_as_normal(self) -> None:
+        assert queue_score("weird", T0) == queue_score("normal", T0)
+
+
+class TestDiscoverMigrations:
+    def test_orders_numerically_and_skips_other_files(self, tmp_path: Path) -> None:
+        (tmp_path / "010_later.sql").write_text("SELECT 1;")
+        (tmp_path / "002_first.sql").write_text("SELECT 2;")
+        (tmp_path / "notes.sql").write_text("-- not numbered")
+        found = discover_migrations(tmp_path)
+        assert [m.version for m in found] == ["002_first", "010_later"]
+        assert len(found[0].checksum) == 64
+
+    def test_duplicate_numbers_are_refused(self, tmp_path: Path) -> None:
+        (tmp_path / "001_a.sql").write_text("")
+        (tmp_path / "001_b.sql").write_text("")
+        with pytest.raises(MigrationError, match="share number"):
+            discover_migrations(tmp_path)
+
+    def test_missing_directory(self, tmp_path: Path) -> None:
+        with pytest.raises(MigrationError, match="does not exist"):
+            discover_migrations(tmp_path / "nope")
