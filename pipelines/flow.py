@@ -17,7 +17,7 @@ from __future__ import annotations
 import json
 import logging
 from collections import Counter
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -62,6 +62,9 @@ class AgentRemoval:
 
 
 RoutingInput = EnrichedTicket | AgentUpsert | AgentRemoval
+
+InputFactory = Callable[[Dataflow], tuple[Stream[RawChange], Stream[DeadLetter]]]
+"""Adds an input to a flow and returns its records and its own errors (e.g. Kafka's)."""
 
 
 def _json_or_none(data: Any) -> str | None:
@@ -205,7 +208,7 @@ def _value(kv: tuple[str, Any]) -> Any:
 def build_flow(
     settings: PipelineSettings,
     *,
-    source: Source[RawChange],
+    source: Source[RawChange] | InputFactory,
     analytics_sink: Sink[Any],
     decision_sink: Sink[RoutingDecision],
 ) -> Dataflow:
@@ -213,7 +216,8 @@ def build_flow(
 
     Args:
         settings: what to compute (languages, routing policy).
-        source: yields :class:`RawChange` (embedded pgoutput reader or Kafka).
+        source: a Bytewax source of :class:`RawChange` (the embedded pgoutput reader), or
+            an :data:`InputFactory` that adds its own input steps (the Kafka path).
         analytics_sink: receives enriched tickets, routing decisions and dead letters.
         decision_sink: receives routing decisions for the live store (Redis).
     """
@@ -221,7 +225,11 @@ def build_flow(
     enricher = TicketEnricher(policy, LanguageDetector(settings.languages))
 
     flow = Dataflow(settings.flow_id)
-    raw = op.input("read_cdc", flow, source)
+    source_errors: Stream[DeadLetter] | None = None
+    if isinstance(source, Source):
+        raw = op.input("read_cdc", flow, source)
+    else:
+        raw, source_errors = source(flow)
     decoded = op.filter_map("decode_cdc", raw, decode)
     by_kind = op.branch("split_decode_errors", decoded, lambda x: isinstance(x, ChangeEvent))
     events: Stream[ChangeEvent] = by_kind.trues
@@ -244,6 +252,7 @@ def build_flow(
 
     dead = op.merge(
         "merge_dead_letters",
+        *([source_errors] if source_errors is not None else []),
         by_kind.falses,
         op.map("drop_dead_key", by_owner.falses, _value),
         enriched_split.falses,

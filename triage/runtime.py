@@ -69,27 +69,29 @@ def migrate(stack: Stack) -> list[str]:
 
 def build_pipeline(settings: AppSettings, stack: Stack, recovery_dir: Path):  # type: ignore[no-untyped-def]
     """The dataflow with the configured source and the analytics + Redis sinks."""
+    from bytewax.dataflow import Dataflow, Stream
     from bytewax.inputs import Source
 
-    from pipelines.flow import build_flow
+    from models.events import DeadLetter, RawChange
+    from pipelines.flow import InputFactory, build_flow
     from pipelines.recovery import RecoveryWatermark, ensure_recovery_dir
     from sinks.postgres import PostgresSink
     from sinks.redis import RedisSink
 
     ensure_recovery_dir(recovery_dir)
-    source: Source
+    source: Source | InputFactory
     if settings.cdc.mode == "kafka":
-        import bytewax.operators as op  # noqa: F401 - the Kafka source is mapped in the flow
+        from connectors.kafka import KafkaSettings, read_cdc
 
-        from connectors.kafka import KafkaSettings, kafka_raw_source
-
-        source = kafka_raw_source(
-            KafkaSettings(
-                brokers=settings.kafka.brokers,
-                topic_prefix=settings.cdc.topic_prefix,
-                group_id=settings.kafka.group_id,
-            )
+        kafka = KafkaSettings(
+            brokers=settings.kafka.brokers,
+            topic_prefix=settings.cdc.topic_prefix,
         )
+
+        def source(flow: Dataflow) -> tuple[Stream[RawChange], Stream[DeadLetter]]:
+            out = read_cdc("read_cdc", flow, kafka)
+            return out.oks, out.errs
+
     else:
         from connectors.pg_cdc import PgCdcSettings, PgCdcSource
 

@@ -35,7 +35,6 @@ class CdcSettings(BaseModel):
 
 class KafkaAppSettings(BaseModel):
     brokers: list[str] = Field(default_factory=lambda: ["localhost:9092"])
-    group_id: str = "triage-pipeline"
     connect_url: str = "http://localhost:8083"
 
 
