@@ -62,11 +62,16 @@ def run_demo(settings: AppSettings, opts: DemoOptions, console: Console) -> dict
             agents=opts.agents,
             tickets=opts.tickets,
             rate=opts.rate,
+            # Agents work fast enough that tickets are solved and capacity frees during
+            # a short run (simulated seconds per wall second).
+            time_compression=600.0,
         )
         writer = WorkloadWriter(stack.source_dsn, cfg)
         writer.seed_reference_data()
 
         pipeline = PipelineProcess(stack, state_dir / "pipeline").start()
+        if settings.cdc.mode == "embedded":
+            pipeline.wait_ready(settings.source.slot_name)
         api = ApiServer(settings, stack, port=opts.api_port).start()
         follower = AssignmentFollower(
             stack.redis_url, stack.source_dsn, key_prefix=settings.redis.key_prefix

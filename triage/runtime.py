@@ -111,7 +111,7 @@ def build_pipeline(settings: AppSettings, stack: Stack, recovery_dir: Path):  # 
         settings.pipeline,
         source=source,
         analytics_sink=PostgresSink(stack.analytics_dsn),
-        decision_sink=RedisSink(stack.redis_url, key_prefix=settings.redis.key_prefix),
+        decision_sink=RedisSink(stack.redis_url, prefix=settings.redis.key_prefix),
     )
 
 
@@ -121,11 +121,19 @@ def run_pipeline(settings: AppSettings, stack: Stack, recovery_dir: Path) -> Non
     from bytewax.testing import run_main
 
     flow = build_pipeline(settings, stack, recovery_dir)
-    run_main(
-        flow,
-        epoch_interval=settings.pipeline.epoch_interval,
-        recovery_config=RecoveryConfig(str(recovery_dir)),
-    )
+    try:
+        run_main(
+            flow,
+            epoch_interval=settings.pipeline.epoch_interval,
+            recovery_config=RecoveryConfig(str(recovery_dir)),
+        )
+    except Exception as exc:
+        # Bytewax turns SIGINT/SIGTERM into this error; it is a normal stop, and recovery
+        # resumes from the last complete epoch.
+        if "signal received" in str(exc):
+            log.info("pipeline stopped by signal")
+            return
+        raise
 
 
 class PipelineProcess:
@@ -136,6 +144,18 @@ class PipelineProcess:
         self.state_dir = state_dir
         self.extra_env = extra_env or {}
         self.proc: subprocess.Popen[bytes] | None = None
+
+    def wait_ready(self, slot: str, timeout: float = 60.0) -> None:
+        """Wait until the pipeline's replication slot exists (CDC is capturing)."""
+        from connectors.pg_cdc import slot_position
+        from triage.services import ServiceError, wait_until
+
+        def ready() -> bool:
+            if not self.alive():
+                raise ServiceError(f"pipeline exited during start-up:\n{self.log_tail()}")
+            return slot_position(self.stack.source_dsn, slot) is not None
+
+        wait_until(ready, timeout=timeout, what="pipeline replication slot")
 
     def start(self) -> PipelineProcess:
         env = {**os.environ, **self.stack.env(), **self.extra_env}
