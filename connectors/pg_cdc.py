@@ -1,0 +1,714 @@
+"""Embedded CDC reader: a Bytewax source over a PostgreSQL logical replication slot.
+
+The reader needs no Kafka and no JVM. It polls a ``pgoutput`` slot through the SQL
+interface (``pg_logical_slot_peek_binary_changes``), because psycopg 3 has no streaming
+replication API, and serialises every change as the same Debezium JSON envelope (schemas
+disabled, ``decimal.handling.mode=string``) that the production Kafka path delivers, so
+everything downstream is shared.
+
+Delivery guarantee: at-least-once. Changes are only peeked, never consumed; the slot is
+advanced (``pg_replication_slot_advance``) to a resume position that Bytewax recovery has
+restored, or to what the pipeline reports as durable downstream, and never beyond the last
+fully emitted transaction. Redelivered events carry the same LSN, which sinks use as the
+version of their upserts, so redelivery is harmless.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, replace
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import psycopg
+from bytewax.inputs import FixedPartitionedSource, StatefulSourcePartition
+from psycopg import sql
+from psycopg.types.string import TextLoader
+from pydantic import BaseModel, ConfigDict, Field
+
+from connectors.pgoutput import (
+    ARRAY_ELEMENT_OIDS,
+    Begin,
+    Column,
+    Commit,
+    Delete,
+    Insert,
+    PgOutputError,
+    Relation,
+    Truncate,
+    TupleValue,
+    Update,
+    convert_tuple,
+    format_lsn,
+    parse_message,
+    value_converter,
+)
+from models.events import RawChange, SourcePosition
+
+log = logging.getLogger(__name__)
+
+DEBEZIUM_VERSION = "2.7.3.Final"
+"""Debezium release whose PostgreSQL connector output the envelopes reproduce."""
+
+# Reference tables first so that enrichment state (customers, agents, KB) is loaded before
+# the tickets and ticket events that look it up; other published tables follow by name.
+SNAPSHOT_TABLE_ORDER = ("customers", "agents", "kb_articles", "tickets", "ticket_events")
+
+# The decoding output functions run in our session, so these settings fix the text form
+# of timestamps, floats and bytea that the converters in connectors.pgoutput expect.
+_SESSION_SETTINGS = (
+    ("TimeZone", "UTC"),
+    ("DateStyle", "ISO, YMD"),
+    ("IntervalStyle", "postgres"),
+    ("extra_float_digits", "3"),
+    ("bytea_output", "hex"),
+)
+
+_TXN_BOUNDARY_TAGS = (b"B", b"C", b"R")
+
+_PEEK = sql.SQL(
+    "SELECT (lsn - '0/0'::pg_lsn)::int8, data "
+    "FROM pg_logical_slot_peek_binary_changes(%s, NULL, %s, "
+    "'proto_version', '1', 'publication_names', %s)"
+)
+_SLOT_POSITION = sql.SQL(
+    "SELECT (confirmed_flush_lsn - '0/0'::pg_lsn)::int8, plugin, database "
+    "FROM pg_replication_slots WHERE slot_name = %s"
+)
+_CREATE_SLOT = sql.SQL(
+    "SELECT (lsn - '0/0'::pg_lsn)::int8 FROM pg_create_logical_replication_slot(%s, 'pgoutput')"
+)
+# Advancing to a position before confirmed_flush_lsn is an error, so only move forward.
+_ADVANCE = sql.SQL(
+    "SELECT ((pg_replication_slot_advance(slot_name, %s::pg_lsn)).end_lsn - '0/0'::pg_lsn)::int8 "
+    "FROM pg_replication_slots WHERE slot_name = %s AND confirmed_flush_lsn < %s::pg_lsn"
+)
+_PRIMARY_KEY = sql.SQL(
+    "SELECT a.attname FROM pg_index i "
+    "JOIN pg_attribute a ON a.attrelid = i.indrelid AND a.attnum = ANY (i.indkey) "
+    "WHERE i.indrelid = %s AND i.indisprimary "
+    "ORDER BY array_position(i.indkey::int2[], a.attnum)"
+)
+_ARRAY_TYPES = sql.SQL(
+    "SELECT oid::int8, typelem::int8 FROM pg_type WHERE oid = ANY (%s) AND typcategory = 'A'"
+)
+_PUBLISHED_TABLES = sql.SQL(
+    "SELECT c.oid::int8, pt.schemaname, pt.tablename FROM pg_publication_tables pt "
+    "JOIN pg_namespace n ON n.nspname = pt.schemaname "
+    "JOIN pg_class c ON c.relnamespace = n.oid AND c.relname = pt.tablename "
+    "WHERE pt.pubname = %s"
+)
+_TABLE_COLUMNS = sql.SQL(
+    "SELECT attname, atttypid::int8, atttypmod FROM pg_attribute "
+    "WHERE attrelid = %s AND attnum > 0 AND NOT attisdropped ORDER BY attnum"
+)
+
+
+class PgCdcSettings(BaseModel):
+    """Settings of the embedded CDC reader.
+
+    Attributes:
+        dsn: libpq connection string of the helpdesk database (needs ``wal_level=logical``
+            and the REPLICATION attribute or superuser).
+        slot_name: Logical replication slot owned by this reader.
+        publication: Publication that selects the captured tables.
+        topic_prefix: Debezium ``topic.prefix``; topics are ``<prefix>.<schema>.<table>``.
+        max_changes_per_poll: Changes requested per peek; PostgreSQL only checks the limit
+            at transaction boundaries, so one large transaction may exceed it.
+        poll_interval: Wait between peeks once the reader has caught up.
+        snapshot_batch_size: Rows fetched from the snapshot cursor per batch.
+        initial_snapshot: Emit every existing row (``op: r``) before streaming on first start.
+        stop_at_idle: End the stream (EOF) once caught up; for tests and benchmarks.
+        max_backoff: Longest wait between reconnection attempts.
+    """
+
+    model_config = ConfigDict(frozen=True)
+
+    dsn: str
+    slot_name: str = Field(default="triage_embedded", pattern=r"^[a-z0-9_]{1,63}$")
+    publication: str = "triage_cdc"
+    topic_prefix: str = "triage"
+    max_changes_per_poll: int = Field(default=5000, ge=1)
+    poll_interval: timedelta = timedelta(milliseconds=50)
+    snapshot_batch_size: int = Field(default=2000, ge=1)
+    initial_snapshot: bool = True
+    stop_at_idle: bool = False
+    max_backoff: timedelta = timedelta(seconds=5)
+
+
+@dataclass(frozen=True)
+class CdcState:
+    """Resume position of the reader, snapshotted by Bytewax recovery.
+
+    Attributes:
+        snapshot_done: The initial snapshot was fully emitted; when false it is redone.
+        lsn: End LSN of the commit record of the last fully emitted transaction (the
+            slot's consistent point before any streamed transaction). Transactions that
+            committed before it are never emitted again, and the slot may be advanced to it.
+    """
+
+    snapshot_done: bool
+    lsn: int
+
+
+@dataclass(frozen=True)
+class _Table:
+    """What the envelope builder needs to know about one captured table."""
+
+    namespace: str
+    name: str
+    columns: tuple[Column, ...]
+    key_columns: tuple[str, ...]
+    topic: str
+    converters: tuple[Callable[[str], Any], ...]
+
+
+def _now_ms() -> int:
+    return time.time_ns() // 1_000_000
+
+
+# One shared encoder: json.dumps builds a new one per call whenever options are given.
+_ENCODER = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False)
+
+
+def _dumps(obj: Any) -> bytes:
+    return _ENCODER.encode(obj).encode()
+
+
+def _connect(dsn: str, *, autocommit: bool) -> psycopg.Connection[Any]:
+    conn = psycopg.connect(dsn, autocommit=autocommit, connect_timeout=10)
+    for name, value in _SESSION_SETTINGS:
+        conn.execute("SELECT set_config(%s, %s, false)", (name, value))
+    if not autocommit:
+        conn.commit()
+    return conn
+
+
+def _slot_position(conn: psycopg.Connection[Any], slot: str) -> int | None:
+    """The slot's confirmed flush LSN, or None when this database has no such slot."""
+    row = conn.execute(_SLOT_POSITION, (slot,)).fetchone()
+    if row is None:
+        return None
+    lsn, plugin, database = row
+    if plugin != "pgoutput" or database != conn.info.dbname:
+        raise RuntimeError(
+            f"replication slot {slot!r} belongs to database {database!r} with plugin "
+            f"{plugin!r}; choose another slot_name or drop it with pg_drop_replication_slot()"
+        )
+    return int(lsn) if lsn is not None else 0
+
+
+def _advance(conn: psycopg.Connection[Any], slot: str, lsn: int) -> int | None:
+    text = format_lsn(lsn)
+    row = conn.execute(_ADVANCE, (text, slot, text)).fetchone()
+    return None if row is None else int(row[0])
+
+
+def advance_slot(dsn: str, slot: str, lsn: int) -> int | None:
+    """Move a slot forward to ``lsn``; a position at or behind it is left alone.
+
+    Only call this for positions whose events are durable downstream: changes before the
+    slot's position are gone for good.
+
+    Args:
+        dsn: Connection string of the database that owns the slot.
+        slot: Slot name.
+        lsn: Target LSN as an integer.
+
+    Returns:
+        The slot's new confirmed position, or None when it did not move.
+    """
+    with psycopg.connect(dsn, autocommit=True) as conn:
+        return _advance(conn, slot, lsn)
+
+
+def drop_slot(dsn: str, slot: str) -> bool:
+    """Drop a replication slot so that it no longer retains WAL.
+
+    Returns:
+        True when the slot existed and was dropped.
+    """
+    with psycopg.connect(dsn, autocommit=True) as conn:
+        row = conn.execute(
+            "SELECT pg_drop_replication_slot(slot_name) FROM pg_replication_slots "
+            "WHERE slot_name = %s",
+            (slot,),
+        ).fetchone()
+    return row is not None
+
+
+def slot_position(dsn: str, slot: str) -> int | None:
+    """The slot's confirmed flush LSN as an integer, or None when there is no such slot."""
+    with psycopg.connect(dsn, autocommit=True) as conn:
+        return _slot_position(conn, slot)
+
+
+class _Snapshot:
+    """Reads every published table in one REPEATABLE READ transaction, chunk by chunk.
+
+    A server-side cursor per table keeps memory flat whatever the table size. Columns are
+    fetched as text so that the same converters as for pgoutput apply.
+    """
+
+    def __init__(self, conn: psycopg.Connection[Any], tables: list[_Table], batch: int) -> None:
+        self._conn = conn
+        self._pending_tables = list(tables)
+        self._batch = batch
+        self._cursor: psycopg.ServerCursor[Any] | None = None
+        self._table: _Table | None = None
+        self.started_ms = _now_ms()
+
+    def fetch(self) -> tuple[list[tuple[_Table, Sequence[TupleValue]]], bool]:
+        """Up to one batch of (table, row) pairs, and whether the snapshot is exhausted."""
+        rows: list[tuple[_Table, Sequence[TupleValue]]] = []
+        while len(rows) < self._batch:
+            if self._cursor is None:
+                if not self._pending_tables:
+                    return rows, True
+                self._open(self._pending_tables.pop(0))
+            assert self._cursor is not None and self._table is not None
+            want = self._batch - len(rows)
+            chunk = self._cursor.fetchmany(want)
+            rows.extend((self._table, row) for row in chunk)
+            if len(chunk) < want:
+                self._cursor.close()
+                self._cursor = None
+        return rows, False
+
+    def _open(self, table: _Table) -> None:
+        for column in table.columns:
+            self._conn.adapters.register_loader(column.type_oid, TextLoader)
+        query = sql.SQL("SELECT {} FROM {}").format(
+            sql.SQL(", ").join(sql.Identifier(c.name) for c in table.columns),
+            sql.Identifier(table.namespace, table.name),
+        )
+        self._cursor = self._conn.cursor(name=f"triage_snapshot_{table.name}")
+        self._cursor.execute(query)
+        self._table = table
+        log.info("snapshotting %s.%s", table.namespace, table.name)
+
+    def close(self) -> None:
+        try:
+            if self._cursor is not None:
+                self._cursor.close()
+            self._conn.commit()
+        finally:
+            self._conn.close()
+
+
+class _PgCdcPartition(StatefulSourcePartition[RawChange, CdcState]):
+    def __init__(
+        self,
+        settings: PgCdcSettings,
+        resume_state: CdcState | None,
+        durable_lsn: Callable[[], int | None] | None,
+    ) -> None:
+        self._settings = settings
+        self._durable_lsn = durable_lsn
+        self._state = resume_state or CdcState(snapshot_done=not settings.initial_snapshot, lsn=0)
+        self._resume_pending = resume_state is not None
+        self._conn: psycopg.Connection[Any] | None = None
+        self._snapshot: _Snapshot | None = None
+        self._held_back: tuple[_Table, Sequence[TupleValue]] | None = None
+        self._slot_lsn = 0
+        self._advanced = 0
+        self._tables: dict[int, _Table] = {}
+        self._keys: dict[int, tuple[str, ...]] = {}
+        self._array_elements: dict[int, int] = dict(ARRAY_ELEMENT_OIDS)
+        self._known_types: set[int] = set(ARRAY_ELEMENT_OIDS)
+        # Rows of the last peek. The slot does not move unless advanced, so the next peek
+        # starts with the same rows and must ask for that many more to see new ones.
+        self._seen_rows = 0
+        self._awake: datetime | None = None
+        self._backoff = 0.0
+
+    # -- Bytewax interface ----------------------------------------------------------------
+
+    def next_batch(self) -> list[RawChange]:
+        try:
+            if self._conn is None:
+                self._open()
+            streaming = self._state.snapshot_done
+            batch = self._stream_step() if streaming else self._snapshot_step()
+        except (psycopg.OperationalError, psycopg.InterfaceError) as exc:
+            self._recover(exc)
+            return []
+        except psycopg.errors.UndefinedObject as exc:
+            # The slot vanished under us (dropped by an operator); reopening recreates it.
+            self._recover(exc)
+            return []
+        self._backoff = 0.0
+        return batch
+
+    def next_awake(self) -> datetime | None:
+        return self._awake
+
+    def snapshot(self) -> CdcState:
+        return self._state
+
+    def close(self) -> None:
+        self._close_connections()
+
+    # -- connection handling --------------------------------------------------------------
+
+    def _open(self) -> None:
+        settings = self._settings
+        conn = _connect(settings.dsn, autocommit=True)
+        self._conn = conn
+        position = _slot_position(conn, settings.slot_name)
+        if position is None:
+            if self._state.snapshot_done and self._state.lsn:
+                log.warning(
+                    "replication slot %s is missing although the resume state says streaming "
+                    "had started; changes may have been missed, so the initial snapshot is "
+                    "taken again",
+                    settings.slot_name,
+                )
+                self._state = CdcState(snapshot_done=not settings.initial_snapshot, lsn=0)
+            try:
+                created = conn.execute(_CREATE_SLOT, (settings.slot_name,)).fetchone()
+                position = int(created[0]) if created else 0
+                log.info(
+                    "created replication slot %s at %s", settings.slot_name, format_lsn(position)
+                )
+            except psycopg.errors.DuplicateObject:
+                position = _slot_position(conn, settings.slot_name) or 0
+        elif self._resume_pending and self._state.snapshot_done:
+            # Bytewax restored this state, so everything before it is durable downstream.
+            if position > self._state.lsn:
+                log.warning(
+                    "slot %s is at %s, past the resume position %s; changes in between "
+                    "cannot be re-read",
+                    settings.slot_name,
+                    format_lsn(position),
+                    format_lsn(self._state.lsn),
+                )
+            moved = _advance(conn, settings.slot_name, self._state.lsn)
+            position = moved if moved is not None else position
+        self._resume_pending = False
+        self._slot_lsn = position
+        self._advanced = position
+        self._seen_rows = 0
+        if not self._state.snapshot_done:
+            # Stream transactions start at the slot's consistent point.
+            self._state = CdcState(snapshot_done=False, lsn=position)
+        log.info("CDC reader on slot %s positioned at %s", settings.slot_name, format_lsn(position))
+
+    def _recover(self, exc: Exception) -> None:
+        self._backoff = min(max(self._backoff * 2, 0.1), self._settings.max_backoff.total_seconds())
+        log.warning(
+            "CDC reader failed (%s); reconnecting in %.1fs%s",
+            str(exc).strip() or type(exc).__name__,
+            self._backoff,
+            "; the initial snapshot restarts" if not self._state.snapshot_done else "",
+        )
+        self._close_connections()
+        self._awake = datetime.now(UTC) + timedelta(seconds=self._backoff)
+
+    def _close_connections(self) -> None:
+        snapshot, self._snapshot, self._held_back = self._snapshot, None, None
+        conn, self._conn = self._conn, None
+        for closer in (snapshot.close if snapshot else None, conn.close if conn else None):
+            if closer is None:
+                continue
+            try:
+                closer()
+            except psycopg.Error:
+                log.debug("ignoring error while closing", exc_info=True)
+
+    # -- initial snapshot -----------------------------------------------------------------
+
+    def _start_snapshot(self) -> _Snapshot:
+        assert self._conn is not None
+        rows = self._conn.execute(_PUBLISHED_TABLES, (self._settings.publication,)).fetchall()
+        order = {name: i for i, name in enumerate(SNAPSHOT_TABLE_ORDER)}
+        rows.sort(key=lambda r: (order.get(r[2], len(order)), r[1], r[2]))
+        tables = []
+        for relid, namespace, name in rows:
+            columns = tuple(
+                Column(col_name, int(oid), int(typmod), False)
+                for col_name, oid, typmod in self._conn.execute(_TABLE_COLUMNS, (relid,))
+            )
+            self._learn_types(c.type_oid for c in columns)
+            tables.append(self._table(int(relid), namespace, name, columns))
+        conn = _connect(self._settings.dsn, autocommit=False)
+        conn.isolation_level = psycopg.IsolationLevel.REPEATABLE_READ
+        conn.read_only = True
+        log.info(
+            "initial snapshot of %d tables at %s",
+            len(tables),
+            format_lsn(self._state.lsn),
+        )
+        return _Snapshot(conn, tables, self._settings.snapshot_batch_size)
+
+    def _snapshot_step(self) -> list[RawChange]:
+        # The slot was created before the snapshot transaction began, so the snapshot may
+        # already contain changes that the stream delivers again after it, with larger
+        # LSNs. Every snapshot row carries the slot's consistent point as its version, and
+        # sinks apply versioned upserts, so replaying those changes converges on the state
+        # the database reached.
+        if self._snapshot is None:
+            self._snapshot = self._start_snapshot()
+        snapshot = self._snapshot
+        rows, done = snapshot.fetch()
+        if self._held_back is not None:
+            rows.insert(0, self._held_back)
+            self._held_back = None
+        if not done and rows:
+            # The last row of the whole snapshot is flagged "last", so keep one row back
+            # until we know whether more follow.
+            self._held_back = rows.pop()
+        now = _now_ms()
+        out = []
+        for i, (table, values) in enumerate(rows):
+            flag = "last" if done and i == len(rows) - 1 else "true"
+            after = self._row(table, values)
+            out.append(
+                self._change(
+                    table, "r", None, after, self._state.lsn, None, snapshot.started_ms, flag, now
+                )
+            )
+        if done:
+            self._snapshot = None
+            snapshot.close()
+            self._state = replace(self._state, snapshot_done=True)
+            log.info("initial snapshot finished")
+        self._awake = None
+        return out
+
+    # -- streaming ------------------------------------------------------------------------
+
+    def _stream_step(self) -> list[RawChange]:
+        assert self._conn is not None
+        self._advance_to_durable()
+        limit = self._seen_rows + self._settings.max_changes_per_poll
+        with self._conn.cursor(binary=True) as cur:
+            cur.execute(_PEEK, (self._settings.slot_name, limit, self._settings.publication))
+            rows = cur.fetchall()
+        out = self._decode(rows)
+        self._seen_rows = len(rows)
+        caught_up = len(rows) < limit
+        if out or not caught_up:
+            self._awake = None
+            return out
+        if self._settings.stop_at_idle:
+            raise StopIteration
+        self._awake = datetime.now(UTC) + self._settings.poll_interval
+        return out
+
+    def _advance_to_durable(self) -> None:
+        if self._durable_lsn is None:
+            return
+        try:
+            durable = self._durable_lsn()
+        except Exception:
+            log.exception("durable_lsn callback failed; the slot is not advanced this time")
+            return
+        if durable is None or durable <= self._advanced:
+            return
+        target = min(durable, self._state.lsn)
+        if target <= self._advanced:
+            return
+        assert self._conn is not None
+        _advance(self._conn, self._settings.slot_name, target)
+        self._advanced = target
+        # Rows before the new slot position are no longer returned by a peek.
+        self._seen_rows = 0
+
+    def _decode(self, rows: list[tuple[int, bytes]]) -> list[RawChange]:
+        out: list[RawChange] = []
+        txn: list[RawChange] = []
+        begin: Begin | None = None
+        skip = True
+        now = _now_ms()
+        last_commit = self._state.lsn
+        for lsn, data in rows:
+            if skip and data[:1] not in _TXN_BOUNDARY_TAGS:
+                # Changes of an already emitted transaction need no parsing.
+                continue
+            try:
+                msg = parse_message(data)
+            except PgOutputError:
+                log.exception("skipping undecodable pgoutput message at %s", format_lsn(lsn))
+                continue
+            if isinstance(msg, Relation):
+                self._on_relation(msg)
+            elif isinstance(msg, Begin):
+                begin = msg
+                txn = []
+                # The commit record starts before its end LSN, so a transaction whose
+                # commit starts before the state's LSN was emitted already.
+                skip = msg.final_lsn < self._state.lsn
+            elif isinstance(msg, Commit):
+                if not skip:
+                    out.extend(txn)
+                    last_commit = msg.end_lsn
+                    self._state = replace(self._state, lsn=msg.end_lsn)
+                txn = []
+                begin = None
+                skip = True
+            elif not skip and begin is not None:
+                self._on_change(msg, lsn, begin, last_commit, now, txn)
+        return out
+
+    def _on_relation(self, rel: Relation) -> None:
+        self._learn_types(c.type_oid for c in rel.columns)
+        self._tables[rel.relation_id] = self._table(
+            rel.relation_id, rel.namespace, rel.name, rel.columns
+        )
+
+    def _on_change(
+        self,
+        msg: object,
+        lsn: int,
+        begin: Begin,
+        last_commit: int,
+        now: int,
+        txn: list[RawChange],
+    ) -> None:
+        ts_ms = begin.commit_time_us // 1000
+        emit = txn.append
+
+        def change(table: _Table, op: str, before: Any, after: Any) -> None:
+            emit(
+                self._change(
+                    table, op, before, after, lsn, begin.xid, ts_ms, "false", now, last_commit
+                )
+            )
+
+        if isinstance(msg, Insert):
+            table = self._tables[msg.relation_id]
+            change(table, "c", None, self._row(table, msg.new))
+        elif isinstance(msg, Update):
+            table = self._tables[msg.relation_id]
+            after = self._row(table, msg.new)
+            before = self._row(table, msg.old) if msg.old is not None else None
+            if before is not None and self._key(table, before) != self._key(table, after):
+                # A primary key change is a delete of the old row and an insert of the new
+                # one, as Debezium reports it, so that sinks keyed by id stay correct.
+                change(table, "d", before, None)
+                change(table, "c", None, after)
+            else:
+                change(table, "u", before, after)
+        elif isinstance(msg, Delete):
+            table = self._tables[msg.relation_id]
+            change(table, "d", self._row(table, msg.old), None)
+        elif isinstance(msg, Truncate):
+            for relid in msg.relation_ids:
+                if relid in self._tables:
+                    change(self._tables[relid], "t", None, None)
+
+    # -- envelope -------------------------------------------------------------------------
+
+    def _table(self, relid: int, namespace: str, name: str, columns: tuple[Column, ...]) -> _Table:
+        keys = self._keys.get(relid)
+        if keys is None:
+            assert self._conn is not None
+            keys = tuple(r[0] for r in self._conn.execute(_PRIMARY_KEY, (relid,)))
+            if not keys:
+                keys = tuple(c.name for c in columns if c.is_key)
+            self._keys[relid] = keys
+        topic = f"{self._settings.topic_prefix}.{namespace}.{name}"
+        converters = tuple(value_converter(c.type_oid, self._array_elements) for c in columns)
+        return _Table(namespace, name, columns, keys, topic, converters)
+
+    def _learn_types(self, oids: Any) -> None:
+        unknown = {oid for oid in oids if oid not in self._known_types and oid >= 16384}
+        # Built-in types below 16384 are covered by the static tables; user-defined
+        # array types (e.g. of an enum) are looked up once so they decode as lists.
+        if unknown and self._conn is not None:
+            for oid, elem in self._conn.execute(_ARRAY_TYPES, (list(unknown),)):
+                self._array_elements[int(oid)] = int(elem)
+        self._known_types.update(unknown)
+
+    def _row(self, table: _Table, values: Sequence[TupleValue]) -> dict[str, Any]:
+        row, problems = convert_tuple(table.columns, values, table.converters)
+        for problem in problems:
+            log.warning("%s.%s: kept raw text for %s", table.namespace, table.name, problem)
+        return row
+
+    @staticmethod
+    def _key(table: _Table, row: dict[str, Any]) -> dict[str, Any]:
+        return {name: row.get(name) for name in table.key_columns}
+
+    def _change(
+        self,
+        table: _Table,
+        op: str,
+        before: dict[str, Any] | None,
+        after: dict[str, Any] | None,
+        lsn: int,
+        xid: int | None,
+        ts_ms: int,
+        snapshot: str,
+        now: int,
+        last_commit: int | None = None,
+    ) -> RawChange:
+        row = after if after is not None else before
+        key = _dumps(self._key(table, row)) if row is not None else None
+        envelope = {
+            "before": before,
+            "after": after,
+            "source": {
+                "version": DEBEZIUM_VERSION,
+                "connector": "postgresql",
+                "name": self._settings.topic_prefix,
+                "ts_ms": ts_ms,
+                "snapshot": snapshot,
+                "db": self._conn.info.dbname if self._conn is not None else None,
+                "sequence": f'["{last_commit}","{lsn}"]' if last_commit else f'[null,"{lsn}"]',
+                "schema": table.namespace,
+                "table": table.name,
+                "txId": xid,
+                "lsn": lsn,
+                "xmin": None,
+            },
+            "op": op,
+            "ts_ms": now,
+            "transaction": None,
+        }
+        return RawChange(
+            topic=table.topic, key=key, value=_dumps(envelope), position=SourcePosition(lsn=lsn)
+        )
+
+
+class PgCdcSource(FixedPartitionedSource[RawChange, CdcState]):
+    """Bytewax source streaming the helpdesk tables' changes from a logical replication slot.
+
+    On first start it creates the slot, emits every existing row of the published tables
+    (``op: r``), then streams inserts, updates, deletes and truncates as Debezium envelopes
+    on topics ``<prefix>.<schema>.<table>``, each with its change LSN as position.
+
+    Delivery guarantee: at-least-once; each event's LSN is the sinks' idempotency version.
+    The slot is advanced only to positions known to be durable: the Bytewax resume state
+    on restart, and while running the value of ``durable_lsn`` (never past the last
+    fully emitted transaction). Without ``durable_lsn`` the slot is advanced only on
+    restart, and each peek re-reads the WAL retained since then.
+
+    Args:
+        settings: Reader settings.
+        durable_lsn: Returns the LSN up to which every emitted event is durable
+            downstream (all events emitted before and including one with this position),
+            or None when nothing new is known.
+    """
+
+    def __init__(
+        self,
+        settings: PgCdcSettings,
+        durable_lsn: Callable[[], int | None] | None = None,
+    ) -> None:
+        self.settings = settings
+        self.durable_lsn = durable_lsn
+
+    def list_parts(self) -> list[str]:
+        return [self.settings.slot_name]
+
+    def build_part(
+        self, step_id: str, for_part: str, resume_state: CdcState | None
+    ) -> _PgCdcPartition:
+        if for_part != self.settings.slot_name:
+            raise ValueError(f"unknown partition {for_part!r}; expected the slot name")
+        return _PgCdcPartition(self.settings, resume_state, self.durable_lsn)
