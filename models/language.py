@@ -52,11 +52,14 @@ class LanguageDetector:
         self.languages = tuple(languages)
         self.min_confidence = min_confidence
         self.min_chars = min_chars
+        self._ident: object | None = None
 
     def detect(self, text: str, *, fallback: str | None = None) -> LanguageGuess:
         cleaned = " ".join(text.split())
         if len(cleaned) >= self.min_chars:
-            lang, prob = _identifier(self.languages).classify(cleaned)  # type: ignore[attr-defined]
+            if self._ident is None:
+                self._ident = _identifier(self.languages)
+            lang, prob = self._ident.classify(cleaned)  # type: ignore[attr-defined]
             if prob >= self.min_confidence or fallback is None:
                 return LanguageGuess(str(lang), round(float(prob), 4), "text")
         if fallback is not None:

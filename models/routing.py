@@ -19,7 +19,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 
-from models.helpdesk import Agent, EnrichedTicket, RoutingDecision
+from models.helpdesk import OPEN_STATUSES, Agent, EnrichedTicket, RoutingDecision
 from models.priority import priority_rank
 
 MODEL_VERSION = "rules-least-loaded-1"
@@ -63,9 +63,48 @@ class RoutingPolicy:
         return created_at + target
 
 
+@dataclass(frozen=True)
+class RoutingRequest:
+    """The part of an enriched ticket that routing needs (kept small: it lives in state)."""
+
+    ticket_id: int
+    version: int
+    queue: str
+    op: str
+    status: str
+    assigned_agent_id: int | None
+    language: str
+    category: str
+    priority: str
+    customer_tier: str
+    created_at: datetime
+    committed_at: datetime
+
+    @property
+    def is_open(self) -> bool:
+        return self.status in OPEN_STATUSES
+
+    @classmethod
+    def from_enriched(cls, et: EnrichedTicket) -> RoutingRequest:
+        return cls(
+            ticket_id=et.ticket.id,
+            version=et.version,
+            queue=et.queue,
+            op=et.op,
+            status=et.ticket.status,
+            assigned_agent_id=et.ticket.assigned_agent_id,
+            language=et.language,
+            category=et.category,
+            priority=et.priority,
+            customer_tier=et.customer_tier,
+            created_at=et.ticket.created_at,
+            committed_at=et.committed_at,
+        )
+
+
 @dataclass
 class _Held:
-    ticket: EnrichedTicket
+    ticket: RoutingRequest
     since: datetime
 
 
@@ -98,18 +137,17 @@ class QueueRouter:
 
     # -- tickets ------------------------------------------------------------------------
 
-    def on_ticket(self, et: EnrichedTicket, *, at: datetime) -> list[RoutingDecision]:
+    def on_ticket(self, et: RoutingRequest, *, at: datetime) -> list[RoutingDecision]:
         """React to a ticket change: release, respect a manual assignment, or route."""
-        ticket = et.ticket
-        tid = ticket.id
-        if et.op == "d" or not ticket.is_open:
+        tid = et.ticket_id
+        if et.op == "d" or not et.is_open:
             return self._release(et, at=at)
 
         if tid in self.holding:
             self.holding[tid] = _Held(et, self.holding[tid].since)
 
         current = self.assignments.get(tid)
-        manual = ticket.assigned_agent_id
+        manual = et.assigned_agent_id
         if manual is not None and manual != current:
             # Someone assigned the ticket in the helpdesk (or the ticket arrived assigned):
             # honour it and account for the load.
@@ -131,8 +169,8 @@ class QueueRouter:
             return []  # already routed or waiting; nothing changed for routing
         return [self._route(et, at=at, version=et.version)]
 
-    def _release(self, et: EnrichedTicket, *, at: datetime) -> list[RoutingDecision]:
-        tid = et.ticket.id
+    def _release(self, et: RoutingRequest, *, at: datetime) -> list[RoutingDecision]:
+        tid = et.ticket_id
         was_held = self.holding.pop(tid, None) is not None
         agent_id = self.assignments.pop(tid, None)
         if agent_id is None and not was_held:
@@ -140,7 +178,7 @@ class QueueRouter:
             return []
         if agent_id is not None:
             self.load[agent_id] = max(0, self.load.get(agent_id, 0) - 1)
-        reason = "ticket deleted" if et.op == "d" else f"ticket {et.ticket.status}"
+        reason = "ticket deleted" if et.op == "d" else f"ticket {et.status}"
         released = self._decision(
             et,
             status="released",
@@ -162,7 +200,7 @@ class QueueRouter:
         self.assignments[ticket_id] = agent_id
         self.load[agent_id] = self.load.get(agent_id, 0) + 1
 
-    def eligible(self, et: EnrichedTicket, *, at: datetime) -> tuple[list[Agent], list[str]]:
+    def eligible(self, et: RoutingRequest, *, at: datetime) -> tuple[list[Agent], list[str]]:
         """Agents that may take the ticket, and why the others may not (for the reasons)."""
         ok: list[Agent] = []
         rejected: dict[str, int] = {}
@@ -184,10 +222,10 @@ class QueueRouter:
         notes = [f"{n} {why}" for why, n in sorted(rejected.items(), key=lambda kv: -kv[1])]
         return ok, notes
 
-    def _route(self, et: EnrichedTicket, *, at: datetime, version: int) -> RoutingDecision:
+    def _route(self, et: RoutingRequest, *, at: datetime, version: int) -> RoutingDecision:
         candidates, rejected = self.eligible(et, at=at)
         if not candidates:
-            self.holding[et.ticket.id] = _Held(et, at)
+            self.holding[et.ticket_id] = _Held(et, at)
             reasons = ("no eligible agent", *rejected[:3]) if self.agents else ("queue has no agents",)
             return self._decision(
                 et,
@@ -210,7 +248,7 @@ class QueueRouter:
         best_util = utilisation(best)
         tied = sum(1 for a in ranked if utilisation(a) == best_util)
         load_before = self.load.get(best.id, 0)
-        self._move(et.ticket.id, best.id)
+        self._move(et.ticket_id, best.id)
         reasons = (
             f"least loaded: {load_before}/{best.capacity}",
             f"skill {et.category}: {best.skills.get(et.category, 0.0):.2f}",
@@ -235,24 +273,24 @@ class QueueRouter:
             return []
         order = sorted(
             self.holding.values(),
-            key=lambda h: (priority_rank(h.ticket.priority), h.ticket.ticket.created_at),
+            key=lambda h: (priority_rank(h.ticket.priority), h.ticket.created_at),
         )
         out: list[RoutingDecision] = []
         for held in order:
             et = held.ticket
             if not self.eligible(et, at=at)[0]:
                 continue
-            del self.holding[et.ticket.id]
+            del self.holding[et.ticket_id]
             # The decision must supersede the ticket's earlier "queued" decision in stores
             # that keep the newest version, even if the trigger's LSN is older.
-            version = max(trigger_version, self.last_version.get(et.ticket.id, 0) + 1)
+            version = max(trigger_version, self.last_version.get(et.ticket_id, 0) + 1)
             decision = self._route(et, at=at, version=version)
             out.append(decision)
         return out
 
     def _decision(
         self,
-        et: EnrichedTicket,
+        et: RoutingRequest,
         *,
         status: str,
         agent_id: int | None,
@@ -263,9 +301,9 @@ class QueueRouter:
         version: int,
         candidates: int = 0,
     ) -> RoutingDecision:
-        self.last_version[et.ticket.id] = version
+        self.last_version[et.ticket_id] = version
         return RoutingDecision(
-            ticket_id=et.ticket.id,
+            ticket_id=et.ticket_id,
             version=version,
             queue=self.queue,
             status=status,  # type: ignore[arg-type]
@@ -274,7 +312,7 @@ class QueueRouter:
             confidence=confidence,
             reasons=reasons,
             priority=et.priority,
-            sla_deadline=self.policy.sla_deadline(et.ticket.created_at, et.priority),
+            sla_deadline=self.policy.sla_deadline(et.created_at, et.priority),
             model_version=MODEL_VERSION,
             decided_at=datetime.now(UTC),
             source_committed_at=et.committed_at,

@@ -32,8 +32,9 @@ from models.enrichment import CustomerContext, TicketEnricher
 from models.events import ChangeEvent, DeadLetter, RawChange
 from models.helpdesk import Agent, Customer, EnrichedTicket, RoutingDecision, RowError
 from models.language import LanguageDetector
-from models.routing import QueueRouter, RoutingPolicy
+from models.routing import QueueRouter, RoutingPolicy, RoutingRequest
 from pipelines.settings import PipelineSettings
+from pipelines.state import stateful_flat_map
 
 log = logging.getLogger(__name__)
 
@@ -61,7 +62,7 @@ class AgentRemoval:
     version: int
 
 
-RoutingInput = EnrichedTicket | AgentUpsert | AgentRemoval
+RoutingInput = RoutingRequest | AgentUpsert | AgentRemoval
 
 InputFactory = Callable[[Dataflow], tuple[Stream[RawChange], Stream[DeadLetter]]]
 """Adds an input to a flow and returns its records and its own errors (e.g. Kafka's)."""
@@ -185,7 +186,7 @@ def make_route_step(policy: RoutingPolicy):  # type: ignore[no-untyped-def]
     def route_step(
         router: QueueRouter | None, item: RoutingInput
     ) -> tuple[QueueRouter | None, list[RoutingDecision]]:
-        if isinstance(item, EnrichedTicket):
+        if isinstance(item, RoutingRequest):
             router = router or QueueRouter(queue=item.queue, policy=policy)
             decisions = router.on_ticket(item, at=item.committed_at)
         elif isinstance(item, AgentUpsert):
@@ -238,16 +239,18 @@ def build_flow(
     by_owner = op.branch("split_dispatch_errors", dispatched, lambda kv: kv[0] != "dead")
     to_customers = op.branch("split_agents", by_owner.trues, lambda kv: kv[0].startswith("c:"))
 
-    enriched_kv = op.stateful_flat_map("enrich_ticket", to_customers.trues, make_enrich_step(enricher))
+    enriched_kv = stateful_flat_map("enrich_ticket", to_customers.trues, make_enrich_step(enricher))
     enriched_any = op.map("drop_customer_key", enriched_kv, _value)
     enriched_split = op.branch(
         "split_enrich_errors", enriched_any, lambda x: isinstance(x, EnrichedTicket)
     )
     enriched: Stream[EnrichedTicket] = enriched_split.trues
 
-    tickets_by_queue = op.key_on("key_by_queue", enriched, lambda et: f"q:{et.queue}")
+    tickets_by_queue = op.map(
+        "key_by_queue", enriched, lambda et: (f"q:{et.queue}", RoutingRequest.from_enriched(et))
+    )
     routing_in = op.merge("merge_routing_inputs", tickets_by_queue, to_customers.falses)
-    decisions_kv = op.stateful_flat_map("route_ticket", routing_in, make_route_step(policy))
+    decisions_kv = stateful_flat_map("route_ticket", routing_in, make_route_step(policy))
     decisions: Stream[RoutingDecision] = op.map("drop_queue_key", decisions_kv, _value)
 
     dead = op.merge(

@@ -89,53 +89,65 @@ def stats_key(prefix: str) -> str:
 # ARGV: 1 prefix, 2 ticket id, 3 version (decimal), 4 status, 5 agent id ('' if none),
 #       6 queue, 7 score, 8 stream max length, 9 released TTL seconds (0 = keep),
 #       10 the decision's fields as a JSON list [field, value, field, value, ...].
+# A batch of calls travels as one JSON argument ([[keys, args], ...]) to one script run,
+# which applies them in order; per-call packing in the client cost more than the scripts.
 # The fields travel as one JSON argument: packing dozens of separate arguments per call
 # costs more client CPU than the script itself.
 # Versions are LSNs, which can exceed a Lua double's exact range, so they are compared as
 # decimal strings: longer is larger, equal lengths compare lexically.
-_APPLY_DECISION = """
+_APPLY_DECISIONS = """
 local function newer(a, b)
   if #a ~= #b then return #a > #b end
   return a > b
 end
-local version = ARGV[3]
-local current = redis.call('HGET', KEYS[1], 'version')
-if current and not newer(version, current) then
-  return 0
+local function apply(K, A)
+  local version = A[3]
+  local current = redis.call('HGET', K[1], 'version')
+  if current and not newer(version, current) then
+    return 0
+  end
+  local prefix, ticket, status, agent, queue = A[1], A[2], A[4], A[5], A[6]
+  local prev = redis.call('HMGET', K[1], 'agent_id', 'status', 'queue')
+  local prev_agent, prev_status, prev_queue = prev[1], prev[2], prev[3]
+  -- Leave the previous placement unless the decision keeps the ticket exactly there.
+  if prev_agent and prev_agent ~= '' and prev_status == 'assigned'
+      and not (status == 'assigned' and agent == prev_agent) then
+    redis.call('ZREM', prefix .. ':agent:' .. prev_agent .. ':queue', ticket)
+  end
+  if prev_queue and prev_status == 'queued'
+      and not (status == 'queued' and queue == prev_queue) then
+    redis.call('ZREM', prefix .. ':queue:' .. prev_queue .. ':holding', ticket)
+  end
+  if status == 'assigned' then
+    redis.call('ZADD', K[2], A[7], ticket)
+    redis.call('SADD', K[5], agent)
+  elseif status == 'queued' then
+    redis.call('ZADD', K[2], A[7], ticket)
+  end
+  local fields = cjson.decode(A[10])
+  local now = redis.call('TIME')
+  local applied_at = now[1] .. string.format('%06d', tonumber(now[2]))
+  redis.call('DEL', K[1])
+  redis.call('HSET', K[1], 'previous_agent_id', prev_agent or '',
+    'applied_at_us', applied_at, unpack(fields))
+  if status == 'released' and tonumber(A[9]) > 0 then
+    redis.call('EXPIRE', K[1], A[9])
+  end
+  redis.call('XADD', K[3], 'MAXLEN', '~', A[8], '*',
+    'applied_at_us', applied_at, unpack(fields))
+  redis.call('HINCRBY', K[4], 'decisions', 1)
+  redis.call('HINCRBY', K[4], status, 1)
+  return 1
 end
-local prefix, ticket, status, agent, queue = ARGV[1], ARGV[2], ARGV[4], ARGV[5], ARGV[6]
-local prev = redis.call('HMGET', KEYS[1], 'agent_id', 'status', 'queue')
-local prev_agent, prev_status, prev_queue = prev[1], prev[2], prev[3]
--- Leave the previous placement unless the decision keeps the ticket exactly there.
-if prev_agent and prev_agent ~= '' and prev_status == 'assigned'
-    and not (status == 'assigned' and agent == prev_agent) then
-  redis.call('ZREM', prefix .. ':agent:' .. prev_agent .. ':queue', ticket)
+local applied = 0
+for _, call in ipairs(cjson.decode(ARGV[1])) do
+  applied = applied + apply(call[1], call[2])
 end
-if prev_queue and prev_status == 'queued'
-    and not (status == 'queued' and queue == prev_queue) then
-  redis.call('ZREM', prefix .. ':queue:' .. prev_queue .. ':holding', ticket)
-end
-if status == 'assigned' then
-  redis.call('ZADD', KEYS[2], ARGV[7], ticket)
-  redis.call('SADD', KEYS[5], agent)
-elseif status == 'queued' then
-  redis.call('ZADD', KEYS[2], ARGV[7], ticket)
-end
-local fields = cjson.decode(ARGV[10])
-local now = redis.call('TIME')
-local applied_at = now[1] .. string.format('%06d', tonumber(now[2]))
-redis.call('DEL', KEYS[1])
-redis.call('HSET', KEYS[1], 'previous_agent_id', prev_agent or '',
-  'applied_at_us', applied_at, unpack(fields))
-if status == 'released' and tonumber(ARGV[9]) > 0 then
-  redis.call('EXPIRE', KEYS[1], ARGV[9])
-end
-redis.call('XADD', KEYS[3], 'MAXLEN', '~', ARGV[8], '*',
-  'applied_at_us', applied_at, unpack(fields))
-redis.call('HINCRBY', KEYS[4], 'decisions', 1)
-redis.call('HINCRBY', KEYS[4], status, 1)
-return 1
+return applied
 """
+
+
+_SCRIPT_BATCH = 500
 
 
 @dataclass(frozen=True)
@@ -256,7 +268,7 @@ class _RedisPartition(StatelessSinkPartition[RoutingDecision]):
         )
         # Fail at start-up, not at the first batch, when Redis is unreachable.
         self._client.ping()
-        self._apply = self._client.register_script(_APPLY_DECISION)
+        self._apply = self._client.register_script(_APPLY_DECISIONS)
         self.applied = 0
         """Decisions applied so far (stale or replayed ones are not counted)."""
 
@@ -277,13 +289,20 @@ class _RedisPartition(StatelessSinkPartition[RoutingDecision]):
         ]
         if not calls:
             return
+        # Bounded script runs: Redis serves nobody else while a script executes.
+        chunks = [
+            json.dumps(
+                [[c.keys, c.args] for c in calls[i : i + _SCRIPT_BATCH]], separators=(",", ":")
+            )
+            for i in range(0, len(calls), _SCRIPT_BATCH)
+        ]
         delays = _backoff(self._backoff_initial, self._backoff_max)
         attempt = 0
         while True:
             try:
                 pipe = self._client.pipeline(transaction=False)
-                for call in calls:
-                    self._apply(keys=call.keys, args=call.args, client=pipe)
+                for chunk in chunks:
+                    self._apply(keys=[], args=[chunk], client=pipe)
                 results = pipe.execute()
                 self.applied += sum(int(r) for r in results)
                 return

@@ -7,7 +7,7 @@ from datetime import UTC, datetime
 import pytest
 
 from models.helpdesk import Agent, EnrichedTicket, Ticket
-from models.routing import QueueRouter, RoutingPolicy
+from models.routing import QueueRouter, RoutingPolicy, RoutingRequest
 
 NOON = datetime(2026, 3, 3, 12, 0, tzinfo=UTC)
 
@@ -22,18 +22,18 @@ def agent(aid: int, *, skill: float = 0.8, capacity: int = 2, langs=("en",), sta
 
 
 def ticket(tid: int, *, version: int, status: str = "new", op: str = "c", language: str = "en",
-           priority: str = "normal", assigned: int | None = None) -> EnrichedTicket:  # fmt: skip
+           priority: str = "normal", assigned: int | None = None) -> RoutingRequest:  # fmt: skip
     t = Ticket(
         id=tid, customer_id=1, subject="s", description="d", channel="email", status=status,
         priority=None, category=None, intent=None, assigned_agent_id=assigned,
         created_at=NOON, updated_at=NOON, first_reply_at=None, solved_at=None, csat=None,
         version=version,
     )  # fmt: skip
-    return EnrichedTicket(
+    return RoutingRequest.from_enriched(EnrichedTicket(
         ticket=t, op=op, committed_at=NOON, customer_tier="standard", customer_language="en",
         language=language, language_confidence=0.99, priority=priority,
         priority_reasons=("x",), category="billing", queue="billing", enriched_at=NOON,
-    )  # fmt: skip
+    ))  # fmt: skip
 
 
 @pytest.fixture
