@@ -15,9 +15,10 @@ then the lower agent id so decisions are deterministic.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
+from typing import Protocol
 
 from models.helpdesk import OPEN_STATUSES, Agent, EnrichedTicket, RoutingDecision
 from models.priority import priority_rank
@@ -79,6 +80,9 @@ class RoutingRequest:
     customer_tier: str
     created_at: datetime
     committed_at: datetime
+    first_reply_at: datetime | None = None
+    solved_at: datetime | None = None
+    csat: int | None = None
 
     @property
     def is_open(self) -> bool:
@@ -99,7 +103,98 @@ class RoutingRequest:
             customer_tier=et.customer_tier,
             created_at=et.ticket.created_at,
             committed_at=et.committed_at,
+            first_reply_at=et.ticket.first_reply_at,
+            solved_at=et.ticket.solved_at,
+            csat=et.ticket.csat,
         )
+
+
+@dataclass(frozen=True)
+class RankedAgent:
+    """An eligible agent with the ranker's score (higher is better) and its reasons."""
+
+    agent: Agent
+    score: float
+    confidence: float
+    reasons: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class RoutingOutcome:
+    """What happened to a ticket an agent handled: the signal a learned ranker learns from."""
+
+    ticket_id: int
+    agent_id: int
+    category: str
+    language: str
+    priority: str
+    customer_tier: str
+    resolution_seconds: float | None
+    first_reply_seconds: float | None
+    csat: int | None
+    reopened: bool
+    at: datetime
+
+
+class AgentRanker(Protocol):
+    """Orders the eligible agents for a ticket; may learn from outcomes."""
+
+    @property
+    def version(self) -> str: ...
+
+    def rank(
+        self,
+        request: RoutingRequest,
+        candidates: Sequence[Agent],
+        load: Mapping[int, int],
+        *,
+        at: datetime,
+    ) -> list[RankedAgent]: ...
+
+    def learn(self, outcome: RoutingOutcome) -> None: ...
+
+
+def utilisation(agent: Agent, load: Mapping[int, int]) -> float:
+    """Share of the agent's capacity in use (1.0 when the agent has no capacity)."""
+    return load.get(agent.id, 0) / agent.capacity if agent.capacity else 1.0
+
+
+class LeastLoadedRanker:
+    """The baseline: lowest utilisation first, then higher skill, then lower id."""
+
+    version = MODEL_VERSION
+
+    def rank(
+        self,
+        request: RoutingRequest,
+        candidates: Sequence[Agent],
+        load: Mapping[int, int],
+        *,
+        at: datetime,
+    ) -> list[RankedAgent]:
+        ordered = sorted(
+            candidates,
+            key=lambda a: (utilisation(a, load), -a.skills.get(request.category, 0.0), a.id),
+        )
+        if not ordered:
+            return []
+        best_util = utilisation(ordered[0], load)
+        tied = sum(1 for a in ordered if utilisation(a, load) == best_util)
+        return [
+            RankedAgent(
+                agent=a,
+                score=round(1.0 - utilisation(a, load), 4),
+                confidence=round(1.0 / tied, 4),
+                reasons=(
+                    f"least loaded: {load.get(a.id, 0)}/{a.capacity}",
+                    f"skill {request.category}: {a.skills.get(request.category, 0.0):.2f}",
+                ),
+            )
+            for a in ordered
+        ]
+
+    def learn(self, outcome: RoutingOutcome) -> None:
+        return None
 
 
 @dataclass
@@ -114,11 +209,15 @@ class QueueRouter:
 
     queue: str
     policy: RoutingPolicy = field(default_factory=RoutingPolicy)
+    ranker: AgentRanker = field(default_factory=LeastLoadedRanker)
     agents: dict[int, Agent] = field(default_factory=dict)
     load: dict[int, int] = field(default_factory=dict)
     assignments: dict[int, int] = field(default_factory=dict)  # ticket id -> agent id
     holding: dict[int, _Held] = field(default_factory=dict)  # ticket id -> held ticket
     last_version: dict[int, int] = field(default_factory=dict)  # ticket id -> decision version
+    # Recently solved tickets and who solved them, so a reopen can count against the agent.
+    recently_solved: dict[int, int] = field(default_factory=dict)
+    recently_solved_cap: int = 5000
 
     # -- agents -------------------------------------------------------------------------
 
@@ -145,6 +244,14 @@ class QueueRouter:
 
         if tid in self.holding:
             self.holding[tid] = _Held(et, self.holding[tid].since)
+
+        solver = self.recently_solved.pop(tid, None)
+        if solver is not None:
+            # A solved ticket came back: the solution did not hold.
+            outcome = self._outcome(et, solver, at=at)
+            self.ranker.learn(
+                RoutingOutcome(**{**outcome.__dict__, "reopened": True, "resolution_seconds": None})
+            )
 
         current = self.assignments.get(tid)
         manual = et.assigned_agent_id
@@ -178,6 +285,11 @@ class QueueRouter:
             return []
         if agent_id is not None:
             self.load[agent_id] = max(0, self.load.get(agent_id, 0) - 1)
+            if et.status == "solved" and et.op != "d":
+                self.ranker.learn(self._outcome(et, agent_id, at=at))
+                self.recently_solved[tid] = agent_id
+                if len(self.recently_solved) > self.recently_solved_cap:
+                    del self.recently_solved[next(iter(self.recently_solved))]
         reason = "ticket deleted" if et.op == "d" else f"ticket {et.status}"
         released = self._decision(
             et,
@@ -192,6 +304,25 @@ class QueueRouter:
         # Closed tickets leave the state so memory does not grow with history.
         self.last_version.pop(tid, None)
         return [released, *self._drain_holding(trigger_version=et.version, at=at)]
+
+    @staticmethod
+    def _outcome(et: RoutingRequest, agent_id: int, *, at: datetime) -> RoutingOutcome:
+        def seconds(end: datetime | None) -> float | None:
+            return None if end is None else max(0.0, (end - et.created_at).total_seconds())
+
+        return RoutingOutcome(
+            ticket_id=et.ticket_id,
+            agent_id=agent_id,
+            category=et.category,
+            language=et.language,
+            priority=et.priority,
+            customer_tier=et.customer_tier,
+            resolution_seconds=seconds(et.solved_at),
+            first_reply_seconds=seconds(et.first_reply_at),
+            csat=et.csat,
+            reopened=False,
+            at=at,
+        )
 
     def _move(self, ticket_id: int, agent_id: int) -> None:
         previous = self.assignments.get(ticket_id)
@@ -238,29 +369,15 @@ class QueueRouter:
                 version=version,
             )
 
-        def utilisation(a: Agent) -> float:
-            return self.load.get(a.id, 0) / a.capacity if a.capacity else 1.0
-
-        ranked = sorted(
-            candidates, key=lambda a: (utilisation(a), -a.skills.get(et.category, 0.0), a.id)
-        )
-        best = ranked[0]
-        best_util = utilisation(best)
-        tied = sum(1 for a in ranked if utilisation(a) == best_util)
-        load_before = self.load.get(best.id, 0)
-        self._move(et.ticket_id, best.id)
-        reasons = (
-            f"least loaded: {load_before}/{best.capacity}",
-            f"skill {et.category}: {best.skills.get(et.category, 0.0):.2f}",
-            f"speaks {et.language}",
-            f"tier {et.customer_tier}",
-        )
+        best = self.ranker.rank(et, candidates, self.load, at=at)[0]
+        self._move(et.ticket_id, best.agent.id)
+        reasons = (*best.reasons, f"speaks {et.language}", f"tier {et.customer_tier}")
         return self._decision(
             et,
             status="assigned",
-            agent_id=best.id,
-            score=round(1.0 - best_util, 4),
-            confidence=round(1.0 / tied, 4),
+            agent_id=best.agent.id,
+            score=best.score,
+            confidence=best.confidence,
             reasons=reasons,
             at=at,
             version=version,
@@ -313,7 +430,7 @@ class QueueRouter:
             reasons=reasons,
             priority=et.priority,
             sla_deadline=self.policy.sla_deadline(et.created_at, et.priority),
-            model_version=MODEL_VERSION,
+            model_version=self.ranker.version,
             decided_at=datetime.now(UTC),
             source_committed_at=et.committed_at,
             candidates=candidates,

@@ -102,3 +102,34 @@ def test_older_agent_version_is_ignored(router: QueueRouter) -> None:
     router.upsert_agent(agent(1, capacity=9, version=5), version=5, at=NOON)
     router.upsert_agent(agent(1, capacity=1, version=3), version=3, at=NOON)
     assert router.agents[1].capacity == 9
+
+
+class _RecordingRanker:
+    """A ranker that prefers the highest agent id and records what it learns."""
+
+    version = "recording-1"
+
+    def __init__(self) -> None:
+        self.outcomes: list = []
+
+    def rank(self, request, candidates, load, *, at):  # type: ignore[no-untyped-def]
+        from models.routing import RankedAgent
+
+        ordered = sorted(candidates, key=lambda a: -a.id)
+        return [RankedAgent(a, float(a.id), 0.5, ("highest id",)) for a in ordered]
+
+    def learn(self, outcome) -> None:  # type: ignore[no-untyped-def]
+        self.outcomes.append(outcome)
+
+
+def test_pluggable_ranker_decides_and_learns_from_solve_and_reopen() -> None:
+    ranker = _RecordingRanker()
+    r = QueueRouter(queue="billing", ranker=ranker)
+    r.upsert_agent(agent(1), version=1, at=NOON)
+    r.upsert_agent(agent(2), version=2, at=NOON)
+    d = r.on_ticket(ticket(10, version=100), at=NOON)[0]
+    assert (d.agent_id, d.model_version, d.reasons[0]) == (2, "recording-1", "highest id")
+    r.on_ticket(ticket(10, version=101, status="solved", op="u"), at=NOON)
+    assert [(o.agent_id, o.reopened) for o in ranker.outcomes] == [(2, False)]
+    r.on_ticket(ticket(10, version=102, status="open", op="u"), at=NOON)
+    assert [(o.agent_id, o.reopened) for o in ranker.outcomes] == [(2, False), (2, True)]
