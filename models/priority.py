@@ -29,7 +29,8 @@ _KEYWORDS: tuple[tuple[str, str, re.Pattern[str]], ...] = (
         "urgent",
         "data loss",
         re.compile(
-            r"\b(data loss|lost (all )?(my )?data|datenverlust|perte de données|pérdida de datos)\b",
+            r"\b(data loss|lost (all )?(my )?data|datenverlust"
+            r"|perte de données|pérdida de datos)\b",
             re.IGNORECASE,
         ),
     ),
@@ -45,7 +46,8 @@ _KEYWORDS: tuple[tuple[str, str, re.Pattern[str]], ...] = (
         "high",
         "urgency words",
         re.compile(
-            r"\b(urgent|asap|immediately|dringend|sofort|urgente|inmediatamente|de toute urgence)\b",
+            r"\b(urgent|asap|immediately|dringend|sofort|urgente|inmediatamente"
+            r"|de toute urgence)\b",
             re.IGNORECASE,
         ),
     ),

@@ -357,7 +357,9 @@ class QueueRouter:
         candidates, rejected = self.eligible(et, at=at)
         if not candidates:
             self.holding[et.ticket_id] = _Held(et, at)
-            reasons = ("no eligible agent", *rejected[:3]) if self.agents else ("queue has no agents",)
+            reasons = (
+                ("no eligible agent", *rejected[:3]) if self.agents else ("queue has no agents",)
+            )
             return self._decision(
                 et,
                 status="queued",

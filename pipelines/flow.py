@@ -20,7 +20,7 @@ from collections import Counter
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, cast
 
 import bytewax.operators as op
 from bytewax.dataflow import Dataflow, Stream
@@ -129,7 +129,7 @@ def dispatch_entities(event: ChangeEvent) -> Iterable[tuple[str, Any]]:
             row = event.row or {}
             return [(f"c:{int(row['customer_id'])}", event)]
         if event.table == "customers":
-            return [(f"c:{int(event.key.get('id', (event.row or {}).get('id')))}", event)]
+            return [(f"c:{_row_id(event)}", event)]
         if event.table == "agents":
             return list(_agent_items(event))
     except (KeyError, TypeError, ValueError, RowError) as exc:
@@ -142,10 +142,18 @@ def dispatch_entities(event: ChangeEvent) -> Iterable[tuple[str, Any]]:
     return []
 
 
+def _row_id(event: ChangeEvent) -> int:
+    """The row's ``id`` from the key, else from the row image (raises when absent)."""
+    value = event.key.get("id", (event.row or {}).get("id"))
+    if value is None:
+        raise KeyError("id")
+    return int(value)
+
+
 def _agent_items(event: ChangeEvent) -> Iterable[tuple[str, RoutingInput]]:
     before_team = (event.before or {}).get("team")
     if event.op == "d" or event.after is None:
-        agent_id = int(event.key.get("id", (event.before or {}).get("id")))
+        agent_id = _row_id(event)
         if before_team:
             yield f"q:{before_team}", AgentRemoval(agent_id, event.version)
         return
@@ -155,7 +163,7 @@ def _agent_items(event: ChangeEvent) -> Iterable[tuple[str, RoutingInput]]:
     yield f"q:{agent.team}", AgentUpsert(agent, event.version, event.committed_at)
 
 
-def make_enrich_step(enricher: TicketEnricher):  # type: ignore[no-untyped-def]
+def make_enrich_step(enricher: TicketEnricher):
     """Keyed mapper for ``stateful_flat_map``: customer context in, enriched tickets out."""
 
     def enrich_step(
@@ -180,7 +188,7 @@ def make_enrich_step(enricher: TicketEnricher):  # type: ignore[no-untyped-def]
     return enrich_step
 
 
-def make_route_step(policy: RoutingPolicy):  # type: ignore[no-untyped-def]
+def make_route_step(policy: RoutingPolicy):
     """Keyed mapper for ``stateful_flat_map``: a queue's router in, decisions out."""
 
     def route_step(
@@ -233,7 +241,7 @@ def build_flow(
         raw, source_errors = source(flow)
     decoded = op.filter_map("decode_cdc", raw, decode)
     by_kind = op.branch("split_decode_errors", decoded, lambda x: isinstance(x, ChangeEvent))
-    events: Stream[ChangeEvent] = by_kind.trues
+    events = cast(Stream[ChangeEvent], by_kind.trues)
 
     dispatched = op.flat_map("dispatch_entities", events, dispatch_entities)
     by_owner = op.branch("split_dispatch_errors", dispatched, lambda kv: kv[0] != "dead")

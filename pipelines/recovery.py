@@ -59,7 +59,7 @@ def committed_state(recovery_dir: Path, step_id: str, state_key: str) -> Any | N
     if not done:
         return None
     _, blob = max(done, key=lambda row: row[0])
-    return None if blob is None else pickle.loads(blob)  # noqa: S301 - our own store
+    return None if blob is None else pickle.loads(blob)
 
 
 class RecoveryWatermark:

@@ -17,7 +17,7 @@ class PipelineSettings(BaseModel):
     languages: tuple[str, ...] = DEFAULT_LANGUAGES
     category_queues: dict[str, str] = Field(default_factory=lambda: dict(DEFAULT_CATEGORY_QUEUES))
     default_queue: str = "general"
-    min_skill: float = Field(0.3, ge=0.0, le=1.0)
+    min_skill: float = Field(default=0.3, ge=0.0, le=1.0)
     respect_shifts: bool = True
     epoch_interval: timedelta = timedelta(seconds=2)
 

@@ -46,7 +46,7 @@ def stateful_flat_map(
     """Like ``bytewax.operators.stateful_flat_map`` with pickled snapshots."""
 
     def builder(resume: bytes | None) -> _PickledFlatMapLogic[V, W, S]:
-        state: Any = None if resume is None else pickle.loads(resume)  # noqa: S301 - own state
+        state: Any = None if resume is None else pickle.loads(resume)
         return _PickledFlatMapLogic(mapper, state)
 
     return op.stateful(step_id, up, builder)

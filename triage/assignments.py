@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 import threading
+from typing import Any
 
 import psycopg
 import redis
@@ -52,7 +53,7 @@ class AssignmentFollower:
         with psycopg.connect(self.source_dsn, autocommit=True) as conn:
             while not self._stop.is_set():
                 try:
-                    batch = client.xread({self.stream: last_id}, count=500, block=200)
+                    batch: Any = client.xread({self.stream: last_id}, count=500, block=200)
                 except redis.ConnectionError as exc:
                     log.warning("decision stream unavailable: %s", exc)
                     self._stop.wait(1.0)

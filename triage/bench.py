@@ -39,7 +39,7 @@ VALUES (%s, %s, %s, %s) RETURNING id
 """
 
 
-def _ticket_rows(count: int, customers: list[int], start: int = 0):  # type: ignore[no-untyped-def]
+def _ticket_rows(count: int, customers: list[int], start: int = 0):
     channels = ("email", "web", "chat", "phone")
     for i in range(start, start + count):
         subject, body = _SUBJECTS[i % len(_SUBJECTS)]

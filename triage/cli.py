@@ -24,7 +24,7 @@ app.add_typer(cdc_app, name="cdc")
 console = Console(stderr=True)
 
 
-def _settings(state_dir: Path | None = None):  # type: ignore[no-untyped-def]
+def _settings(state_dir: Path | None = None):
     from triage.settings import AppSettings
 
     try:
@@ -148,7 +148,9 @@ def generate(
     settings = _settings(state_dir)
     if settings.source.dsn is None:
         raise _fail("set TRIAGE_SOURCE__DSN to the helpdesk database to write into")
-    writer = WorkloadWriter(settings.source.dsn, WorkloadConfig(seed=seed, tickets=tickets, rate=rate))
+    writer = WorkloadWriter(
+        settings.source.dsn, WorkloadConfig(seed=seed, tickets=tickets, rate=rate)
+    )
     writer.seed_reference_data()
     report = writer.run()
     console.print(f"created {len(report.created_ticket_ids)} tickets")

@@ -26,12 +26,12 @@ def first_decisions(client: redis.Redis, prefix: str) -> dict[int, dict[str, str
     last_id = "-"
     stream = f"{prefix}:decisions"
     while True:
-        entries = client.xrange(stream, min=last_id, max="+", count=5000)
+        entries: list[Any] = client.xrange(stream, min=last_id, max="+", count=5000)  # type: ignore[assignment]
         if last_id != "-":
             entries = entries[1:]  # the range is inclusive of the last id already seen
         if not entries:
             break
-        for entry_id, raw in entries:
+        for _entry_id, raw in entries:
             fields = {k.decode(): v.decode() for k, v in raw.items()}
             if fields.get("status") == "released":
                 continue
@@ -47,9 +47,7 @@ def latency_ms(fields: dict[str, str]) -> float:
     return (applied - committed) * 1000.0
 
 
-def routed_summary(
-    client: redis.Redis, prefix: str, ticket_ids: Iterable[int]
-) -> dict[str, Any]:
+def routed_summary(client: redis.Redis, prefix: str, ticket_ids: Iterable[int]) -> dict[str, Any]:
     """How many of ``ticket_ids`` have a decision, by status, and latency percentiles."""
     ids = list(ticket_ids)
     first = first_decisions(client, prefix)

@@ -67,7 +67,7 @@ def migrate(stack: Stack) -> list[str]:
     return list(applied)
 
 
-def build_pipeline(settings: AppSettings, stack: Stack, recovery_dir: Path):  # type: ignore[no-untyped-def]
+def build_pipeline(settings: AppSettings, stack: Stack, recovery_dir: Path):
     """The dataflow with the configured source and the analytics + Redis sinks."""
     from bytewax.dataflow import Dataflow, Stream
     from bytewax.inputs import Source

@@ -21,10 +21,12 @@ from pipelines.settings import PipelineSettings
 class SourceDbSettings(BaseModel):
     """The helpdesk's operational PostgreSQL (the CDC source)."""
 
-    dsn: str | None = Field(None, description="unset: a private local PostgreSQL is started")
+    dsn: str | None = Field(
+        default=None, description="unset: a private local PostgreSQL is started"
+    )
     slot_name: str = "triage_embedded"
     publication: str = "triage_cdc"
-    max_changes_per_poll: int = Field(5000, gt=0)
+    max_changes_per_poll: int = Field(default=5000, gt=0)
     poll_interval: timedelta = timedelta(milliseconds=20)
 
 
@@ -41,22 +43,24 @@ class KafkaAppSettings(BaseModel):
 class AnalyticsSettings(BaseModel):
     """The analytics store (TimescaleDB in production, plain PostgreSQL embedded)."""
 
-    dsn: str | None = Field(None, description="unset: the source PostgreSQL, schema analytics")
+    dsn: str | None = Field(
+        default=None, description="unset: the source PostgreSQL, schema analytics"
+    )
 
 
 class RedisSettings(BaseModel):
-    url: str | None = Field(None, description="unset: a private local Redis is started")
+    url: str | None = Field(default=None, description="unset: a private local Redis is started")
     key_prefix: str = "triage"
 
 
 class ElasticsearchSettings(BaseModel):
-    url: str | None = Field(None, description="unset: PostgreSQL full-text search")
+    url: str | None = Field(default=None, description="unset: PostgreSQL full-text search")
     api_key: SecretStr | None = None
 
 
 class ApiServerSettings(BaseModel):
     host: str = "127.0.0.1"
-    port: int = Field(8000, ge=0, le=65535)
+    port: int = Field(default=8000, ge=0, le=65535)
 
 
 class AppSettings(BaseSettings):

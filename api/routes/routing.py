@@ -74,17 +74,17 @@ def _decision_from_hash(fields: dict[str, str]) -> RoutingDecisionPublic:
     return RoutingDecisionPublic(
         ticket_id=int(fields["ticket_id"]),
         version=int(fields["version"]),
-        status=fields["status"],  # type: ignore[arg-type]  # validated by pydantic
+        status=fields["status"],
         queue=fields["queue"],
         agent_id=int(fields["agent_id"]) if fields.get("agent_id") else None,
         score=float(fields["score"]),
         confidence=float(fields["confidence"]),
         reasons=json.loads(fields.get("reasons") or "[]"),
         priority=fields["priority"],
-        sla_deadline=fields.get("sla_deadline") or None,  # type: ignore[arg-type]
+        sla_deadline=fields.get("sla_deadline") or None,
         model_version=fields["model_version"],
-        decided_at=fields["decided_at"],  # type: ignore[arg-type]
-        source_committed_at=fields["source_committed_at"],  # type: ignore[arg-type]
+        decided_at=fields["decided_at"],
+        source_committed_at=fields["source_committed_at"],
         candidates=int(fields.get("candidates") or 0),
         source="redis",
     )

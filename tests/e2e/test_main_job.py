@@ -58,7 +58,9 @@ def test_main_job_routes_every_ticket_and_api_serves_them(
     with psycopg.connect(pg_dsn) as conn:
         ticket_ids = [r[0] for r in conn.execute("SELECT id FROM tickets ORDER BY id")]
     assert len(ticket_ids) == 40
-    app = create_app(ApiSettings(redis_url=redis_url, analytics_dsn=pg_dsn, key_prefix=f"t{unique}"))
+    app = create_app(
+        ApiSettings(redis_url=redis_url, analytics_dsn=pg_dsn, key_prefix=f"t{unique}")
+    )
     with TestClient(app) as client:
         for tid in ticket_ids:
             resp = client.get(f"/v1/tickets/{tid}/routing")
@@ -78,7 +80,9 @@ def test_pipeline_killed_mid_stream_loses_and_duplicates_nothing(
     prefix = f"t{unique}"
     env = _env(stack, tmp_path, unique)
     extra = {k: v for k, v in env.items() if k.startswith("TRIAGE_")}
-    writer = WorkloadWriter(pg_dsn, WorkloadConfig(seed=3, customers=60, agents=12, tickets=400, rate=80))
+    writer = WorkloadWriter(
+        pg_dsn, WorkloadConfig(seed=3, customers=60, agents=12, tickets=400, rate=80)
+    )
     writer.seed_reference_data()
 
     pipeline = PipelineProcess(stack, tmp_path / "state", extra_env=extra).start()
@@ -113,7 +117,9 @@ def test_pipeline_killed_mid_stream_loses_and_duplicates_nothing(
     # Nothing missing: every source ticket has a fact at the source's current state.
     with psycopg.connect(pg_dsn) as conn:
         source = dict(conn.execute("SELECT id, status FROM tickets").fetchall())
-        facts = dict(conn.execute("SELECT ticket_id, status FROM analytics.ticket_facts").fetchall())
+        facts = dict(
+            conn.execute("SELECT ticket_id, status FROM analytics.ticket_facts").fetchall()
+        )
         history = conn.execute(
             "SELECT ticket_id, version FROM analytics.routing_decision_history"
         ).fetchall()

@@ -73,7 +73,11 @@ def test_enricher_uses_customer_profile_and_keeps_queue_sticky() -> None:
     enricher = TicketEnricher(RoutingPolicy())
     ctx = CustomerContext(customer=Customer(7, "Acme", "acme", "enterprise", "en", "us"))
     first = enricher.enrich(ctx, _ticket_event())
-    assert (first.category, first.queue, first.customer_tier) == ("billing", "billing", "enterprise")
+    assert (first.category, first.queue, first.customer_tier) == (
+        "billing",
+        "billing",
+        "enterprise",
+    )
     assert first.priority == "high"
     # A later relabel to shipping keeps the open ticket in its queue.
     second = enricher.enrich(ctx, _ticket_event(op="u", version=11, category="shipping"))
@@ -85,9 +89,7 @@ def test_enricher_uses_customer_profile_and_keeps_queue_sticky() -> None:
 
 def test_unavailable_toast_value_is_taken_from_before_image() -> None:
     ctx = CustomerContext()
-    et = TicketEnricher(RoutingPolicy()).enrich(
-        ctx, _ticket_event(op="u", description=UNAVAILABLE)
-    )
+    et = TicketEnricher(RoutingPolicy()).enrich(ctx, _ticket_event(op="u", description=UNAVAILABLE))
     assert et.ticket.description == "old text"
     assert "customer unknown" in et.priority_reasons
 

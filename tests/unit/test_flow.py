@@ -32,17 +32,24 @@ class Feed:
             RawChange(
                 topic=f"triage.public.{table}",
                 key=encode_key({"id": row["id"]}, table=table),
-                value=encode_envelope(table=table, op=op, lsn=self.lsn, ts_ms=TS + self.lsn,
-                                      before=before, after=after),  # fmt: skip
+                value=encode_envelope(
+                    table=table,
+                    op=op,
+                    lsn=self.lsn,
+                    ts_ms=TS + self.lsn,
+                    before=before,
+                    after=after,
+                ),
                 position=SourcePosition(lsn=self.lsn),
             )
         )
 
 
 def agent_row(aid: int, team: str = "billing", capacity: int = 1) -> dict[str, Any]:
-    return {"id": aid, "name": f"A{aid}", "email": "a@x", "team": team,
-            "skills": json.dumps({"billing": 0.9, "shipping": 0.8}), "languages": ["en"],
-            "capacity": capacity, "status": "online", "shift_start": 0, "shift_end": 24}  # fmt: skip
+    skills = json.dumps({"billing": 0.9, "shipping": 0.8})
+    return {"id": aid, "name": f"A{aid}", "email": "a@x", "team": team, "skills": skills,
+            "languages": ["en"], "capacity": capacity, "status": "online",
+            "shift_start": 0, "shift_end": 24}  # fmt: skip
 
 
 def ticket_row(tid: int, status: str = "new", **extra: Any) -> dict[str, Any]:
