@@ -20,6 +20,8 @@ app = typer.Typer(
 )
 cdc_app = typer.Typer(help="Manage the embedded CDC reader's replication slot.")
 app.add_typer(cdc_app, name="cdc")
+connect_app = typer.Typer(help="Production path: the Debezium connector in Kafka Connect.")
+app.add_typer(connect_app, name="connect")
 
 console = Console(stderr=True)
 
@@ -181,3 +183,21 @@ def drop_slot(state_dir: StateDir = None) -> None:
         raise _fail("set TRIAGE_SOURCE__DSN to the database that holds the slot")
     drop(settings.source.dsn, settings.source.slot_name)
     console.print(f"dropped slot {settings.source.slot_name}")
+
+
+@connect_app.command("register")
+def connect_register(
+    connector: Annotated[
+        Path, typer.Option(exists=True, dir_okay=False, help="Connector JSON file.")
+    ] = Path("infra/debezium/helpdesk-connector.json"),
+) -> None:
+    """Create or update the Debezium connector (TRIAGE_KAFKA__CONNECT_URL) and wait for it."""
+    from connectors.kafka_connect import ConnectError, load_connector, register_connector
+
+    settings = _settings()
+    try:
+        name, config = load_connector(connector)
+        status = register_connector(settings.kafka.connect_url, name, config)
+    except ConnectError as exc:
+        raise _fail(str(exc)) from exc
+    console.print(f"connector {name}: {status['connector']['state']}")
