@@ -83,6 +83,7 @@ def run_bench(
         client = redis.Redis.from_url(stack.redis_url)
         pipeline = PipelineProcess(stack, state_dir / "pipeline").start()
         try:
+            pipeline.wait_ready(settings.source.slot_name, flow_id=settings.pipeline.flow_id)
             with psycopg.connect(stack.source_dsn, autocommit=True) as conn:
                 customers = [r[0] for r in conn.execute("SELECT id FROM customers ORDER BY id")]
                 # Warm-up: the snapshot of reference data and the first decision.

@@ -73,14 +73,18 @@ def demo(
     opts = DemoOptions(
         tickets=tickets, rate=rate, seed=seed, serve=serve, fresh=fresh, quiet=json_out
     )
+
+    def show(summary: dict[str, object]) -> None:
+        if json_out:
+            sys.stdout.write(json.dumps(summary) + "\n")
+            sys.stdout.flush()
+        else:
+            render_summary(summary, Console())
+
     try:
-        summary = run_demo(settings, opts, console)
+        summary = run_demo(settings, opts, console, on_summary=show)
     except (ServiceError, DemoError) as exc:
         raise _fail(str(exc)) from exc
-    if json_out:
-        sys.stdout.write(json.dumps(summary) + "\n")
-    else:
-        render_summary(summary, Console())
     if summary["tickets_routed"] != summary["tickets_created"]:
         raise typer.Exit(1)
 

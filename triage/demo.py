@@ -7,6 +7,7 @@ import logging
 import shutil
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -42,8 +43,17 @@ class DemoError(RuntimeError):
     """The demo could not complete; the message says what to look at."""
 
 
-def run_demo(settings: AppSettings, opts: DemoOptions, console: Console) -> dict[str, Any]:
-    """Run the whole embedded system once and return the summary."""
+def run_demo(
+    settings: AppSettings,
+    opts: DemoOptions,
+    console: Console,
+    on_summary: Callable[[dict[str, Any]], None] | None = None,
+) -> dict[str, Any]:
+    """Run the whole embedded system once and return the summary.
+
+    ``on_summary`` sees the summary as soon as it is known, before ``opts.serve`` keeps
+    the API (and the pipeline) running until Ctrl-C.
+    """
     from connectors.workload import WorkloadConfig, WorkloadWriter
 
     state_dir = settings.state_dir / "demo"
@@ -71,7 +81,7 @@ def run_demo(settings: AppSettings, opts: DemoOptions, console: Console) -> dict
 
         pipeline = PipelineProcess(stack, state_dir / "pipeline").start()
         if settings.cdc.mode == "embedded":
-            pipeline.wait_ready(settings.source.slot_name)
+            pipeline.wait_ready(settings.source.slot_name, flow_id=settings.pipeline.flow_id)
         api = ApiServer(settings, stack, port=opts.api_port).start()
         follower = AssignmentFollower(
             stack.redis_url, stack.source_dsn, key_prefix=settings.redis.key_prefix
@@ -118,6 +128,8 @@ def run_demo(settings: AppSettings, opts: DemoOptions, console: Console) -> dict
                 "wall_seconds": round(time.monotonic() - started, 2),
                 "api": api.base_url,
             }
+            if on_summary is not None:
+                on_summary(result)
             if opts.serve:
                 say(f"serving {api.base_url} — Ctrl-C to stop")
                 try:

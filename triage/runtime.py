@@ -145,15 +145,27 @@ class PipelineProcess:
         self.extra_env = extra_env or {}
         self.proc: subprocess.Popen[bytes] | None = None
 
-    def wait_ready(self, slot: str, timeout: float = 60.0) -> None:
-        """Wait until the pipeline's replication slot exists (CDC is capturing)."""
+    def wait_ready(self, slot: str, *, flow_id: str = "triage", timeout: float = 90.0) -> None:
+        """Wait until CDC is capturing and the pipeline has completed its first epoch.
+
+        The first complete epoch means the initial snapshot (agents, customers) went
+        through every step, so tickets written from now on are measured fairly.
+        """
         from connectors.pg_cdc import slot_position
+        from pipelines.recovery import committed_state
         from triage.services import ServiceError, wait_until
 
         def ready() -> bool:
             if not self.alive():
-                raise ServiceError(f"pipeline exited during start-up:\n{self.log_tail()}")
-            return slot_position(self.stack.source_dsn, slot) is not None
+                code = self.proc.returncode if self.proc is not None else None
+                raise ServiceError(
+                    f"pipeline exited during start-up (exit code {code}); log "
+                    f"{self.state_dir / 'pipeline.log'}:\n{self.log_tail()}"
+                )
+            if slot_position(self.stack.source_dsn, slot) is None:
+                return False
+            recovery = self.state_dir / "recovery"
+            return committed_state(recovery, f"{flow_id}.read_cdc", slot) is not None
 
         wait_until(ready, timeout=timeout, what="pipeline replication slot")
 
