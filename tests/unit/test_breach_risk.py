@@ -1,0 +1,76 @@
+"""Breach-risk model: learns a separable task online, tracks exact AUC, pickles."""
+
+from __future__ import annotations
+
+import pickle
+import random
+
+from models.breach_risk import (
+    MODEL_VERSION,
+    BreachRiskFeatures,
+    BreachRiskModel,
+    exact_roc_auc,
+    prior_probability,
+)
+
+
+def synthetic(rng: random.Random) -> tuple[BreachRiskFeatures, bool]:
+    """Low-priority tickets in the slow queue breach once past ~70 % of their target."""
+    frac = rng.uniform(0.0, 1.5)
+    priority = rng.choice(["urgent", "high", "normal", "low"])
+    queue = rng.choice(["fast", "slow"])
+    reassignments = rng.randint(0, 4)
+    risk = frac + (0.4 if queue == "slow" else 0.0) + 0.15 * reassignments
+    features = BreachRiskFeatures(
+        fraction_elapsed=frac, remaining_business_minutes=(1 - frac) * 480,
+        elapsed_hours=frac * 8, priority=priority, tier="standard", queue=queue,
+        reassignments=reassignments, hour_of_week=rng.randrange(168),
+        extra={"channel": rng.choice(["email", "chat"])},
+    )  # fmt: skip
+    return features, risk > 1.2
+
+
+def test_exact_auc() -> None:
+    assert exact_roc_auc([0.1, 0.4, 0.35, 0.8], [False, False, True, True]) == 0.75
+    assert exact_roc_auc([0.5, 0.5], [False, True]) == 0.5  # ties count a half
+    assert exact_roc_auc([0.2, 0.9], [True, True]) is None
+
+
+def test_prior_before_learning() -> None:
+    model = BreachRiskModel()
+    assert model.auc is None and model.version == MODEL_VERSION
+    low = model.predict_one(BreachRiskFeatures(fraction_elapsed=0.2))
+    high = model.predict_one(BreachRiskFeatures(fraction_elapsed=1.2))
+    assert low == prior_probability(0.2) < 0.05 and high > 0.9
+
+
+def test_learns_separable_task() -> None:
+    rng = random.Random(3)
+    model = BreachRiskModel(warmup=50)
+    for _ in range(3000):
+        features, label = synthetic(rng)
+        model.learn_one(features, label)
+    held_out = [synthetic(rng) for _ in range(1000)]
+    scores = [model.predict_one(f) for f, _ in held_out]
+    auc = exact_roc_auc(scores, [y for _, y in held_out])
+    assert auc is not None and auc > 0.9
+    # The queue matters beyond the fraction elapsed: the model found it.
+    slow = model.predict_one(BreachRiskFeatures(fraction_elapsed=0.9, queue="slow"))
+    fast = model.predict_one(BreachRiskFeatures(fraction_elapsed=0.9, queue="fast"))
+    assert slow > fast
+    assert model.auc is not None and model.auc > 0.8
+    assert all(0.0 <= s <= 1.0 for s in scores)
+
+
+def test_pickle_round_trip() -> None:
+    rng = random.Random(5)
+    model = BreachRiskModel()
+    for _ in range(300):
+        model.learn_one(*synthetic(rng))
+    copy = pickle.loads(pickle.dumps(model))
+    probe, label = synthetic(rng)
+    assert copy.predict_one(probe) == model.predict_one(probe)
+    assert copy.auc == model.auc and copy.n_learned == 300
+    copy.learn_one(probe, label)
+    model.learn_one(probe, label)
+    assert copy.predict_one(probe) == model.predict_one(probe)
