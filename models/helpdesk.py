@@ -227,6 +227,25 @@ class EnrichedTicket:
     queue: str
     enriched_at: datetime
     previous_status: str | None = None
+    organization: str | None = None
+    region: str = "us"
+    sentiment: float | None = None
+    sentiment_label: str = "unknown"
+    sentiment_confidence: float = 0.0
+    intent: str | None = None
+    intent_confidence: float = 0.0
+    intent_source: str = "none"  # ticket (human), model (auto-applied), suggestion, none
+    category_confidence: float = 0.0
+    category_source: str = "keywords"  # ticket, model, keywords, fallback
+    category_suggestion: str | None = None  # the model's label when not confident enough
+    duplicates: tuple[tuple[int, float], ...] = ()  # (ticket id, similarity)
+    kb_suggestions: tuple[tuple[int, str, float], ...] = ()  # (article id, title, score)
+    response_suggestion: str | None = None
+    first_reply_due: datetime | None = None
+    resolution_due: datetime | None = None
+    sla_policy: str | None = None
+    sla_breached: bool = False
+    model_versions: tuple[tuple[str, str], ...] = ()
 
     @property
     def ticket_id(self) -> int:
