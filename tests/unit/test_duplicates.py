@@ -1,0 +1,211 @@
+"""Near-duplicate detection: scopes, window and cap eviction, removal, snapshots."""
+
+from __future__ import annotations
+
+import pickle
+from datetime import UTC, datetime, timedelta
+
+import pytest
+
+from models.duplicates import DuplicateDetector, DuplicateMatch
+
+T0 = datetime(2026, 3, 2, 9, 0, tzinfo=UTC)
+TEXT = (
+    "Hello, my card was charged twice for invoice 4711 this month. "
+    "Please refund the duplicate charge as soon as possible."
+)
+REWORDED = (
+    "Hi, my card was charged twice for invoice 4711 this month. "
+    "Please refund the duplicate charge as soon as possible, thanks."
+)
+UNRELATED = "I cannot log in to the mobile app since the last update, it says session expired."
+
+
+def test_near_duplicate_of_same_customer_is_found() -> None:
+    detector = DuplicateDetector()
+    assert detector.check_and_add(1, TEXT, customer_id=10, organization=None, at=T0) == []
+    matches = detector.check_and_add(
+        2, REWORDED, customer_id=10, organization=None, at=T0 + timedelta(hours=1)
+    )
+    assert [(m.ticket_id, m.scope) for m in matches] == [(1, "customer")]
+    assert matches[0].similarity >= detector.threshold
+
+
+def test_unrelated_text_of_same_customer_is_not_a_duplicate() -> None:
+    detector = DuplicateDetector()
+    detector.check_and_add(1, TEXT, customer_id=10, organization=None, at=T0)
+    assert detector.check_and_add(2, UNRELATED, customer_id=10, organization=None, at=T0) == []
+
+
+def test_same_text_from_unrelated_customers_is_not_a_duplicate() -> None:
+    detector = DuplicateDetector()
+    detector.check_and_add(1, TEXT, customer_id=10, organization="Acme", at=T0)
+    assert detector.check_and_add(2, TEXT, customer_id=11, organization=None, at=T0) == []
+    assert detector.check_and_add(3, TEXT, customer_id=12, organization="Globex", at=T0) == []
+
+
+def test_colleague_in_same_organisation_is_found_with_organisation_scope() -> None:
+    detector = DuplicateDetector()
+    detector.check_and_add(1, TEXT, customer_id=10, organization="Acme Corp", at=T0)
+    # Organisation names from the customer profile differ in case and spacing.
+    matches = detector.check_and_add(2, REWORDED, customer_id=11, organization=" acme  corp", at=T0)
+    assert [(m.ticket_id, m.scope) for m in matches] == [(1, "organization")]
+
+
+def test_same_customer_match_is_reported_once_with_customer_scope() -> None:
+    detector = DuplicateDetector()
+    detector.check_and_add(1, TEXT, customer_id=10, organization="Acme", at=T0)
+    detector.check_and_add(2, REWORDED, customer_id=11, organization="Acme", at=T0)
+    matches = detector.check_and_add(3, TEXT, customer_id=10, organization="Acme", at=T0)
+    assert matches == [
+        DuplicateMatch(1, 1.0, "customer"),
+        DuplicateMatch(2, matches[1].similarity, "organization"),
+    ]
+    assert matches[1].similarity < 1.0
+
+
+def test_rechecking_a_ticket_replaces_it_instead_of_matching_itself() -> None:
+    detector = DuplicateDetector()
+    detector.check_and_add(1, TEXT, customer_id=10, organization=None, at=T0)
+    assert detector.check_and_add(1, REWORDED, customer_id=10, organization=None, at=T0) == []
+    assert len(detector) == 1
+
+
+def test_remove_forgets_the_ticket() -> None:
+    detector = DuplicateDetector()
+    detector.check_and_add(1, TEXT, customer_id=10, organization="Acme", at=T0)
+    assert detector.remove(1) is True
+    assert detector.remove(1) is False
+    assert detector.check_and_add(2, TEXT, customer_id=10, organization="Acme", at=T0) == []
+    assert len(detector) == 1
+    assert detector.scope_count == 2
+
+
+def test_tickets_older_than_the_window_are_evicted_and_not_matched() -> None:
+    detector = DuplicateDetector(window=timedelta(days=7))
+    detector.check_and_add(1, TEXT, customer_id=10, organization=None, at=T0)
+    late = T0 + timedelta(days=8)
+    assert detector.check_and_add(2, TEXT, customer_id=10, organization=None, at=late) == []
+    assert 1 not in detector
+    assert len(detector) == 1
+
+
+def test_late_ticket_does_not_match_outside_its_own_window() -> None:
+    detector = DuplicateDetector(window=timedelta(days=1))
+    detector.check_and_add(1, TEXT, customer_id=10, organization=None, at=T0 + timedelta(days=2))
+    assert detector.check_and_add(2, TEXT, customer_id=10, organization=None, at=T0) == []
+
+
+def test_explicit_evict() -> None:
+    detector = DuplicateDetector()
+    for i in range(10):
+        detector.check_and_add(
+            i, f"{TEXT} {i}", customer_id=i, organization=None, at=T0 + timedelta(hours=i)
+        )
+    assert detector.evict(T0 + timedelta(hours=4)) == 4
+    assert len(detector) == 6
+    assert detector.scope_count == 6
+
+
+def test_memory_is_bounded_by_the_window() -> None:
+    detector = DuplicateDetector(window=timedelta(hours=1))
+    # 3000 tickets over 10 hours from 500 customers of 5 organisations.
+    for i in range(3000):
+        detector.check_and_add(
+            i,
+            f"ticket {i} about order {i * 7} that never arrived at warehouse {i % 13}",
+            customer_id=i % 500,
+            organization=f"org{i % 5}",
+            at=T0 + timedelta(seconds=12 * i),
+        )
+    # One hour of event time holds 300 tickets (301 counting both ends of the window).
+    assert len(detector) <= 301
+    assert detector.scope_count <= 301 + 5
+    assert len(detector._by_time) <= 2 * len(detector) + 64
+
+
+def test_memory_is_bounded_by_the_per_scope_cap() -> None:
+    detector = DuplicateDetector(window=timedelta(days=365), max_per_scope=20)
+    for i in range(3000):
+        detector.check_and_add(
+            i,
+            f"ticket {i} about order {i * 7} that never arrived at warehouse {i % 13}",
+            customer_id=i % 3,
+            organization="Acme",
+            at=T0 + timedelta(seconds=12 * i),
+        )
+    # Three customers keep 20 each; the organisation's 20 are among them.
+    assert len(detector) == 3 * 20
+    assert max(len(s) for s in detector._scopes.values()) == 20
+    assert all(i in detector for i in range(2940, 3000))
+    assert len(detector._by_time) <= 2 * len(detector) + 64
+
+
+def test_per_scope_cap_evicts_oldest_first() -> None:
+    detector = DuplicateDetector(max_per_scope=3)
+    for i in range(5):
+        detector.check_and_add(
+            i, f"{TEXT} {i}", customer_id=10, organization=None, at=T0 + timedelta(minutes=i)
+        )
+    assert [i for i in range(5) if i in detector] == [2, 3, 4]
+    matches = detector.check_and_add(9, TEXT, customer_id=10, organization=None, at=T0)
+    assert {m.ticket_id for m in matches} <= {2, 3, 4}
+
+
+def test_organisation_cap_keeps_the_customer_history() -> None:
+    detector = DuplicateDetector(max_per_scope=2)
+    detector.check_and_add(1, TEXT, customer_id=10, organization="Acme", at=T0)
+    for i in range(2, 5):
+        detector.check_and_add(
+            i, f"{UNRELATED} {i}", customer_id=i * 100, organization="Acme", at=T0
+        )
+    matches = detector.check_and_add(9, REWORDED, customer_id=10, organization="Acme", at=T0)
+    assert [(m.ticket_id, m.scope) for m in matches] == [(1, "customer")]
+
+
+def test_empty_text_is_ignored() -> None:
+    detector = DuplicateDetector()
+    assert detector.check_and_add(1, " ... ", customer_id=10, organization=None, at=T0) == []
+    assert len(detector) == 0
+
+
+def test_pickle_round_trip_keeps_state_and_results() -> None:
+    detector = DuplicateDetector()
+    for i in range(20):
+        detector.check_and_add(
+            i, f"{TEXT} {i}", customer_id=i % 3, organization="Acme", at=T0 + timedelta(hours=i)
+        )
+    restored = pickle.loads(pickle.dumps(detector))
+    assert len(restored) == len(detector)
+    at = T0 + timedelta(hours=21)
+    expected = detector.check_and_add(99, REWORDED, customer_id=1, organization="Acme", at=at)
+    assert expected
+    assert restored.check_and_add(99, REWORDED, customer_id=1, organization="Acme", at=at) == (
+        expected
+    )
+
+
+@pytest.mark.parametrize("verify", [True, False])
+def test_results_are_deterministic_across_instances(verify: bool) -> None:
+    def run() -> list[list[DuplicateMatch]]:
+        detector = DuplicateDetector(verify=verify, seed=7)
+        return [
+            detector.check_and_add(i, f"{TEXT} {i % 4}", customer_id=1, organization=None, at=T0)
+            for i in range(8)
+        ]
+
+    assert run() == run()
+
+
+def test_naive_datetimes_are_utc() -> None:
+    detector = DuplicateDetector(window=timedelta(hours=1))
+    detector.check_and_add(1, TEXT, customer_id=10, organization=None, at=T0)
+    naive = T0.replace(tzinfo=None) + timedelta(minutes=30)
+    assert detector.check_and_add(2, TEXT, customer_id=10, organization=None, at=naive)
+
+
+def test_invalid_parameters_are_rejected() -> None:
+    with pytest.raises(ValueError, match="threshold"):
+        DuplicateDetector(threshold=0.0)
+    with pytest.raises(ValueError, match="window"):
+        DuplicateDetector(window=timedelta(0))
