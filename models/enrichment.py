@@ -1,9 +1,9 @@
-"""Ticket enrichment: language, category, priority and queue for every ticket change.
+"""Per-customer ticket enrichment: profile, language, sentiment, keyword category, priority.
 
 The per-customer state (:class:`CustomerContext`) is what the dataflow keeps keyed by
-customer id: the customer's profile and the queue of each of their open tickets. Queues
-are sticky while a ticket is open so that a later category correction does not leave the
-ticket's load counted in two queues.
+customer id: the customer's profile and the status of each of their open tickets. The
+learned models (category, intent, learned priority, duplicates, KB) run afterwards in
+:mod:`models.intelligence`, which also fixes the ticket's queue.
 """
 
 from __future__ import annotations
@@ -17,18 +17,18 @@ from models.helpdesk import UNAVAILABLE, Customer, EnrichedTicket, Ticket
 from models.language import LanguageDetector
 from models.priority import score_priority
 from models.routing import RoutingPolicy
+from models.sentiment import SentimentAnalyzer
 
 
 @dataclass
 class CustomerContext:
-    """Keyed state per customer: profile plus the sticky queue of each open ticket."""
+    """Keyed state per customer: profile plus the status of each open ticket."""
 
     customer: Customer | None = None
-    ticket_queues: dict[int, str] = field(default_factory=dict)
     ticket_status: dict[int, str] = field(default_factory=dict)
 
     def is_empty(self) -> bool:
-        return self.customer is None and not self.ticket_queues
+        return self.customer is None and not self.ticket_status
 
 
 def merged_row(event: ChangeEvent) -> dict[str, object]:
@@ -44,9 +44,15 @@ def merged_row(event: ChangeEvent) -> dict[str, object]:
 class TicketEnricher:
     """Turns a ticket change into an :class:`EnrichedTicket` (stateless apart from models)."""
 
-    def __init__(self, policy: RoutingPolicy, detector: LanguageDetector | None = None) -> None:
+    def __init__(
+        self,
+        policy: RoutingPolicy,
+        detector: LanguageDetector | None = None,
+        sentiment: SentimentAnalyzer | None = None,
+    ) -> None:
         self.policy = policy
         self.detector = detector or LanguageDetector()
+        self.sentiment = sentiment or SentimentAnalyzer()
 
     def enrich(self, ctx: CustomerContext, event: ChangeEvent) -> EnrichedTicket:
         """Enrich one ticket change and update the customer's context in place.
@@ -71,13 +77,22 @@ class TicketEnricher:
             explicit=ticket.priority,
         )
         reasons = priority.reasons if customer else (*priority.reasons, "customer unknown")
-        queue = ctx.ticket_queues.get(ticket.id) or self.policy.queue_for(category.category)
+        mood = self.sentiment.score(text, lang.language)
+        if (
+            mood.label == "negative"
+            and mood.score <= -0.6
+            and priority.priority in ("low", "normal")
+        ):
+            # Strongly negative customers escalate one step; the reason says so.
+            priority = type(priority)(
+                "high" if priority.priority == "normal" else "normal",
+                (*reasons, f"negative sentiment {mood.score:.2f}"),
+            )
+            reasons = priority.reasons
         previous_status = ctx.ticket_status.get(ticket.id)
         if event.op != "d" and ticket.is_open:
-            ctx.ticket_queues[ticket.id] = queue
             ctx.ticket_status[ticket.id] = ticket.status
         else:
-            ctx.ticket_queues.pop(ticket.id, None)
             ctx.ticket_status.pop(ticket.id, None)
         return EnrichedTicket(
             ticket=ticket,
@@ -90,7 +105,14 @@ class TicketEnricher:
             priority=priority.priority,
             priority_reasons=reasons,
             category=category.category,
-            queue=queue,
+            category_source=category.source,
+            category_confidence=category.confidence,
+            queue=self.policy.queue_for(category.category),
             enriched_at=datetime.now(UTC),
             previous_status=previous_status,
+            organization=customer.organization if customer else None,
+            region=customer.region if customer else "us",
+            sentiment=None if mood.label == "unknown" else mood.score,
+            sentiment_label=mood.label,
+            sentiment_confidence=mood.confidence,
         )

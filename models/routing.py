@@ -25,6 +25,9 @@ from models.priority import priority_rank
 
 MODEL_VERSION = "rules-least-loaded-1"
 
+PAUSED_STATUSES = frozenset({"pending", "on_hold"})
+"""Statuses that pause the SLA clock; assigned tickets in them free the agent's capacity."""
+
 DEFAULT_CATEGORY_QUEUES: dict[str, str] = {
     "billing": "billing",
     "technical": "technical",
@@ -83,6 +86,7 @@ class RoutingRequest:
     first_reply_at: datetime | None = None
     solved_at: datetime | None = None
     csat: int | None = None
+    sla_deadline: datetime | None = None
 
     @property
     def is_open(self) -> bool:
@@ -215,6 +219,9 @@ class QueueRouter:
     assignments: dict[int, int] = field(default_factory=dict)  # ticket id -> agent id
     holding: dict[int, _Held] = field(default_factory=dict)  # ticket id -> held ticket
     last_version: dict[int, int] = field(default_factory=dict)  # ticket id -> decision version
+    # Assigned tickets waiting on the customer (pending, on hold): their SLA clock is paused,
+    # so they do not count toward the agent's load.
+    paused: set[int] = field(default_factory=set)
     # Recently solved tickets and who solved them, so a reopen can count against the agent.
     recently_solved: dict[int, int] = field(default_factory=dict)
     recently_solved_cap: int = 5000
@@ -254,6 +261,8 @@ class QueueRouter:
             )
 
         current = self.assignments.get(tid)
+        if current is not None:
+            self._account_pause(tid, current, waiting=et.status in PAUSED_STATUSES)
         manual = et.assigned_agent_id
         if manual is not None and manual != current:
             # Someone assigned the ticket in the helpdesk (or the ticket arrived assigned):
@@ -280,11 +289,14 @@ class QueueRouter:
         tid = et.ticket_id
         was_held = self.holding.pop(tid, None) is not None
         agent_id = self.assignments.pop(tid, None)
+        was_paused = tid in self.paused
+        self.paused.discard(tid)
         if agent_id is None and not was_held:
             self.last_version.pop(tid, None)
             return []
         if agent_id is not None:
-            self.load[agent_id] = max(0, self.load.get(agent_id, 0) - 1)
+            if not was_paused:
+                self.load[agent_id] = max(0, self.load.get(agent_id, 0) - 1)
             if et.status == "solved" and et.op != "d":
                 self.ranker.learn(self._outcome(et, agent_id, at=at))
                 self.recently_solved[tid] = agent_id
@@ -324,12 +336,22 @@ class QueueRouter:
             at=at,
         )
 
+    def _account_pause(self, ticket_id: int, agent_id: int, *, waiting: bool) -> None:
+        if waiting and ticket_id not in self.paused:
+            self.paused.add(ticket_id)
+            self.load[agent_id] = max(0, self.load.get(agent_id, 0) - 1)
+        elif not waiting and ticket_id in self.paused:
+            self.paused.discard(ticket_id)
+            self.load[agent_id] = self.load.get(agent_id, 0) + 1
+
     def _move(self, ticket_id: int, agent_id: int) -> None:
         previous = self.assignments.get(ticket_id)
-        if previous is not None:
+        counted = ticket_id not in self.paused
+        if previous is not None and counted:
             self.load[previous] = max(0, self.load.get(previous, 0) - 1)
         self.assignments[ticket_id] = agent_id
-        self.load[agent_id] = self.load.get(agent_id, 0) + 1
+        if counted:
+            self.load[agent_id] = self.load.get(agent_id, 0) + 1
 
     def eligible(self, et: RoutingRequest, *, at: datetime) -> tuple[list[Agent], list[str]]:
         """Agents that may take the ticket, and why the others may not (for the reasons)."""
@@ -431,7 +453,7 @@ class QueueRouter:
             confidence=confidence,
             reasons=reasons,
             priority=et.priority,
-            sla_deadline=self.policy.sla_deadline(et.created_at, et.priority),
+            sla_deadline=et.sla_deadline or self.policy.sla_deadline(et.created_at, et.priority),
             model_version=self.ranker.version,
             decided_at=datetime.now(UTC),
             source_committed_at=et.committed_at,

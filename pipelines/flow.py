@@ -5,11 +5,14 @@ from settings by the caller), so the same flow runs on the embedded reader and o
 
 Step graph::
 
-    read_cdc → decode_cdc ─┬→ dispatch_entities ─┬→ enrich_ticket (keyed by customer)
-                           │                     └→ agents (keyed by team) ─┐
-                           │                        enrich_ticket → key_by_queue ─┴→ route_ticket
-                           └→ dead letters ──────────────────────────────────→ write_analytics
-    enriched + decisions + dead letters → write_analytics;  decisions → write_decisions
+    read_cdc → decode_cdc → dispatch_entities
+      tickets, customers ─→ enrich_ticket   (keyed by customer: profile, language, sentiment,
+                                              keyword category, rule priority)
+      → classify_ticket   (one key: learned category/intent/priority, duplicates, KB,
+      kb_articles, comments ─┘                drafts; fixes the sticky queue)
+      → route_ticket      (keyed by queue: SLA clocks, routing, breach risk; agents join here)
+    tickets + decisions + SLA events + risks + model metrics + dead letters → write_analytics
+    decisions + SLA events + risks → write_live
 """
 
 from __future__ import annotations
@@ -28,13 +31,24 @@ from bytewax.inputs import Source
 from bytewax.outputs import Sink
 
 from connectors.debezium import DecodeError, decode_change_event
+from models.affinity import AffinityModel, LearnedRanker, RoundRobinRanker
 from models.enrichment import CustomerContext, TicketEnricher
 from models.events import ChangeEvent, DeadLetter, RawChange
-from models.helpdesk import Agent, Customer, EnrichedTicket, RoutingDecision, RowError
+from models.helpdesk import (
+    Agent,
+    Customer,
+    EnrichedTicket,
+    RoutingDecision,
+    RowError,
+    parse_timestamp,
+)
+from models.intelligence import TextIntelligence
 from models.language import LanguageDetector
-from models.routing import QueueRouter, RoutingPolicy, RoutingRequest
+from models.queue_state import QueueOutput, QueueState
+from models.routing import AgentRanker, LeastLoadedRanker, RoutingPolicy
+from models.sla import TicketComment
 from pipelines.settings import PipelineSettings
-from pipelines.state import stateful_flat_map
+from pipelines.state import stateful_flat_map, timed_stateful_flat_map
 
 log = logging.getLogger(__name__)
 
@@ -62,7 +76,8 @@ class AgentRemoval:
     version: int
 
 
-RoutingInput = RoutingRequest | AgentUpsert | AgentRemoval
+RoutingInput = AgentUpsert | AgentRemoval
+QueueInput = EnrichedTicket | TicketComment | AgentUpsert | AgentRemoval
 
 InputFactory = Callable[[Dataflow], tuple[Stream[RawChange], Stream[DeadLetter]]]
 """Adds an input to a flow and returns its records and its own errors (e.g. Kafka's)."""
@@ -120,9 +135,10 @@ def dispatch_entities(event: ChangeEvent) -> Iterable[tuple[str, Any]]:
     """Key each change for the step that owns it.
 
     Returns ``("c:<customer id>", event)`` for customer and ticket changes (enrichment is
-    keyed by customer), ``("q:<team>", AgentUpsert | AgentRemoval)`` for agent changes and
-    ``("dead", DeadLetter)`` for rows that cannot be parsed. Other tables are counted and
-    left to later stages.
+    keyed by customer), ``("q:<team>", AgentUpsert | AgentRemoval)`` for agent changes,
+    ``("text", (kind, event))`` for KB articles and ticket comments (the shared text
+    models) and ``("dead", DeadLetter)`` for rows that cannot be parsed. Other tables are
+    counted and ignored.
     """
     try:
         if event.table == "tickets":
@@ -132,6 +148,10 @@ def dispatch_entities(event: ChangeEvent) -> Iterable[tuple[str, Any]]:
             return [(f"c:{_row_id(event)}", event)]
         if event.table == "agents":
             return list(_agent_items(event))
+        if event.table == "kb_articles":
+            return [("text", ("kb", event))]
+        if event.table == "ticket_events":
+            return [("text", ("comment", event))]
     except (KeyError, TypeError, ValueError, RowError) as exc:
         FLOW_COUNTERS["dead_letters"] += 1
         return [("dead", dead_letter_from_event(event, "dispatch_entities", f"bad row: {exc}"))]
@@ -164,13 +184,13 @@ def _agent_items(event: ChangeEvent) -> Iterable[tuple[str, RoutingInput]]:
 
 
 def make_enrich_step(enricher: TicketEnricher):
-    """Keyed mapper for ``stateful_flat_map``: customer context in, enriched tickets out."""
+    """Keyed mapper: customer context in, (enriched ticket, its change) out."""
 
     def enrich_step(
         ctx: CustomerContext | None, event: ChangeEvent
-    ) -> tuple[CustomerContext | None, list[EnrichedTicket | DeadLetter]]:
+    ) -> tuple[CustomerContext | None, list[tuple[EnrichedTicket, ChangeEvent] | DeadLetter]]:
         ctx = ctx or CustomerContext()
-        out: list[EnrichedTicket | DeadLetter] = []
+        out: list[tuple[EnrichedTicket, ChangeEvent] | DeadLetter] = []
         try:
             if event.table == "customers":
                 if event.op == "d" or event.after is None:
@@ -178,7 +198,7 @@ def make_enrich_step(enricher: TicketEnricher):
                 else:
                     ctx.customer = Customer.from_row(event.after, version=event.version)
             else:
-                out.append(enricher.enrich(ctx, event))
+                out.append((enricher.enrich(ctx, event), event))
                 FLOW_COUNTERS["tickets_enriched"] += 1
         except (RowError, KeyError, TypeError, ValueError) as exc:
             FLOW_COUNTERS["dead_letters"] += 1
@@ -188,30 +208,102 @@ def make_enrich_step(enricher: TicketEnricher):
     return enrich_step
 
 
-def make_route_step(policy: RoutingPolicy):
-    """Keyed mapper for ``stateful_flat_map``: a queue's router in, decisions out."""
+def _comment(event: ChangeEvent) -> tuple[TicketComment, str] | None:
+    row = event.after or {}
+    if event.op not in ("c", "r") or row.get("kind") != "comment":
+        return None
+    author = str(row.get("author_type") or "system")
+    comment = TicketComment(
+        ticket_id=int(row["ticket_id"]),
+        at=parse_timestamp(row.get("created_at")) or event.committed_at,
+        author=author if author in ("agent", "customer") else "system",  # type: ignore[arg-type]
+        public=bool(row.get("public", True)),
+    )
+    return comment, str(row.get("body") or "")
 
-    def route_step(
-        router: QueueRouter | None, item: RoutingInput
-    ) -> tuple[QueueRouter | None, list[RoutingDecision]]:
-        if isinstance(item, RoutingRequest):
-            router = router or QueueRouter(queue=item.queue, policy=policy)
-            decisions = router.on_ticket(item, at=item.committed_at)
+
+def make_text_step(settings: PipelineSettings, policy: RoutingPolicy):
+    """Mapper of the single-key text step: the shared learned models."""
+
+    def text_step(
+        models: TextIntelligence | None, item: tuple[str, Any]
+    ) -> tuple[TextIntelligence, list[tuple[str, Any]]]:
+        models = models or TextIntelligence(
+            policy,
+            apply_threshold=settings.apply_threshold,
+            min_examples=settings.min_examples,
+            n_features=settings.text_features,
+        )
+        kind, payload = item
+        out: list[tuple[str, Any]] = []
+        try:
+            if kind == "ticket":
+                et, event = payload
+                final, metrics = models.on_ticket(et, event)
+                out.append((f"q:{final.queue}", final))
+                out += [("metric", m) for m in metrics]
+                out += [
+                    (f"q:{q}", c) for q, c in models.release_comments(final.ticket_id, final.queue)
+                ]
+            elif kind == "kb":
+                models.on_kb_article(payload)
+            elif kind == "comment":
+                parsed = _comment(payload)
+                if parsed is not None:
+                    out += [(f"q:{q}", c) for q, c in models.on_comment(*parsed)]
+        except (RowError, KeyError, TypeError, ValueError) as exc:
+            FLOW_COUNTERS["dead_letters"] += 1
+            event = payload[1] if kind == "ticket" else payload
+            out.append(
+                ("dead", dead_letter_from_event(event, "classify_ticket", f"bad row: {exc}"))
+            )
+        return models, out
+
+    return text_step
+
+
+def make_queue_step(settings: PipelineSettings, policy: RoutingPolicy):
+    """Mapper of the per-queue step: routing, SLA clocks and breach risk."""
+
+    def queue_step(
+        state: QueueState | None, item: QueueInput
+    ) -> tuple[QueueState | None, list[QueueOutput]]:
+        now = datetime.now(UTC)
+        if isinstance(item, EnrichedTicket):
+            state = state or _new_queue(settings, policy, item.queue)
+            out = state.on_ticket(item, now=now)
+        elif isinstance(item, TicketComment):
+            out = state.on_comment(item) if state is not None else []
         elif isinstance(item, AgentUpsert):
-            router = router or QueueRouter(queue=item.agent.team, policy=policy)
-            decisions = router.upsert_agent(item.agent, version=item.version, at=item.at)
+            state = state or _new_queue(settings, policy, item.agent.team)
+            out = state.on_agent(item.agent, version=item.version, at=item.at)
         else:
-            if router is not None:
-                router.remove_agent(item.agent_id)
-            decisions = []
-        FLOW_COUNTERS["decisions"] += len(decisions)
-        return router, decisions
+            if state is not None:
+                state.remove_agent(item.agent_id)
+            out = []
+        FLOW_COUNTERS["decisions"] += sum(isinstance(x, RoutingDecision) for x in out)
+        return state, out
 
-    return route_step
+    return queue_step
+
+
+def _new_queue(settings: PipelineSettings, policy: RoutingPolicy, queue: str) -> QueueState:
+    ranker: AgentRanker
+    if settings.ranker == "learned":
+        ranker = LearnedRanker(AffinityModel(seed=settings.seed))
+    elif settings.ranker == "round_robin":
+        ranker = RoundRobinRanker()
+    else:
+        ranker = LeastLoadedRanker()
+    return QueueState(queue=queue, policy=policy, ranker=ranker)
 
 
 def _value(kv: tuple[str, Any]) -> Any:
     return kv[1]
+
+
+def _is(kind: type) -> Callable[[Any], bool]:
+    return lambda x: isinstance(x, kind)
 
 
 def build_flow(
@@ -219,16 +311,18 @@ def build_flow(
     *,
     source: Source[RawChange] | InputFactory,
     analytics_sink: Sink[Any],
-    decision_sink: Sink[RoutingDecision],
+    decision_sink: Sink[Any],
 ) -> Dataflow:
     """Build the triage dataflow for a source of raw CDC records and the two sinks.
 
     Args:
-        settings: what to compute (languages, routing policy).
+        settings: what to compute (languages, models, routing policy).
         source: a Bytewax source of :class:`RawChange` (the embedded pgoutput reader), or
             an :data:`InputFactory` that adds its own input steps (the Kafka path).
-        analytics_sink: receives enriched tickets, routing decisions and dead letters.
-        decision_sink: receives routing decisions for the live store (Redis).
+        analytics_sink: receives enriched tickets, routing decisions, SLA events, breach
+            risks, model metrics and dead letters.
+        decision_sink: receives routing decisions, SLA events and breach risks for the
+            live store (Redis).
     """
     policy = settings.routing_policy()
     enricher = TicketEnricher(policy, LanguageDetector(settings.languages))
@@ -240,26 +334,43 @@ def build_flow(
     else:
         raw, source_errors = source(flow)
     decoded = op.filter_map("decode_cdc", raw, decode)
-    by_kind = op.branch("split_decode_errors", decoded, lambda x: isinstance(x, ChangeEvent))
+    by_kind = op.branch("split_decode_errors", decoded, _is(ChangeEvent))
     events = cast(Stream[ChangeEvent], by_kind.trues)
 
     dispatched = op.flat_map("dispatch_entities", events, dispatch_entities)
     by_owner = op.branch("split_dispatch_errors", dispatched, lambda kv: kv[0] != "dead")
-    to_customers = op.branch("split_agents", by_owner.trues, lambda kv: kv[0].startswith("c:"))
+    to_customers = op.branch("split_customers", by_owner.trues, lambda kv: kv[0].startswith("c:"))
+    to_text_or_queue = op.branch(
+        "split_text_inputs", to_customers.falses, lambda kv: kv[0] == "text"
+    )
 
     enriched_kv = stateful_flat_map("enrich_ticket", to_customers.trues, make_enrich_step(enricher))
     enriched_any = op.map("drop_customer_key", enriched_kv, _value)
-    enriched_split = op.branch(
-        "split_enrich_errors", enriched_any, lambda x: isinstance(x, EnrichedTicket)
+    enriched_split = op.branch("split_enrich_errors", enriched_any, lambda x: isinstance(x, tuple))
+    tickets_to_text = op.map(
+        "key_for_text", enriched_split.trues, lambda p: ("text", ("ticket", p))
     )
-    enriched: Stream[EnrichedTicket] = enriched_split.trues
 
-    tickets_by_queue = op.map(
-        "key_by_queue", enriched, lambda et: (f"q:{et.queue}", RoutingRequest.from_enriched(et))
+    text_in = op.merge("merge_text_inputs", tickets_to_text, to_text_or_queue.trues)
+    text_out = op.map(
+        "drop_text_key",
+        stateful_flat_map("classify_ticket", text_in, make_text_step(settings, policy)),
+        _value,
     )
-    routing_in = op.merge("merge_routing_inputs", tickets_by_queue, to_customers.falses)
-    decisions_kv = stateful_flat_map("route_ticket", routing_in, make_route_step(policy))
-    decisions: Stream[RoutingDecision] = op.map("drop_queue_key", decisions_kv, _value)
+    to_queue = op.branch("split_queue_items", text_out, lambda kv: kv[0].startswith("q:"))
+    to_metrics = op.branch("split_metrics", to_queue.falses, lambda kv: kv[0] == "metric")
+    final_tickets = op.filter_map(
+        "final_tickets",
+        to_queue.trues,
+        lambda kv: kv[1] if isinstance(kv[1], EnrichedTicket) else None,
+    )
+
+    queue_in = op.merge("merge_queue_inputs", to_queue.trues, to_text_or_queue.falses)
+    queue_out = op.map(
+        "drop_queue_key",
+        timed_stateful_flat_map("route_ticket", queue_in, make_queue_step(settings, policy)),
+        _value,
+    )
 
     dead = op.merge(
         "merge_dead_letters",
@@ -267,9 +378,15 @@ def build_flow(
         by_kind.falses,
         op.map("drop_dead_key", by_owner.falses, _value),
         enriched_split.falses,
+        op.map("drop_text_dead_key", to_metrics.falses, _value),
     )
-    op.output(
-        "write_analytics", op.merge("merge_analytics", enriched, decisions, dead), analytics_sink
+    analytics = op.merge(
+        "merge_analytics",
+        final_tickets,
+        queue_out,
+        op.map("drop_metric_key", to_metrics.trues, _value),
+        dead,
     )
-    op.output("write_decisions", decisions, decision_sink)
+    op.output("write_analytics", analytics, analytics_sink)
+    op.output("write_live", queue_out, decision_sink)
     return flow

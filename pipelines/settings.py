@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from datetime import timedelta
+from typing import Literal
 
 from pydantic import BaseModel, Field
 
@@ -20,6 +21,11 @@ class PipelineSettings(BaseModel):
     min_skill: float = Field(default=0.3, ge=0.0, le=1.0)
     respect_shifts: bool = True
     epoch_interval: timedelta = timedelta(seconds=2)
+    ranker: Literal["learned", "least_loaded", "round_robin"] = "learned"
+    apply_threshold: float = Field(default=0.7, ge=0.0, le=1.0)
+    min_examples: int = Field(default=30, ge=0)
+    text_features: int = Field(default=2**16, ge=2**10)
+    seed: int = 0
 
     def routing_policy(self) -> RoutingPolicy:
         return RoutingPolicy(

@@ -10,7 +10,8 @@ from __future__ import annotations
 
 import pickle
 from collections.abc import Callable, Iterable
-from typing import Any, Generic, TypeVar
+from datetime import UTC, datetime
+from typing import Any, Generic, Protocol, TypeVar, cast
 
 import bytewax.operators as op
 from bytewax.dataflow import Stream
@@ -48,5 +49,61 @@ def stateful_flat_map(
     def builder(resume: bytes | None) -> _PickledFlatMapLogic[V, W, S]:
         state: Any = None if resume is None else pickle.loads(resume)
         return _PickledFlatMapLogic(mapper, state)
+
+    return op.stateful(step_id, up, builder)
+
+
+class TimedState(Protocol):
+    """Keyed state that also acts on time: ``tick`` at ``next_wakeup``."""
+
+    def tick(self, now: datetime) -> list[Any]: ...
+
+    def next_wakeup(self) -> datetime | None: ...
+
+    def is_idle(self) -> bool: ...
+
+
+class _TimedLogic(StatefulLogic[V, W, bytes], Generic[V, W, S]):
+    def __init__(self, mapper: Mapper[S, V, W], state: S | None) -> None:
+        self.mapper = mapper
+        self.state = state
+
+    def on_item(self, value: V) -> tuple[Iterable[W], bool]:
+        state, out = self.mapper(self.state, value)
+        self.state = state
+        return out, self._verdict()
+
+    def on_notify(self) -> tuple[Iterable[W], bool]:
+        if self.state is None:
+            return [], StatefulLogic.DISCARD
+        out = cast(TimedState, self.state).tick(datetime.now(UTC))
+        return out, self._verdict()
+
+    def notify_at(self) -> datetime | None:
+        if self.state is None:
+            return None
+        return cast(TimedState, self.state).next_wakeup()
+
+    def _verdict(self) -> bool:
+        if self.state is None or cast(TimedState, self.state).is_idle():
+            return StatefulLogic.DISCARD
+        return StatefulLogic.RETAIN
+
+    def snapshot(self) -> bytes:
+        return pickle.dumps(self.state, protocol=pickle.HIGHEST_PROTOCOL)
+
+
+def timed_stateful_flat_map(
+    step_id: str, up: Stream[tuple[str, V]], mapper: Mapper[S, V, W]
+) -> Stream[tuple[str, W]]:
+    """Keyed flat-map whose state (a :class:`TimedState`) is also woken up on time.
+
+    Bytewax calls ``tick`` once the state's ``next_wakeup`` has passed, so deadlines fire
+    even when no event arrives for that key.
+    """
+
+    def builder(resume: bytes | None) -> _TimedLogic[V, W, S]:
+        state: Any = None if resume is None else pickle.loads(resume)
+        return _TimedLogic(mapper, state)
 
     return op.stateful(step_id, up, builder)

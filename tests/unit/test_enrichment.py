@@ -69,7 +69,7 @@ def _ticket_event(*, op: str = "c", version: int = 10, **after: object) -> Chang
     )  # fmt: skip
 
 
-def test_enricher_uses_customer_profile_and_keeps_queue_sticky() -> None:
+def test_enricher_uses_customer_profile_and_tracks_open_status() -> None:
     enricher = TicketEnricher(RoutingPolicy())
     ctx = CustomerContext(customer=Customer(7, "Acme", "acme", "enterprise", "en", "us"))
     first = enricher.enrich(ctx, _ticket_event())
@@ -78,13 +78,23 @@ def test_enricher_uses_customer_profile_and_keeps_queue_sticky() -> None:
         "billing",
         "enterprise",
     )
-    assert first.priority == "high"
-    # A later relabel to shipping keeps the open ticket in its queue.
-    second = enricher.enrich(ctx, _ticket_event(op="u", version=11, category="shipping"))
-    assert second.category == "shipping" and second.queue == "billing"
+    assert first.priority == "high" and first.organization == "acme"
+    assert first.sentiment_label in {"negative", "neutral", "positive"}
+    second = enricher.enrich(ctx, _ticket_event(op="u", version=11, status="open"))
+    assert second.previous_status == "new"
     solved = enricher.enrich(ctx, _ticket_event(op="u", version=12, status="solved"))
-    assert solved.queue == "billing" and ctx.ticket_queues == {}
-    assert ctx.ticket_status == {}
+    assert solved.previous_status == "open" and ctx.ticket_status == {}
+
+
+def test_strongly_negative_customer_escalates_priority_with_a_reason() -> None:
+    angry = _ticket_event(
+        subject="Terrible, awful service",
+        description="This is the worst experience ever, I am furious and disgusted",
+    )
+    et = TicketEnricher(RoutingPolicy()).enrich(CustomerContext(), angry)
+    assert et.sentiment is not None and et.sentiment < -0.6
+    assert et.priority == "high"
+    assert any(r.startswith("negative sentiment") for r in et.priority_reasons)
 
 
 def test_unavailable_toast_value_is_taken_from_before_image() -> None:

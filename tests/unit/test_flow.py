@@ -11,6 +11,8 @@ from bytewax.testing import TestingSink, TestingSource, cluster_main, run_main
 from connectors.debezium import encode_envelope, encode_key
 from models.events import DeadLetter, RawChange, SourcePosition
 from models.helpdesk import EnrichedTicket, RoutingDecision
+from models.signals import BreachRiskScore
+from models.sla import SlaEvent
 from pipelines.flow import build_flow
 from pipelines.settings import PipelineSettings
 
@@ -67,29 +69,34 @@ def feed() -> Feed:
     f.add("agents", "r", agent_row(2))
     f.add("customers", "r", {"id": 1, "name": "Acme", "email": "c@x", "tier": "premium",
                              "language": "en", "region": "us"})  # fmt: skip
+    f.add("kb_articles", "r", {"id": 7, "title": "How to get a refund for a double charge",
+                               "body": "If your credit card was charged twice, request a refund "
+                               "from the billing page.", "language": "en", "published": True})  # fmt: skip
     for tid in (10, 11, 12):
         f.add("tickets", "c", ticket_row(tid))
     f.records.append(RawChange("triage.public.tickets", b'{"id": 13}', b"{not json",
                                SourcePosition(lsn=99_999)))  # fmt: skip
+    f.add("ticket_events", "c", {"id": 1, "ticket_id": 11, "kind": "comment",
+                                 "author_type": "agent", "body": "See KB-7", "public": True,
+                                 "created_at": "2026-03-02T09:05:00Z"})  # fmt: skip
     f.add("tickets", "u", ticket_row(10, "solved"), before=ticket_row(10))
-    f.add("kb_articles", "c", {"id": 1, "title": "t", "body": "b"})
     return f
 
 
 def run_flow(records: list[RawChange], workers: int) -> tuple[list[Any], list[RoutingDecision]]:
     analytics: list[Any] = []
-    decisions: list[RoutingDecision] = []
+    live: list[Any] = []
     flow = build_flow(
         PipelineSettings(),
         source=TestingSource(records),
         analytics_sink=TestingSink(analytics),
-        decision_sink=TestingSink(decisions),
+        decision_sink=TestingSink(live),
     )
     if workers == 1:
         run_main(flow)
     else:
         cluster_main(flow, [], 0, worker_count_per_proc=workers)
-    return analytics, decisions
+    return analytics, [x for x in live if isinstance(x, RoutingDecision)]
 
 
 def test_tickets_are_enriched_routed_released_and_rerouted(feed: Feed) -> None:
@@ -106,6 +113,15 @@ def test_tickets_are_enriched_routed_released_and_rerouted(feed: Feed) -> None:
     enriched = [x for x in analytics if isinstance(x, EnrichedTicket)]
     assert {e.ticket_id for e in enriched} == {10, 11, 12}
     assert all(e.customer_tier == "premium" and e.category == "billing" for e in enriched)
+    assert all(e.kb_suggestions and e.kb_suggestions[0][0] == 7 for e in enriched)
+    assert all(e.intent for e in enriched)
+
+    sla = [x for x in analytics if isinstance(x, SlaEvent)]
+    applied = {e.ticket_id for e in sla if e.kind == "apply" and e.metric == "first_reply"}
+    assert applied == {10, 11, 12}
+    # The agent's reply on ticket 11 fulfils its first-reply clock.
+    assert any(e.ticket_id == 11 and e.metric == "first_reply" and e.kind == "fulfill" for e in sla)
+    assert any(isinstance(x, BreachRiskScore) for x in analytics)
     dead = [x for x in analytics if isinstance(x, DeadLetter)]
     assert len(dead) == 1 and dead[0].stage == "decode_cdc" and dead[0].payload == "{not json"
     assert sum(isinstance(x, RoutingDecision) for x in analytics) == len(decisions)

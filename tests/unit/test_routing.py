@@ -133,3 +133,16 @@ def test_pluggable_ranker_decides_and_learns_from_solve_and_reopen() -> None:
     assert [(o.agent_id, o.reopened) for o in ranker.outcomes] == [(2, False)]
     r.on_ticket(ticket(10, version=102, status="open", op="u"), at=NOON)
     assert [(o.agent_id, o.reopened) for o in ranker.outcomes] == [(2, False), (2, True)]
+
+
+def test_tickets_waiting_on_the_customer_do_not_count_toward_load(router: QueueRouter) -> None:
+    first = router.on_ticket(ticket(10, version=100), at=NOON)[0]
+    agent_id = first.agent_id
+    assert agent_id is not None and router.load[agent_id] == 1
+    router.on_ticket(ticket(10, version=101, status="pending", op="u"), at=NOON)
+    assert router.load[agent_id] == 0
+    router.on_ticket(ticket(10, version=102, status="open", op="u"), at=NOON)
+    assert router.load[agent_id] == 1
+    router.on_ticket(ticket(10, version=103, status="pending", op="u"), at=NOON)
+    router.on_ticket(ticket(10, version=104, status="solved", op="u"), at=NOON)
+    assert router.load[agent_id] == 0 and router.paused == set()

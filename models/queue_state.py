@@ -1,0 +1,210 @@
+"""Everything a queue (team) keeps: routing, SLA clocks and breach risk of its tickets.
+
+The dataflow keys this state by queue, so a queue's agents, load, SLA clocks and
+breach-risk model live together on one worker: routing can see which clocks run, and
+breach risk can see the queue's load.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field, replace
+from datetime import UTC, datetime, timedelta
+
+from models.breach_risk import BreachRiskFeatures, BreachRiskModel
+from models.helpdesk import Agent, EnrichedTicket, RoutingDecision
+from models.routing import (
+    AgentRanker,
+    LeastLoadedRanker,
+    QueueRouter,
+    RoutingPolicy,
+    RoutingRequest,
+)
+from models.signals import BreachRiskScore
+from models.sla import SlaEvent, SlaTracker, TicketComment, TicketUpdate
+
+QueueOutput = RoutingDecision | SlaEvent | BreachRiskScore
+
+
+@dataclass
+class _RiskContext:
+    priority: str
+    tier: str
+    category: str
+    created_at: datetime
+    updates: int = 0
+    reassignments: int = 0
+    reopens: int = 0
+    breached: bool = False
+    last_features: BreachRiskFeatures | None = None
+
+
+@dataclass
+class QueueState:
+    """Router, SLA tracker and breach-risk model of one queue.
+
+    Args:
+        queue: the queue (team) name.
+        policy: routing policy.
+        ranker: how eligible agents are ordered (least-loaded or learned).
+        rescore_every: how often every open ticket's breach risk is recomputed.
+    """
+
+    queue: str
+    policy: RoutingPolicy = field(default_factory=RoutingPolicy)
+    ranker: AgentRanker = field(default_factory=LeastLoadedRanker)
+    rescore_every: timedelta = timedelta(minutes=1)
+    router: QueueRouter = field(init=False)
+    sla: SlaTracker = field(default_factory=SlaTracker)
+    risk: BreachRiskModel = field(default_factory=BreachRiskModel)
+    risk_context: dict[int, _RiskContext] = field(default_factory=dict)
+    risk_version: int = 0
+    next_rescore: datetime | None = None
+
+    def __post_init__(self) -> None:
+        self.router = QueueRouter(queue=self.queue, policy=self.policy, ranker=self.ranker)
+
+    # -- inputs ---------------------------------------------------------------------------
+
+    def on_agent(self, agent: Agent, *, version: int, at: datetime) -> list[QueueOutput]:
+        return list(self.router.upsert_agent(agent, version=version, at=at))
+
+    def remove_agent(self, agent_id: int) -> None:
+        self.router.remove_agent(agent_id)
+
+    def on_ticket(self, et: EnrichedTicket, *, now: datetime) -> list[QueueOutput]:
+        """Advance the ticket's SLA clocks, route it, and score its breach risk."""
+        ticket = et.ticket
+        out: list[QueueOutput] = []
+        sla_events = self.sla.apply(
+            TicketUpdate(
+                ticket_id=ticket.id,
+                at=et.committed_at,
+                status=ticket.status,
+                priority=et.priority,
+                tier=et.customer_tier,
+                region=et.region,
+                created_at=ticket.created_at,
+                deleted=et.op == "d",
+            )
+        )
+        out += sla_events
+        self._track(et, sla_events)
+        request = replace(
+            RoutingRequest.from_enriched(et),
+            sla_deadline=self.sla.next_deadline(ticket.id),
+        )
+        out += self.router.on_ticket(request, at=et.committed_at)
+        if ticket.is_open and et.op != "d":
+            score = self._score(ticket.id, now)
+            if score is not None:
+                out.append(score)
+        else:
+            self._learn_outcome(ticket.id)
+        return out
+
+    def on_comment(self, comment: TicketComment) -> list[QueueOutput]:
+        events = self.sla.apply(comment)
+        ctx = self.risk_context.get(comment.ticket_id)
+        if ctx is not None:
+            ctx.updates += 1
+            ctx.breached = ctx.breached or any(_is_breach(e) for e in events)
+        return list(events)
+
+    def tick(self, now: datetime) -> list[QueueOutput]:
+        """Breach events for passed deadlines and, every ``rescore_every``, fresh risks."""
+        out: list[QueueOutput] = []
+        events = self.sla.tick(now)
+        for event in events:
+            ctx = self.risk_context.get(event.ticket_id)
+            if ctx is not None and _is_breach(event):
+                ctx.breached = True
+        out += events
+        if self.next_rescore is None or now >= self.next_rescore:
+            self.next_rescore = now + self.rescore_every
+            for ticket_id in list(self.risk_context):
+                score = self._score(ticket_id, now)
+                if score is not None:
+                    out.append(score)
+        return out
+
+    def next_wakeup(self) -> datetime | None:
+        """When :meth:`tick` next has something to do (a deadline or a rescoring)."""
+        candidates = [d.deadline for d in self.sla.open_deadlines()[:1] if not d.breached]
+        if self.risk_context:
+            candidates.append(self.next_rescore or datetime.now(UTC))
+        return min(candidates, default=None)
+
+    def is_idle(self) -> bool:
+        router = self.router
+        return not (router.agents or router.assignments or router.holding or len(self.sla))
+
+    # -- breach risk ------------------------------------------------------------------------
+
+    def _track(self, et: EnrichedTicket, events: list[SlaEvent]) -> None:
+        ticket = et.ticket
+        ctx = self.risk_context.get(ticket.id)
+        if ctx is None:
+            if not ticket.is_open or et.op == "d":
+                return
+            ctx = _RiskContext(et.priority, et.customer_tier, et.category, ticket.created_at)
+            self.risk_context[ticket.id] = ctx
+        else:
+            ctx.updates += 1
+            if et.previous_status in ("solved", "closed") and ticket.is_open:
+                ctx.reopens += 1
+            if ticket.assigned_agent_id != self.router.assignments.get(ticket.id):
+                ctx.reassignments += 1
+        ctx.priority = et.priority
+        ctx.breached = ctx.breached or any(_is_breach(e) for e in events)
+
+    def _features(self, ticket_id: int, now: datetime) -> BreachRiskFeatures | None:
+        ctx = self.risk_context.get(ticket_id)
+        progress = [p for p in self.sla.progress(ticket_id, now) if p.state == "running"]
+        if ctx is None or not progress:
+            return None
+        nearest = max(progress, key=lambda p: p.fraction_elapsed)
+        local = now.astimezone(UTC)
+        return BreachRiskFeatures(
+            fraction_elapsed=nearest.fraction_elapsed,
+            remaining_business_minutes=nearest.remaining_business_seconds / 60.0,
+            elapsed_hours=(now - ctx.created_at).total_seconds() / 3600.0,
+            priority=ctx.priority,
+            tier=ctx.tier,
+            category=ctx.category,
+            queue=self.queue,
+            status=None,
+            reassignments=ctx.reassignments,
+            reopens=ctx.reopens,
+            updates=ctx.updates,
+            hour_of_week=local.weekday() * 24 + local.hour,
+            queue_load=float(sum(self.router.load.values()) + len(self.router.holding)),
+        )
+
+    def _score(self, ticket_id: int, now: datetime) -> BreachRiskScore | None:
+        features = self._features(ticket_id, now)
+        if features is None:
+            return None
+        ctx = self.risk_context[ticket_id]
+        ctx.last_features = features
+        risk = 1.0 if ctx.breached else self.risk.predict_one(features)
+        running = [d for d in self.sla.open_deadlines() if d.ticket_id == ticket_id]
+        self.risk_version += 1
+        return BreachRiskScore(
+            ticket_id=ticket_id,
+            queue=self.queue,
+            risk=round(risk, 4),
+            scored_at=now,
+            deadline=running[0].deadline if running else None,
+            metric=running[0].metric if running else None,
+            model_version=self.risk.version,
+            version=self.risk_version,
+        )
+
+    def _learn_outcome(self, ticket_id: int) -> None:
+        ctx = self.risk_context.pop(ticket_id, None)
+        if ctx is not None and ctx.last_features is not None:
+            self.risk.learn_one(ctx.last_features, ctx.breached)
+
+
+def _is_breach(event: SlaEvent) -> bool:
+    return event.kind == "breach" or (event.kind == "fulfill" and event.breached)
