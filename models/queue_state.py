@@ -121,6 +121,8 @@ class QueueState:
         out += events
         if self.next_rescore is None or now >= self.next_rescore:
             self.next_rescore = now + self.rescore_every
+            # Shifts start without any event: held tickets get another chance here.
+            out += self.router.drain(at=now)
             for ticket_id in list(self.risk_context):
                 score = self._score(ticket_id, now)
                 if score is not None:
@@ -130,7 +132,7 @@ class QueueState:
     def next_wakeup(self) -> datetime | None:
         """When :meth:`tick` next has something to do (a deadline or a rescoring)."""
         candidates = [d.deadline for d in self.sla.open_deadlines()[:1] if not d.breached]
-        if self.risk_context:
+        if self.risk_context or self.router.holding:
             candidates.append(self.next_rescore or datetime.now(UTC))
         return min(candidates, default=None)
 

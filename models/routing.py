@@ -410,7 +410,7 @@ class QueueRouter:
 
     def _drain_holding(self, *, trigger_version: int, at: datetime) -> list[RoutingDecision]:
         """Route held tickets, most urgent and oldest first, while someone can take them."""
-        if not self.holding:
+        if not self.holding or not self._has_free_capacity():
             return []
         order = sorted(
             self.holding.values(),
@@ -428,6 +428,18 @@ class QueueRouter:
             decision = self._route(et, at=at, version=version)
             out.append(decision)
         return out
+
+    def _has_free_capacity(self) -> bool:
+        # Cheap guard: an overloaded queue skips sorting and re-checking its whole holding
+        # list on every release.
+        return any(
+            a.status == "online" and self.load.get(a.id, 0) < a.capacity
+            for a in self.agents.values()
+        )
+
+    def drain(self, *, at: datetime, trigger_version: int = 0) -> list[RoutingDecision]:
+        """Re-examine the holding list (e.g. when shifts change without any event)."""
+        return self._drain_holding(trigger_version=trigger_version, at=at)
 
     def _decision(
         self,
