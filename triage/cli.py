@@ -177,6 +177,30 @@ def bench(
     sys.stdout.write(json.dumps(result) + "\n")
 
 
+@app.command()
+def evaluate(
+    data_dir: Annotated[
+        Path | None,
+        typer.Option(help="Folder with endava_tickets/ and itsm_incident_log/ (../shared/data)."),
+    ] = None,
+    only: Annotated[
+        list[str] | None, typer.Option(help="routing, endava or itsm (repeatable).")
+    ] = None,
+    json_out: Annotated[bool, typer.Option("--json", help="Print only the JSON document.")] = False,
+) -> None:
+    """Prequential evaluation of routing, text models and breach risk; table and JSON."""
+    from triage.evaluate import run_evaluations
+
+    _settings()
+    unknown = set(only or []) - {"routing", "endava", "itsm"}
+    if unknown:
+        raise _fail(f"unknown evaluation(s): {', '.join(sorted(unknown))}", 2)
+    results = run_evaluations(
+        data_dir, only=set(only) if only else None, console=None if json_out else Console()
+    )
+    sys.stdout.write(json.dumps(results, default=str) + "\n")
+
+
 @cdc_app.command("drop-slot")
 def drop_slot(state_dir: StateDir = None) -> None:
     """Drop the embedded reader's replication slot (it then snapshots again on start)."""
