@@ -14,13 +14,14 @@ from psycopg_pool import ConnectionPool, PoolTimeout
 from redis.backoff import ExponentialBackoff
 from redis.retry import Retry
 
-from api.routes import health, routing
+from api.routes import health, routing, sla
 from api.settings import ApiSettings
 
 log = logging.getLogger(__name__)
 
 DESCRIPTION = """
-Read layer of Smart Triage: live routing decisions, agent queues and holding lists.
+Read layer of Smart Triage: live routing decisions, agent queues, holding lists and
+SLA clocks with breach risk.
 
 Live state is served from Redis as the pipeline writes it; when Redis has no entry or is
 unreachable, the analytics database answers. Invalid input gets a 4xx answer, an
@@ -81,6 +82,7 @@ def create_app(settings: ApiSettings) -> FastAPI:
         lifespan=lifespan,
         openapi_tags=[
             {"name": "routing", "description": "Routing decisions, agent queues, holding lists."},
+            {"name": "sla", "description": "SLA clocks and breach risk per ticket."},
             {"name": "health", "description": "Store availability."},
         ],
     )
@@ -96,4 +98,5 @@ def create_app(settings: ApiSettings) -> FastAPI:
         app.add_exception_handler(error, store_unavailable)
     app.include_router(health.router)
     app.include_router(routing.router)
+    app.include_router(sla.router)
     return app

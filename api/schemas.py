@@ -62,6 +62,45 @@ class HoldingQueuePublic(BaseModel):
     source: Source
 
 
+class SlaMetricPublic(BaseModel):
+    """The current clock of one SLA metric of a ticket."""
+
+    metric: Literal["first_reply", "next_reply", "resolution"]
+    state: Literal["running", "paused", "fulfilled"]
+    last_event: Literal["apply", "pause", "resume", "fulfill", "breach", "update"] = Field(
+        description="Kind of the latest change of the clock"
+    )
+    deadline: datetime | None = Field(
+        description="When the target is due (or the deadline it missed); null while paused"
+    )
+    breached: bool = Field(description="Whether the target has been missed")
+    policy: str = Field(description="SLA policy that sets the target")
+    business_seconds_elapsed: float = Field(description="Target time used so far")
+    paused_seconds: float = Field(description="Wall-clock time the clock spent paused")
+    updated_at: datetime = Field(description="Time of the latest change of the clock")
+
+
+class BreachRiskPublic(BaseModel):
+    """The newest estimate that an open ticket will miss an SLA target."""
+
+    risk: float = Field(ge=0, le=1, description="Probability of a breach")
+    version: int = Field(description="Orders the scores of a ticket; the greatest is kept")
+    scored_at: datetime
+    deadline: datetime | None = Field(description="Nearest running deadline, if any")
+    metric: str | None = Field(description="Metric of that deadline")
+    model_version: str
+    queue: str
+
+
+class TicketSlaPublic(BaseModel):
+    """A ticket's SLA clocks (first reply, next reply, resolution) and its breach risk."""
+
+    ticket_id: int
+    metrics: list[SlaMetricPublic] = Field(description="Known metrics, in lifecycle order")
+    risk: BreachRiskPublic | None = Field(description="Null when the ticket was never scored")
+    source: Source = Field(description="Store that answered: live Redis or the analytics DB")
+
+
 class CheckPublic(BaseModel):
     """The outcome of one store's health check."""
 

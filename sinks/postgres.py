@@ -1,4 +1,4 @@
-"""PostgreSQL analytics sink: ticket facts, routing decisions and dead letters.
+"""PostgreSQL analytics sink: ticket facts, routing decisions, SLA, risk, model quality.
 
 Writes go through a per-connection staging table: each batch is COPYed into it and merged
 into the target with ``INSERT ... SELECT ... ON CONFLICT``, which is an order of magnitude
@@ -12,6 +12,7 @@ import logging
 import time
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any
 
 import psycopg
@@ -20,16 +21,25 @@ from psycopg import sql
 
 from models.events import DeadLetter
 from models.helpdesk import EnrichedTicket, RoutingDecision
+from models.intelligence import ModelMetric
+from models.signals import BreachRiskScore
+from models.sla import SlaEvent
 
 log = logging.getLogger(__name__)
 
-AnalyticsItem = EnrichedTicket | RoutingDecision | DeadLetter
+AnalyticsItem = (
+    EnrichedTicket | RoutingDecision | DeadLetter | SlaEvent | BreachRiskScore | ModelMetric
+)
 """What the analytics sink accepts."""
 
 TICKET_FACTS = "ticket_facts"
 ROUTING_DECISIONS = "routing_decisions"
 ROUTING_DECISION_HISTORY = "routing_decision_history"
 DEAD_LETTERS = "dead_letters"
+SLA_EVENTS = "sla_events"
+TICKET_SLA = "ticket_sla"
+TICKET_RISK = "ticket_risk"
+MODEL_METRICS = "model_metrics"
 
 TICKET_FACT_COLUMNS: tuple[str, ...] = (
     "ticket_id",
@@ -54,6 +64,25 @@ TICKET_FACT_COLUMNS: tuple[str, ...] = (
     "source_committed_at",
     "enriched_at",
     "deleted",
+    "organization",
+    "region",
+    "sentiment",
+    "sentiment_label",
+    "sentiment_confidence",
+    "intent",
+    "intent_confidence",
+    "intent_source",
+    "category_confidence",
+    "category_source",
+    "category_suggestion",
+    "duplicates",
+    "kb_suggestions",
+    "response_suggestion",
+    "first_reply_due",
+    "resolution_due",
+    "sla_policy",
+    "sla_breached",
+    "model_versions",
 )
 ROUTING_COLUMNS: tuple[str, ...] = (
     "ticket_id",
@@ -85,13 +114,110 @@ DEAD_LETTER_COLUMNS: tuple[str, ...] = (
     "failed_at",
 )
 
+SLA_EVENT_COLUMNS: tuple[str, ...] = (
+    "ticket_id",
+    "metric",
+    "kind",
+    "at",
+    "deadline",
+    "policy",
+    "business_seconds_elapsed",
+    "paused_seconds",
+    "breached",
+)
+TICKET_SLA_COLUMNS: tuple[str, ...] = (
+    "ticket_id",
+    "metric",
+    "kind",
+    "state",
+    "deadline",
+    "breached",
+    "policy",
+    "business_seconds_elapsed",
+    "paused_seconds",
+    "updated_at",
+)
+TICKET_RISK_COLUMNS: tuple[str, ...] = (
+    "ticket_id",
+    "version",
+    "queue",
+    "risk",
+    "scored_at",
+    "deadline",
+    "metric",
+    "model_version",
+)
+MODEL_METRIC_COLUMNS: tuple[str, ...] = (
+    "model",
+    "version",
+    "at",
+    "n_seen",
+    "accuracy",
+    "weighted_f1",
+    "drift_detected",
+)
+
 COLUMNS: dict[str, tuple[str, ...]] = {
     TICKET_FACTS: TICKET_FACT_COLUMNS,
     ROUTING_DECISIONS: ROUTING_COLUMNS,
     ROUTING_DECISION_HISTORY: ROUTING_COLUMNS,
     DEAD_LETTERS: DEAD_LETTER_COLUMNS,
+    SLA_EVENTS: SLA_EVENT_COLUMNS,
+    TICKET_SLA: TICKET_SLA_COLUMNS,
+    TICKET_RISK: TICKET_RISK_COLUMNS,
+    MODEL_METRICS: MODEL_METRIC_COLUMNS,
 }
 """Column order of the tuples :func:`batch_to_rows` produces, per table."""
+
+
+@dataclass(frozen=True)
+class _Upsert:
+    """How a current-state table is merged: its key and when a new row replaces the stored.
+
+    ``where`` is static SQL over the stored row ``t``, the incoming ``EXCLUDED`` and
+    ``{events}`` (the SLA event table); it never holds values.
+    """
+
+    key: tuple[str, ...]
+    where: str
+
+
+_NEWER_VERSION = "t.version < EXCLUDED.version"
+
+_UPSERTS: dict[str, _Upsert] = {
+    # A replay of the same version changes nothing; only a strictly newer one replaces.
+    TICKET_FACTS: _Upsert(key=("ticket_id",), where=_NEWER_VERSION),
+    ROUTING_DECISIONS: _Upsert(key=("ticket_id",), where=_NEWER_VERSION),
+    TICKET_RISK: _Upsert(key=("ticket_id",), where=_NEWER_VERSION),
+    # Several clock events can share an instant (apply then pause at creation), so an
+    # event of the stored instant replaces the row too, unless it is already in the event
+    # log: that is a replay, which must not undo the later event of the same instant. The
+    # merge runs before the batch's events are logged (see batch_to_rows' table order).
+    TICKET_SLA: _Upsert(
+        key=("ticket_id", "metric"),
+        where=(
+            "t.updated_at < EXCLUDED.updated_at OR (t.updated_at = EXCLUDED.updated_at"
+            " AND NOT EXISTS (SELECT 1 FROM {events} AS e WHERE e.ticket_id = EXCLUDED.ticket_id"
+            " AND e.metric = EXCLUDED.metric AND e.kind = EXCLUDED.kind"
+            " AND e.at = EXCLUDED.updated_at))"
+        ),
+    ),
+}
+"""Tables holding one current row per key; every other table is insert-if-absent."""
+
+_SLA_STATE_AFTER: dict[str, str] = {"fulfill": "fulfilled", "pause": "paused"}
+"""Clock state after an event kind; apply, resume and breach leave the clock running."""
+
+
+def sla_clock_state(event: SlaEvent) -> str:
+    """The metric clock's state right after ``event``.
+
+    An ``update`` (policy change) does not change the state; a running clock carries a
+    deadline, a paused one none, which is how it is told apart here.
+    """
+    if event.kind == "update":
+        return "running" if event.deadline is not None else "paused"
+    return _SLA_STATE_AFTER.get(event.kind, "running")
 
 
 def ticket_fact_row(item: EnrichedTicket) -> tuple[Any, ...]:
@@ -120,6 +246,30 @@ def ticket_fact_row(item: EnrichedTicket) -> tuple[Any, ...]:
         item.committed_at,
         item.enriched_at,
         item.op == "d",
+        item.organization,
+        item.region,
+        item.sentiment,
+        item.sentiment_label,
+        item.sentiment_confidence,
+        item.intent,
+        item.intent_confidence,
+        item.intent_source,
+        item.category_confidence,
+        item.category_source,
+        item.category_suggestion,
+        json.dumps([{"ticket_id": t_id, "similarity": sim} for t_id, sim in item.duplicates]),
+        json.dumps(
+            [
+                {"article_id": a_id, "title": title, "score": score}
+                for a_id, title, score in item.kb_suggestions
+            ]
+        ),
+        item.response_suggestion,
+        item.first_reply_due,
+        item.resolution_due,
+        item.sla_policy,
+        item.sla_breached,
+        json.dumps(dict(item.model_versions), sort_keys=True),
     )
 
 
@@ -162,16 +312,79 @@ def dead_letter_row(item: DeadLetter) -> tuple[Any, ...]:
     )
 
 
+def sla_event_row(item: SlaEvent) -> tuple[Any, ...]:
+    """One ``sla_events`` row in :data:`SLA_EVENT_COLUMNS` order."""
+    return (
+        item.ticket_id,
+        item.metric,
+        item.kind,
+        item.at,
+        item.deadline,
+        item.policy,
+        item.business_seconds_elapsed,
+        item.paused_seconds,
+        item.breached,
+    )
+
+
+def ticket_sla_row(item: SlaEvent) -> tuple[Any, ...]:
+    """One ``ticket_sla`` row: the metric clock as of ``item``."""
+    return (
+        item.ticket_id,
+        item.metric,
+        item.kind,
+        sla_clock_state(item),
+        item.deadline,
+        item.breached,
+        item.policy,
+        item.business_seconds_elapsed,
+        item.paused_seconds,
+        item.at,
+    )
+
+
+def ticket_risk_row(item: BreachRiskScore) -> tuple[Any, ...]:
+    """One ``ticket_risk`` row in :data:`TICKET_RISK_COLUMNS` order."""
+    return (
+        item.ticket_id,
+        item.version,
+        item.queue,
+        item.risk,
+        item.scored_at,
+        item.deadline,
+        item.metric,
+        item.model_version,
+    )
+
+
+def model_metric_row(item: ModelMetric) -> tuple[Any, ...]:
+    """One ``model_metrics`` row in :data:`MODEL_METRIC_COLUMNS` order."""
+    return (
+        item.model,
+        item.version,
+        item.at,
+        item.n_seen,
+        item.accuracy,
+        item.weighted_f1,
+        item.drift_detected,
+    )
+
+
 def batch_to_rows(items: Iterable[AnalyticsItem]) -> dict[str, list[tuple[Any, ...]]]:
     """Turn a batch into rows per table, ready for an upsert.
 
     PostgreSQL rejects an ``INSERT ... ON CONFLICT DO UPDATE`` that touches the same key
-    twice, so upserted tables keep only the newest version per ticket (the later item
-    wins a tie). History keeps one row per ``(ticket_id, version)``. Rows are sorted by
-    key so that concurrent workers lock rows in the same order and cannot deadlock.
+    twice, so upserted tables keep only the newest row per key (the later item wins a
+    tie): the newest version per ticket, the latest event per ticket and metric. Append-only
+    tables keep one row per key: ``(ticket_id, version)`` for decision history,
+    ``(ticket_id, metric, kind, at)`` for SLA events, ``(model, n_seen)`` for model
+    metrics. Rows are sorted by key so that concurrent workers lock rows in the same order
+    and cannot deadlock. Tables come in write order: ``ticket_sla`` before ``sla_events``,
+    whose content tells its merge a replayed event from a new one.
 
     Args:
-        items: Enriched tickets, routing decisions and dead letters, in any mix.
+        items: Enriched tickets, routing decisions, dead letters, SLA events, breach-risk
+            scores and model metrics, in any mix.
 
     Returns:
         A mapping from table name to rows in :data:`COLUMNS` order; every table is present.
@@ -183,6 +396,10 @@ def batch_to_rows(items: Iterable[AnalyticsItem]) -> dict[str, list[tuple[Any, .
     current: dict[int, RoutingDecision] = {}
     history: dict[tuple[int, int], RoutingDecision] = {}
     dead: list[DeadLetter] = []
+    sla_events: dict[tuple[int, str, str, datetime], SlaEvent] = {}
+    sla_current: dict[tuple[int, str], SlaEvent] = {}
+    risks: dict[int, BreachRiskScore] = {}
+    metrics: dict[tuple[str, int], ModelMetric] = {}
     for item in items:
         if isinstance(item, EnrichedTicket):
             seen = facts.get(item.ticket_id)
@@ -195,6 +412,20 @@ def batch_to_rows(items: Iterable[AnalyticsItem]) -> dict[str, list[tuple[Any, .
             history[(item.ticket_id, item.version)] = item
         elif isinstance(item, DeadLetter):
             dead.append(item)
+        elif isinstance(item, SlaEvent):
+            event_key = (item.ticket_id, item.metric, item.kind, item.at)
+            if event_key in sla_events:
+                continue  # a repeat must not undo a later event of the same instant
+            sla_events[event_key] = item
+            clock = sla_current.get((item.ticket_id, item.metric))
+            if clock is None or item.at >= clock.at:
+                sla_current[(item.ticket_id, item.metric)] = item
+        elif isinstance(item, BreachRiskScore):
+            risk = risks.get(item.ticket_id)
+            if risk is None or item.version >= risk.version:
+                risks[item.ticket_id] = item
+        elif isinstance(item, ModelMetric):
+            metrics[(item.model, item.n_seen)] = item
         else:
             raise TypeError(f"PostgresSink cannot write {type(item).__name__}")
     return {
@@ -202,6 +433,10 @@ def batch_to_rows(items: Iterable[AnalyticsItem]) -> dict[str, list[tuple[Any, .
         ROUTING_DECISIONS: [routing_row(current[k]) for k in sorted(current)],
         ROUTING_DECISION_HISTORY: [routing_row(history[k]) for k in sorted(history)],
         DEAD_LETTERS: [dead_letter_row(d) for d in dead],
+        TICKET_SLA: [ticket_sla_row(sla_current[k]) for k in sorted(sla_current)],
+        SLA_EVENTS: [sla_event_row(sla_events[k]) for k in sorted(sla_events)],
+        TICKET_RISK: [ticket_risk_row(risks[k]) for k in sorted(risks)],
+        MODEL_METRICS: [model_metric_row(metrics[k]) for k in sorted(metrics)],
     }
 
 
@@ -229,17 +464,21 @@ def _statements(schema: str, table: str) -> _Statements:
     insert = sql.SQL("INSERT INTO {target} AS t ({cols}) SELECT {cols} FROM {staging} ").format(
         target=target, cols=col_list, staging=staging
     )
-    if table in (TICKET_FACTS, ROUTING_DECISIONS):
+    upsert = _UPSERTS.get(table)
+    if upsert is not None:
         updates = sql.SQL(", ").join(
             sql.SQL("{c} = EXCLUDED.{c}").format(c=sql.Identifier(c))
             for c in columns
-            if c != "ticket_id"
+            if c not in upsert.key
         )
-        # Only a strictly newer version replaces a row: an older one never regresses it
-        # and a replay of the same version changes nothing.
+        # An older row never regresses the stored one.
         merge = insert + sql.SQL(
-            "ON CONFLICT (ticket_id) DO UPDATE SET {updates} WHERE t.version < EXCLUDED.version"
-        ).format(updates=updates)
+            "ON CONFLICT ({key}) DO UPDATE SET {updates} WHERE {where}"
+        ).format(
+            key=sql.SQL(", ").join(map(sql.Identifier, upsert.key)),
+            updates=updates,
+            where=sql.SQL(upsert.where).format(events=sql.Identifier(schema, SLA_EVENTS)),
+        )
     else:
         merge = insert + sql.SQL("ON CONFLICT DO NOTHING")
     return _Statements(create_staging=create, copy=copy, merge=merge)
@@ -357,14 +596,22 @@ class _PostgresPartition(StatelessSinkPartition[AnalyticsItem]):
 
 
 class PostgresSink(DynamicSink[AnalyticsItem]):
-    """Write enriched tickets, routing decisions and dead letters to the analytics schema.
+    """Write the flow's analytics items to the analytics schema.
+
+    Enriched tickets go to ``ticket_facts``, routing decisions to ``routing_decisions``
+    and its history, dead letters to ``dead_letters``, SLA events to ``sla_events`` and
+    ``ticket_sla``, breach-risk scores to ``ticket_risk``, model metrics to
+    ``model_metrics``.
 
     Delivery guarantee: at-least-once from the flow, effectively-once in the tables.
-    Idempotency keys: ``ticket_facts`` and ``routing_decisions`` are keyed by
-    ``ticket_id`` and only a strictly newer ``version`` (the source LSN) replaces a row;
-    ``routing_decision_history`` is keyed by ``(ticket_id, version)`` and
-    ``dead_letters`` by ``(stage, topic, position_key)``, both insert-if-absent. Each
-    batch is one transaction, so a crash leaves either all or none of it.
+    Idempotency keys: ``ticket_facts``, ``routing_decisions`` and ``ticket_risk`` are
+    keyed by ``ticket_id`` and only a strictly greater ``version`` replaces a row;
+    ``ticket_sla`` is keyed by ``(ticket_id, metric)`` and replaced by a newer event, or
+    by a new (not yet logged) event of the same instant. Insert-if-absent:
+    ``routing_decision_history`` by ``(ticket_id, version)``, ``dead_letters`` by
+    ``(stage, topic, position_key)``, ``sla_events`` by ``(ticket_id, metric, kind, at)``,
+    ``model_metrics`` by ``(model, n_seen)``. Each batch is one transaction, so a crash
+    leaves either all or none of it.
 
     Args:
         dsn: libpq connection string of the analytics database.

@@ -1,8 +1,8 @@
-"""Redis sink for live routing state: per-ticket decisions, agent queues, holding lists.
+"""Redis sink for live ticket state: routing decisions, agent queues, SLA clocks, risk.
 
-Each decision is applied by one Lua script that compares versions and applies everything
-or nothing, so a replayed or stale decision can neither regress state nor add a second
-stream entry. The scripts of a batch travel in one pipeline.
+Each item is applied by one Lua function that compares it with the stored state and applies
+everything or nothing, so a replayed or stale item can neither regress state nor add a
+second stream entry. A batch travels as a few script calls in one pipeline.
 
 Keys, with prefix ``p`` (default ``triage``):
 
@@ -13,7 +13,15 @@ Keys, with prefix ``p`` (default ``triage``):
 - ``{p}:queue:{queue}:holding`` sorted set of tickets waiting with status ``queued``;
 - ``{p}:agents`` set of every agent id that was ever assigned a ticket;
 - ``{p}:decisions`` stream of applied decisions (capped, approximately);
-- ``{p}:stats`` hash of counters: ``decisions``, ``assigned``, ``queued``, ``released``.
+- ``{p}:stats`` hash of counters: ``decisions``, ``assigned``, ``queued``, ``released``;
+- ``{p}:ticket:{id}:sla`` hash: per metric (``first_reply``, ``next_reply``,
+  ``resolution``) the fields ``{metric}:state``, ``:kind``, ``:deadline``, ``:breached``
+  (``1``/``0``), ``:policy``, ``:elapsed``, ``:paused``, ``:updated_at`` and the replay
+  guard ``:at_us`` / ``:kinds_at``; and the newest breach-risk score as ``risk``,
+  ``risk_version``, ``risk_scored_at``, ``risk_deadline``, ``risk_metric``,
+  ``risk_model_version``, ``risk_queue``;
+- ``{p}:sla`` stream of applied SLA events (capped, approximately);
+- ``{p}:alerts`` stream of the ``breach`` events among them (capped, approximately).
 """
 
 from __future__ import annotations
@@ -23,14 +31,21 @@ import logging
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime, timedelta
 
 import redis
 from bytewax.outputs import DynamicSink, StatelessSinkPartition
 
 from models.helpdesk import RoutingDecision
+from models.signals import BreachRiskScore
+from models.sla import SlaEvent
 
 log = logging.getLogger(__name__)
+
+RedisItem = RoutingDecision | SlaEvent | BreachRiskScore
+"""What the Redis sink accepts."""
+
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
 PRIORITY_RANK: dict[str, int] = {"urgent": 0, "high": 1, "normal": 2, "low": 3}
 """Queue order by priority; unknown priorities sort with ``normal``."""
@@ -84,13 +99,38 @@ def stats_key(prefix: str) -> str:
     return f"{prefix}:stats"
 
 
-# KEYS: 1 ticket hash, 2 target sorted set (agent queue or holding; unused when released),
-#       3 stream, 4 stats, 5 agents set.
+def sla_key(prefix: str, ticket_id: int) -> str:
+    """Hash holding a ticket's SLA clocks per metric and its newest breach-risk score."""
+    return f"{prefix}:ticket:{ticket_id}:sla"
+
+
+def sla_stream_key(prefix: str) -> str:
+    """Stream of applied SLA events."""
+    return f"{prefix}:sla"
+
+
+def alerts_key(prefix: str) -> str:
+    """Stream of SLA breaches, for paging and dashboards."""
+    return f"{prefix}:alerts"
+
+
+# Decision. KEYS: 1 ticket hash, 2 target sorted set (agent queue or holding; unused when
+#       released), 3 stream, 4 stats, 5 agents set.
 # ARGV: 1 prefix, 2 ticket id, 3 version (decimal), 4 status, 5 agent id ('' if none),
 #       6 queue, 7 score, 8 stream max length, 9 released TTL seconds (0 = keep),
 #       10 the decision's fields as a JSON list [field, value, field, value, ...].
-# A batch of calls travels as one JSON argument ([[keys, args], ...]) to one script run,
-# which applies them in order; per-call packing in the client cost more than the scripts.
+# SLA event. KEYS: 1 ticket SLA hash, 2 SLA stream, 3 alerts stream.
+# ARGV: 1 metric, 2 at (epoch microseconds, decimal), 3 kind, 4 stream max length,
+#       5 TTL seconds (0 = keep), 6 hash fields and 7 stream fields, as JSON lists.
+# Replay guard: the hash keeps the newest event instant per metric (`:at_us`) and the kinds
+# applied at that instant (`:kinds_at`), since a clock can change twice in one instant
+# (apply then pause). An event older than the instant, or of a kind already applied at it,
+# is skipped: that is the analytics key (ticket_id, metric, kind, at) for the newest instant.
+# Risk score. KEYS: 1 ticket SLA hash. ARGV: 1 version (decimal), 2 TTL seconds (0 = keep),
+#       3 the hash fields as a JSON list.
+# A batch of calls travels as one JSON argument ([[op, keys, args], ...]) to one script
+# run, which applies them in order; per-call packing in the client cost more than the
+# scripts.
 # The fields travel as one JSON argument: packing dozens of separate arguments per call
 # costs more client CPU than the script itself.
 # Versions are LSNs, which can exceed a Lua double's exact range, so they are compared as
@@ -100,7 +140,7 @@ local function newer(a, b)
   if #a ~= #b then return #a > #b end
   return a > b
 end
-local function apply(K, A)
+local function apply_decision(K, A)
   local version = A[3]
   local current = redis.call('HGET', K[1], 'version')
   if current and not newer(version, current) then
@@ -139,9 +179,50 @@ local function apply(K, A)
   redis.call('HINCRBY', K[4], status, 1)
   return 1
 end
+local function apply_sla(K, A)
+  local metric, at, kind = A[1], A[2], A[3]
+  local seen = redis.call('HMGET', K[1], metric .. ':at_us', metric .. ':kinds_at')
+  local kinds = kind
+  if seen[1] then
+    if newer(seen[1], at) then
+      return 0
+    end
+    if seen[1] == at then
+      for applied_kind in string.gmatch(seen[2] or '', '[^,]+') do
+        if applied_kind == kind then
+          return 0
+        end
+      end
+      kinds = (seen[2] or '') .. ',' .. kind
+    end
+  end
+  redis.call('HSET', K[1], metric .. ':at_us', at, metric .. ':kinds_at', kinds,
+    unpack(cjson.decode(A[6])))
+  if tonumber(A[5]) > 0 then
+    redis.call('EXPIRE', K[1], A[5])
+  end
+  local entry = cjson.decode(A[7])
+  redis.call('XADD', K[2], 'MAXLEN', '~', A[4], '*', unpack(entry))
+  if kind == 'breach' then
+    redis.call('XADD', K[3], 'MAXLEN', '~', A[4], '*', unpack(entry))
+  end
+  return 1
+end
+local function apply_risk(K, A)
+  local current = redis.call('HGET', K[1], 'risk_version')
+  if current and not newer(A[1], current) then
+    return 0
+  end
+  redis.call('HSET', K[1], unpack(cjson.decode(A[3])))
+  if tonumber(A[2]) > 0 then
+    redis.call('EXPIRE', K[1], A[2])
+  end
+  return 1
+end
+local handlers = {decision = apply_decision, sla = apply_sla, risk = apply_risk}
 local applied = 0
 for _, call in ipairs(cjson.decode(ARGV[1])) do
-  applied = applied + apply(call[1], call[2])
+  applied = applied + handlers[call[1]](call[2], call[3])
 end
 return applied
 """
@@ -151,11 +232,21 @@ _SCRIPT_BATCH = 500
 
 
 @dataclass(frozen=True)
-class RedisDecisionArgs:
-    """The keys and arguments of one decision's script call."""
+class RedisScriptCall:
+    """One item's call of the apply script: which function, its keys and arguments."""
 
+    op: str
+    """``decision``, ``sla`` or ``risk``."""
     keys: list[str]
     args: list[str]
+
+
+def _flat_json(fields: dict[str, str]) -> str:
+    return json.dumps([part for pair in fields.items() for part in pair], separators=(",", ":"))
+
+
+def _iso(value: datetime | None) -> str:
+    return "" if value is None else value.isoformat()
 
 
 def decision_fields(decision: RoutingDecision) -> dict[str, str]:
@@ -187,7 +278,7 @@ def decision_to_redis_args(
     *,
     stream_maxlen: int = 100_000,
     released_ttl: int = 0,
-) -> RedisDecisionArgs:
+) -> RedisScriptCall:
     """Build the script call that applies ``decision`` (pure; no I/O).
 
     Args:
@@ -211,8 +302,8 @@ def decision_to_redis_args(
     else:  # queued; a released decision passes it too, but the script leaves it alone
         target = holding_key(prefix, decision.queue)
     fields = decision_fields(decision)
-    flat = [part for pair in fields.items() for part in pair]
-    return RedisDecisionArgs(
+    return RedisScriptCall(
+        op="decision",
         keys=[
             ticket_key(prefix, decision.ticket_id),
             target,
@@ -230,9 +321,146 @@ def decision_to_redis_args(
             repr(queue_score(decision.priority, decision.decided_at)),
             str(stream_maxlen),
             str(released_ttl),
-            json.dumps(flat, separators=(",", ":")),
+            _flat_json(fields),
         ],
     )
+
+
+_SLA_STATE_AFTER: dict[str, str] = {"fulfill": "fulfilled", "pause": "paused"}
+"""Clock state after an event kind; apply, resume and breach leave the clock running."""
+
+
+def sla_clock_state(event: SlaEvent) -> str:
+    """The metric clock's state right after ``event``.
+
+    An ``update`` (policy change) does not change the state; a running clock carries a
+    deadline, a paused one none, which is how it is told apart here.
+    """
+    if event.kind == "update":
+        return "running" if event.deadline is not None else "paused"
+    return _SLA_STATE_AFTER.get(event.kind, "running")
+
+
+def sla_event_fields(event: SlaEvent) -> dict[str, str]:
+    """The SLA event as flat string fields, as stored in the SLA and alerts streams."""
+    return {
+        "ticket_id": str(event.ticket_id),
+        "metric": event.metric,
+        "kind": event.kind,
+        "state": sla_clock_state(event),
+        "at": event.at.isoformat(),
+        "deadline": _iso(event.deadline),
+        "policy": event.policy,
+        "business_seconds_elapsed": repr(float(event.business_seconds_elapsed)),
+        "paused_seconds": repr(float(event.paused_seconds)),
+        "breached": "1" if event.breached else "0",
+    }
+
+
+def sla_event_to_redis_args(
+    event: SlaEvent,
+    prefix: str = "triage",
+    *,
+    stream_maxlen: int = 100_000,
+    sla_ttl: int = 0,
+) -> RedisScriptCall:
+    """Build the script call that applies an SLA event (pure; no I/O).
+
+    Args:
+        event: The metric clock change.
+        prefix: Key prefix.
+        stream_maxlen: Approximate cap of the SLA and alerts streams.
+        sla_ttl: Seconds the ticket's SLA hash lives after its last change; ``0`` keeps it.
+
+    Returns:
+        The script's keys and arguments.
+
+    Raises:
+        ValueError: For an event before 1970 (its instant is the replay guard).
+    """
+    at_us = (event.at - _EPOCH) // timedelta(microseconds=1)
+    if at_us < 0:
+        raise ValueError(f"ticket {event.ticket_id}: SLA event before 1970: {event.at}")
+    fields = sla_event_fields(event)
+    m = event.metric
+    state = {
+        f"{m}:state": fields["state"],
+        f"{m}:kind": event.kind,
+        f"{m}:deadline": fields["deadline"],
+        f"{m}:breached": fields["breached"],
+        f"{m}:policy": event.policy,
+        f"{m}:elapsed": fields["business_seconds_elapsed"],
+        f"{m}:paused": fields["paused_seconds"],
+        f"{m}:updated_at": fields["at"],
+    }
+    return RedisScriptCall(
+        op="sla",
+        keys=[sla_key(prefix, event.ticket_id), sla_stream_key(prefix), alerts_key(prefix)],
+        args=[
+            m,
+            str(at_us),
+            event.kind,
+            str(stream_maxlen),
+            str(sla_ttl),
+            _flat_json(state),
+            _flat_json(fields),
+        ],
+    )
+
+
+def risk_fields(score: BreachRiskScore) -> dict[str, str]:
+    """The breach-risk score as the ``risk*`` fields of the ticket's SLA hash."""
+    return {
+        "risk": repr(float(score.risk)),
+        "risk_version": str(score.version),
+        "risk_scored_at": score.scored_at.isoformat(),
+        "risk_deadline": _iso(score.deadline),
+        "risk_metric": score.metric or "",
+        "risk_model_version": score.model_version,
+        "risk_queue": score.queue,
+    }
+
+
+def risk_to_redis_args(
+    score: BreachRiskScore, prefix: str = "triage", *, sla_ttl: int = 0
+) -> RedisScriptCall:
+    """Build the script call that stores a breach-risk score (pure; no I/O).
+
+    Raises:
+        ValueError: For a negative version.
+    """
+    if score.version < 0:
+        raise ValueError(f"ticket {score.ticket_id}: negative risk version {score.version}")
+    return RedisScriptCall(
+        op="risk",
+        keys=[sla_key(prefix, score.ticket_id)],
+        args=[str(score.version), str(sla_ttl), _flat_json(risk_fields(score))],
+    )
+
+
+def item_to_redis_call(
+    item: RedisItem,
+    prefix: str = "triage",
+    *,
+    stream_maxlen: int = 100_000,
+    released_ttl: int = 0,
+    sla_ttl: int = 0,
+) -> RedisScriptCall:
+    """Build the script call for any item the sink accepts (pure; no I/O).
+
+    Raises:
+        TypeError: For an item of another type.
+        ValueError: For an item the script could not order (see the per-type builders).
+    """
+    if isinstance(item, RoutingDecision):
+        return decision_to_redis_args(
+            item, prefix, stream_maxlen=stream_maxlen, released_ttl=released_ttl
+        )
+    if isinstance(item, SlaEvent):
+        return sla_event_to_redis_args(item, prefix, stream_maxlen=stream_maxlen, sla_ttl=sla_ttl)
+    if isinstance(item, BreachRiskScore):
+        return risk_to_redis_args(item, prefix, sla_ttl=sla_ttl)
+    raise TypeError(f"RedisSink cannot write {type(item).__name__}")
 
 
 def _backoff(initial: float, maximum: float) -> Iterator[float]:
@@ -242,7 +470,7 @@ def _backoff(initial: float, maximum: float) -> Iterator[float]:
         delay = min(delay * 2, maximum)
 
 
-class _RedisPartition(StatelessSinkPartition[RoutingDecision]):
+class _RedisPartition(StatelessSinkPartition[RedisItem]):
     """One worker's Redis client; applies each batch in one pipeline."""
 
     def __init__(
@@ -252,6 +480,7 @@ class _RedisPartition(StatelessSinkPartition[RoutingDecision]):
         prefix: str,
         stream_maxlen: int,
         released_ttl: int,
+        sla_ttl: int,
         socket_timeout: float,
         backoff_initial: float,
         backoff_max: float,
@@ -260,6 +489,7 @@ class _RedisPartition(StatelessSinkPartition[RoutingDecision]):
         self._prefix = prefix
         self._stream_maxlen = stream_maxlen
         self._released_ttl = released_ttl
+        self._sla_ttl = sla_ttl
         self._backoff_initial = backoff_initial
         self._backoff_max = backoff_max
         self._max_retries = max_retries
@@ -270,29 +500,31 @@ class _RedisPartition(StatelessSinkPartition[RoutingDecision]):
         self._client.ping()
         self._apply = self._client.register_script(_APPLY_DECISIONS)
         self.applied = 0
-        """Decisions applied so far (stale or replayed ones are not counted)."""
+        """Items applied so far (stale or replayed ones are not counted)."""
 
-    def write_batch(self, items: list[RoutingDecision]) -> None:
+    def write_batch(self, items: list[RedisItem]) -> None:
         """Apply the batch in order; returns once Redis acknowledged every script.
 
         Connection loss is retried with exponential backoff; re-running the whole batch
-        is safe because each script skips decisions that are not newer than the stored one.
+        is safe because the script skips items that are not newer than the stored state.
         """
         calls = [
-            decision_to_redis_args(
-                d,
+            item_to_redis_call(
+                item,
                 self._prefix,
                 stream_maxlen=self._stream_maxlen,
                 released_ttl=self._released_ttl,
+                sla_ttl=self._sla_ttl,
             )
-            for d in items
+            for item in items
         ]
         if not calls:
             return
         # Bounded script runs: Redis serves nobody else while a script executes.
         chunks = [
             json.dumps(
-                [[c.keys, c.args] for c in calls[i : i + _SCRIPT_BATCH]], separators=(",", ":")
+                [[c.op, c.keys, c.args] for c in calls[i : i + _SCRIPT_BATCH]],
+                separators=(",", ":"),
             )
             for i in range(0, len(calls), _SCRIPT_BATCH)
         ]
@@ -312,7 +544,7 @@ class _RedisPartition(StatelessSinkPartition[RoutingDecision]):
                     raise
                 delay = next(delays)
                 log.warning(
-                    "redis write of %d decisions failed (attempt %d): %s; retrying in %.1fs",
+                    "redis write of %d items failed (attempt %d): %s; retrying in %.1fs",
                     len(calls),
                     attempt,
                     exc,
@@ -325,22 +557,35 @@ class _RedisPartition(StatelessSinkPartition[RoutingDecision]):
         self._client.close()
 
 
-class RedisSink(DynamicSink[RoutingDecision]):
-    """Publish routing decisions to Redis for agent tooling and the API.
+class RedisSink(DynamicSink[RedisItem]):
+    """Publish routing decisions, SLA events and breach-risk scores to Redis.
 
     Delivery guarantee: at-least-once from the flow, effectively-once in Redis.
-    Idempotency key: the ticket id with the decision's ``version`` (source LSN); a
-    decision is applied, atomically, only when its version is greater than the stored one,
-    so replays add no stream entries, count nothing twice and never move a ticket back.
+    Idempotency keys, each checked and applied atomically by the script:
+
+    - routing decision: the ticket id with the decision's ``version`` (source LSN); it is
+      applied only when greater than the stored one, so replays add no stream entries,
+      count nothing twice and never move a ticket back;
+    - SLA event: ``(ticket_id, metric, kind, at)``; per ticket and metric the hash keeps
+      the newest event instant and the kinds applied at it, and an event that is older, or
+      of a kind already applied at that instant, is skipped (no second stream or alert
+      entry). An event arriving after a newer one of its metric is skipped too: Redis holds
+      the live clock, the analytics store keeps every event;
+    - breach-risk score: the ticket id with the score's ``version``; only a greater one
+      replaces the stored score.
+
     Key layout: see the module docstring. Keys of one decision are computed inside the
     script (the previous agent's queue), so this targets a standalone Redis, not a cluster.
 
     Args:
         url: Redis URL, e.g. ``redis://localhost:6379/0``.
         prefix: Key prefix.
-        stream_maxlen: Approximate cap of the ``{prefix}:decisions`` stream.
+        stream_maxlen: Approximate cap of each stream (decisions, SLA, alerts).
         released_ttl: Seconds a released ticket's hash is kept (bounds memory); ``0``
             keeps it forever. A replay older than this could re-apply a stale decision.
+        sla_ttl: Seconds a ticket's SLA hash is kept after its last change (bounds memory;
+            the API then answers from the analytics store); ``0`` keeps it forever. A
+            replay older than this could append its SLA events to the streams again.
         socket_timeout: Seconds to wait for Redis on connect and on each reply.
         backoff_initial: First retry delay after a connection loss, in seconds.
         backoff_max: Longest retry delay, in seconds.
@@ -355,6 +600,7 @@ class RedisSink(DynamicSink[RoutingDecision]):
         prefix: str = "triage",
         stream_maxlen: int = 100_000,
         released_ttl: int = 7 * 24 * 3600,
+        sla_ttl: int = 30 * 24 * 3600,
         socket_timeout: float = 5.0,
         backoff_initial: float = 0.2,
         backoff_max: float = 30.0,
@@ -364,6 +610,7 @@ class RedisSink(DynamicSink[RoutingDecision]):
         self._prefix = prefix
         self._stream_maxlen = stream_maxlen
         self._released_ttl = released_ttl
+        self._sla_ttl = sla_ttl
         self._socket_timeout = socket_timeout
         self._backoff_initial = backoff_initial
         self._backoff_max = backoff_max
@@ -376,6 +623,7 @@ class RedisSink(DynamicSink[RoutingDecision]):
             prefix=self._prefix,
             stream_maxlen=self._stream_maxlen,
             released_ttl=self._released_ttl,
+            sla_ttl=self._sla_ttl,
             socket_timeout=self._socket_timeout,
             backoff_initial=self._backoff_initial,
             backoff_max=self._backoff_max,

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -12,9 +12,11 @@ from fastapi.testclient import TestClient
 from api.app import create_app
 from api.settings import ApiSettings
 from models.helpdesk import RoutingDecision
+from models.signals import BreachRiskScore
+from models.sla import SlaEvent
 from sinks.migrations import apply_migrations
 from sinks.postgres import PostgresSink
-from sinks.redis import RedisSink
+from sinks.redis import RedisItem, RedisSink
 from triage.services import free_port
 
 pytestmark = pytest.mark.integration
@@ -50,6 +52,35 @@ def make_decision(
     )
 
 
+def make_sla_event(
+    ticket_id: int, kind: str, at_s: float, *, metric: str = "first_reply", breached: bool = False
+) -> SlaEvent:
+    return SlaEvent(
+        ticket_id=ticket_id,
+        metric=metric,  # type: ignore[arg-type]
+        kind=kind,  # type: ignore[arg-type]
+        at=T0 + timedelta(seconds=at_s),
+        deadline=None if kind in ("pause", "fulfill") else T0 + timedelta(hours=1),
+        policy="premium-high",
+        business_seconds_elapsed=at_s,
+        paused_seconds=0.0,
+        breached=breached,
+    )
+
+
+def make_risk(ticket_id: int, version: int, risk: float) -> BreachRiskScore:
+    return BreachRiskScore(
+        ticket_id=ticket_id,
+        queue="billing",
+        risk=risk,
+        scored_at=T0 + timedelta(minutes=version),
+        deadline=T0 + timedelta(hours=1),
+        metric="first_reply",
+        model_version="risk-1",
+        version=version,
+    )
+
+
 @pytest.fixture
 def analytics_dsn(pg_dsn: str) -> str:
     apply_migrations(pg_dsn, ANALYTICS_SQL)
@@ -67,13 +98,13 @@ def api(settings: ApiSettings) -> Iterator[TestClient]:
         yield client
 
 
-def write(settings: ApiSettings, decisions: list[RoutingDecision], *, redis: bool = True) -> None:
+def write(settings: ApiSettings, items: Sequence[RedisItem], *, redis: bool = True) -> None:
     pg = PostgresSink(settings.analytics_dsn).build("out", 0, 1)
-    pg.write_batch(list(decisions))
+    pg.write_batch(list(items))
     pg.close()
     if redis:
         rd = RedisSink(settings.redis_url, prefix=settings.key_prefix).build("out", 0, 1)
-        rd.write_batch(decisions)
+        rd.write_batch(list(items))
         rd.close()
 
 
@@ -177,6 +208,58 @@ class TestHoldingQueue:
         assert api.get(f"/v1/queues/{bad}/holding").status_code == 422
 
 
+class TestTicketSla:
+    ITEMS: list[RedisItem] = [
+        make_sla_event(42, "apply", 0, metric="resolution"),
+        make_sla_event(42, "apply", 0),
+        make_sla_event(42, "breach", 3600, breached=True),
+        make_risk(42, 2, 0.9),
+        make_risk(42, 1, 0.2),
+    ]
+
+    def check(self, body: dict[str, object], source: str) -> None:
+        assert body["source"] == source
+        assert body["ticket_id"] == 42
+        metrics = body["metrics"]
+        assert isinstance(metrics, list)
+        assert [(m["metric"], m["state"], m["last_event"], m["breached"]) for m in metrics] == [
+            ("first_reply", "running", "breach", True),
+            ("resolution", "running", "apply", False),
+        ]
+        assert datetime.fromisoformat(metrics[0]["deadline"]) == T0 + timedelta(hours=1)
+        assert datetime.fromisoformat(metrics[0]["updated_at"]) == T0 + timedelta(hours=1)
+        risk = body["risk"]
+        assert isinstance(risk, dict)
+        assert (risk["risk"], risk["version"], risk["metric"]) == (0.9, 2, "first_reply")
+
+    def test_served_from_redis(self, api: TestClient, settings: ApiSettings) -> None:
+        write(settings, self.ITEMS)
+        response = api.get("/v1/tickets/42/sla")
+        assert response.status_code == 200
+        self.check(response.json(), "redis")
+
+    def test_falls_back_to_analytics(self, api: TestClient, settings: ApiSettings) -> None:
+        write(settings, self.ITEMS, redis=False)
+        response = api.get("/v1/tickets/42/sla")
+        assert response.status_code == 200
+        self.check(response.json(), "analytics")
+
+    def test_risk_only_ticket(self, api: TestClient, settings: ApiSettings) -> None:
+        write(settings, [make_risk(7, 1, 0.3)], redis=False)
+        body = api.get("/v1/tickets/7/sla").json()
+        assert body["metrics"] == []
+        assert body["risk"]["risk"] == 0.3
+
+    def test_unknown_ticket_is_404(self, api: TestClient) -> None:
+        response = api.get("/v1/tickets/42/sla")
+        assert response.status_code == 404
+        assert response.json() == {"detail": "no SLA data for ticket 42"}
+
+    @pytest.mark.parametrize("bad", ["abc", "0", "-4", str(2**63)])
+    def test_malformed_ids_are_422(self, api: TestClient, bad: str) -> None:
+        assert api.get(f"/v1/tickets/{bad}/sla").status_code == 422
+
+
 class TestHealth:
     def test_ok(self, api: TestClient) -> None:
         response = api.get("/health")
@@ -221,8 +304,11 @@ class TestHealth:
 def test_openapi_documents_the_routes(api: TestClient) -> None:
     spec = api.get("/openapi.json").json()
     assert spec["info"]["title"] == "Smart Triage API"
-    assert {"/health", "/v1/tickets/{ticket_id}/routing", "/v1/agents/{agent_id}/queue"} <= set(
-        spec["paths"]
-    )
-    assert "RoutingDecisionPublic" in spec["components"]["schemas"]
+    assert {
+        "/health",
+        "/v1/tickets/{ticket_id}/routing",
+        "/v1/agents/{agent_id}/queue",
+        "/v1/tickets/{ticket_id}/sla",
+    } <= set(spec["paths"])
+    assert {"RoutingDecisionPublic", "TicketSlaPublic"} <= set(spec["components"]["schemas"])
     assert api.get("/docs").status_code == 200

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import shutil
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -15,6 +16,9 @@ from bytewax.testing import TestingSource, cluster_main, run_main
 
 from models.events import DeadLetter, SourcePosition
 from models.helpdesk import EnrichedTicket, RoutingDecision, Ticket
+from models.intelligence import ModelMetric
+from models.signals import BreachRiskScore
+from models.sla import SlaEvent
 from sinks.migrations import MigrationError, apply_migrations
 from sinks.postgres import AnalyticsItem, PostgresSink, _PostgresPartition
 
@@ -87,6 +91,53 @@ def make_decision(
     )
 
 
+def make_sla_event(
+    ticket_id: int,
+    kind: str,
+    at_s: float,
+    *,
+    metric: str = "first_reply",
+    deadline_s: float | None = 3600,
+    breached: bool = False,
+) -> SlaEvent:
+    return SlaEvent(
+        ticket_id=ticket_id,
+        metric=metric,  # type: ignore[arg-type]
+        kind=kind,  # type: ignore[arg-type]
+        at=T0 + timedelta(seconds=at_s),
+        deadline=None if deadline_s is None else T0 + timedelta(seconds=deadline_s),
+        policy="premium-high",
+        business_seconds_elapsed=at_s,
+        paused_seconds=0.0,
+        breached=breached,
+    )
+
+
+def make_risk(ticket_id: int, version: int, risk: float) -> BreachRiskScore:
+    return BreachRiskScore(
+        ticket_id=ticket_id,
+        queue="billing",
+        risk=risk,
+        scored_at=T0 + timedelta(seconds=version),
+        deadline=T0 + timedelta(hours=1),
+        metric="first_reply",
+        model_version="risk-1",
+        version=version,
+    )
+
+
+def make_metric(n_seen: int, accuracy: float = 0.8) -> ModelMetric:
+    return ModelMetric(
+        model="category",
+        version="arow-1",
+        at=T0 + timedelta(seconds=n_seen),
+        n_seen=n_seen,
+        accuracy=accuracy,
+        weighted_f1=0.75,
+        drift_detected=1,
+    )
+
+
 def make_dead_letter(position: SourcePosition, payload: str = "{bad json") -> DeadLetter:
     return DeadLetter(
         stage="decode_cdc",
@@ -117,17 +168,53 @@ def query(dsn: str, text: str, params: tuple[Any, ...] = ()) -> list[tuple[Any, 
         return conn.execute(text.encode(), params).fetchall()
 
 
-def counts(dsn: str) -> dict[str, int]:
-    tables = ["ticket_facts", "routing_decisions", "routing_decision_history", "dead_letters"]
-    return {t: query(dsn, f"SELECT count(*) FROM analytics.{t}")[0][0] for t in tables}  # noqa: S608
+def counts(dsn: str, tables: tuple[str, ...] = ()) -> dict[str, int]:
+    names = tables or (
+        "ticket_facts",
+        "routing_decisions",
+        "routing_decision_history",
+        "dead_letters",
+    )
+    return {t: query(dsn, f"SELECT count(*) FROM analytics.{t}")[0][0] for t in names}  # noqa: S608
+
+
+def clocks(dsn: str) -> list[tuple[Any, ...]]:
+    return query(
+        dsn,
+        "SELECT ticket_id, metric, kind, state, updated_at FROM analytics.ticket_sla"
+        " ORDER BY ticket_id, metric",
+    )
 
 
 class TestMigrations:
     def test_second_run_applies_nothing_and_records_checksum(self, pg_dsn: str) -> None:
-        assert apply_migrations(pg_dsn, ANALYTICS_SQL) == ["001_core"]
+        assert apply_migrations(pg_dsn, ANALYTICS_SQL) == ["001_core", "002_intelligence"]
         assert apply_migrations(pg_dsn, ANALYTICS_SQL) == []
-        rows = query(pg_dsn, "SELECT version, length(checksum) FROM analytics.schema_migrations")
-        assert rows == [("001_core", 64)]
+        rows = query(
+            pg_dsn,
+            "SELECT version, length(checksum) FROM analytics.schema_migrations ORDER BY version",
+        )
+        assert rows == [("001_core", 64), ("002_intelligence", 64)]
+
+    def test_intelligence_migration_upgrades_existing_facts(
+        self, pg_dsn: str, tmp_path: Path
+    ) -> None:
+        shutil.copy(ANALYTICS_SQL / "001_core.sql", tmp_path / "001_core.sql")
+        apply_migrations(pg_dsn, tmp_path)
+        query(
+            pg_dsn,
+            "INSERT INTO analytics.ticket_facts (ticket_id, version, customer_id, customer_tier,"
+            " channel, status, priority, category, queue, language, language_confidence,"
+            " subject, created_at, source_committed_at, enriched_at) VALUES (1, 1, 1,"
+            " 'standard', 'email', 'new', 'normal', 'general', 'general', 'en', 1, 's',"
+            " now(), now(), now()) RETURNING ticket_id",
+        )
+        assert apply_migrations(pg_dsn, ANALYTICS_SQL) == ["002_intelligence"]
+        assert query(
+            pg_dsn,
+            "SELECT region, sentiment, duplicates, model_versions, sla_breached"
+            " FROM analytics.ticket_facts",
+        ) == [("us", None, [], {}, False)]
 
     def test_edited_migration_is_refused(self, pg_dsn: str, tmp_path: Path) -> None:
         (tmp_path / "001_t.sql").write_text("CREATE TABLE IF NOT EXISTS public.m (a int);")
@@ -274,6 +361,153 @@ class TestPartition:
         assert counts(analytics_dsn)["ticket_facts"] == 1
         assert partition._conn is not None
         assert partition._conn.info.backend_pid != pid
+
+
+class TestIntelligence:
+    def test_enrichment_fields_land_in_ticket_facts(
+        self, partition: _PostgresPartition, analytics_dsn: str
+    ) -> None:
+        item = replace(
+            make_enriched(1, 10),
+            organization="Acme",
+            region="eu",
+            sentiment=-0.5,
+            sentiment_label="negative",
+            sentiment_confidence=0.8,
+            intent="refund",
+            intent_confidence=0.7,
+            intent_source="model",
+            category_confidence=0.9,
+            category_source="model",
+            category_suggestion="billing",
+            duplicates=((7, 0.92), (3, 0.81)),
+            kb_suggestions=((4, "How refunds work", 0.66),),
+            response_suggestion="Sorry about the double charge.",
+            first_reply_due=T0 + timedelta(hours=1),
+            resolution_due=T0 + timedelta(hours=8),
+            sla_policy="premium-high",
+            sla_breached=True,
+            model_versions=(("category", "arow-2"), ("intent", "arow-3")),
+        )
+        partition.write_batch([item])
+        row = query(
+            analytics_dsn,
+            "SELECT organization, region, sentiment, sentiment_label, intent, intent_source,"
+            " category_source, category_suggestion, duplicates, kb_suggestions,"
+            " response_suggestion, first_reply_due, resolution_due, sla_policy, sla_breached,"
+            " model_versions FROM analytics.ticket_facts WHERE ticket_id = 1",
+        )
+        assert row == [
+            (
+                "Acme",
+                "eu",
+                pytest.approx(-0.5),
+                "negative",
+                "refund",
+                "model",
+                "model",
+                "billing",
+                [{"ticket_id": 7, "similarity": 0.92}, {"ticket_id": 3, "similarity": 0.81}],
+                [{"article_id": 4, "title": "How refunds work", "score": 0.66}],
+                "Sorry about the double charge.",
+                T0 + timedelta(hours=1),
+                T0 + timedelta(hours=8),
+                "premium-high",
+                True,
+                {"category": "arow-2", "intent": "arow-3"},
+            )
+        ]
+
+    def test_sla_events_are_idempotent_on_replay(
+        self, partition: _PostgresPartition, analytics_dsn: str
+    ) -> None:
+        batch: list[AnalyticsItem] = [
+            make_sla_event(1, "apply", 0),
+            make_sla_event(1, "apply", 0, metric="resolution", deadline_s=28800),
+            make_sla_event(1, "breach", 3600, breached=True),
+            make_sla_event(1, "fulfill", 4000, deadline_s=None, breached=True),
+        ]
+        partition.write_batch(batch)
+        tables = ("sla_events", "ticket_sla")
+        before = query(analytics_dsn, "SELECT * FROM analytics.ticket_sla ORDER BY metric")
+        partition.write_batch(batch)
+        partition.write_batch(batch[:2])
+        assert counts(analytics_dsn, tables) == {"sla_events": 4, "ticket_sla": 2}
+        assert query(analytics_dsn, "SELECT * FROM analytics.ticket_sla ORDER BY metric") == before
+        assert clocks(analytics_dsn) == [
+            (1, "first_reply", "fulfill", "fulfilled", T0 + timedelta(seconds=4000)),
+            (1, "resolution", "apply", "running", T0),
+        ]
+
+    def test_ticket_sla_keeps_the_latest_event(
+        self, partition: _PostgresPartition, analytics_dsn: str
+    ) -> None:
+        partition.write_batch([make_sla_event(1, "pause", 600, deadline_s=None)])
+        # Older: logged, but the clock stays as it is.
+        partition.write_batch([make_sla_event(1, "apply", 0)])
+        assert clocks(analytics_dsn) == [
+            (1, "first_reply", "pause", "paused", T0 + timedelta(seconds=600))
+        ]
+        assert counts(analytics_dsn, ("sla_events",)) == {"sla_events": 2}
+        partition.write_batch([make_sla_event(1, "resume", 900, deadline_s=4000)])
+        assert clocks(analytics_dsn)[0][2:4] == ("resume", "running")
+
+    def test_same_instant_later_event_wins_and_its_replay_does_not_undo(
+        self, partition: _PostgresPartition, analytics_dsn: str
+    ) -> None:
+        apply, pause = make_sla_event(1, "apply", 0), make_sla_event(1, "pause", 0, deadline_s=None)
+        partition.write_batch([apply])
+        partition.write_batch([pause])
+        assert clocks(analytics_dsn)[0][2:4] == ("pause", "paused")
+        partition.write_batch([apply])
+        assert clocks(analytics_dsn)[0][2:4] == ("pause", "paused")
+        partition.write_batch([apply, pause, apply])
+        assert clocks(analytics_dsn)[0][2:4] == ("pause", "paused")
+
+    def test_risk_keeps_the_greatest_version(
+        self, partition: _PostgresPartition, analytics_dsn: str
+    ) -> None:
+        partition.write_batch([make_risk(1, 5, 0.7), make_risk(2, 1, 0.1)])
+        partition.write_batch([make_risk(1, 3, 0.2), make_risk(1, 5, 0.3)])
+        partition.write_batch([make_risk(2, 2, 0.4)])
+        assert query(
+            analytics_dsn, "SELECT ticket_id, version, risk FROM analytics.ticket_risk ORDER BY 1"
+        ) == [(1, 5, pytest.approx(0.7)), (2, 2, pytest.approx(0.4))]
+
+    def test_model_metrics_insert_once_per_checkpoint(
+        self, partition: _PostgresPartition, analytics_dsn: str
+    ) -> None:
+        partition.write_batch([make_metric(100), make_metric(200, 0.85)])
+        partition.write_batch([make_metric(200, 0.1), make_metric(300, 0.9)])
+        assert query(
+            analytics_dsn,
+            "SELECT n_seen, accuracy, drift_detected FROM analytics.model_metrics ORDER BY n_seen",
+        ) == [
+            (100, pytest.approx(0.8), 1),
+            (200, pytest.approx(0.85), 1),
+            (300, pytest.approx(0.9), 1),
+        ]
+
+    def test_compliance_view(self, partition: _PostgresPartition, analytics_dsn: str) -> None:
+        partition.write_batch(
+            [
+                make_sla_event(1, "fulfill", 100, deadline_s=None),
+                make_sla_event(2, "fulfill", 200, deadline_s=None, breached=True),
+                make_sla_event(3, "fulfill", 300, deadline_s=None),
+                make_sla_event(4, "fulfill", 300, metric="resolution", deadline_s=None),
+                make_sla_event(5, "breach", 300, breached=True),
+            ]
+        )
+        rows = query(
+            analytics_dsn,
+            "SELECT date, metric, fulfilled, breached, compliance"
+            " FROM analytics.sla_compliance_daily ORDER BY metric",
+        )
+        assert [(r[1], r[2], r[3], float(r[4])) for r in rows] == [
+            ("first_reply", 2, 1, 0.6667),
+            ("resolution", 1, 0, 1.0),
+        ]
+        assert rows[0][0] == T0.date()
 
 
 def _flow(items: list[AnalyticsItem], dsn: str) -> Dataflow:

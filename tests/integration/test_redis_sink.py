@@ -13,7 +13,9 @@ from bytewax.dataflow import Dataflow
 from bytewax.testing import TestingSource, run_main
 
 from models.helpdesk import RoutingDecision
-from sinks.redis import RedisSink, _RedisPartition
+from models.signals import BreachRiskScore
+from models.sla import SlaEvent
+from sinks.redis import RedisItem, RedisSink, _RedisPartition
 
 pytestmark = pytest.mark.integration
 
@@ -45,6 +47,41 @@ def make_decision(
         decided_at=T0 + timedelta(seconds=decided_offset_s),
         source_committed_at=T0 - timedelta(milliseconds=40),
         candidates=3,
+    )
+
+
+def make_sla_event(
+    ticket_id: int,
+    kind: str,
+    at_s: float,
+    *,
+    metric: str = "first_reply",
+    deadline_s: float | None = 3600,
+    breached: bool = False,
+) -> SlaEvent:
+    return SlaEvent(
+        ticket_id=ticket_id,
+        metric=metric,  # type: ignore[arg-type]
+        kind=kind,  # type: ignore[arg-type]
+        at=T0 + timedelta(seconds=at_s),
+        deadline=None if deadline_s is None else T0 + timedelta(seconds=deadline_s),
+        policy="premium-high",
+        business_seconds_elapsed=at_s,
+        paused_seconds=0.0,
+        breached=breached,
+    )
+
+
+def make_risk(ticket_id: int, version: int, risk: float) -> BreachRiskScore:
+    return BreachRiskScore(
+        ticket_id=ticket_id,
+        queue="billing",
+        risk=risk,
+        scored_at=T0 + timedelta(seconds=version),
+        deadline=T0 + timedelta(hours=1),
+        metric="first_reply",
+        model_version="risk-1",
+        version=version,
     )
 
 
@@ -105,7 +142,7 @@ def test_assignment_writes_hash_queue_stream_and_stats(
 def test_replay_changes_nothing(
     partition: _RedisPartition, client: redis.Redis, prefix: str
 ) -> None:
-    batch = [make_decision(i, 100 + i, agent_id=i % 3 + 1) for i in range(30)]
+    batch: list[RedisItem] = [make_decision(i, 100 + i, agent_id=i % 3 + 1) for i in range(30)]
     partition.write_batch(batch)
     state = {k: client.dump(k) for k in client.keys(f"{prefix}:*") if ":ticket:" not in k}
     partition.write_batch(batch)
@@ -224,3 +261,96 @@ def test_dataflow_run_and_replay(redis_url: str, client: redis.Redis, prefix: st
     assert queue_of(client, prefix, 1) == []
     assert len(queue_of(client, prefix, 3)) == 10
     assert client.smembers(f"{prefix}:agents") == {"1", "2", "3"}
+
+
+def stream_kinds(client: redis.Redis, key: str) -> list[tuple[str, str, str]]:
+    entries: list[tuple[str, dict[str, str]]] = client.xrange(key)  # type: ignore[assignment]
+    return [(f["ticket_id"], f["metric"], f["kind"]) for _, f in entries]
+
+
+class TestSla:
+    def test_event_updates_hash_and_stream(
+        self, partition: _RedisPartition, client: redis.Redis, prefix: str
+    ) -> None:
+        partition.write_batch([make_sla_event(1, "apply", 0)])
+        fields: dict[str, str] = client.hgetall(f"{prefix}:ticket:1:sla")  # type: ignore[assignment]
+        assert fields["first_reply:state"] == "running"
+        assert fields["first_reply:kind"] == "apply"
+        assert datetime.fromisoformat(fields["first_reply:deadline"]) == T0 + timedelta(hours=1)
+        assert fields["first_reply:breached"] == "0"
+        assert fields["first_reply:policy"] == "premium-high"
+        assert stream_kinds(client, f"{prefix}:sla") == [("1", "first_reply", "apply")]
+        assert client.xlen(f"{prefix}:alerts") == 0
+        assert client.ttl(f"{prefix}:ticket:1:sla") > 0
+
+    def test_replay_is_not_appended_again(
+        self, partition: _RedisPartition, client: redis.Redis, prefix: str
+    ) -> None:
+        batch: list[RedisItem] = [
+            make_sla_event(1, "apply", 0),
+            make_sla_event(1, "pause", 0, deadline_s=None),
+            make_sla_event(1, "apply", 0, metric="resolution"),
+            make_sla_event(2, "apply", 5),
+        ]
+        partition.write_batch(batch)
+        snapshot = client.hgetall(f"{prefix}:ticket:1:sla")
+        partition.write_batch(batch)
+        partition.write_batch(batch[:1])
+        assert partition.applied == 4
+        assert client.xlen(f"{prefix}:sla") == 4
+        assert client.hgetall(f"{prefix}:ticket:1:sla") == snapshot
+        # Two changes of one instant both count; the replayed first one does not undo the second.
+        assert snapshot["first_reply:state"] == "paused"
+
+    def test_older_event_does_not_regress_the_clock(
+        self, partition: _RedisPartition, client: redis.Redis, prefix: str
+    ) -> None:
+        partition.write_batch([make_sla_event(1, "fulfill", 600, deadline_s=None)])
+        partition.write_batch([make_sla_event(1, "apply", 0)])
+        assert client.hget(f"{prefix}:ticket:1:sla", "first_reply:state") == "fulfilled"
+        assert client.xlen(f"{prefix}:sla") == 1
+
+    def test_alerts_get_breaches_only(
+        self, partition: _RedisPartition, client: redis.Redis, prefix: str
+    ) -> None:
+        events: list[RedisItem] = [
+            make_sla_event(1, "apply", 0),
+            make_sla_event(1, "breach", 3600, breached=True),
+            make_sla_event(1, "fulfill", 4000, deadline_s=None, breached=True),
+            make_sla_event(2, "apply", 0),
+        ]
+        partition.write_batch(events)
+        partition.write_batch(events)
+        assert stream_kinds(client, f"{prefix}:alerts") == [("1", "first_reply", "breach")]
+        assert client.xlen(f"{prefix}:sla") == 4
+        fields: dict[str, str] = client.hgetall(f"{prefix}:ticket:1:sla")  # type: ignore[assignment]
+        assert (fields["first_reply:state"], fields["first_reply:breached"]) == ("fulfilled", "1")
+
+    def test_risk_version_guard(
+        self, partition: _RedisPartition, client: redis.Redis, prefix: str
+    ) -> None:
+        key = f"{prefix}:ticket:1:sla"
+        partition.write_batch([make_risk(1, 5, 0.7)])
+        partition.write_batch([make_risk(1, 4, 0.1), make_risk(1, 5, 0.2)])
+        assert client.hmget(key, "risk", "risk_version") == ["0.7", "5"]
+        partition.write_batch([make_risk(1, 6, 0.3)])
+        assert client.hmget(key, "risk", "risk_version", "risk_queue") == ["0.3", "6", "billing"]
+
+    def test_mixed_batch_keeps_decisions_and_sla_apart(
+        self, partition: _RedisPartition, client: redis.Redis, prefix: str
+    ) -> None:
+        partition.write_batch(
+            [make_decision(1, 10), make_sla_event(1, "apply", 0), make_risk(1, 1, 0.5)]
+        )
+        assert client.hget(f"{prefix}:ticket:1:routing", "version") == "10"
+        assert client.hmget(f"{prefix}:ticket:1:sla", "first_reply:kind", "risk") == [
+            "apply",
+            "0.5",
+        ]
+        assert client.xlen(f"{prefix}:decisions") == 1
+        assert client.xlen(f"{prefix}:sla") == 1
+        assert partition.applied == 3
+
+    def test_other_items_are_refused(self, partition: _RedisPartition) -> None:
+        with pytest.raises(TypeError, match="str"):
+            partition.write_batch(["not an item"])  # type: ignore[list-item]

@@ -11,20 +11,31 @@ import pytest
 
 from models.events import DeadLetter, SourcePosition
 from models.helpdesk import EnrichedTicket, RoutingDecision, Ticket
+from models.intelligence import ModelMetric
+from models.signals import BreachRiskScore
+from models.sla import SlaEvent
 from sinks.migrations import MigrationError, discover_migrations
 from sinks.postgres import (
     COLUMNS,
     DEAD_LETTERS,
+    MODEL_METRICS,
     ROUTING_DECISION_HISTORY,
     ROUTING_DECISIONS,
+    SLA_EVENTS,
     TICKET_FACTS,
+    TICKET_RISK,
+    TICKET_SLA,
     batch_to_rows,
 )
 from sinks.redis import (
     decision_fields,
     decision_to_redis_args,
+    item_to_redis_call,
     priority_from_score,
     queue_score,
+    risk_to_redis_args,
+    sla_event_fields,
+    sla_event_to_redis_args,
 )
 
 T0 = datetime(2025, 3, 1, 9, 30, tzinfo=UTC)
@@ -91,6 +102,53 @@ def make_decision(
     )
 
 
+def make_sla_event(
+    ticket_id: int = 1,
+    metric: str = "first_reply",
+    kind: str = "apply",
+    at: datetime = T0,
+    *,
+    deadline: datetime | None = T0 + timedelta(hours=1),
+    breached: bool = False,
+) -> SlaEvent:
+    return SlaEvent(
+        ticket_id=ticket_id,
+        metric=metric,  # type: ignore[arg-type]
+        kind=kind,  # type: ignore[arg-type]
+        at=at,
+        deadline=deadline,
+        policy="premium-high",
+        business_seconds_elapsed=0.0,
+        paused_seconds=0.0,
+        breached=breached,
+    )
+
+
+def make_risk(ticket_id: int = 1, version: int = 1, risk: float = 0.4) -> BreachRiskScore:
+    return BreachRiskScore(
+        ticket_id=ticket_id,
+        queue="billing",
+        risk=risk,
+        scored_at=T0,
+        deadline=T0 + timedelta(hours=1),
+        metric="first_reply",
+        model_version="risk-1",
+        version=version,
+    )
+
+
+def make_metric(model: str = "category", n_seen: int = 100) -> ModelMetric:
+    return ModelMetric(
+        model=model,
+        version="arow-1",
+        at=T0,
+        n_seen=n_seen,
+        accuracy=0.8,
+        weighted_f1=0.78,
+        drift_detected=0,
+    )
+
+
 def make_dead_letter(lsn: int | None = 42, stage: str = "decode_cdc") -> DeadLetter:
     return DeadLetter(
         stage=stage,
@@ -105,12 +163,25 @@ def make_dead_letter(lsn: int | None = 42, stage: str = "decode_cdc") -> DeadLet
 
 class TestBatchToRows:
     def test_every_table_present_and_rows_match_columns(self) -> None:
-        rows = batch_to_rows([make_enriched(), make_decision(), make_dead_letter()])
+        rows = batch_to_rows(
+            [
+                make_enriched(),
+                make_decision(),
+                make_dead_letter(),
+                make_sla_event(),
+                make_risk(),
+                make_metric(),
+            ]
+        )
         assert set(rows) == {
             TICKET_FACTS,
             ROUTING_DECISIONS,
             ROUTING_DECISION_HISTORY,
             DEAD_LETTERS,
+            SLA_EVENTS,
+            TICKET_SLA,
+            TICKET_RISK,
+            MODEL_METRICS,
         }
         for table, table_rows in rows.items():
             assert len(table_rows) == 1
@@ -129,6 +200,103 @@ class TestBatchToRows:
         assert row["priority_reasons"] == ["tier:premium", "keyword:charged"]
         assert row["source_committed_at"] == T0
         assert row["deleted"] is False
+
+    def test_intelligence_fields_become_columns_and_json(self) -> None:
+        item = replace(
+            make_enriched(),
+            sentiment=-0.6,
+            sentiment_label="negative",
+            intent="refund",
+            intent_source="model",
+            duplicates=((9, 0.93),),
+            kb_suggestions=((4, "Refunds", 0.7),),
+            first_reply_due=T0 + timedelta(hours=1),
+            sla_breached=True,
+            model_versions=(("intent", "arow-3"), ("category", "arow-2")),
+        )
+        row = dict(zip(COLUMNS[TICKET_FACTS], batch_to_rows([item])[TICKET_FACTS][0], strict=True))
+        assert (row["sentiment"], row["sentiment_label"]) == (-0.6, "negative")
+        assert (row["intent"], row["intent_source"], row["sla_breached"]) == (
+            "refund",
+            "model",
+            True,
+        )
+        assert row["first_reply_due"] == T0 + timedelta(hours=1)
+        assert json.loads(row["duplicates"]) == [{"ticket_id": 9, "similarity": 0.93}]
+        assert json.loads(row["kb_suggestions"]) == [
+            {"article_id": 4, "title": "Refunds", "score": 0.7}
+        ]
+        assert json.loads(row["model_versions"]) == {"category": "arow-2", "intent": "arow-3"}
+
+    def test_defaults_give_empty_json(self) -> None:
+        row = dict(
+            zip(
+                COLUMNS[TICKET_FACTS],
+                batch_to_rows([make_enriched()])[TICKET_FACTS][0],
+                strict=True,
+            )
+        )
+        assert (row["duplicates"], row["kb_suggestions"], row["model_versions"]) == (
+            "[]",
+            "[]",
+            "{}",
+        )
+
+    def test_sla_events_dedup_and_latest_clock_per_metric(self) -> None:
+        apply = make_sla_event(1, "first_reply", "apply", T0)
+        pause = make_sla_event(1, "first_reply", "pause", T0, deadline=None)
+        resolution = make_sla_event(1, "resolution", "apply", T0)
+        older = make_sla_event(2, "first_reply", "apply", T0 + timedelta(minutes=1))
+        rows = batch_to_rows([apply, pause, apply, resolution, older])
+        assert [r[:3] for r in rows[SLA_EVENTS]] == [
+            (1, "first_reply", "apply"),
+            (1, "first_reply", "pause"),
+            (1, "resolution", "apply"),
+            (2, "first_reply", "apply"),
+        ]
+        cols = COLUMNS[TICKET_SLA]
+        current = [dict(zip(cols, r, strict=True)) for r in rows[TICKET_SLA]]
+        # Same instant: the later event wins (apply then pause leaves the clock paused).
+        assert [(c["ticket_id"], c["metric"], c["kind"], c["state"]) for c in current] == [
+            (1, "first_reply", "pause", "paused"),
+            (1, "resolution", "apply", "running"),
+            (2, "first_reply", "apply", "running"),
+        ]
+
+    def test_ticket_sla_keeps_latest_instant_whatever_the_order(self) -> None:
+        later = make_sla_event(1, "first_reply", "fulfill", T0 + timedelta(minutes=5))
+        rows = batch_to_rows([later, make_sla_event(1, "first_reply", "apply", T0)])[TICKET_SLA]
+        row = dict(zip(COLUMNS[TICKET_SLA], rows[0], strict=True))
+        assert (row["kind"], row["state"], row["updated_at"]) == (
+            "fulfill",
+            "fulfilled",
+            T0 + timedelta(minutes=5),
+        )
+
+    @pytest.mark.parametrize(
+        ("kind", "deadline", "state"),
+        [
+            ("apply", T0, "running"),
+            ("resume", T0, "running"),
+            ("breach", T0, "running"),
+            ("pause", None, "paused"),
+            ("fulfill", None, "fulfilled"),
+            ("update", T0, "running"),
+            ("update", None, "paused"),
+        ],
+    )
+    def test_clock_state_after_event(
+        self, kind: str, deadline: datetime | None, state: str
+    ) -> None:
+        row = batch_to_rows([make_sla_event(kind=kind, deadline=deadline)])[TICKET_SLA][0]
+        assert row[COLUMNS[TICKET_SLA].index("state")] == state
+
+    def test_risk_keeps_greatest_version_and_metrics_one_per_checkpoint(self) -> None:
+        rows = batch_to_rows(
+            [make_risk(1, 5, 0.9), make_risk(1, 3, 0.1), make_metric(), make_metric()]
+        )
+        assert [(r[0], r[1], r[3]) for r in rows[TICKET_RISK]] == [(1, 5, 0.9)]
+        assert [(r[0], r[3]) for r in rows[MODEL_METRICS]] == [("category", 100)]
 
     def test_delete_marks_row_deleted(self) -> None:
         row = batch_to_rows([make_enriched(op="d")])[TICKET_FACTS][0]
@@ -238,6 +406,42 @@ class TestRedisArgs:
 
     def test_unknown_priority_ranks_as_normal(self) -> None:
         assert queue_score("weird", T0) == queue_score("normal", T0)
+
+    def test_sla_event_call(self) -> None:
+        event = make_sla_event(9, "resolution", "breach", T0, breached=True)
+        call = sla_event_to_redis_args(event, "p", stream_maxlen=50, sla_ttl=60)
+        assert call.op == "sla"
+        assert call.keys == ["p:ticket:9:sla", "p:sla", "p:alerts"]
+        metric, at_us, kind, maxlen, ttl = call.args[:5]
+        assert (metric, kind, maxlen, ttl) == ("resolution", "breach", "50", "60")
+        assert int(at_us) == int(T0.timestamp()) * 1_000_000
+        state = json.loads(call.args[5])
+        state_fields = dict(zip(state[::2], state[1::2], strict=True))
+        assert state_fields["resolution:breached"] == "1"
+        assert state_fields["resolution:state"] == "running"
+        entry = json.loads(call.args[6])
+        assert dict(zip(entry[::2], entry[1::2], strict=True)) == sla_event_fields(event)
+
+    def test_sla_event_before_1970_is_rejected(self) -> None:
+        with pytest.raises(ValueError, match="before 1970"):
+            sla_event_to_redis_args(make_sla_event(at=datetime(1969, 12, 31, tzinfo=UTC)))
+
+    def test_risk_call(self) -> None:
+        call = risk_to_redis_args(make_risk(4, 12, 0.25), "p")
+        assert (call.op, call.keys, call.args[0]) == ("risk", ["p:ticket:4:sla"], "12")
+        flat = json.loads(call.args[2])
+        fields = dict(zip(flat[::2], flat[1::2], strict=True))
+        assert fields["risk"] == "0.25"
+        assert fields["risk_version"] == "12"
+        with pytest.raises(ValueError, match="negative risk version"):
+            risk_to_redis_args(make_risk(version=-1))
+
+    def test_items_are_routed_by_type(self) -> None:
+        assert item_to_redis_call(make_decision()).op == "decision"
+        assert item_to_redis_call(make_sla_event()).op == "sla"
+        assert item_to_redis_call(make_risk()).op == "risk"
+        with pytest.raises(TypeError, match="ModelMetric"):
+            item_to_redis_call(make_metric())  # type: ignore[arg-type]
 
 
 class TestDiscoverMigrations:
