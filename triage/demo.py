@@ -18,7 +18,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 
 from triage.assignments import AssignmentFollower
-from triage.report import dead_letter_count, routed_summary
+from triage.report import dead_letter_count, enrichment_summary, routed_summary, sla_summary
 from triage.runtime import ApiServer, PipelineProcess, migrate, open_stack
 from triage.settings import AppSettings
 
@@ -122,6 +122,8 @@ def run_demo(
                 "tickets_created": len(created),
                 **summary,
                 "dead_letters": dead_letter_count(stack.analytics_dsn),
+                "enrichment": enrichment_summary(stack.analytics_dsn),
+                "sla": sla_summary(stack.analytics_dsn),
                 "assignments_applied": follower.applied,
                 "offered_rate_per_s": opts.rate,
                 "load_seconds": round(load_seconds, 2),
