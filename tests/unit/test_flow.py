@@ -69,9 +69,9 @@ def feed() -> Feed:
     f.add("agents", "r", agent_row(2))
     f.add("customers", "r", {"id": 1, "name": "Acme", "email": "c@x", "tier": "premium",
                              "language": "en", "region": "us"})  # fmt: skip
+    body = "If your credit card was charged twice, request a refund from the billing page."
     f.add("kb_articles", "r", {"id": 7, "title": "How to get a refund for a double charge",
-                               "body": "If your credit card was charged twice, request a refund "
-                               "from the billing page.", "language": "en", "published": True})  # fmt: skip
+                               "body": body, "language": "en", "published": True})  # fmt: skip
     for tid in (10, 11, 12):
         f.add("tickets", "c", ticket_row(tid))
     f.records.append(RawChange("triage.public.tickets", b'{"id": 13}', b"{not json",

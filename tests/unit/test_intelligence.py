@@ -24,8 +24,10 @@ def event(tid: int, op: str = "c", before: dict[str, Any] | None = None,
     full = {"id": tid, "customer_id": 1, "subject": "help", "description": "",
             "channel": "email", "status": "new", "created_at": "2026-03-02T09:00:00Z"}  # fmt: skip
     full.update(row)
-    return ChangeEvent(table="tickets", op=op, key={"id": tid}, before=before, after=full,  # type: ignore[arg-type]
-                       committed_at=T0, version=tid * 10, position=SourcePosition(lsn=tid))  # fmt: skip
+    return ChangeEvent(
+        table="tickets", op=op, key={"id": tid}, before=before, after=full,  # type: ignore[arg-type]
+        committed_at=T0, version=tid * 10, position=SourcePosition(lsn=tid),
+    )  # fmt: skip
 
 
 def feed(ti: TextIntelligence, ev: ChangeEvent) -> Any:

@@ -30,7 +30,7 @@ def test_repository_connector_file_is_valid_debezium_pgoutput() -> None:
 def test_missing_settings_are_named(tmp_path: Path) -> None:
     bad = tmp_path / "c.json"
     bad.write_text(json.dumps({"name": "x", "config": {"plugin.name": "pgoutput"}}))
-    with pytest.raises(ConnectError, match="connector.class"):
+    with pytest.raises(ConnectError, match=r"connector\.class"):
         load_connector(bad)
 
 
@@ -60,5 +60,5 @@ def test_rejected_config_raises_with_the_reason() -> None:
         base_url="http://connect",
         transport=httpx.MockTransport(lambda r: httpx.Response(400, text="bad slot.name")),
     )
-    with pytest.raises(ConnectError, match="bad slot.name"):
+    with pytest.raises(ConnectError, match=r"bad slot\.name"):
         register_connector("http://connect", "x", {"a": "b"}, client=client)
