@@ -124,6 +124,7 @@ class BusinessCalendar:
         object.__setattr__(self, "holidays", frozenset(self.holidays))
         object.__setattr__(self, "open_hours", {d: tuple(v) for d, v in self.open_hours.items()})
         object.__setattr__(self, "_days", _normalise(self.open_hours))
+        object.__setattr__(self, "_day_cache", {})
 
     @property
     def always_open(self) -> bool:
@@ -151,11 +152,26 @@ class BusinessCalendar:
                     raise ValueError(f"calendar {self.name or self.timezone!r} is never open")
             else:
                 closed_run = 0
-            for lo, hi in pieces:
-                a, b = self._local_instant(day, lo), self._local_instant(day, hi)
+            for a, b in self._day_intervals(day, pieces):
                 if b > start:
                     yield max(a, start), b
             day += timedelta(days=1)
+
+    def _day_intervals(
+        self, day: date, pieces: tuple[tuple[int, int], ...]
+    ) -> list[tuple[datetime, datetime]]:
+        # Converting local wall times to UTC dominated SLA scheduling; a day's intervals
+        # never change, so they are computed once (a few hundred days per year at most).
+        cache: dict[date, list[tuple[datetime, datetime]]] = self._day_cache  # type: ignore[attr-defined]
+        found = cache.get(day)
+        if found is None:
+            found = [
+                (self._local_instant(day, lo), self._local_instant(day, hi)) for lo, hi in pieces
+            ]
+            if len(cache) > 4096:
+                cache.clear()
+            cache[day] = found
+        return found
 
     def add_business_time(self, start: datetime, duration: timedelta) -> datetime:
         """The instant at which ``duration`` of business time has passed since ``start``.

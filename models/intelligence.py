@@ -227,17 +227,14 @@ class TextIntelligence:
             self.priority.learn_one(text + _meta_tokens(replace(et, **updates)), ticket.priority)  # type: ignore[arg-type]
             metrics += self._metric("priority")
 
-        enriched = replace(et, **updates)  # type: ignore[arg-type]
-        enriched = replace(enriched, queue=self._sticky_queue(enriched, event))
-        enriched = replace(
-            enriched,
-            model_versions=(
-                ("category", self.category.version),
-                ("intent", self.intent.version),
-                ("priority", self.priority.version),
-            ),
+        category = str(updates.get("category", et.category))
+        updates["queue"] = self._sticky_queue(ticket.id, category, event, ticket.is_open)
+        updates["model_versions"] = (
+            ("category", self.category.version),
+            ("intent", self.intent.version),
+            ("priority", self.priority.version),
         )
-        return enriched, metrics
+        return replace(et, **updates), metrics  # type: ignore[arg-type]
 
     def _classify(self, et: EnrichedTicket, text: str) -> dict[str, object]:
         ticket = et.ticket
@@ -246,7 +243,7 @@ class TextIntelligence:
         if ticket.category:
             out.update(category=ticket.category, category_source="ticket",
                        category_confidence=1.0)  # fmt: skip
-        elif self.category.labels:
+        elif self.category.metrics.n_seen > 0:
             pred = self.category.predict_one(text)
             if pred.auto_apply:
                 out.update(category=pred.label, category_source="model",
@@ -262,7 +259,8 @@ class TextIntelligence:
             out.update(intent=pred.label, intent_source=source,
                        intent_confidence=round(pred.confidence, 4))  # fmt: skip
         # Learned priority, once agents have taught it, unless a human set one.
-        if not ticket.priority and self.priority.labels:
+        # Until agents have taught it enough to auto-apply, the model is not consulted.
+        if not ticket.priority and self.priority.metrics.n_seen >= self.priority.min_examples:
             meta = replace(et, **out)  # type: ignore[arg-type]
             pred = self.priority.predict_one(text + _meta_tokens(meta))
             if pred.auto_apply and pred.label in PRIORITIES:
@@ -308,13 +306,14 @@ class TextIntelligence:
         while len(self.memory) > self.max_open_tickets:
             self.memory.popitem(last=False)
 
-    def _sticky_queue(self, et: EnrichedTicket, event: ChangeEvent) -> str:
-        ticket = et.ticket
-        mem = self.memory.get(ticket.id)
-        queue = (mem.queue if mem and mem.queue else "") or self.policy.queue_for(et.category)
-        if event.op == "d" or not ticket.is_open:
+    def _sticky_queue(
+        self, ticket_id: int, category: str, event: ChangeEvent, is_open: bool
+    ) -> str:
+        mem = self.memory.get(ticket_id)
+        queue = (mem.queue if mem and mem.queue else "") or self.policy.queue_for(category)
+        if event.op == "d" or not is_open:
             # Leaving triage: forget it (its duplicate entry stays for the window).
-            self.memory.pop(ticket.id, None)
+            self.memory.pop(ticket_id, None)
         elif mem is not None:
             mem.queue = queue
         return queue

@@ -59,6 +59,8 @@ class QueueState:
     risk_context: dict[int, _RiskContext] = field(default_factory=dict)
     risk_version: int = 0
     next_rescore: datetime | None = None
+    rescore_batch: int = 2000
+    rescore_cursor: int = 0
 
     def __post_init__(self) -> None:
         self.router = QueueRouter(queue=self.queue, policy=self.policy, ranker=self.ranker)
@@ -123,15 +125,23 @@ class QueueState:
             self.next_rescore = now + self.rescore_every
             # Shifts start without any event: held tickets get another chance here.
             out += self.router.drain(at=now)
-            for ticket_id in list(self.risk_context):
-                score = self._score(ticket_id, now)
-                if score is not None:
-                    out.append(score)
+            # Rescore a bounded slice per tick, cycling through the open tickets, so an
+            # overloaded queue does not stall the worker on one wake-up.
+            tickets = list(self.risk_context)
+            if tickets:
+                start = self.rescore_cursor % len(tickets)
+                batch = (tickets[start:] + tickets[:start])[: self.rescore_batch]
+                self.rescore_cursor = start + len(batch)
+                for ticket_id in batch:
+                    score = self._score(ticket_id, now)
+                    if score is not None:
+                        out.append(score)
         return out
 
     def next_wakeup(self) -> datetime | None:
         """When :meth:`tick` next has something to do (a deadline or a rescoring)."""
-        candidates = [d.deadline for d in self.sla.open_deadlines()[:1] if not d.breached]
+        due = self.sla.next_due()
+        candidates = [due] if due is not None else []
         if self.risk_context or self.router.holding:
             candidates.append(self.next_rescore or datetime.now(UTC))
         return min(candidates, default=None)
@@ -189,15 +199,15 @@ class QueueState:
         ctx = self.risk_context[ticket_id]
         ctx.last_features = features
         risk = 1.0 if ctx.breached else self.risk.predict_one(features)
-        running = [d for d in self.sla.open_deadlines() if d.ticket_id == ticket_id]
+        running = self.sla.running_deadline(ticket_id)
         self.risk_version += 1
         return BreachRiskScore(
             ticket_id=ticket_id,
             queue=self.queue,
             risk=round(risk, 4),
             scored_at=now,
-            deadline=running[0].deadline if running else None,
-            metric=running[0].metric if running else None,
+            deadline=running[0] if running else None,
+            metric=running[1] if running else None,
             model_version=self.risk.version,
             version=self.risk_version,
         )

@@ -344,6 +344,32 @@ class SlaTracker:
         ]
         return sorted(rows, key=lambda d: (d.deadline, d.ticket_id, d.metric))
 
+    def next_due(self) -> datetime | None:
+        """The earliest deadline :meth:`tick` may act on (cheap: the top of a heap).
+
+        Superseded heap entries are dropped on the way, so this is amortised O(log n).
+        """
+        while self._due:
+            deadline, ticket_id, metric, epoch = self._due[0]
+            ticket = self.tickets.get(ticket_id)
+            clock = ticket.clocks.get(metric) if ticket else None
+            if clock is not None and clock.epoch == epoch and clock.state == "running":
+                if not clock.breached:
+                    return deadline
+            heapq.heappop(self._due)
+        return None
+
+    def running_deadline(self, ticket_id: int) -> tuple[datetime, str] | None:
+        """The ticket's earliest running deadline and its metric, if any."""
+        ticket = self.tickets.get(ticket_id)
+        if ticket is None:
+            return None
+        running = [
+            (c.deadline, c.metric) for c in ticket.clocks.values()
+            if c.state == "running" and c.deadline is not None
+        ]  # fmt: skip
+        return min(running, default=None)
+
     def next_deadline(self, ticket_id: int) -> datetime | None:
         """The earliest deadline among the ticket's running metrics (overdue ones too)."""
         ticket = self.tickets.get(ticket_id)
