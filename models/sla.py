@@ -353,9 +353,9 @@ class SlaTracker:
             deadline, ticket_id, metric, epoch = self._due[0]
             ticket = self.tickets.get(ticket_id)
             clock = ticket.clocks.get(metric) if ticket else None
-            if clock is not None and clock.epoch == epoch and clock.state == "running":
-                if not clock.breached:
-                    return deadline
+            live = clock is not None and clock.epoch == epoch and clock.state == "running"
+            if live and clock is not None and not clock.breached:
+                return deadline
             heapq.heappop(self._due)
         return None
 

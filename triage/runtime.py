@@ -172,6 +172,8 @@ class PipelineProcess:
     def start(self) -> PipelineProcess:
         env = {**os.environ, **self.stack.env(), **self.extra_env}
         env["TRIAGE_STATE_DIR"] = str(self.state_dir)
+        # A crash in native code (signal) still leaves a Python traceback in the log.
+        env.setdefault("PYTHONFAULTHANDLER", "1")
         self.state_dir.mkdir(parents=True, exist_ok=True)
         log_path = self.state_dir / "pipeline.log"
         with open(log_path, "ab") as logfile:
