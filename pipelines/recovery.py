@@ -8,16 +8,18 @@ slot only up to that position.
 
 This reads the recovery store, which is Bytewax's own format (checked against 0.21); a
 mismatch makes :meth:`RecoveryWatermark.__call__` return ``None`` (slot not advanced while
-running, which is safe: it is still advanced on resume).
+running, which is safe: it is still advanced on resume). Read it only from another
+process than the dataflow's (see :class:`RecoveryWatermark`).
 """
 
 from __future__ import annotations
 
 import logging
+import multiprocessing
+import os
 import pickle
 import sqlite3
 import time
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -62,34 +64,72 @@ def committed_state(recovery_dir: Path, step_id: str, state_key: str) -> Any | N
     return None if blob is None else pickle.loads(blob)
 
 
+def _follow_committed(
+    recovery_dir: str,
+    step_id: str,
+    state_key: str,
+    shared: Any,
+    interval: float,
+    parent: int,
+) -> None:
+    """Child process: keep ``shared.value`` at the committed source LSN (-1 unknown)."""
+    path = Path(recovery_dir)
+    while os.getppid() == parent:
+        try:
+            state = committed_state(path, step_id, state_key)
+            lsn = getattr(state, "lsn", None) if state is not None else None
+            if isinstance(lsn, int):
+                shared.value = lsn
+        except (sqlite3.Error, pickle.UnpicklingError, AttributeError) as exc:
+            log.warning("cannot read recovery store %s: %s", path, exc)
+        time.sleep(interval)
+
+
 class RecoveryWatermark:
-    """Callable giving the durable source position, read at most every ``min_interval`` s."""
+    """Callable giving the durable source position, refreshed every ``interval`` seconds.
+
+    The recovery files are read by a small child process, never by the pipeline process
+    itself: Bytewax keeps them open with its own SQLite library, and a second SQLite in
+    the same process that opens and closes the same files would drop Bytewax's POSIX
+    locks (they are per process), after which SQLite may truncate the shared-memory file
+    Bytewax has mapped. The child shares only one integer with the pipeline.
+    """
 
     def __init__(
-        self,
-        recovery_dir: Path,
-        step_id: str,
-        state_key: str,
-        extract: Callable[[Any], int | None] = lambda state: getattr(state, "lsn", None),
-        *,
-        min_interval: float = 1.0,
+        self, recovery_dir: Path, step_id: str, state_key: str, *, interval: float = 1.0
     ) -> None:
         self.recovery_dir = recovery_dir
         self.step_id = step_id
         self.state_key = state_key
-        self.extract = extract
-        self.min_interval = min_interval
-        self._last_read = 0.0
-        self._value: int | None = None
+        self.interval = interval
+        self._shared: Any = None
+        self._child: Any = None
+
+    def _start(self) -> None:
+        ctx = multiprocessing.get_context("spawn")
+        self._shared = ctx.Value("q", -1, lock=False)
+        self._child = ctx.Process(
+            target=_follow_committed,
+            args=(
+                str(self.recovery_dir),
+                self.step_id,
+                self.state_key,
+                self._shared,
+                self.interval,
+                os.getpid(),
+            ),
+            name="recovery-watermark",
+            daemon=True,
+        )
+        self._child.start()
 
     def __call__(self) -> int | None:
-        now = time.monotonic()
-        if now - self._last_read >= self.min_interval:
-            self._last_read = now
-            try:
-                state = committed_state(self.recovery_dir, self.step_id, self.state_key)
-                if state is not None:
-                    self._value = self.extract(state)
-            except (sqlite3.Error, pickle.UnpicklingError, AttributeError) as exc:
-                log.warning("cannot read recovery store %s: %s", self.recovery_dir, exc)
-        return self._value
+        if self._child is None:
+            self._start()
+        value = int(self._shared.value)
+        return None if value < 0 else value
+
+    def close(self) -> None:
+        if self._child is not None and self._child.is_alive():
+            self._child.terminate()
+            self._child.join(timeout=5)
