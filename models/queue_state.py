@@ -36,6 +36,7 @@ class _RiskContext:
     reopens: int = 0
     breached: bool = False
     last_features: BreachRiskFeatures | None = None
+    last_risk: float | None = None
 
 
 @dataclass
@@ -46,20 +47,24 @@ class QueueState:
         queue: the queue (team) name.
         policy: routing policy.
         ranker: how eligible agents are ordered (least-loaded or learned).
-        rescore_every: how often every open ticket's breach risk is recomputed.
+        min_risk_change: a new score is emitted only when the risk moved this much.
+        rescore_every: how often a slice (``rescore_batch``) of open tickets is rescored;
+            small slices often keep each wake-up short (latency) while every open
+            ticket is still revisited.
     """
 
     queue: str
     policy: RoutingPolicy = field(default_factory=RoutingPolicy)
     ranker: AgentRanker = field(default_factory=LeastLoadedRanker)
-    rescore_every: timedelta = timedelta(minutes=1)
+    rescore_every: timedelta = timedelta(seconds=5)
     router: QueueRouter = field(init=False)
     sla: SlaTracker = field(default_factory=SlaTracker)
     risk: BreachRiskModel = field(default_factory=BreachRiskModel)
     risk_context: dict[int, _RiskContext] = field(default_factory=dict)
     risk_version: int = 0
     next_rescore: datetime | None = None
-    rescore_batch: int = 2000
+    rescore_batch: int = 200
+    min_risk_change: float = 0.05
     rescore_cursor: int = 0
 
     def __post_init__(self) -> None:
@@ -199,6 +204,9 @@ class QueueState:
         ctx = self.risk_context[ticket_id]
         ctx.last_features = features
         risk = 1.0 if ctx.breached else self.risk.predict_one(features)
+        if ctx.last_risk is not None and abs(risk - ctx.last_risk) < self.min_risk_change:
+            return None  # nothing new for the stores
+        ctx.last_risk = risk
         running = self.sla.running_deadline(ticket_id)
         self.risk_version += 1
         return BreachRiskScore(
