@@ -325,7 +325,9 @@ def build_flow(
             live store (Redis).
     """
     policy = settings.routing_policy()
-    enricher = TicketEnricher(policy, LanguageDetector(settings.languages))
+    detector = LanguageDetector(settings.languages)
+    detector.detect("warm up the language model before the first ticket", fallback="en")
+    enricher = TicketEnricher(policy, detector)
 
     flow = Dataflow(settings.flow_id)
     source_errors: Stream[DeadLetter] | None = None
