@@ -238,6 +238,7 @@ class EnrichedTicket:
     category_confidence: float = 0.0
     category_source: str = "keywords"  # ticket, model, keywords, fallback
     category_suggestion: str | None = None  # the model's label when not confident enough
+    categories: tuple[str, ...] = ()  # every category the multi-label model assigns
     duplicates: tuple[tuple[int, float], ...] = ()  # (ticket id, similarity)
     kb_suggestions: tuple[tuple[int, str, float], ...] = ()  # (article id, title, score)
     response_suggestion: str | None = None

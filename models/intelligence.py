@@ -25,7 +25,11 @@ from models.kb import KbIndex, KbSuggestion
 from models.responses import ResponseSuggester
 from models.routing import RoutingPolicy
 from models.sla import TicketComment
-from models.text_classifier import IntentClassifier, OnlineTextClassifier
+from models.text_classifier import (
+    IntentClassifier,
+    MultiLabelTextClassifier,
+    OnlineTextClassifier,
+)
 
 # An agent comment that links an article (".../kb/42" or "KB-42") attaches it.
 _KB_REF = re.compile(r"(?:/kb/|\bKB-)(\d+)\b", re.IGNORECASE)
@@ -115,6 +119,13 @@ class TextIntelligence:
             apply_threshold=apply_threshold,
             min_examples=min_examples,
             name="priority-arow",
+        )
+        # Multi-label categories: a ticket can be about billing and an account at once.
+        # Human category labels teach it (one label per ticket, as the helpdesk records),
+        # which makes the per-label models compete; a threshold below one half admits a
+        # second category when the text carries both.
+        self.categories = MultiLabelTextClassifier(
+            [], n_features=n_features, seed=seed, threshold=0.35, name="categories-arow"
         )
         self.duplicates = DuplicateDetector()
         self.kb = KbIndex()
@@ -217,6 +228,7 @@ class TextIntelligence:
         human_category = ticket.category and (is_new or before.get("category") != ticket.category)
         if human_category and ticket.category:
             self.category.learn_one(text, ticket.category)
+            self.categories.learn_one(text, {ticket.category})
             metrics += self._metric("category")
         human_intent = ticket.intent and (is_new or before.get("intent") != ticket.intent)
         if human_intent and ticket.intent:
@@ -250,6 +262,8 @@ class TextIntelligence:
                            category_confidence=round(pred.confidence, 4))  # fmt: skip
             else:
                 out.update(category_suggestion=pred.label)
+        if self.categories.n_seen > 0:
+            out["categories"] = tuple(sorted(self.categories.labels_above(text)))
         # Intent.
         if ticket.intent:
             out.update(intent=ticket.intent, intent_source="ticket", intent_confidence=1.0)

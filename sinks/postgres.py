@@ -83,6 +83,7 @@ TICKET_FACT_COLUMNS: tuple[str, ...] = (
     "sla_policy",
     "sla_breached",
     "model_versions",
+    "categories",
 )
 ROUTING_COLUMNS: tuple[str, ...] = (
     "ticket_id",
@@ -270,6 +271,7 @@ def ticket_fact_row(item: EnrichedTicket) -> tuple[Any, ...]:
         item.sla_policy,
         item.sla_breached,
         json.dumps(dict(item.model_versions), sort_keys=True),
+        list(item.categories),
     )
 
 

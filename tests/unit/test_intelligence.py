@@ -97,3 +97,19 @@ def test_duplicates_of_the_same_customer_are_reported() -> None:
     feed(ti, event(10, subject="Damaged order", description=text))
     dup, _ = feed(ti, event(11, subject="Damaged order", description=text + " today"))
     assert dup.duplicates and dup.duplicates[0][0] == 10
+
+
+def test_multi_label_categories_can_name_more_than_one_category() -> None:
+    ti = TextIntelligence(RoutingPolicy(), n_features=2**14)
+    for n in range(40):
+        feed(ti, event(2000 + n, subject=BILLING[n % 2].format(n=n), category="billing"))
+        feed(ti, event(3000 + n, subject=SHIPPING[n % 2].format(n=n), category="shipping"))
+    both, _ = feed(
+        ti,
+        event(
+            9, subject="charged twice on invoice 5 and my parcel 5 never arrived, courier lost it"
+        ),
+    )
+    assert {"billing", "shipping"} <= set(both.categories)
+    single, _ = feed(ti, event(10, subject="refund the double payment on invoice 8"))
+    assert single.categories == ("billing",)
