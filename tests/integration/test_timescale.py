@@ -12,7 +12,7 @@ from typing import Any
 import psycopg
 import pytest
 from psycopg import sql
-from psycopg.conninfo import conninfo_to_dict, make_conninfo
+from psycopg.conninfo import make_conninfo
 
 from sinks.migrations import apply_migrations
 from sinks.timescale import CONTINUOUS_AGGREGATES, HYPERTABLES, NOT_AVAILABLE, apply_timescale
@@ -71,10 +71,8 @@ def timescale_dsn() -> Iterator[str]:
             admin.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
         except psycopg.errors.InsufficientPrivilege:
             pytest.skip(f"the role of {TIMESCALE_DSN_VAR} may not create databases")
-    params = conninfo_to_dict(admin_dsn)
-    params["dbname"] = name
     try:
-        yield make_conninfo(**params)
+        yield make_conninfo(admin_dsn, dbname=name)
     finally:
         with psycopg.connect(admin_dsn, autocommit=True) as admin:
             admin.execute(
