@@ -42,11 +42,11 @@ from models.helpdesk import (
     RowError,
     parse_timestamp,
 )
-from models.intelligence import TextIntelligence
+from models.intelligence import ModelMetric, TextIntelligence
 from models.language import LanguageDetector
 from models.queue_state import QueueOutput, QueueState
 from models.routing import AgentRanker, LeastLoadedRanker, RoutingPolicy
-from models.sla import TicketComment
+from models.sla import SlaEvent, TicketComment
 from pipelines.settings import PipelineSettings
 from pipelines.state import stateful_flat_map, timed_stateful_flat_map
 
@@ -312,6 +312,7 @@ def build_flow(
     source: Source[RawChange] | InputFactory,
     analytics_sink: Sink[Any],
     decision_sink: Sink[Any],
+    warehouse_sink: Sink[Any] | None = None,
 ) -> Dataflow:
     """Build the triage dataflow for a source of raw CDC records and the two sinks.
 
@@ -323,6 +324,8 @@ def build_flow(
             risks, model metrics and dead letters.
         decision_sink: receives routing decisions, SLA events and breach risks for the
             live store (Redis).
+        warehouse_sink: optional; receives enriched tickets, routing decisions, SLA
+            events and model metrics for the BI warehouse (Parquet).
     """
     policy = settings.routing_policy()
     detector = LanguageDetector(settings.languages)
@@ -391,4 +394,11 @@ def build_flow(
     )
     op.output("write_analytics", analytics, analytics_sink)
     op.output("write_live", queue_out, decision_sink)
+    if warehouse_sink is not None:
+        for_warehouse = op.filter(
+            "select_warehouse_items",
+            analytics,
+            lambda x: isinstance(x, EnrichedTicket | RoutingDecision | SlaEvent | ModelMetric),
+        )
+        op.output("write_warehouse", for_warehouse, warehouse_sink)
     return flow

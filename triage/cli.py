@@ -201,6 +201,35 @@ def evaluate(
     sys.stdout.write(json.dumps(results, default=str) + "\n")
 
 
+warehouse_app = typer.Typer(help="The Parquet warehouse read by BI tools.")
+app.add_typer(warehouse_app, name="warehouse")
+
+
+@warehouse_app.command("compact")
+def warehouse_compact(
+    day: Annotated[str | None, typer.Option(help="YYYY-MM-DD; default: every partition.")] = None,
+    state_dir: StateDir = None,
+) -> None:
+    """Rewrite partitions keeping the newest copy of each key (removes replay duplicates)."""
+    from sinks.warehouse import TABLES, compact
+
+    settings = _settings(state_dir)
+    root = settings.warehouse.path or settings.state_dir / "warehouse"
+    if not root.exists():
+        raise _fail(f"no warehouse at {root}; run the pipeline first or set TRIAGE_WAREHOUSE__PATH")
+    for table in TABLES:
+        days = (
+            [day]
+            if day
+            else sorted(
+                p.name.split("=", 1)[1] for p in (root / table).glob("date=*") if p.is_dir()
+            )
+        )
+        for d in days:
+            result = compact(root, table, d)
+            console.print(f"{table} {d}: {result}")
+
+
 @cdc_app.command("drop-slot")
 def drop_slot(state_dir: StateDir = None) -> None:
     """Drop the embedded reader's replication slot (it then snapshots again on start)."""

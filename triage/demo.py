@@ -79,7 +79,10 @@ def run_demo(
         writer = WorkloadWriter(stack.source_dsn, cfg)
         writer.seed_reference_data()
 
-        pipeline = PipelineProcess(stack, state_dir / "pipeline").start()
+        warehouse = settings.warehouse.path or state_dir / "warehouse"
+        pipeline = PipelineProcess(
+            stack, state_dir / "pipeline", extra_env={"TRIAGE_WAREHOUSE__PATH": str(warehouse)}
+        ).start()
         if settings.cdc.mode == "embedded":
             pipeline.wait_ready(settings.source.slot_name, flow_id=settings.pipeline.flow_id)
         api = ApiServer(settings, stack, port=opts.api_port).start()
@@ -124,6 +127,7 @@ def run_demo(
                 "dead_letters": dead_letter_count(stack.analytics_dsn),
                 "enrichment": enrichment_summary(stack.analytics_dsn),
                 "sla": sla_summary(stack.analytics_dsn),
+                "warehouse": str(warehouse),
                 "assignments_applied": follower.applied,
                 "offered_rate_per_s": opts.rate,
                 "load_seconds": round(load_seconds, 2),

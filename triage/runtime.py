@@ -58,12 +58,22 @@ def open_stack(settings: AppSettings, state_dir: Path | None = None) -> Iterator
         )
 
 
-def migrate(stack: Stack) -> list[str]:
-    """Apply the source and analytics schemas (idempotent); returns what was applied."""
+def migrate(stack: Stack, *, timescale: bool = True) -> list[str]:
+    """Apply the source and analytics schemas (idempotent); returns what was applied.
+
+    With ``timescale`` and the TimescaleDB extension present, the time-series tables
+    become hypertables with continuous aggregates and policies; otherwise the plain
+    PostgreSQL tables, views and ``time_bucket`` shim stay.
+    """
     from sinks.migrations import apply_migrations
 
     applied = apply_migrations(stack.source_dsn, SQL_DIR / "source", schema="public")
     applied += apply_migrations(stack.analytics_dsn, SQL_DIR / "analytics", schema="analytics")
+    if timescale:
+        from sinks.timescale import apply_timescale
+
+        report = apply_timescale(stack.analytics_dsn)
+        log.info("timescale: %s", report)
     return list(applied)
 
 
@@ -107,11 +117,20 @@ def build_pipeline(settings: AppSettings, stack: Stack, recovery_dir: Path):
             recovery_dir, f"{settings.pipeline.flow_id}.read_cdc", settings.source.slot_name
         )
         source = PgCdcSource(cdc, durable_lsn=watermark)
+    warehouse = None
+    if settings.warehouse.enabled:
+        from sinks.warehouse import WarehouseSink
+
+        warehouse = WarehouseSink(
+            settings.warehouse.path or settings.state_dir / "warehouse",
+            allow_pii=settings.warehouse.allow_pii,
+        )
     return build_flow(
         settings.pipeline,
         source=source,
         analytics_sink=PostgresSink(stack.analytics_dsn),
         decision_sink=RedisSink(stack.redis_url, prefix=settings.redis.key_prefix),
+        warehouse_sink=warehouse,
     )
 
 

@@ -58,6 +58,20 @@ class ElasticsearchSettings(BaseModel):
     api_key: SecretStr | None = None
 
 
+class WarehouseSettings(BaseModel):
+    """The BI warehouse: hive-partitioned Parquet under ``path``."""
+
+    enabled: bool = True
+    path: Path | None = Field(default=None, description="unset: <state_dir>/warehouse")
+    allow_pii: bool = False
+
+
+class TimescaleSettings(BaseModel):
+    """Convert the analytics tables to TimescaleDB objects when the extension exists."""
+
+    enabled: bool = True
+
+
 class ApiServerSettings(BaseModel):
     host: str = "127.0.0.1"
     port: int = Field(default=8000, ge=0, le=65535)
@@ -77,6 +91,8 @@ class AppSettings(BaseSettings):
     analytics: AnalyticsSettings = AnalyticsSettings()
     redis: RedisSettings = RedisSettings()
     elasticsearch: ElasticsearchSettings = ElasticsearchSettings()
+    warehouse: WarehouseSettings = WarehouseSettings()
+    timescale: TimescaleSettings = TimescaleSettings()
     api: ApiServerSettings = ApiServerSettings()
     pipeline: PipelineSettings = PipelineSettings()
     log_level: str = "WARNING"

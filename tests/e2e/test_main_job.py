@@ -64,6 +64,14 @@ def test_main_job_routes_every_ticket_and_api_serves_them(
     with psycopg.connect(pg_dsn) as conn:
         ticket_ids = [r[0] for r in conn.execute("SELECT id FROM tickets ORDER BY id")]
     assert len(ticket_ids) == 40
+    # BI tools read the warehouse: DuckDB over the hive-partitioned Parquet files.
+    import duckdb
+
+    facts = f"{summary['warehouse']}/ticket_facts/*/*.parquet"
+    row = duckdb.sql(
+        f"SELECT count(DISTINCT ticket_id) FROM read_parquet('{facts}', hive_partitioning=true)"  # noqa: S608
+    ).fetchall()
+    assert row == [(40,)]
     app = create_app(
         ApiSettings(redis_url=redis_url, analytics_dsn=pg_dsn, key_prefix=f"t{unique}")
     )
