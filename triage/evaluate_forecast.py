@@ -15,7 +15,9 @@ horizon runs past the window are skipped for that horizon. When the CSV has a
 ``category`` column (long format: timestamp, category, count) every category is
 evaluated as well as the total.
 
-Run: ``python -m triage.evaluate_forecast ../shared/data/itsm_incident_log/hourly_opened_incidents.csv``
+Run::
+
+    python -m triage.evaluate_forecast ../shared/data/itsm_incident_log/hourly_opened_incidents.csv
 """
 
 from __future__ import annotations
@@ -237,7 +239,8 @@ def main(argv: list[str] | None = None) -> None:
     )
     console = Console()
     console.print(render_table(results))
-    console.print(json.dumps(results, indent=2))
+    # Plain print: rich would wrap long lines and break the JSON for whoever parses it.
+    print(json.dumps(results, indent=2))
 
 
 if __name__ == "__main__":
