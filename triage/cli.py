@@ -184,7 +184,8 @@ def evaluate(
         typer.Option(help="Folder with endava_tickets/ and itsm_incident_log/ (../shared/data)."),
     ] = None,
     only: Annotated[
-        list[str] | None, typer.Option(help="routing, endava or itsm (repeatable).")
+        list[str] | None,
+        typer.Option(help="routing, endava, itsm or forecast (repeatable)."),
     ] = None,
     json_out: Annotated[bool, typer.Option("--json", help="Print only the JSON document.")] = False,
 ) -> None:
@@ -192,13 +193,31 @@ def evaluate(
     from triage.evaluate import run_evaluations
 
     _settings()
-    unknown = set(only or []) - {"routing", "endava", "itsm"}
+    unknown = set(only or []) - {"routing", "endava", "itsm", "forecast"}
     if unknown:
         raise _fail(f"unknown evaluation(s): {', '.join(sorted(unknown))}", 2)
     results = run_evaluations(
         data_dir, only=set(only) if only else None, console=None if json_out else Console()
     )
     sys.stdout.write(json.dumps(results, default=str) + "\n")
+
+
+@app.command()
+def forecast(
+    history_days: Annotated[int, typer.Option(min=7, help="Days of history to fit.")] = 28,
+    aht_seconds: Annotated[float, typer.Option(min=1, help="Average handling time.")] = 600.0,
+    state_dir: StateDir = None,
+) -> None:
+    """Forecast hourly volume per category for 7 days with staffing (Erlang C)."""
+    from triage.forecast_job import run_forecast
+    from triage.runtime import open_stack
+
+    settings = _settings(state_dir)
+    with open_stack(settings, settings.state_dir / "services") as stack:
+        result = run_forecast(
+            stack.analytics_dsn, history_days=history_days, aht_seconds=aht_seconds
+        )
+    sys.stdout.write(json.dumps(result) + "\n")
 
 
 warehouse_app = typer.Typer(help="The Parquet warehouse read by BI tools.")

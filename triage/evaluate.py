@@ -4,7 +4,9 @@
   round-robin and least-loaded, over three seeds and two queue layouts;
 * the Endava tickets (real ticket text): category and urgency, prequential;
 * the ITSM incident log (a real ServiceNow event log, replayed in order): assignment
-  group from the fields known at opening, and breach-risk ROC AUC against ``made_sla``.
+  group from the fields known at opening, and breach-risk ROC AUC against ``made_sla``;
+* hourly volume forecasts on the ITSM opened-incident series (rolling origin, MASE
+  against the weekly seasonal naive, interval coverage).
 
 The shared data sets are optional: an evaluation whose files are missing is reported as
 skipped with the path it looked for.
@@ -19,6 +21,7 @@ from rich.console import Console
 
 ENDAVA = Path("endava_tickets/tickets_subset.csv.gz")
 ITSM = Path("itsm_incident_log/incident_event_log.csv.gz")
+ITSM_HOURLY = Path("itsm_incident_log/hourly_opened_incidents.csv")
 
 
 def run_evaluations(
@@ -30,7 +33,7 @@ def run_evaluations(
 ) -> dict[str, Any]:
     """Run the selected evaluations (``routing``, ``endava``, ``itsm``) and return results."""
     show = console.print if console is not None else (lambda *_: None)
-    wanted = only or {"routing", "endava", "itsm"}
+    wanted = only or {"routing", "endava", "itsm", "forecast"}
     results: dict[str, Any] = {}
     if "routing" in wanted:
         from triage.evaluate_routing import SCENARIOS, evaluate_seeds, render_seeds, render_table
@@ -70,4 +73,16 @@ def run_evaluations(
         else:
             results["itsm"] = {"skipped": f"{path} not found (pass --data-dir)"}
             show(f"[yellow]itsm skipped:[/] {path} not found")
+    if "forecast" in wanted:
+        path = (data_dir or Path("..")) / ITSM_HOURLY
+        if path.exists():
+            from triage.evaluate_forecast import evaluate_forecast
+            from triage.evaluate_forecast import render_table as forecast_table
+
+            fc = evaluate_forecast(path)
+            show(forecast_table(fc))
+            results["forecast"] = fc
+        else:
+            results["forecast"] = {"skipped": f"{path} not found (pass --data-dir)"}
+            show(f"[yellow]forecast skipped:[/] {path} not found")
     return results
