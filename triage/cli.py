@@ -185,7 +185,7 @@ def evaluate(
     ] = None,
     only: Annotated[
         list[str] | None,
-        typer.Option(help="routing, endava, itsm or forecast (repeatable)."),
+        typer.Option(help="routing, endava, itsm, forecast or anomaly (repeatable)."),
     ] = None,
     json_out: Annotated[bool, typer.Option("--json", help="Print only the JSON document.")] = False,
 ) -> None:
@@ -193,7 +193,7 @@ def evaluate(
     from triage.evaluate import run_evaluations
 
     _settings()
-    unknown = set(only or []) - {"routing", "endava", "itsm", "forecast"}
+    unknown = set(only or []) - {"routing", "endava", "itsm", "forecast", "anomaly"}
     if unknown:
         raise _fail(f"unknown evaluation(s): {', '.join(sorted(unknown))}", 2)
     results = run_evaluations(

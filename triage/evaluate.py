@@ -6,7 +6,9 @@
 * the ITSM incident log (a real ServiceNow event log, replayed in order): assignment
   group from the fields known at opening, and breach-risk ROC AUC against ``made_sla``;
 * hourly volume forecasts on the ITSM opened-incident series (rolling origin, MASE
-  against the weekly seasonal naive, interval coverage).
+  against the weekly seasonal naive, interval coverage);
+* anomaly detection on synthetic hourly volumes with injected incidents (known start
+  and end): incident-level precision and recall, quiet on the normal weekly rhythm.
 
 The shared data sets are optional: an evaluation whose files are missing is reported as
 skipped with the path it looked for.
@@ -33,7 +35,7 @@ def run_evaluations(
 ) -> dict[str, Any]:
     """Run the selected evaluations (``routing``, ``endava``, ``itsm``) and return results."""
     show = console.print if console is not None else (lambda *_: None)
-    wanted = only or {"routing", "endava", "itsm", "forecast"}
+    wanted = only or {"routing", "endava", "itsm", "forecast", "anomaly"}
     results: dict[str, Any] = {}
     if "routing" in wanted:
         from triage.evaluate_routing import SCENARIOS, evaluate_seeds, render_seeds, render_table
@@ -73,6 +75,14 @@ def run_evaluations(
         else:
             results["itsm"] = {"skipped": f"{path} not found (pass --data-dir)"}
             show(f"[yellow]itsm skipped:[/] {path} not found")
+    if "anomaly" in wanted:
+        from triage.evaluate_anomaly import evaluate_anomalies
+        from triage.evaluate_anomaly import render_table as anomaly_table
+
+        runs = [evaluate_anomalies(seed=seed) for seed in (1, 2, 3)]
+        for run in runs:
+            show(anomaly_table(run))
+        results["anomaly"] = {"seeds": [1, 2, 3], "runs": runs}
     if "forecast" in wanted:
         path = (data_dir or Path("..")) / ITSM_HOURLY
         if path.exists():
