@@ -400,5 +400,17 @@ def build_flow(
             analytics,
             lambda x: isinstance(x, EnrichedTicket | RoutingDecision | SlaEvent | ModelMetric),
         )
-        op.output("write_warehouse", for_warehouse, warehouse_sink)
+        # Parquet wants few large files, the stream delivers small batches: buffer up to
+        # ``warehouse_flush`` (the buffer is keyed state, so recovery keeps it).
+        buffered = op.collect(
+            "buffer_warehouse",
+            op.key_on("key_warehouse", for_warehouse, lambda _: "warehouse"),
+            timeout=settings.warehouse_flush,
+            max_size=settings.warehouse_batch,
+        )
+        op.output(
+            "write_warehouse",
+            op.flat_map("unbuffer_warehouse", buffered, _value),
+            warehouse_sink,
+        )
     return flow

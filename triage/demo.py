@@ -81,7 +81,13 @@ def run_demo(
 
         warehouse = settings.warehouse.path or state_dir / "warehouse"
         pipeline = PipelineProcess(
-            stack, state_dir / "pipeline", extra_env={"TRIAGE_WAREHOUSE__PATH": str(warehouse)}
+            stack,
+            state_dir / "pipeline",
+            extra_env={
+                "TRIAGE_WAREHOUSE__PATH": str(warehouse),
+                # A short run: write Parquet files every two seconds, not every thirty.
+                "TRIAGE_PIPELINE__WAREHOUSE_FLUSH": "PT2S",
+            },
         ).start()
         if settings.cdc.mode == "embedded":
             pipeline.wait_ready(settings.source.slot_name, flow_id=settings.pipeline.flow_id)
@@ -128,6 +134,7 @@ def run_demo(
                 "enrichment": enrichment_summary(stack.analytics_dsn),
                 "sla": sla_summary(stack.analytics_dsn),
                 "warehouse": str(warehouse),
+                "warehouse_tickets": _wait_warehouse(warehouse, created, timeout=30.0),
                 "assignments_applied": follower.applied,
                 "offered_rate_per_s": opts.rate,
                 "load_seconds": round(load_seconds, 2),
@@ -149,6 +156,22 @@ def run_demo(
             follower.stop()
             api.stop()
             pipeline.stop()
+
+
+def _wait_warehouse(root: Path, ticket_ids: list[int], *, timeout: float) -> int:
+    """How many of ``ticket_ids`` the warehouse holds, waiting for its next flush."""
+    from sinks.warehouse import read_table
+
+    wanted = set(ticket_ids)
+    deadline = time.monotonic() + timeout
+    found = 0
+    while True:
+        if (root / "ticket_facts").exists():
+            ids = read_table(root, "ticket_facts").get_column("ticket_id").to_list()
+            found = len(wanted & set(ids))
+        if found >= len(wanted) or time.monotonic() > deadline:
+            return found
+        time.sleep(0.5)
 
 
 class _NullProgress:

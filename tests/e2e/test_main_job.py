@@ -72,6 +72,7 @@ def test_main_job_routes_every_ticket_and_api_serves_them(
         f"SELECT count(DISTINCT ticket_id) FROM read_parquet('{facts}', hive_partitioning=true)"  # noqa: S608
     ).fetchall()
     assert row == [(40,)]
+    assert summary["warehouse_tickets"] == 40
     app = create_app(
         ApiSettings(redis_url=redis_url, analytics_dsn=pg_dsn, key_prefix=f"t{unique}")
     )
