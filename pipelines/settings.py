@@ -20,9 +20,9 @@ class PipelineSettings(BaseModel):
     default_queue: str = "general"
     min_skill: float = Field(default=0.3, ge=0.0, le=1.0)
     respect_shifts: bool = True
-    epoch_interval: timedelta = timedelta(seconds=5)
-    warehouse_flush: timedelta = timedelta(seconds=30)
-    warehouse_batch: int = Field(default=20_000, gt=0)
+    epoch_interval: timedelta = timedelta(seconds=2)
+    warehouse_flush: timedelta = timedelta(seconds=10)
+    warehouse_batch: int = Field(default=5_000, gt=0)
     ranker: Literal["learned", "least_loaded", "round_robin"] = "learned"
     apply_threshold: float = Field(default=0.7, ge=0.0, le=1.0)
     min_examples: int = Field(default=30, ge=0)
