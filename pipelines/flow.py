@@ -392,8 +392,9 @@ def build_flow(
         op.map("drop_metric_key", to_metrics.trues, _value),
         dead,
     )
-    op.output("write_analytics", analytics, analytics_sink)
+    # The live store first: agent tooling waits on it, analysts do not.
     op.output("write_live", queue_out, decision_sink)
+    op.output("write_analytics", analytics, analytics_sink)
     if warehouse_sink is not None:
         for_warehouse = op.filter(
             "select_warehouse_items",

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import gc
 import logging
 import os
 import signal
@@ -140,6 +141,12 @@ def run_pipeline(settings: AppSettings, stack: Stack, recovery_dir: Path) -> Non
     from bytewax.testing import run_main
 
     flow = build_pipeline(settings, stack, recovery_dir)
+    # Keyed state holds millions of small objects; the default cyclic-GC thresholds made
+    # full collections walk all of them every few seconds (tail-latency spikes). Objects
+    # alive after start-up are frozen out of collection and young collections run less.
+    gc.collect()
+    gc.freeze()
+    gc.set_threshold(100_000, 50, 100)
     try:
         run_main(
             flow,
