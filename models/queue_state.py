@@ -128,8 +128,9 @@ class QueueState:
         out += events
         if self.next_rescore is None or now >= self.next_rescore:
             self.next_rescore = now + self.rescore_every
-            # Shifts start without any event: held tickets get another chance here.
-            out += self.router.drain(at=now)
+            # Routing stays event-driven (held tickets move on ticket or agent changes):
+            # a decision made on a timer would differ when a restart replays the events,
+            # and the live and analytics stores could then disagree.
             # Rescore a bounded slice per tick, cycling through the open tickets, so an
             # overloaded queue does not stall the worker on one wake-up.
             tickets = list(self.risk_context)
@@ -147,7 +148,7 @@ class QueueState:
         """When :meth:`tick` next has something to do (a deadline or a rescoring)."""
         due = self.sla.next_due()
         candidates = [due] if due is not None else []
-        if self.risk_context or self.router.holding:
+        if self.risk_context:
             candidates.append(self.next_rescore or datetime.now(UTC))
         return min(candidates, default=None)
 
