@@ -202,6 +202,17 @@ class SlaEvent:
     paused_seconds: float
     breached: bool = False
 
+    @property
+    def clock_state(self) -> str:
+        """The metric clock's state right after this event.
+
+        Apply, resume and breach leave it running; an ``update`` (policy change) keeps the
+        state, told apart by the deadline: a running clock carries one, a paused one not.
+        """
+        if self.kind == "update":
+            return "running" if self.deadline is not None else "paused"
+        return {"fulfill": "fulfilled", "pause": "paused"}.get(self.kind, "running")
+
 
 @dataclass(frozen=True)
 class SlaDeadline:

@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 import logging
 import time
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -24,6 +24,7 @@ from models.helpdesk import EnrichedTicket, RoutingDecision
 from models.intelligence import ModelMetric
 from models.signals import BreachRiskScore
 from models.sla import SlaEvent
+from sinks.retry import backoff
 
 log = logging.getLogger(__name__)
 
@@ -206,20 +207,6 @@ _UPSERTS: dict[str, _Upsert] = {
 }
 """Tables holding one current row per key; every other table is insert-if-absent."""
 
-_SLA_STATE_AFTER: dict[str, str] = {"fulfill": "fulfilled", "pause": "paused"}
-"""Clock state after an event kind; apply, resume and breach leave the clock running."""
-
-
-def sla_clock_state(event: SlaEvent) -> str:
-    """The metric clock's state right after ``event``.
-
-    An ``update`` (policy change) does not change the state; a running clock carries a
-    deadline, a paused one none, which is how it is told apart here.
-    """
-    if event.kind == "update":
-        return "running" if event.deadline is not None else "paused"
-    return _SLA_STATE_AFTER.get(event.kind, "running")
-
 
 def ticket_fact_row(item: EnrichedTicket) -> tuple[Any, ...]:
     """One ``ticket_facts`` row in :data:`TICKET_FACT_COLUMNS` order."""
@@ -335,7 +322,7 @@ def ticket_sla_row(item: SlaEvent) -> tuple[Any, ...]:
         item.ticket_id,
         item.metric,
         item.kind,
-        sla_clock_state(item),
+        item.clock_state,
         item.deadline,
         item.breached,
         item.policy,
@@ -486,13 +473,6 @@ def _statements(schema: str, table: str) -> _Statements:
     return _Statements(create_staging=create, copy=copy, merge=merge)
 
 
-def _backoff(initial: float, maximum: float) -> Iterator[float]:
-    delay = initial
-    while True:
-        yield delay
-        delay = min(delay * 2, maximum)
-
-
 class _PostgresPartition(StatelessSinkPartition[AnalyticsItem]):
     """One worker's connection; writes each batch in one transaction."""
 
@@ -549,7 +529,7 @@ class _PostgresPartition(StatelessSinkPartition[AnalyticsItem]):
         rows = batch_to_rows(items)
         if not any(rows.values()):
             return
-        delays = _backoff(self._backoff_initial, self._backoff_max)
+        delays = backoff(self._backoff_initial, self._backoff_max)
         attempt = 0
         while True:
             try:

@@ -29,7 +29,6 @@ from __future__ import annotations
 import json
 import logging
 import time
-from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
@@ -39,6 +38,7 @@ from bytewax.outputs import DynamicSink, StatelessSinkPartition
 from models.helpdesk import RoutingDecision
 from models.signals import BreachRiskScore
 from models.sla import SlaEvent
+from sinks.retry import backoff
 
 log = logging.getLogger(__name__)
 
@@ -326,28 +326,13 @@ def decision_to_redis_args(
     )
 
 
-_SLA_STATE_AFTER: dict[str, str] = {"fulfill": "fulfilled", "pause": "paused"}
-"""Clock state after an event kind; apply, resume and breach leave the clock running."""
-
-
-def sla_clock_state(event: SlaEvent) -> str:
-    """The metric clock's state right after ``event``.
-
-    An ``update`` (policy change) does not change the state; a running clock carries a
-    deadline, a paused one none, which is how it is told apart here.
-    """
-    if event.kind == "update":
-        return "running" if event.deadline is not None else "paused"
-    return _SLA_STATE_AFTER.get(event.kind, "running")
-
-
 def sla_event_fields(event: SlaEvent) -> dict[str, str]:
     """The SLA event as flat string fields, as stored in the SLA and alerts streams."""
     return {
         "ticket_id": str(event.ticket_id),
         "metric": event.metric,
         "kind": event.kind,
-        "state": sla_clock_state(event),
+        "state": event.clock_state,
         "at": event.at.isoformat(),
         "deadline": _iso(event.deadline),
         "policy": event.policy,
@@ -463,13 +448,6 @@ def item_to_redis_call(
     raise TypeError(f"RedisSink cannot write {type(item).__name__}")
 
 
-def _backoff(initial: float, maximum: float) -> Iterator[float]:
-    delay = initial
-    while True:
-        yield delay
-        delay = min(delay * 2, maximum)
-
-
 class _RedisPartition(StatelessSinkPartition[RedisItem]):
     """One worker's Redis client; applies each batch in one pipeline."""
 
@@ -528,7 +506,7 @@ class _RedisPartition(StatelessSinkPartition[RedisItem]):
             )
             for i in range(0, len(calls), _SCRIPT_BATCH)
         ]
-        delays = _backoff(self._backoff_initial, self._backoff_max)
+        delays = backoff(self._backoff_initial, self._backoff_max)
         attempt = 0
         while True:
             try:
