@@ -112,6 +112,8 @@ class LocalPostgres:
 
     def start(self, *, timeout: float = 60.0) -> LocalPostgres:
         """Initialise (first time only) and start the cluster, then wait for readiness."""
+        # The server changes into its data directory, so every path it gets is absolute.
+        self.state_dir = self.state_dir.resolve()
         demote, entry = _demote_to("postgres")
         self.state_dir.mkdir(parents=True, exist_ok=True)
         self.socket_dir.mkdir(parents=True, exist_ok=True)
@@ -237,6 +239,7 @@ class LocalRedis:
                 "redis-server not found. Install Redis (Debian: `apt-get install redis-server`) "
                 "or set TRIAGE_REDIS__URL to an existing Redis."
             )
+        self.state_dir = self.state_dir.resolve()  # Redis changes into --dir
         self.state_dir.mkdir(parents=True, exist_ok=True)
         if self.port == 0:
             self.port = free_port()
