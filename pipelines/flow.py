@@ -32,6 +32,7 @@ from bytewax.outputs import Sink
 
 from connectors.debezium import DecodeError, decode_change_event
 from models.affinity import AffinityModel, LearnedRanker, RoundRobinRanker
+from models.anomaly import AnomalyAlert
 from models.enrichment import CustomerContext, TicketEnricher
 from models.events import ChangeEvent, DeadLetter, RawChange
 from models.helpdesk import (
@@ -44,6 +45,7 @@ from models.helpdesk import (
 )
 from models.intelligence import ModelMetric, TextIntelligence
 from models.language import LanguageDetector
+from models.live_metrics import LiveMetrics, LiveOutput
 from models.queue_state import QueueOutput, QueueState
 from models.routing import AgentRanker, LeastLoadedRanker, RoutingPolicy
 from models.sla import SlaEvent, TicketComment
@@ -298,6 +300,15 @@ def _new_queue(settings: PipelineSettings, policy: RoutingPolicy, queue: str) ->
     return QueueState(queue=queue, policy=policy, ranker=ranker)
 
 
+def live_metrics_step(
+    state: LiveMetrics | None, item: EnrichedTicket | SlaEvent
+) -> tuple[LiveMetrics, list[LiveOutput]]:
+    """Mapper of the single-key metrics step: minute windows and volume anomalies."""
+    state = state or LiveMetrics()
+    out = state.on_ticket(item) if isinstance(item, EnrichedTicket) else state.on_sla(item)
+    return state, out
+
+
 def _value(kv: tuple[str, Any]) -> Any:
     return kv[1]
 
@@ -377,6 +388,21 @@ def build_flow(
         _value,
     )
 
+    metrics_in = op.merge(
+        "merge_metric_inputs",
+        final_tickets,
+        op.filter("select_sla_events", queue_out, lambda x: isinstance(x, SlaEvent)),
+    )
+    live_metrics = op.map(
+        "drop_metrics_key",
+        timed_stateful_flat_map(
+            "compute_live_metrics",
+            op.key_on("key_metrics", metrics_in, lambda _: "metrics"),
+            live_metrics_step,
+        ),
+        _value,
+    )
+
     dead = op.merge(
         "merge_dead_letters",
         *([source_errors] if source_errors is not None else []),
@@ -389,11 +415,20 @@ def build_flow(
         "merge_analytics",
         final_tickets,
         queue_out,
+        live_metrics,
         op.map("drop_metric_key", to_metrics.trues, _value),
         dead,
     )
     # The live store first: agent tooling waits on it, analysts do not.
-    op.output("write_live", queue_out, decision_sink)
+    op.output(
+        "write_live",
+        op.merge(
+            "merge_live",
+            queue_out,
+            op.filter("select_alerts", live_metrics, lambda x: isinstance(x, AnomalyAlert)),
+        ),
+        decision_sink,
+    )
     op.output("write_analytics", analytics, analytics_sink)
     if warehouse_sink is not None:
         for_warehouse = op.filter(

@@ -79,6 +79,12 @@ class _TimedLogic(StatefulLogic[V, W, bytes], Generic[V, W, S]):
         out = cast(TimedState, self.state).tick(datetime.now(UTC))
         return out, self._verdict()
 
+    def on_eof(self) -> tuple[Iterable[W], bool]:
+        # A finite input ended (tests, replays): states that buffer results release them.
+        finish = getattr(self.state, "finish", None)
+        out = finish() if callable(finish) else []
+        return out, self._verdict()
+
     def notify_at(self) -> datetime | None:
         if self.state is None:
             return None

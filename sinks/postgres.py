@@ -12,24 +12,33 @@ import logging
 import time
 from collections.abc import Iterable
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 
 import psycopg
 from bytewax.outputs import DynamicSink, StatelessSinkPartition
 from psycopg import sql
 
+from models.anomaly import AnomalyAlert
 from models.events import DeadLetter
 from models.helpdesk import EnrichedTicket, RoutingDecision
 from models.intelligence import ModelMetric
 from models.signals import BreachRiskScore
 from models.sla import SlaEvent
+from models.windows import WindowResult
 from sinks.retry import backoff
 
 log = logging.getLogger(__name__)
 
 AnalyticsItem = (
-    EnrichedTicket | RoutingDecision | DeadLetter | SlaEvent | BreachRiskScore | ModelMetric
+    EnrichedTicket
+    | RoutingDecision
+    | DeadLetter
+    | SlaEvent
+    | BreachRiskScore
+    | ModelMetric
+    | WindowResult
+    | AnomalyAlert
 )
 """What the analytics sink accepts."""
 
@@ -159,6 +168,32 @@ MODEL_METRIC_COLUMNS: tuple[str, ...] = (
     "drift_detected",
 )
 
+METRICS_MINUTE = "metrics_minute"
+METRICS_MINUTE_COLUMNS: tuple[str, ...] = (
+    "bucket",
+    "dimension",
+    "created",
+    "solved",
+    "reopened",
+    "backlog",
+    "first_reply_p50_seconds",
+    "first_reply_p90_seconds",
+    "resolution_p50_seconds",
+    "resolution_p90_seconds",
+    "breaches",
+    "late_events",
+)
+ANOMALIES = "anomalies"
+ANOMALY_COLUMNS: tuple[str, ...] = (
+    "detected_at",
+    "series",
+    "bucket_start",
+    "observed",
+    "expected",
+    "score",
+    "drivers",
+)
+
 COLUMNS: dict[str, tuple[str, ...]] = {
     TICKET_FACTS: TICKET_FACT_COLUMNS,
     ROUTING_DECISIONS: ROUTING_COLUMNS,
@@ -168,6 +203,8 @@ COLUMNS: dict[str, tuple[str, ...]] = {
     TICKET_SLA: TICKET_SLA_COLUMNS,
     TICKET_RISK: TICKET_RISK_COLUMNS,
     MODEL_METRICS: MODEL_METRIC_COLUMNS,
+    METRICS_MINUTE: METRICS_MINUTE_COLUMNS,
+    ANOMALIES: ANOMALY_COLUMNS,
 }
 """Column order of the tuples :func:`batch_to_rows` produces, per table."""
 
@@ -191,6 +228,8 @@ _UPSERTS: dict[str, _Upsert] = {
     TICKET_FACTS: _Upsert(key=("ticket_id",), where=_NEWER_VERSION),
     ROUTING_DECISIONS: _Upsert(key=("ticket_id",), where=_NEWER_VERSION),
     TICKET_RISK: _Upsert(key=("ticket_id",), where=_NEWER_VERSION),
+    # A window's metrics are recomputed identically on replay; the latest write wins.
+    METRICS_MINUTE: _Upsert(key=("bucket", "dimension"), where="true"),
     # Several clock events can share an instant (apply then pause at creation), so an
     # event of the stored instant replaces the row too, unless it is already in the event
     # log: that is a replay, which must not undo the later event of the same instant. The
@@ -389,6 +428,8 @@ def batch_to_rows(items: Iterable[AnalyticsItem]) -> dict[str, list[tuple[Any, .
     sla_current: dict[tuple[int, str], SlaEvent] = {}
     risks: dict[int, BreachRiskScore] = {}
     metrics: dict[tuple[str, int], ModelMetric] = {}
+    windows: dict[tuple[datetime, str], WindowResult] = {}
+    anomalies: dict[tuple[str, datetime], AnomalyAlert] = {}
     for item in items:
         if isinstance(item, EnrichedTicket):
             seen = facts.get(item.ticket_id)
@@ -415,6 +456,10 @@ def batch_to_rows(items: Iterable[AnalyticsItem]) -> dict[str, list[tuple[Any, .
                 risks[item.ticket_id] = item
         elif isinstance(item, ModelMetric):
             metrics[(item.model, item.n_seen)] = item
+        elif isinstance(item, WindowResult):
+            windows[(item.start, item.dimension)] = item
+        elif isinstance(item, AnomalyAlert):
+            anomalies[(item.series, item.start)] = item
         else:
             raise TypeError(f"PostgresSink cannot write {type(item).__name__}")
     return {
@@ -426,7 +471,42 @@ def batch_to_rows(items: Iterable[AnalyticsItem]) -> dict[str, list[tuple[Any, .
         SLA_EVENTS: [sla_event_row(sla_events[k]) for k in sorted(sla_events)],
         TICKET_RISK: [ticket_risk_row(risks[k]) for k in sorted(risks)],
         MODEL_METRICS: [model_metric_row(metrics[k]) for k in sorted(metrics)],
+        METRICS_MINUTE: [window_row(windows[k]) for k in sorted(windows)],
+        ANOMALIES: [anomaly_row(anomalies[k]) for k in sorted(anomalies)],
     }
+
+
+def window_row(item: WindowResult) -> tuple[Any, ...]:
+    """One ``metrics_minute`` row in :data:`METRICS_MINUTE_COLUMNS` order."""
+    counts = item.counts
+    return (
+        item.start,
+        item.dimension,
+        counts.get("created", 0),
+        counts.get("solved", 0),
+        counts.get("reopened", 0),
+        item.backlog,
+        item.first_reply_p50,
+        item.first_reply_p90,
+        item.resolution_p50,
+        item.resolution_p90,
+        counts.get("breach", 0),
+        item.too_late,
+    )
+
+
+def anomaly_row(item: AnomalyAlert) -> tuple[Any, ...]:
+    """One ``anomalies`` row; drivers as ``{"dimension:value": lift}``, largest first."""
+    drivers = {f"{d.dimension}:{d.value}": round(d.lift, 3) for d in item.drivers}
+    return (
+        datetime.now(UTC),
+        item.series,
+        item.start,
+        item.observed,
+        item.expected,
+        item.score,
+        json.dumps(drivers),
+    )
 
 
 @dataclass(frozen=True)

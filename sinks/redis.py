@@ -35,6 +35,7 @@ from datetime import UTC, datetime, timedelta
 import redis
 from bytewax.outputs import DynamicSink, StatelessSinkPartition
 
+from models.anomaly import AnomalyAlert
 from models.helpdesk import RoutingDecision
 from models.signals import BreachRiskScore
 from models.sla import SlaEvent
@@ -42,7 +43,7 @@ from sinks.retry import backoff
 
 log = logging.getLogger(__name__)
 
-RedisItem = RoutingDecision | SlaEvent | BreachRiskScore
+RedisItem = RoutingDecision | SlaEvent | BreachRiskScore | AnomalyAlert
 """What the Redis sink accepts."""
 
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
@@ -219,7 +220,17 @@ local function apply_risk(K, A)
   end
   return 1
 end
-local handlers = {decision = apply_decision, sla = apply_sla, risk = apply_risk}
+-- Anomaly alert. KEYS: 1 set of alerts already published, 2 alerts stream.
+-- ARGV: 1 alert id (series|bucket start), 2 stream max length, 3 fields (JSON list).
+local function apply_anomaly(K, A)
+  if redis.call('SADD', K[1], A[1]) == 0 then
+    return 0
+  end
+  redis.call('XADD', K[2], 'MAXLEN', '~', A[2], '*', unpack(cjson.decode(A[3])))
+  return 1
+end
+local handlers = {decision = apply_decision, sla = apply_sla, risk = apply_risk,
+                  anomaly = apply_anomaly}
 local applied = 0
 for _, call in ipairs(cjson.decode(ARGV[1])) do
   applied = applied + handlers[call[1]](call[2], call[3])
@@ -423,6 +434,35 @@ def risk_to_redis_args(
     )
 
 
+def anomaly_to_redis_args(
+    alert: AnomalyAlert, prefix: str = "triage", *, stream_maxlen: int = 100_000
+) -> RedisScriptCall:
+    """Publish a volume anomaly on the alerts stream once (pure; no I/O).
+
+    Idempotency key: the series and the bucket start, kept in ``{prefix}:anomalies``.
+    """
+    alert_id = f"{alert.series}|{alert.start.isoformat()}"
+    drivers = [
+        {"dimension": d.dimension, "value": d.value, "observed": d.observed,
+         "expected": round(d.expected, 3), "lift": round(d.lift, 3)}
+        for d in alert.drivers
+    ]  # fmt: skip
+    fields = {
+        "type": "anomaly",
+        "series": alert.series,
+        "start": alert.start.isoformat(),
+        "observed": repr(float(alert.observed)),
+        "expected": repr(round(float(alert.expected), 3)),
+        "score": repr(round(float(alert.score), 3)),
+        "drivers": json.dumps(drivers),
+    }
+    return RedisScriptCall(
+        op="anomaly",
+        keys=[f"{prefix}:anomalies", alerts_key(prefix)],
+        args=[alert_id, str(stream_maxlen), _flat_json(fields)],
+    )
+
+
 def item_to_redis_call(
     item: RedisItem,
     prefix: str = "triage",
@@ -445,6 +485,8 @@ def item_to_redis_call(
         return sla_event_to_redis_args(item, prefix, stream_maxlen=stream_maxlen, sla_ttl=sla_ttl)
     if isinstance(item, BreachRiskScore):
         return risk_to_redis_args(item, prefix, sla_ttl=sla_ttl)
+    if isinstance(item, AnomalyAlert):
+        return anomaly_to_redis_args(item, prefix, stream_maxlen=stream_maxlen)
     raise TypeError(f"RedisSink cannot write {type(item).__name__}")
 
 

@@ -13,6 +13,7 @@ from models.events import DeadLetter, RawChange, SourcePosition
 from models.helpdesk import EnrichedTicket, RoutingDecision
 from models.signals import BreachRiskScore
 from models.sla import SlaEvent
+from models.windows import WindowResult
 from pipelines.flow import build_flow
 from pipelines.settings import PipelineSettings
 
@@ -78,7 +79,7 @@ def feed() -> Feed:
                                SourcePosition(lsn=99_999)))  # fmt: skip
     f.add("ticket_events", "c", {"id": 1, "ticket_id": 11, "kind": "comment",
                                  "author_type": "agent", "body": "See KB-7", "public": True,
-                                 "created_at": "2026-03-02T09:05:00Z"})  # fmt: skip
+                                 "created_at": "2026-03-02T09:00:30Z"})  # fmt: skip
     f.add("tickets", "u", ticket_row(10, "solved"), before=ticket_row(10))
     return f
 
@@ -122,6 +123,10 @@ def test_tickets_are_enriched_routed_released_and_rerouted(feed: Feed) -> None:
     # The agent's reply on ticket 11 fulfils its first-reply clock.
     assert any(e.ticket_id == 11 and e.metric == "first_reply" and e.kind == "fulfill" for e in sla)
     assert any(isinstance(x, BreachRiskScore) for x in analytics)
+    # Minute windows close at the end of the input: three tickets created.
+    windows = [x for x in analytics if isinstance(x, WindowResult) and x.dimension == "all"]
+    assert sum(w.counts["created"] for w in windows) == 3
+    assert sum(w.counts["solved"] for w in windows) == 1
     dead = [x for x in analytics if isinstance(x, DeadLetter)]
     assert len(dead) == 1 and dead[0].stage == "decode_cdc" and dead[0].payload == "{not json"
     assert sum(isinstance(x, RoutingDecision) for x in analytics) == len(decisions)
