@@ -15,6 +15,8 @@ from models.intelligence import ModelMetric
 from models.signals import BreachRiskScore
 from models.sla import SlaEvent
 from sinks.migrations import MigrationError, discover_migrations
+from models.anomaly import AnomalyAlert, Driver
+from models.windows import WindowResult
 from sinks.postgres import (
     COLUMNS,
     DEAD_LETTERS,
@@ -161,6 +163,20 @@ def make_dead_letter(lsn: int | None = 42, stage: str = "decode_cdc") -> DeadLet
     )
 
 
+def make_window() -> WindowResult:
+    at = datetime(2026, 3, 2, 9, 0, tzinfo=UTC)
+    counts = {"created": 2, "solved": 0, "reopened": 0, "first_reply": 0, "breach": 0}
+    return WindowResult(start=at, end=at.replace(minute=1), dimension="all", counts=counts,
+                        first_reply_p50=None, first_reply_p90=None, resolution_p50=None,
+                        resolution_p90=None, backlog=2, late_merged=0, too_late=0)  # fmt: skip
+
+
+def make_anomaly() -> AnomalyAlert:
+    at = datetime(2026, 3, 2, 9, 0, tzinfo=UTC)
+    return AnomalyAlert(series="volume:all", start=at, observed=30.0, expected=5.0, score=8.0,
+                        drivers=(Driver("channel", "chat", 25.0, 1.0, 25.0),))  # fmt: skip
+
+
 class TestBatchToRows:
     def test_every_table_present_and_rows_match_columns(self) -> None:
         rows = batch_to_rows(
@@ -171,18 +187,11 @@ class TestBatchToRows:
                 make_sla_event(),
                 make_risk(),
                 make_metric(),
+                make_window(),
+                make_anomaly(),
             ]
         )
-        assert set(rows) == {
-            TICKET_FACTS,
-            ROUTING_DECISIONS,
-            ROUTING_DECISION_HISTORY,
-            DEAD_LETTERS,
-            SLA_EVENTS,
-            TICKET_SLA,
-            TICKET_RISK,
-            MODEL_METRICS,
-        }
+        assert set(rows) == set(COLUMNS)
         for table, table_rows in rows.items():
             assert len(table_rows) == 1
             assert len(table_rows[0]) == len(COLUMNS[table])
