@@ -9,14 +9,14 @@ from pathlib import Path
 
 import pytest
 
+from models.anomaly import AnomalyAlert, Driver
 from models.events import DeadLetter, SourcePosition
 from models.helpdesk import EnrichedTicket, RoutingDecision, Ticket
 from models.intelligence import ModelMetric
 from models.signals import BreachRiskScore
 from models.sla import SlaEvent
-from sinks.migrations import MigrationError, discover_migrations
-from models.anomaly import AnomalyAlert, Driver
 from models.windows import WindowResult
+from sinks.migrations import MigrationError, discover_migrations
 from sinks.postgres import (
     COLUMNS,
     DEAD_LETTERS,
