@@ -54,7 +54,9 @@ class RedisSettings(BaseModel):
 
 
 class ElasticsearchSettings(BaseModel):
-    url: str | None = Field(default=None, description="unset: PostgreSQL full-text search")
+    """Reserved for the search sink, which is not built yet (nothing reads it)."""
+
+    url: str | None = Field(default=None, description="not used yet")
     api_key: SecretStr | None = None
 
 
