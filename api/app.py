@@ -14,7 +14,7 @@ from psycopg_pool import ConnectionPool, PoolTimeout
 from redis.backoff import ExponentialBackoff
 from redis.retry import Retry
 
-from api.routes import health, routing, sla
+from api.routes import health, reports, routing, sla
 from api.settings import ApiSettings
 
 log = logging.getLogger(__name__)
@@ -99,4 +99,5 @@ def create_app(settings: ApiSettings) -> FastAPI:
     app.include_router(health.router)
     app.include_router(routing.router)
     app.include_router(sla.router)
+    app.include_router(reports.router)
     return app

@@ -220,6 +220,32 @@ def forecast(
     sys.stdout.write(json.dumps(result) + "\n")
 
 
+@app.command()
+def report(
+    day: Annotated[str | None, typer.Option(help="UTC day YYYY-MM-DD (default: today).")] = None,
+    state_dir: StateDir = None,
+) -> None:
+    """Print the daily summary (Markdown) from the analytics store."""
+    from datetime import UTC, date, datetime
+
+    import psycopg
+
+    from api.reports import daily_stats
+    from models.summary import render_daily_summary
+    from triage.runtime import open_stack
+
+    settings = _settings(state_dir)
+    try:
+        wanted = date.fromisoformat(day) if day else datetime.now(UTC).date()
+    except ValueError as exc:
+        raise _fail(f"--day must be YYYY-MM-DD, got {day!r}", 2) from exc
+    with (
+        open_stack(settings, settings.state_dir / "services") as stack,
+        psycopg.connect(stack.analytics_dsn) as conn,
+    ):
+        sys.stdout.write(render_daily_summary(daily_stats(conn, wanted)))
+
+
 warehouse_app = typer.Typer(help="The Parquet warehouse read by BI tools.")
 app.add_typer(warehouse_app, name="warehouse")
 

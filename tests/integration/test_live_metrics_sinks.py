@@ -58,3 +58,23 @@ def test_anomaly_alert_is_published_once_on_the_alerts_stream(redis_url: str, un
     fields = entries[0][1]
     assert fields[b"type"] == b"anomaly" and fields[b"series"] == b"volume:category=billing"
     assert b"chat" in fields[b"drivers"]
+
+
+def test_daily_report_endpoint_reads_the_analytics_store(pg_dsn: str, redis_url: str) -> None:
+    from fastapi.testclient import TestClient
+
+    from api.app import create_app
+    from api.settings import ApiSettings
+
+    migrate(Stack(source_dsn=pg_dsn, analytics_dsn=pg_dsn, redis_url=redis_url))
+    part = PostgresSink(pg_dsn).build("write_analytics", 0, 1)
+    part.write_batch([ALERT])
+    part.close()
+    app = create_app(ApiSettings(redis_url=redis_url, analytics_dsn=pg_dsn))
+    with TestClient(app) as client:
+        md = client.get("/v1/reports/daily", params={"day": "2026-03-02"})
+        assert md.status_code == 200 and md.headers["content-type"].startswith("text/markdown")
+        assert "volume:category=billing" in md.text and "channel:chat" in md.text
+        data = client.get("/v1/reports/daily", params={"day": "2026-03-02", "format": "json"})
+        assert data.json()["created"] == 0 and len(data.json()["anomalies"]) == 1
+        assert client.get("/v1/reports/daily", params={"day": "not-a-day"}).status_code == 422
