@@ -11,6 +11,7 @@ from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 
 from models.breach_risk import BreachRiskFeatures, BreachRiskModel
+from models.burnout import AgentWorkload, WorkloadScore
 from models.helpdesk import Agent, EnrichedTicket, RoutingDecision
 from models.routing import (
     AgentRanker,
@@ -22,7 +23,7 @@ from models.routing import (
 from models.signals import BreachRiskScore
 from models.sla import SlaEvent, SlaTracker, TicketComment, TicketUpdate
 
-QueueOutput = RoutingDecision | SlaEvent | BreachRiskScore
+QueueOutput = RoutingDecision | SlaEvent | BreachRiskScore | WorkloadScore
 
 
 @dataclass
@@ -37,6 +38,7 @@ class _RiskContext:
     breached: bool = False
     last_features: BreachRiskFeatures | None = None
     last_risk: float | None = None
+    agent_id: int | None = None
 
 
 @dataclass
@@ -64,6 +66,8 @@ class QueueState:
     risk_version: int = 0
     next_rescore: datetime | None = None
     rescore_batch: int = 200
+    workload: dict[int, AgentWorkload] = field(default_factory=dict)
+    workload_bucket: datetime | None = None
     min_risk_change: float = 0.05
     rescore_cursor: int = 0
 
@@ -100,13 +104,44 @@ class QueueState:
             RoutingRequest.from_enriched(et),
             sla_deadline=self.sla.next_deadline(ticket.id),
         )
-        out += self.router.on_ticket(request, at=et.committed_at)
+        decisions = self.router.on_ticket(request, at=et.committed_at)
+        out += decisions
+        for decision in decisions:
+            if decision.status == "assigned" and decision.agent_id is not None:
+                self._on_assignment(decision.agent_id, et)
         if ticket.is_open and et.op != "d":
             score = self._score(ticket.id, now)
             if score is not None:
                 out.append(score)
         else:
-            self._learn_outcome(ticket.id)
+            self._learn_outcome(ticket.id, et.committed_at)
+        return out
+
+    def _on_assignment(self, agent_id: int, et: EnrichedTicket) -> None:
+        agent = self.router.agents.get(agent_id)
+        on_shift = agent.on_shift(et.committed_at) if agent is not None else True
+        self.workload.setdefault(agent_id, AgentWorkload()).on_assignment(
+            on_shift=on_shift, negative=et.sentiment_label == "negative", at=et.committed_at
+        )
+        ctx = self.risk_context.get(et.ticket.id)
+        if ctx is not None:
+            ctx.agent_id = agent_id
+
+    def workload_scores(self, now: datetime) -> list[QueueOutput]:
+        """One load sample and burnout risk per agent, at most once per minute."""
+        bucket = now.replace(second=0, microsecond=0)
+        if self.workload_bucket is not None and bucket <= self.workload_bucket:
+            return []
+        self.workload_bucket = bucket
+        out: list[QueueOutput] = []
+        for agent in self.router.agents.values():
+            assigned = self.router.load.get(agent.id, 0)
+            state = self.workload.setdefault(agent.id, AgentWorkload())
+            state.sample_load(assigned, agent.capacity, now)
+            risk, reasons = state.risk()
+            out.append(
+                WorkloadScore(agent.id, self.queue, bucket, assigned, agent.capacity, risk, reasons)
+            )
         return out
 
     def on_comment(self, comment: TicketComment) -> list[QueueOutput]:
@@ -128,6 +163,7 @@ class QueueState:
         out += events
         if self.next_rescore is None or now >= self.next_rescore:
             self.next_rescore = now + self.rescore_every
+            out += self.workload_scores(now)
             # Routing stays event-driven (held tickets move on ticket or agent changes):
             # a decision made on a timer would differ when a restart replays the events,
             # and the live and analytics stores could then disagree.
@@ -148,7 +184,7 @@ class QueueState:
         """When :meth:`tick` next has something to do (a deadline or a rescoring)."""
         due = self.sla.next_due()
         candidates = [due] if due is not None else []
-        if self.risk_context:
+        if self.risk_context or self.router.agents:
             candidates.append(self.next_rescore or datetime.now(UTC))
         return min(candidates, default=None)
 
@@ -221,9 +257,15 @@ class QueueState:
             version=self.risk_version,
         )
 
-    def _learn_outcome(self, ticket_id: int) -> None:
+    def _learn_outcome(self, ticket_id: int, at: datetime) -> None:
         ctx = self.risk_context.pop(ticket_id, None)
-        if ctx is not None and ctx.last_features is not None:
+        if ctx is None:
+            return
+        if ctx.agent_id is not None and ctx.last_features is not None:
+            self.workload.setdefault(ctx.agent_id, AgentWorkload()).on_outcome(
+                breached=ctx.breached, at=at
+            )
+        if ctx.last_features is not None:
             self.risk.learn_one(ctx.last_features, ctx.breached)
 
 

@@ -33,6 +33,7 @@ from bytewax.outputs import Sink
 from connectors.debezium import DecodeError, decode_change_event
 from models.affinity import AffinityModel, LearnedRanker, RoundRobinRanker
 from models.anomaly import AnomalyAlert
+from models.burnout import WorkloadScore
 from models.enrichment import CustomerContext, TicketEnricher
 from models.events import ChangeEvent, DeadLetter, RawChange
 from models.helpdesk import (
@@ -424,7 +425,7 @@ def build_flow(
         "write_live",
         op.merge(
             "merge_live",
-            queue_out,
+            op.filter("select_live", queue_out, lambda x: not isinstance(x, WorkloadScore)),
             op.filter("select_alerts", live_metrics, lambda x: isinstance(x, AnomalyAlert)),
         ),
         decision_sink,

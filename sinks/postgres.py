@@ -20,6 +20,7 @@ from bytewax.outputs import DynamicSink, StatelessSinkPartition
 from psycopg import sql
 
 from models.anomaly import AnomalyAlert
+from models.burnout import WorkloadScore
 from models.events import DeadLetter
 from models.helpdesk import EnrichedTicket, RoutingDecision
 from models.intelligence import ModelMetric
@@ -39,6 +40,7 @@ AnalyticsItem = (
     | ModelMetric
     | WindowResult
     | AnomalyAlert
+    | WorkloadScore
 )
 """What the analytics sink accepts."""
 
@@ -183,6 +185,16 @@ METRICS_MINUTE_COLUMNS: tuple[str, ...] = (
     "breaches",
     "late_events",
 )
+AGENT_LOAD = "agent_load"
+AGENT_LOAD_COLUMNS: tuple[str, ...] = (
+    "bucket",
+    "agent_id",
+    "queue",
+    "assigned",
+    "capacity",
+    "burnout_risk",
+    "burnout_reasons",
+)
 ANOMALIES = "anomalies"
 ANOMALY_COLUMNS: tuple[str, ...] = (
     "detected_at",
@@ -205,6 +217,7 @@ COLUMNS: dict[str, tuple[str, ...]] = {
     MODEL_METRICS: MODEL_METRIC_COLUMNS,
     METRICS_MINUTE: METRICS_MINUTE_COLUMNS,
     ANOMALIES: ANOMALY_COLUMNS,
+    AGENT_LOAD: AGENT_LOAD_COLUMNS,
 }
 """Column order of the tuples :func:`batch_to_rows` produces, per table."""
 
@@ -230,6 +243,7 @@ _UPSERTS: dict[str, _Upsert] = {
     TICKET_RISK: _Upsert(key=("ticket_id",), where=_NEWER_VERSION),
     # A window's metrics are recomputed identically on replay; the latest write wins.
     METRICS_MINUTE: _Upsert(key=("bucket", "dimension"), where="true"),
+    AGENT_LOAD: _Upsert(key=("bucket", "agent_id", "queue"), where="true"),
     # Several clock events can share an instant (apply then pause at creation), so an
     # event of the stored instant replaces the row too, unless it is already in the event
     # log: that is a replay, which must not undo the later event of the same instant. The
@@ -430,6 +444,7 @@ def batch_to_rows(items: Iterable[AnalyticsItem]) -> dict[str, list[tuple[Any, .
     metrics: dict[tuple[str, int], ModelMetric] = {}
     windows: dict[tuple[datetime, str], WindowResult] = {}
     anomalies: dict[tuple[str, datetime], AnomalyAlert] = {}
+    loads: dict[tuple[datetime, int, str], WorkloadScore] = {}
     for item in items:
         if isinstance(item, EnrichedTicket):
             seen = facts.get(item.ticket_id)
@@ -460,6 +475,8 @@ def batch_to_rows(items: Iterable[AnalyticsItem]) -> dict[str, list[tuple[Any, .
             windows[(item.start, item.dimension)] = item
         elif isinstance(item, AnomalyAlert):
             anomalies[(item.series, item.start)] = item
+        elif isinstance(item, WorkloadScore):
+            loads[(item.at, item.agent_id, item.queue)] = item
         else:
             raise TypeError(f"PostgresSink cannot write {type(item).__name__}")
     return {
@@ -473,6 +490,10 @@ def batch_to_rows(items: Iterable[AnalyticsItem]) -> dict[str, list[tuple[Any, .
         MODEL_METRICS: [model_metric_row(metrics[k]) for k in sorted(metrics)],
         METRICS_MINUTE: [window_row(windows[k]) for k in sorted(windows)],
         ANOMALIES: [anomaly_row(anomalies[k]) for k in sorted(anomalies)],
+        AGENT_LOAD: [
+            (w.at, w.agent_id, w.queue, w.assigned, w.capacity, w.risk, list(w.reasons))
+            for w in (loads[k] for k in sorted(loads))
+        ],
     }
 
 

@@ -78,3 +78,19 @@ def test_daily_report_endpoint_reads_the_analytics_store(pg_dsn: str, redis_url:
         data = client.get("/v1/reports/daily", params={"day": "2026-03-02", "format": "json"})
         assert data.json()["created"] == 0 and len(data.json()["anomalies"]) == 1
         assert client.get("/v1/reports/daily", params={"day": "not-a-day"}).status_code == 422
+
+
+def test_agent_load_samples_carry_burnout_risk(pg_dsn: str) -> None:
+    from models.burnout import WorkloadScore
+
+    migrate(Stack(source_dsn=pg_dsn, analytics_dsn=pg_dsn, redis_url="redis://unused"))
+    part = PostgresSink(pg_dsn).build("write_analytics", 0, 1)
+    sample = WorkloadScore(7, "billing", T0, 4, 5, 52.0, ("load 80%", "negative 40%"))
+    part.write_batch([sample, sample])
+    part.close()
+    with psycopg.connect(pg_dsn) as conn:
+        rows = conn.execute(
+            "SELECT agent_id, queue, assigned, capacity, burnout_risk, burnout_reasons"
+            " FROM analytics.agent_load"
+        ).fetchall()
+    assert rows == [(7, "billing", 4, 5, 52.0, ["load 80%", "negative 40%"])]

@@ -84,3 +84,18 @@ def test_state_pickles_and_pending_pauses_clock_and_load() -> None:
     assert q.router.load[1] == 0 and not q.sla.clock_running(10)
     restored = pickle.loads(pickle.dumps(q))
     assert restored.router.load == q.router.load and len(restored.sla) == 1
+
+
+def test_tick_samples_agent_load_once_a_minute_with_burnout_risk() -> None:
+    from models.burnout import WorkloadScore
+
+    q = QueueState(queue="billing")
+    q.on_agent(agent(1), version=1, at=T0)
+    angry = replace(ticket(10, priority="normal"), sentiment_label="negative", sentiment=-0.8)
+    q.on_ticket(angry, now=T0)
+    first = [x for x in q.tick(T0 + timedelta(seconds=10)) if isinstance(x, WorkloadScore)]
+    assert [(w.agent_id, w.assigned, w.capacity) for w in first] == [(1, 1, 3)]
+    assert first[0].risk > 0 and any("negative" in r for r in first[0].reasons)
+    # Within the same minute nothing is sampled again.
+    again = q.tick(T0 + timedelta(seconds=40))
+    assert not [x for x in again if isinstance(x, WorkloadScore)]

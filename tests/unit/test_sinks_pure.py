@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 
 from models.anomaly import AnomalyAlert, Driver
+from models.burnout import WorkloadScore
 from models.events import DeadLetter, SourcePosition
 from models.helpdesk import EnrichedTicket, RoutingDecision, Ticket
 from models.intelligence import ModelMetric
@@ -189,6 +190,9 @@ class TestBatchToRows:
                 make_metric(),
                 make_window(),
                 make_anomaly(),
+                WorkloadScore(
+                    3, "billing", datetime(2026, 3, 2, 9, 0, tzinfo=UTC), 2, 5, 12.5, ("load 40%",)
+                ),
             ]
         )
         assert set(rows) == set(COLUMNS)
