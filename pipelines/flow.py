@@ -13,6 +13,7 @@ Step graph::
       → route_ticket      (keyed by queue: SLA clocks, routing, breach risk; agents join here)
     tickets + decisions + SLA events + risks + model metrics + dead letters → write_analytics
     decisions + SLA events + risks → write_live
+    anomaly alerts + SLA breaches → publish_alerts   (optional, e.g. Kafka triage.alerts)
 """
 
 from __future__ import annotations
@@ -318,6 +319,10 @@ def _is(kind: type) -> Callable[[Any], bool]:
     return lambda x: isinstance(x, kind)
 
 
+def _is_breach(item: Any) -> bool:
+    return isinstance(item, SlaEvent) and item.kind == "breach"
+
+
 def build_flow(
     settings: PipelineSettings,
     *,
@@ -325,6 +330,7 @@ def build_flow(
     analytics_sink: Sink[Any],
     decision_sink: Sink[Any],
     warehouse_sink: Sink[Any] | None = None,
+    alert_sink: Sink[Any] | None = None,
 ) -> Dataflow:
     """Build the triage dataflow for a source of raw CDC records and the two sinks.
 
@@ -338,6 +344,8 @@ def build_flow(
             live store (Redis).
         warehouse_sink: optional; receives enriched tickets, routing decisions, SLA
             events and model metrics for the BI warehouse (Parquet).
+        alert_sink: optional; receives anomaly alerts and SLA breach events (e.g. the
+            Kafka ``triage.alerts`` topic).
     """
     policy = settings.routing_policy()
     detector = LanguageDetector(settings.languages)
@@ -420,16 +428,20 @@ def build_flow(
         op.map("drop_metric_key", to_metrics.trues, _value),
         dead,
     )
+    anomaly_alerts = op.filter("select_alerts", live_metrics, _is(AnomalyAlert))
     # The live store first: agent tooling waits on it, analysts do not.
     op.output(
         "write_live",
         op.merge(
             "merge_live",
             op.filter("select_live", queue_out, lambda x: not isinstance(x, WorkloadScore)),
-            op.filter("select_alerts", live_metrics, lambda x: isinstance(x, AnomalyAlert)),
+            anomaly_alerts,
         ),
         decision_sink,
     )
+    if alert_sink is not None:
+        breaches = op.filter("select_breaches", queue_out, _is_breach)
+        op.output("publish_alerts", op.merge("merge_alerts", anomaly_alerts, breaches), alert_sink)
     op.output("write_analytics", analytics, analytics_sink)
     if warehouse_sink is not None:
         for_warehouse = op.filter(
