@@ -79,7 +79,11 @@ def migrate(stack: Stack, *, timescale: bool = True) -> list[str]:
 
 
 def build_pipeline(settings: AppSettings, stack: Stack, recovery_dir: Path):
-    """The dataflow with the configured source and the analytics + Redis sinks."""
+    """The dataflow with the configured source and sinks.
+
+    Analytics and Redis always; the warehouse when enabled; the Kafka alerts topic when
+    ``settings.publishes_alerts`` (by default in Kafka mode).
+    """
     from bytewax.dataflow import Dataflow, Stream
     from bytewax.inputs import Source
 
@@ -126,12 +130,18 @@ def build_pipeline(settings: AppSettings, stack: Stack, recovery_dir: Path):
             settings.warehouse.path or settings.state_dir / "warehouse",
             allow_pii=settings.warehouse.allow_pii,
         )
+    alerts = None
+    if settings.publishes_alerts:
+        from sinks.kafka_alerts import KafkaAlertSink
+
+        alerts = KafkaAlertSink(settings.kafka.brokers, topic=settings.kafka.alerts_topic)
     return build_flow(
         settings.pipeline,
         source=source,
         analytics_sink=PostgresSink(stack.analytics_dsn),
         decision_sink=RedisSink(stack.redis_url, prefix=settings.redis.key_prefix),
         warehouse_sink=warehouse,
+        alert_sink=alerts,
     )
 
 

@@ -2,8 +2,9 @@
 
 Only this module reads the environment (prefix ``TRIAGE_``, nested with ``__``), e.g.
 ``TRIAGE_SOURCE__DSN``, ``TRIAGE_REDIS__URL``, ``TRIAGE_CDC__MODE=kafka``,
-``TRIAGE_KAFKA__BROKERS='["kafka:9092"]'``. A component whose URL is unset runs on the
-embedded default: a private PostgreSQL / Redis started under ``state_dir``.
+``TRIAGE_KAFKA__BROKERS='["kafka:9092"]'``, ``TRIAGE_KAFKA__PUBLISH_ALERTS=true``. A
+component whose URL is unset runs on the embedded default: a private PostgreSQL / Redis
+started under ``state_dir``.
 """
 
 from __future__ import annotations
@@ -38,6 +39,12 @@ class CdcSettings(BaseModel):
 class KafkaAppSettings(BaseModel):
     brokers: list[str] = Field(default_factory=lambda: ["localhost:9092"])
     connect_url: str = "http://localhost:8083"
+    alerts_topic: str = Field(
+        default="triage.alerts", min_length=1, description="anomaly alerts and SLA breaches"
+    )
+    publish_alerts: bool | None = Field(
+        default=None, description="unset: publish alerts to Kafka when cdc.mode is kafka"
+    )
 
 
 class AnalyticsSettings(BaseModel):
@@ -98,3 +105,14 @@ class AppSettings(BaseSettings):
     api: ApiServerSettings = ApiServerSettings()
     pipeline: PipelineSettings = PipelineSettings()
     log_level: str = "WARNING"
+
+    @property
+    def publishes_alerts(self) -> bool:
+        """Whether the pipeline publishes alerts to ``kafka.alerts_topic``.
+
+        ``kafka.publish_alerts`` decides when set; unset, alerts go to Kafka exactly when
+        the CDC input comes from Kafka (production), not in the embedded mode.
+        """
+        if self.kafka.publish_alerts is not None:
+            return self.kafka.publish_alerts
+        return self.cdc.mode == "kafka"
