@@ -497,6 +497,22 @@ def batch_to_rows(items: Iterable[AnalyticsItem]) -> dict[str, list[tuple[Any, .
     }
 
 
+def rollup_hours(rows: dict[str, list[tuple[Any, ...]]]) -> list[datetime]:
+    """The UTC hours whose hourly rollups a batch of rows changes, sorted.
+
+    Minute metrics and agent load roll up by their bucket, SLA events by their time when
+    they are an outcome (fulfilled or breached); other tables have no rollup.
+    """
+    at_index = SLA_EVENT_COLUMNS.index("at")
+    kind_index = SLA_EVENT_COLUMNS.index("kind")
+    stamps = [r[0] for r in rows.get(METRICS_MINUTE, ())]
+    stamps += [r[0] for r in rows.get(AGENT_LOAD, ())]
+    stamps += [
+        r[at_index] for r in rows.get(SLA_EVENTS, ()) if r[kind_index] in ("fulfill", "breach")
+    ]
+    return sorted({s.astimezone(UTC).replace(minute=0, second=0, microsecond=0) for s in stamps})
+
+
 def window_row(item: WindowResult) -> tuple[Any, ...]:
     """One ``metrics_minute`` row in :data:`METRICS_MINUTE_COLUMNS` order."""
     counts = item.counts
@@ -595,6 +611,7 @@ class _PostgresPartition(StatelessSinkPartition[AnalyticsItem]):
         self._max_retries = max_retries
         self._statements = {table: _statements(schema, table) for table in COLUMNS}
         self._conn: psycopg.Connection[Any] | None = None
+        self._refresh_rollups: sql.Composed | None = None
         # Fail at start-up, not at the first batch, when the store or schema is missing.
         self._conn = self._connect()
 
@@ -616,6 +633,19 @@ class _PostgresPartition(StatelessSinkPartition[AnalyticsItem]):
             with conn.transaction():
                 for stmt in self._statements.values():
                     conn.execute(stmt.create_staging)
+                # Plain PostgreSQL keeps hourly rollup tables next to the minute tables
+                # (006_dashboard_rollups); under TimescaleDB continuous aggregates do it.
+                found = conn.execute(
+                    "SELECT to_regprocedure(%s)",
+                    (f"{self._schema}.refresh_rollups(timestamptz[])",),
+                ).fetchone()
+                self._refresh_rollups = (
+                    sql.SQL("SELECT {}(%s::timestamptz[])").format(
+                        sql.Identifier(self._schema, "refresh_rollups")
+                    )
+                    if found is not None and found[0] is not None
+                    else None
+                )
         except BaseException:
             conn.close()
             raise
@@ -664,6 +694,9 @@ class _PostgresPartition(StatelessSinkPartition[AnalyticsItem]):
                         for row in table_rows:
                             copy.write_row(row)
                     cur.execute(stmt.merge)
+            hours = rollup_hours(rows)
+            if hours and self._refresh_rollups is not None:
+                conn.execute(self._refresh_rollups, (hours,))
 
     def _discard_connection(self) -> None:
         conn, self._conn = self._conn, None

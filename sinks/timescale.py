@@ -5,9 +5,10 @@ tables, views and a ``time_bucket`` shim. :func:`apply_timescale` upgrades such 
 place when TimescaleDB is there:
 
 * time-series tables become hypertables (existing rows are moved into chunks);
-* the rollup views ``metrics_hourly`` and ``agent_load_hourly`` are replaced by continuous
+* the rollups ``metrics_hourly``, ``agent_load_hourly`` and ``sla_hourly`` (tables the sink
+  refreshes on plain PostgreSQL, 006_dashboard_rollups) are replaced by continuous
   aggregates of the same names and columns (real-time: recent, not yet materialised rows
-  are included, as the views did), each with a refresh policy;
+  are included), each with a refresh policy; ``refresh_rollups`` then skips them;
 * compression and retention policies are added;
 * the ``time_bucket`` shim is dropped so that the extension's own function is used.
 
@@ -134,7 +135,13 @@ CONTINUOUS_AGGREGATES: tuple[ContinuousAggregate, ...] = (
         " last(m.backlog, m.bucket) AS backlog_last, max(m.backlog) AS backlog_max,"
         " max(m.first_reply_p90_seconds) AS first_reply_p90_max_seconds,"
         " max(m.resolution_p90_seconds) AS resolution_p90_max_seconds,"
-        " sum(m.breaches) AS breaches, sum(m.late_events) AS late_events"
+        " sum(m.breaches) AS breaches, sum(m.late_events) AS late_events,"
+        " sum(m.first_reply_p50_seconds) AS first_reply_p50_sum_seconds,"
+        " sum(m.first_reply_p90_seconds) AS first_reply_p90_sum_seconds,"
+        " count(m.first_reply_p50_seconds) AS first_reply_minutes,"
+        " sum(m.resolution_p50_seconds) AS resolution_p50_sum_seconds,"
+        " sum(m.resolution_p90_seconds) AS resolution_p90_sum_seconds,"
+        " count(m.resolution_p50_seconds) AS resolution_minutes"
         " FROM {schema}.metrics_minute AS m"
         " GROUP BY {time_bucket}(interval '1 hour', m.bucket), m.dimension",
         start_offset=timedelta(days=3),
@@ -147,15 +154,30 @@ CONTINUOUS_AGGREGATES: tuple[ContinuousAggregate, ...] = (
         " max(l.assigned) AS assigned_max,"
         " avg(l.assigned)::double precision AS assigned_avg,"
         " max(l.capacity) AS capacity_max,"
-        " max(l.assigned::double precision / nullif(l.capacity, 0)) AS utilisation_max"
+        " max(l.assigned::double precision / nullif(l.capacity, 0)) AS utilisation_max,"
+        " sum(l.assigned) AS assigned_sum, sum(l.capacity) AS capacity_sum,"
+        " count(*) AS samples, max(l.burnout_risk) AS burnout_risk_max"
         " FROM {schema}.agent_load AS l"
         " GROUP BY {time_bucket}(interval '1 hour', l.bucket), l.agent_id, l.queue",
         start_offset=timedelta(days=3),
         end_offset=timedelta(hours=1),
         schedule_interval=timedelta(minutes=30),
     ),
+    ContinuousAggregate(
+        "sla_hourly",
+        "SELECT {time_bucket}(interval '1 hour', e.at) AS bucket, e.metric,"
+        " sum(CASE WHEN e.kind = 'fulfill' AND NOT e.breached THEN 1 ELSE 0 END) AS met,"
+        " sum(CASE WHEN e.kind = 'breach' THEN 1 ELSE 0 END) AS missed"
+        " FROM {schema}.sla_events AS e"
+        " WHERE e.kind IN ('fulfill', 'breach')"
+        " GROUP BY {time_bucket}(interval '1 hour', e.at), e.metric",
+        # SLA outcomes can be recorded well after the fact (a replayed backlog).
+        start_offset=timedelta(days=7),
+        end_offset=timedelta(hours=1),
+        schedule_interval=timedelta(minutes=30),
+    ),
 )
-"""Continuous aggregates with the same names and columns as the views of 003_timeseries."""
+"""Continuous aggregates with the same names and columns as the rollup tables of 006."""
 
 
 def apply_timescale(
@@ -347,7 +369,17 @@ def _create_continuous_aggregate(
     if exists is not None:
         return False
     target = sql.Identifier(schema, cagg.name)
-    conn.execute(sql.SQL("DROP VIEW IF EXISTS {}").format(target))
+    # Plain PostgreSQL keeps the rollup as a view (003) or a table the sink refreshes (006).
+    kind = _scalar(
+        conn,
+        "SELECT c.relkind::text FROM pg_class AS c JOIN pg_namespace AS n"
+        " ON n.oid = c.relnamespace WHERE n.nspname = %s AND c.relname = %s",
+        (schema, cagg.name),
+    )
+    if kind == "r":
+        conn.execute(sql.SQL("DROP TABLE {}").format(target))
+    elif kind == "v":
+        conn.execute(sql.SQL("DROP VIEW {}").format(target))
     query = sql.SQL(cagg.query).format(
         schema=sql.Identifier(schema),
         time_bucket=sql.Identifier(ts_schema, "time_bucket"),

@@ -44,7 +44,13 @@ def test_windows_upsert_and_anomalies_insert_once(pg_dsn: str) -> None:
         anomalies = conn.execute(
             "SELECT series, observed, drivers FROM analytics.anomalies"
         ).fetchall()
+        # The sink refreshes the hour's rollup in the same transaction: the replayed
+        # window replaces, not adds to, the first one.
+        hourly = conn.execute(
+            "SELECT bucket, dimension, created, breaches FROM analytics.metrics_hourly"
+        ).fetchall()
     assert rows == [("all", 5, 1, 1, 7, 1, 30.0)]
+    assert hourly == [(T0, "all", 5, 1)]
     assert anomalies == [("volume:category=billing", 40.0, {"channel:chat": 36.0})]
 
 
@@ -93,4 +99,9 @@ def test_agent_load_samples_carry_burnout_risk(pg_dsn: str) -> None:
             "SELECT agent_id, queue, assigned, capacity, burnout_risk, burnout_reasons"
             " FROM analytics.agent_load"
         ).fetchall()
+        hourly = conn.execute(
+            "SELECT bucket, agent_id, assigned_sum, capacity_sum, burnout_risk_max"
+            " FROM analytics.agent_load_hourly"
+        ).fetchall()
     assert rows == [(7, "billing", 4, 5, 52.0, ["load 80%", "negative 40%"])]
+    assert hourly == [(T0, 7, 4, 5, 52.0)]

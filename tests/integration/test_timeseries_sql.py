@@ -1,7 +1,9 @@
-"""003_timeseries on plain PostgreSQL: idempotent DDL, the time_bucket shim, report views."""
+"""The time-series migrations on plain PostgreSQL: idempotent DDL, the time_bucket shim,
+report views and the hourly rollups."""
 
 from __future__ import annotations
 
+import shutil
 from datetime import UTC, date, datetime
 from pathlib import Path
 from typing import Any
@@ -29,21 +31,46 @@ def _one(dsn: str, query: str, params: tuple[Any, ...] = ()) -> Any:
     return row[0]
 
 
-def test_migration_applies_and_is_idempotent(pg_dsn: str) -> None:
+def test_migration_applies_and_is_idempotent(pg_dsn: str, tmp_path: Path) -> None:
     applied = apply_migrations(pg_dsn, ANALYTICS_SQL)
-    assert "003_timeseries" in applied
+    assert {"003_timeseries", "006_dashboard_rollups"} <= set(applied)
     assert apply_migrations(pg_dsn, ANALYTICS_SQL) == []
-    # Running the file itself again (not only skipping it) must also succeed.
-    content = (ANALYTICS_SQL / "003_timeseries.sql").read_bytes()
+    # Running a file itself again (not only skipping it) must also succeed, in the state
+    # the files after it have not changed yet: 006 turns 003's rollup views into tables.
     with psycopg.connect(pg_dsn, autocommit=True) as conn:
-        conn.execute(content)
-        conn.execute(content)
+        conn.execute("DROP SCHEMA analytics CASCADE")
+    early = tmp_path / "through_005"
+    early.mkdir()
+    for path in sorted(ANALYTICS_SQL.glob("*.sql")):
+        if path.name < "006":
+            shutil.copy(path, early / path.name)
+    apply_migrations(pg_dsn, early)
+    with psycopg.connect(pg_dsn, autocommit=True) as conn:
+        for _ in range(2):
+            conn.execute((ANALYTICS_SQL / "003_timeseries.sql").read_bytes())
+    assert apply_migrations(pg_dsn, ANALYTICS_SQL) == ["006_dashboard_rollups"]
+    with psycopg.connect(pg_dsn, autocommit=True) as conn:
+        for _ in range(2):
+            conn.execute((ANALYTICS_SQL / "006_dashboard_rollups.sql").read_bytes())
         tables = {
             r[0]
             for r in conn.execute(
                 "SELECT table_name FROM information_schema.tables WHERE table_schema = 'analytics'"
             )
         }
+        kinds = dict(
+            conn.execute(
+                "SELECT relname, relkind::text FROM pg_class WHERE relname = ANY(%s)"
+                " AND relnamespace = 'analytics'::regnamespace",
+                (["metrics_hourly", "agent_load_hourly", "sla_hourly", "volume_hourly"],),
+            ).fetchall()
+        )
+    assert kinds == {
+        "metrics_hourly": "r",
+        "agent_load_hourly": "r",
+        "sla_hourly": "r",
+        "volume_hourly": "v",
+    }
     assert {
         "metrics_minute",
         "agent_load",
@@ -56,6 +83,7 @@ def test_migration_applies_and_is_idempotent(pg_dsn: str) -> None:
         "sla_compliance_daily",
         "metrics_hourly",
         "agent_load_hourly",
+        "sla_hourly",
     } <= tables
 
 
@@ -274,34 +302,70 @@ def test_views_on_inserted_facts(analytics_dsn: str) -> None:
     ]
 
 
-def test_rollup_views_over_time_series(analytics_dsn: str) -> None:
+def test_hourly_rollups_recompute_touched_hours(analytics_dsn: str) -> None:
     with psycopg.connect(analytics_dsn, autocommit=True) as conn:
         conn.execute(
             "INSERT INTO analytics.metrics_minute (bucket, dimension, created, solved, backlog,"
-            " first_reply_p90_seconds, breaches, late_events) VALUES"
-            " ('2024-05-01 10:00+00', 'all', 3, 1, 10, 60, 0, 0),"
-            " ('2024-05-01 10:59+00', 'all', 2, 2, 12, 90, 1, 1),"
-            " ('2024-05-01 11:00+00', 'all', 1, 0, 13, NULL, 0, 0)"
+            " first_reply_p50_seconds, first_reply_p90_seconds, breaches, late_events) VALUES"
+            " ('2024-05-01 10:00+00', 'all', 3, 1, 10, 30, 60, 0, 0),"
+            " ('2024-05-01 10:59+00', 'all', 2, 2, 12, 50, 90, 1, 1),"
+            " ('2024-05-01 11:00+00', 'all', 1, 0, 13, NULL, NULL, 0, 0)"
         )
         conn.execute(
-            "INSERT INTO analytics.agent_load VALUES"
-            " ('2024-05-01 10:00+00', 7, 'billing', 2, 4),"
-            " ('2024-05-01 10:30+00', 7, 'billing', 4, 4)"
+            "INSERT INTO analytics.agent_load (bucket, agent_id, queue, assigned, capacity,"
+            " burnout_risk) VALUES"
+            " ('2024-05-01 10:00+00', 7, 'billing', 2, 4, 20),"
+            " ('2024-05-01 10:30+00', 7, 'billing', 4, 4, 55)"
         )
+        conn.execute(
+            "INSERT INTO analytics.sla_events (ticket_id, metric, kind, at, policy,"
+            " business_seconds_elapsed, paused_seconds, breached) VALUES"
+            " (1, 'first_reply', 'fulfill', '2024-05-01 10:10+00', 'p', 60, 0, false),"
+            " (2, 'first_reply', 'breach', '2024-05-01 10:20+00', 'p', 60, 0, true),"
+            # Fulfilled late: already counted as missed at its breach.
+            " (2, 'first_reply', 'fulfill', '2024-05-01 10:40+00', 'p', 90, 0, true),"
+            " (3, 'first_reply', 'apply', '2024-05-01 10:50+00', 'p', 0, 0, false)"
+        )
+        # Nothing is rolled up until the hours are refreshed (the sink does it).
+        assert conn.execute("SELECT count(*) FROM analytics.metrics_hourly").fetchone() == (0,)
+        written = conn.execute(
+            "SELECT analytics.refresh_rollups(ARRAY['2024-05-01 10:30+00',"
+            " '2024-05-01 11:05+00']::timestamptz[])"
+        ).fetchone()
         metrics = conn.execute(
             "SELECT bucket, created, solved, backlog_last, backlog_max,"
-            " first_reply_p90_max_seconds, breaches, late_events"
+            " first_reply_p90_max_seconds, breaches, late_events,"
+            " first_reply_p50_sum_seconds, first_reply_minutes"
             " FROM analytics.metrics_hourly ORDER BY 1"
         ).fetchall()
         load = conn.execute(
-            "SELECT bucket, assigned_max, assigned_avg, utilisation_max"
-            " FROM analytics.agent_load_hourly"
+            "SELECT bucket, assigned_max, assigned_avg, utilisation_max, assigned_sum,"
+            " capacity_sum, samples, burnout_risk_max FROM analytics.agent_load_hourly"
         ).fetchall()
+        sla = conn.execute(
+            "SELECT bucket, metric, met, missed FROM analytics.sla_hourly"
+        ).fetchall()
+        # A late minute row changes its hour only once that hour is refreshed again, and
+        # refreshing twice gives the same rows (recomputed, not added).
+        conn.execute(
+            "INSERT INTO analytics.metrics_minute (bucket, dimension, created, backlog)"
+            " VALUES ('2024-05-01 10:30+00', 'all', 4, 11)"
+        )
+        for _ in range(2):
+            conn.execute(
+                "SELECT analytics.refresh_rollups(ARRAY['2024-05-01 10:00+00']::timestamptz[])"
+            )
+        created_10 = conn.execute(
+            "SELECT created FROM analytics.metrics_hourly WHERE bucket = '2024-05-01 10:00+00'"
+        ).fetchone()
+    assert written == (4,)
     assert metrics == [
-        (_at(1, 10), 5, 3, 12, 12, 90.0, 1, 1),
-        (_at(1, 11), 1, 0, 13, 13, None, 0, 0),
+        (_at(1, 10), 5, 3, 12, 12, 90.0, 1, 1, 80.0, 2),
+        (_at(1, 11), 1, 0, 13, 13, None, 0, 0, None, 0),
     ]
-    assert load == [(_at(1, 10), 4, 3.0, 1.0)]
+    assert load == [(_at(1, 10), 4, 3.0, 1.0, 6, 8, 2, 55.0)]
+    assert sla == [(_at(1, 10), "first_reply", 1, 1)]
+    assert created_10 == (9,)
 
 
 def test_anomalies_and_forecasts_ignore_replays(analytics_dsn: str) -> None:
