@@ -23,11 +23,15 @@ the baseline of its own slot:
   per unit of exposure and the expectation is ``rate × exposure``, so SLA breaches are
   judged against how many tickets could breach, and a volume spike alone does not look
   like a breach-rate jump.
+  A bucket without exposure carries no information and is neither scored nor learned;
+  one with less than ``min_exposure`` is learned but never alerts (1 breach out of 2
+  targets is not a rate).
 * **Alerts**: only upward deviations alert, only after ``warmup`` of history, and only
   when the excess is material (``min_excess`` tickets and ``min_lift`` times expected).
   Consecutive anomalous buckets of a series form one :class:`AnomalyAlert`, issued on
   the first bucket, naming the drivers: the dimension values (category, channel,
-  customer, keyword…) that grew most against their own baselines (:class:`DriverTracker`).
+  customer, keyword…) that grew most against their own baselines (:class:`DriverTracker`;
+  for rate series against their own rate times their exposure in the bucket).
 
 Example:
     >>> from datetime import UTC, datetime, timedelta
@@ -60,6 +64,9 @@ _LEVEL_PRIOR = 0.5
 # (an SLA breach at 6 %) is not declared near-impossible in a slot that has merely not
 # seen one in its few dozen tickets.
 _PRIOR_EVENTS = 5.0
+# Driver values of rate series start from the dimension-wide rate, worth this much exposure,
+# so a value seen on a few targets is neither blamed nor cleared by its first outcomes.
+_DRIVER_RATE_PRIOR = 20.0
 # Scores are capped so that a count far in the tail (p below double precision) stays finite.
 _Z_CAP = 30.0
 
@@ -155,6 +162,11 @@ class _SeriesState:
 class _DriverBaseline:
     total: float = 0.0
     values: dict[str, dict[str, float]] = field(default_factory=dict)
+    exposures: dict[str, dict[str, float]] = field(default_factory=dict)
+
+    def __setstate__(self, state: dict[str, object]) -> None:
+        # Snapshots taken before rate drivers existed carry no exposures.
+        self.__dict__.update({"exposures": {}, **state})
 
 
 class DriverTracker:
@@ -164,8 +176,15 @@ class DriverTracker:
     usual count per ticket, so its expectation in a bucket is that share of the series'
     expected count (the series baseline already carries the weekly rhythm). Values are
     ranked by their excess over that expectation. Each (series, dimension) keeps at most
-    ``max_values`` values, evicting the smallest decayed counts, so memory stays bounded
+    ``max_values`` values, evicting the smallest decayed counts (exposures for rate
+    dimensions), so memory stays bounded
     when the dimension is customers or keywords.
+
+    For rate series, a dimension may also come with each value's exposure in the bucket
+    (e.g. SLA targets per category). Then a value's weight is its own decayed rate times
+    that exposure, and the series' expected count is split by these weights: a category
+    that merely had more targets expects more breaches, and only one whose breach rate
+    rose stands out.
 
     Args:
         decay: Share of the history forgotten per update (0.01 per hour ≈ 3-day half-life).
@@ -193,15 +212,26 @@ class DriverTracker:
         series: str,
         drivers: Mapping[str, Mapping[str, float]],
         expected_total: float,
+        exposures: Mapping[str, Mapping[str, float]] | None = None,
     ) -> list[Driver]:
-        """Rank this bucket's values by excess over their baselines (before learning it)."""
+        """Rank this bucket's values by excess over their baselines (before learning it).
+
+        Args:
+            series: The series whose baselines to use.
+            drivers: Dimension → value → count in the bucket.
+            expected_total: The series' expected count in the bucket.
+            exposures: Dimension → value → exposure in the bucket, for rate series.
+        """
         base = self._series.get(series)
         ranked: list[tuple[float, Driver]] = []
         for dimension, values in drivers.items():
-            known = base.values.get(dimension, {}) if base else {}
+            exposure = (exposures or {}).get(dimension)
+            if exposure:
+                expected_of = self._rate_expectations(base, dimension, exposure, expected_total)
+            else:
+                expected_of = self._share_expectations(base, dimension, values, expected_total)
             for value, observed in values.items():
-                share = known.get(value, 0.0) / base.total if base and base.total > 0 else 0.0
-                expected = expected_total * share
+                expected = expected_of.get(value, 0.0)
                 excess = observed - expected
                 if excess <= 0:
                     continue
@@ -211,22 +241,77 @@ class DriverTracker:
         ranked.sort(key=lambda item: (-item[0], item[1].dimension, item[1].value))
         return [driver for _, driver in ranked[: self.top]]
 
-    def learn(self, series: str, total: float, drivers: Mapping[str, Mapping[str, float]]) -> None:
+    @staticmethod
+    def _share_expectations(
+        base: _DriverBaseline | None,
+        dimension: str,
+        values: Mapping[str, float],
+        expected_total: float,
+    ) -> dict[str, float]:
+        if base is None or base.total <= 0:
+            return {}
+        known = base.values.get(dimension, {})
+        return {value: expected_total * known.get(value, 0.0) / base.total for value in values}
+
+    @staticmethod
+    def _rate_expectations(
+        base: _DriverBaseline | None,
+        dimension: str,
+        exposure: Mapping[str, float],
+        expected_total: float,
+    ) -> dict[str, float]:
+        counts = base.values.get(dimension, {}) if base else {}
+        seen = base.exposures.get(dimension, {}) if base else {}
+        seen_total = sum(seen.values())
+        overall = sum(counts.values()) / seen_total if seen_total > 0 else None
+        weights: dict[str, float] = {}
+        for value, units in exposure.items():
+            if overall is None:
+                rate = 1.0  # no history: expect events in proportion to exposure
+            else:
+                prior = _DRIVER_RATE_PRIOR
+                rate = (counts.get(value, 0.0) + prior * overall) / (seen.get(value, 0.0) + prior)
+            weights[value] = rate * units
+        total = sum(weights.values())
+        if total <= 0:
+            return {}
+        return {value: expected_total * weight / total for value, weight in weights.items()}
+
+    def learn(
+        self,
+        series: str,
+        total: float,
+        drivers: Mapping[str, Mapping[str, float]],
+        exposures: Mapping[str, Mapping[str, float]] | None = None,
+    ) -> None:
         """Fold one bucket's series count and dimension value counts into the baselines."""
         base = self._series.setdefault(series, _DriverBaseline())
         keep = 1.0 - self.decay
         base.total = base.total * keep + total
-        for dimension, values in drivers.items():
+        rate_dimensions = exposures or {}
+        for dimension in [*drivers, *(d for d in rate_dimensions if d not in drivers)]:
+            values = drivers.get(dimension, {})
+            exposure = rate_dimensions.get(dimension)
             known = base.values.setdefault(dimension, {})
             for value in known:
                 known[value] *= keep
             for value, count in values.items():
                 known[value] = known.get(value, 0.0) + float(count)
+            size: Mapping[str, float] = known
+            if exposure is not None or dimension in base.exposures:
+                seen = base.exposures.setdefault(dimension, {})
+                for value in known:
+                    seen[value] = seen.get(value, 0.0) * keep
+                for value, units in (exposure or {}).items():
+                    seen[value] = seen.get(value, 0.0) + float(units)
+                    known.setdefault(value, 0.0)
+                size = seen  # a rate's support is its exposure: evict the least exposed
             if len(known) > self.max_values:
-                # Smallest decayed counts go first; ties by name keep eviction deterministic.
-                order = sorted(known, key=lambda v: (known[v], v))
+                # Smallest decayed sizes go first; ties by name keep eviction deterministic.
+                order = sorted(known, key=lambda v: (size.get(v, 0.0), v))
                 for value in order[: len(known) - self.max_values]:
                     del known[value]
+                    base.exposures.get(dimension, {}).pop(value, None)
 
 
 class VolumeAnomalyDetector:
@@ -243,6 +328,8 @@ class VolumeAnomalyDetector:
         warmup: History a series needs before it may alert.
         min_excess: Observed minus expected must reach this many tickets.
         min_lift: Observed must reach this multiple of expected.
+        min_exposure: Rate series only: exposure a bucket needs to alert (fewer targets
+            are learned but never judged: 1 breach out of 2 says little about a rate).
         weekly_decay: Weight kept by a slot's history per new observation of that slot
             (0.8: the last ~5 weeks count).
         daily_decay: The same for the pooled same-slot, same-day-type profile.
@@ -263,6 +350,7 @@ class VolumeAnomalyDetector:
         warmup: timedelta = timedelta(days=14),
         min_excess: float = 3.0,
         min_lift: float = 1.5,
+        min_exposure: float = 5.0,
         weekly_decay: float = 0.8,
         daily_decay: float = 0.95,
         level_decay: float = 0.995,
@@ -283,6 +371,7 @@ class VolumeAnomalyDetector:
         self.warmup = warmup
         self.min_excess = min_excess
         self.min_lift = min_lift
+        self.min_exposure = min_exposure
         self.weekly_decay = weekly_decay
         self.daily_decay = daily_decay
         self.level_decay = level_decay
@@ -370,6 +459,7 @@ class VolumeAnomalyDetector:
         *,
         drivers: Mapping[str, Mapping[str, float]] | None = None,
         exposure: float | None = None,
+        driver_exposures: Mapping[str, Mapping[str, float]] | None = None,
     ) -> AnomalyScore:
         """Score one bucket of one series against its baseline, then learn it.
 
@@ -380,20 +470,26 @@ class VolumeAnomalyDetector:
             drivers: Dimension → value → count in this bucket, to explain an alert.
             exposure: For rate series: how many could have produced an event (e.g.
                 tickets whose SLA came due); ``None`` for plain counts.
+            driver_exposures: For rate series: dimension → value → exposure, so that
+                drivers are judged by their rate (see :class:`DriverTracker`).
 
         Returns:
             The score; its ``alert`` is set when this bucket opens an anomaly episode.
             A bucket at or before the series' last one is scored but neither learned
-            nor alerted, so a replayed bucket cannot count twice.
+            nor alerted, so a replayed bucket cannot count twice. A bucket of a rate
+            series without exposure says nothing about the rate: it is returned
+            unscored (``expected`` is ``None``) and not learned.
         """
         at = _aware(bucket_start)
         state = self._series.setdefault(series, _SeriesState())
+        warming = state.first is None or at - state.first < self.warmup
+        if exposure is not None and exposure <= 0:
+            return AnomalyScore(series, at, count, None, 0.0, False, self.threshold, warming)
         units = 1.0 if exposure is None else float(exposure)
         base = self.baseline(series, at)
         expected = None if base is None else base[0] * units
         uncertainty = 0.0 if base is None else units / base[1]
         stale = state.last is not None and at <= state.last
-        warming = state.first is None or at - state.first < self.warmup
         dispersion = max(1.0, state.dispersion)
         score = 0.0 if expected is None else self._z(count, expected, uncertainty, dispersion)
         anomalous = (
@@ -403,6 +499,7 @@ class VolumeAnomalyDetector:
             and score >= self.threshold
             and count - expected >= self.min_excess
             and count >= self.min_lift * expected
+            and (exposure is None or units >= self.min_exposure)
         )
         alert = None
         if anomalous:
@@ -415,13 +512,13 @@ class VolumeAnomalyDetector:
                     observed=count,
                     expected=expected,
                     score=score,
-                    drivers=self.drivers.explain(series, drivers or {}, expected),
+                    drivers=self.drivers.explain(series, drivers or {}, expected, driver_exposures),
                 )
             state.last_anomaly = at
         if not stale:
             self._learn(state, at, count, units, expected, uncertainty)
-            if drivers:
-                self.drivers.learn(series, count, drivers)
+            if drivers or driver_exposures:
+                self.drivers.learn(series, count, drivers or {}, driver_exposures)
         return AnomalyScore(
             series=series,
             at=at,

@@ -131,3 +131,43 @@ def test_tail_z_matches_known_poisson_tails() -> None:
     assert tail_z(50, 10.0, spread=3.0) < tail_z(50, 10.0)
     with pytest.raises(ValueError):
         VolumeAnomalyDetector(bucket=timedelta(minutes=7))
+
+
+def test_rate_drivers_blame_the_value_whose_rate_rose_not_the_busier_one() -> None:
+    tracker = DriverTracker(max_values=3)
+    for _ in range(100):  # both categories: 20 targets an hour, 1 breached
+        tracker.learn("rate", 2.0, {"category": {"billing": 1.0, "shipping": 1.0}},
+                      {"category": {"billing": 20.0, "shipping": 20.0}})  # fmt: skip
+    breaches = {"category": {"billing": 3.0, "shipping": 8.0}}
+    exposure = {"category": {"billing": 60.0, "shipping": 20.0, "account": 20.0}}
+    # 5 % of the hour's 100 targets: billing tripled its targets, shipping its breach rate.
+    drivers = tracker.explain("rate", breaches, 5.0, exposure)
+    assert [(d.value, d.expected) for d in drivers] == [("shipping", pytest.approx(1.0))]
+    # Judged by shares of breaches alone, billing's 3 would exceed its usual half of 5.
+    shares = tracker.explain("rate", breaches, 5.0)
+    assert [d.value for d in shares] == ["shipping", "billing"]
+    for _ in range(3):  # a rate is as good as its exposure: that decides what is kept
+        tracker.learn("rate", 1.0, {"category": {"new": 1.0}},
+                      {"category": {"account": 50.0, "new": 1.0}})  # fmt: skip
+    assert set(tracker._series["rate"].exposures["category"]) == {"account", "billing", "shipping"}
+    assert set(tracker._series["rate"].values["category"]) == {"account", "billing", "shipping"}
+
+
+def test_rate_bucket_without_exposure_says_nothing_and_few_targets_never_alert() -> None:
+    def history(detector: VolumeAnomalyDetector) -> VolumeAnomalyDetector:
+        for h in range(3 * 168):  # 5 % of 40 targets an hour breach
+            detector.update("rate", START + h * HOUR, 2.0, exposure=40.0)
+        return detector
+
+    detector = history(VolumeAnomalyDetector())
+    strict = history(VolumeAnomalyDetector(min_exposure=10.0))
+    at = START + 3 * 168 * HOUR
+    before = pickle.dumps(detector)
+    empty = detector.update("rate", at, 0.0, exposure=0.0)
+    assert empty.expected is None and not empty.is_anomaly
+    assert pickle.dumps(detector) == before  # an empty hour is not learned as a zero rate
+    assert not detector.update("rate", at, 1.0, exposure=2.0).is_anomaly  # 1 of 2
+    # 6 of 6 breached where 5 % is usual: material at the default minimum of 5 targets,
+    # below a minimum of 10.
+    assert detector.update("rate", at + HOUR, 6.0, exposure=6.0).is_anomaly
+    assert not strict.update("rate", at + HOUR, 6.0, exposure=6.0).is_anomaly
