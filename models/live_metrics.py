@@ -2,9 +2,19 @@
 
 One :class:`LiveMetrics` turns finished ticket changes and SLA events into window inputs
 (created, solved, reopened, first reply, breach; by category, priority and channel), and
-counts new tickets per hour and category for the anomaly detector, with the channel, the
-customer and the priority as candidate drivers. Hours are fed to the detector in order,
-zeros included, once the stream's event time has moved past them.
+feeds two kinds of hourly series to the anomaly detector:
+
+* ``volume:all`` and ``volume:category=<c>``: new tickets, with the channel, the customer
+  and the priority as candidate drivers;
+* ``sla_breach_rate:all`` and ``sla_breach_rate:category=<c>``: SLA targets breached
+  (count) out of SLA targets decided (exposure) in the hour, with the category, priority,
+  metric and queue as candidate drivers judged by their own breach rates. A target is
+  decided once: by its ``breach`` event, or by a ``fulfill`` in time; a late fulfil was
+  already counted at its breach. More tickets with the same share of breaches therefore
+  do not look like a breach-rate jump.
+
+Hours are fed to the detector in order, zeros included, once the stream's event time has
+moved past them.
 """
 
 from __future__ import annotations
@@ -12,6 +22,7 @@ from __future__ import annotations
 from collections import defaultdict
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 from models.anomaly import AnomalyAlert, VolumeAnomalyDetector
 from models.helpdesk import DONE_STATUSES, EnrichedTicket
@@ -21,6 +32,54 @@ from models.windows import MinuteWindows, WindowInput, WindowResult
 LiveOutput = WindowResult | AnomalyAlert
 
 _HOUR = timedelta(hours=1)
+BREACH_RATE = "sla_breach_rate"
+"""Prefix of the breach-rate series: their buckets carry an exposure (targets decided)."""
+# SLA events of a solve (the resolution fulfil) follow the ticket change that closed the
+# ticket; its dimensions are kept this long after it is done so those events keep them.
+_DONE_RETENTION = timedelta(hours=1)
+
+
+@dataclass(frozen=True)
+class SlaContext:
+    """What the SLA events of a ticket are attributed to (they carry only its id)."""
+
+    category: str
+    priority: str
+    queue: str
+
+
+def sla_outcome(event: SlaEvent) -> bool | None:
+    """Whether the event decides a target as breached (True) or met (False), else None.
+
+    Each target is decided once: a breach at its deadline, or a fulfil in time; the later
+    fulfil of a breached target is not a second outcome. A resolution met, reopened and
+    met again counts twice (rare, and it keeps this stateless).
+
+    Example:
+        >>> from dataclasses import replace
+        >>> at = datetime(2024, 1, 1, tzinfo=UTC)
+        >>> met = SlaEvent(1, "first_reply", "fulfill", at, None, "standard-high", 60.0, 0.0)
+        >>> breach = replace(met, kind="breach", breached=True)
+        >>> [sla_outcome(e) for e in (met, breach, replace(met, breached=True))]
+        [False, True, None]
+    """
+    if event.kind == "breach":
+        return True
+    if event.kind == "fulfill" and not event.breached:
+        return False
+    return None
+
+
+def _is_rate(series: str) -> bool:
+    return series.startswith(BREACH_RATE + ":")
+
+
+def _add(by_dim: dict[str, dict[str, float]], values: dict[str, str | None]) -> None:
+    """Count one event under each of its dimension values (None: not a dimension here)."""
+    for dim, value in values.items():
+        if value is not None:
+            bucket = by_dim.setdefault(dim, {})
+            bucket[value] = bucket.get(value, 0.0) + 1.0
 
 
 def _hour(at: datetime) -> datetime:
@@ -29,7 +88,10 @@ def _hour(at: datetime) -> datetime:
 
 @dataclass
 class LiveMetrics:
-    """Windowed metrics and volume anomalies over the whole stream.
+    """Windowed metrics, volume and SLA breach-rate anomalies over the whole stream.
+
+    Memory: per open ticket its dimensions and SLA context (done tickets for an hour
+    more), per series this hour's counts, and the detector's per-series state.
 
     Example:
         >>> metrics = LiveMetrics()
@@ -44,6 +106,10 @@ class LiveMetrics:
     counts: dict[str, float] = field(default_factory=lambda: defaultdict(float))
     drivers: dict[str, dict[str, dict[str, float]]] = field(default_factory=dict)
     categories: dict[int, dict[str, str | None]] = field(default_factory=dict)
+    exposures: dict[str, float] = field(default_factory=lambda: defaultdict(float))
+    driver_exposures: dict[str, dict[str, dict[str, float]]] = field(default_factory=dict)
+    sla_context: dict[int, SlaContext] = field(default_factory=dict)
+    done_at: dict[int, datetime] = field(default_factory=dict)
     flush_every: timedelta = timedelta(seconds=15)
     next_flush: datetime | None = None
     last_ticket_at: datetime | None = None
@@ -66,6 +132,7 @@ class LiveMetrics:
             self.categories[ticket.id] = dict(dims)
         else:
             self.categories.pop(ticket.id, None)
+        self._keep_context(et)
         if self.last_ticket_at is None or et.committed_at > self.last_ticket_at:
             self.last_ticket_at = et.committed_at
         out: list[LiveOutput] = []
@@ -88,11 +155,13 @@ class LiveMetrics:
 
     def on_sla(self, event: SlaEvent) -> list[LiveOutput]:
         dims = self.categories.get(event.ticket_id, {})
+        outcome = sla_outcome(event)
+        kind: str | None = None
         if event.kind == "breach":
             kind = "breach"
         elif event.kind == "fulfill" and event.metric == "first_reply":
             kind = "first_reply"
-        else:
+        if kind is None and outcome is None:
             return []
         # SLA events come from the queue step (breaches on a timer), another path than
         # ticket changes: they may be placed in time but never move the watermark past
@@ -101,6 +170,10 @@ class LiveMetrics:
         if self.last_ticket_at is not None and at > self.last_ticket_at:
             at = self.last_ticket_at
         out = self._advance_hours(at)
+        if outcome is not None:
+            self._count_sla(event, breached=outcome)
+        if kind is None:
+            return out
         out += self.windows.add(
             WindowInput(
                 at=at,
@@ -113,6 +186,52 @@ class LiveMetrics:
             )
         )
         return out
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        # Snapshots from before the breach-rate series lack its fields: start them empty.
+        fresh: dict[str, Any] = {
+            "exposures": defaultdict(float),
+            "driver_exposures": {},
+            "sla_context": {},
+            "done_at": {},
+        }
+        self.__dict__.update({**fresh, **state})
+
+    def _keep_context(self, et: EnrichedTicket) -> None:
+        """Remember what the ticket's SLA events are attributed to, a while past its end."""
+        tid = et.ticket.id
+        if et.ticket.is_open and et.op != "d":
+            self.sla_context[tid] = SlaContext(et.category, et.priority, et.queue)
+            self.done_at.pop(tid, None)
+        elif tid in self.sla_context:
+            # Re-inserted so that ``done_at`` stays in the order tickets finished.
+            self.done_at.pop(tid, None)
+            self.done_at[tid] = et.committed_at
+        while self.done_at:
+            oldest, finished = next(iter(self.done_at.items()))
+            if et.committed_at - finished < _DONE_RETENTION:
+                break
+            del self.done_at[oldest]
+            self.sla_context.pop(oldest, None)
+
+    def _count_sla(self, event: SlaEvent, *, breached: bool) -> None:
+        """Add one decided target to this hour's breach-rate series."""
+        context = self.sla_context.get(event.ticket_id)
+        values: dict[str, str | None] = {"metric": event.metric}
+        series = [f"{BREACH_RATE}:all"]
+        if context is not None:
+            values |= {"category": context.category, "priority": context.priority,
+                       "queue": context.queue}  # fmt: skip
+            series.append(f"{BREACH_RATE}:category={context.category}")
+        for name in series:
+            self.known_series.add(name)
+            self.exposures[name] += 1.0
+            self.counts[name] += 1.0 if breached else 0.0
+            # The category is constant within a category's own series: no driver there.
+            dims = values if name == series[0] else {**values, "category": None}
+            _add(self.driver_exposures.setdefault(name, {}), dims)
+            if breached:
+                _add(self.drivers.setdefault(name, {}), dims)
 
     def _count(self, series: str, et: EnrichedTicket) -> None:
         self.known_series.add(series)
@@ -135,16 +254,21 @@ class LiveMetrics:
         out: list[LiveOutput] = []
         while self.current_hour < hour:
             for series in sorted(self.known_series):
+                rate = _is_rate(series)
                 score = self.detector.update(
                     series,
                     self.current_hour,
                     self.counts.get(series, 0.0),
                     drivers=self.drivers.get(series),
+                    exposure=self.exposures.get(series, 0.0) if rate else None,
+                    driver_exposures=self.driver_exposures.get(series) if rate else None,
                 )
                 if score.alert is not None:
                     out.append(score.alert)
             self.counts = defaultdict(float)
             self.drivers = {}
+            self.exposures = defaultdict(float)
+            self.driver_exposures = {}
             self.current_hour += _HOUR
         return out
 

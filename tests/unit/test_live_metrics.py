@@ -8,9 +8,11 @@ from datetime import UTC, datetime, timedelta
 
 import numpy as np
 
+from connectors.workload import rhythm_factor
 from models.anomaly import AnomalyAlert
 from models.helpdesk import EnrichedTicket, Ticket
 from models.live_metrics import LiveMetrics
+from models.sla import SlaEvent
 from models.windows import WindowResult
 
 START = datetime(2026, 2, 2, 0, 0, tzinfo=UTC)  # a Monday
@@ -70,3 +72,125 @@ def test_volume_spike_after_warm_up_raises_an_alert_naming_the_channel() -> None
     assert (top.dimension, top.value) == ("channel", "chat")
     restored = pickle.loads(pickle.dumps(lm))
     assert restored.current_hour == lm.current_hour
+
+
+def sla(tid: int, at: datetime, *, breached: bool, metric: str = "first_reply",
+        kind: str | None = None) -> SlaEvent:  # fmt: skip
+    """A target decided at ``at``: a breach at its deadline or a fulfil in time."""
+    kind = kind or ("breach" if breached else "fulfill")
+    return SlaEvent(ticket_id=tid, metric=metric, kind=kind, at=at,  # type: ignore[arg-type]
+                    deadline=at if breached else None, policy="standard-normal",
+                    business_seconds_elapsed=3600.0, paused_seconds=0.0,
+                    breached=breached)  # fmt: skip
+
+
+QUEUES = {"billing": "payments", "shipping": "logistics"}
+WEEK4_WEDNESDAY = 3 * 168 + 2 * 24  # hours from START to the fourth Wednesday, 00:00
+
+
+def sla_weeks(
+    weeks: int = 4,
+    *,
+    seed: int = 1,
+    incident: tuple[int, int] | None = None,
+    surge: tuple[int, int, float] | None = None,
+) -> tuple[list[AnomalyAlert], list[int]]:
+    """Tickets (25 an hour on average, 60 % billing) whose SLA target is decided at once.
+
+    The breach rate has an hour-of-week pattern: 5 % in weekday business hours, 25 % at
+    night and on weekends (thin staffing). Within ``incident`` (hours from START)
+    billing's first replies breach at 60 %; within ``surge`` every category's volume is
+    multiplied. Returns the alerts and the breaches of each hour.
+    """
+    lm = LiveMetrics()
+    rng = np.random.default_rng(seed)
+    alerts: list[AnomalyAlert] = []
+    breaches: list[int] = []
+    tid = 0
+    for h in range(weeks * 168 + 1):
+        hour = START + timedelta(hours=h)
+        staffed = hour.weekday() < 5 and 8 <= hour.hour < 18
+        factor = surge[2] if surge and surge[0] <= h < surge[1] else 1.0
+        slow = incident is not None and incident[0] <= h < incident[1]
+        breaches.append(0)
+        for category, share in (("billing", 0.6), ("shipping", 0.4)):
+            for i in range(int(rng.poisson(25.0 * share * factor * rhythm_factor(hour)))):
+                tid += 1
+                at = hour + timedelta(seconds=int(rng.integers(3600)))
+                metric = "first_reply" if rng.random() < 0.7 else "resolution"
+                p = 0.05 if staffed else 0.25
+                if slow and category == "billing" and metric == "first_reply":
+                    p = 0.6
+                breached = bool(rng.random() < p)
+                breaches[-1] += breached
+                ticket = replace(created(tid, at, category=category, customer=tid % 40),
+                                 priority="high" if i % 3 == 0 else "normal",
+                                 queue=QUEUES[category])  # fmt: skip
+                out = lm.on_ticket(ticket) + lm.on_sla(sla(tid, at, breached=breached,
+                                                           metric=metric))  # fmt: skip
+                alerts += [x for x in out if isinstance(x, AnomalyAlert)]
+    return alerts, breaches
+
+
+def breach_rate_alerts(alerts: list[AnomalyAlert]) -> list[AnomalyAlert]:
+    return [a for a in alerts if a.series.startswith("sla_breach_rate:")]
+
+
+def test_stable_breach_rate_with_a_weekly_rhythm_raises_no_breach_rate_alert() -> None:
+    alerts, breaches = sla_weeks()
+    # Nights and weekends breach five times as often as office hours: normal here.
+    assert breach_rate_alerts(alerts) == []
+    assert sum(breaches) > 500
+
+
+def test_breach_rate_jump_at_normal_volume_alerts_and_names_billing_first_replies() -> None:
+    start = WEEK4_WEDNESDAY + 10  # three slow hours from 10:00
+    alerts = breach_rate_alerts(sla_weeks(incident=(start, start + 3))[0])
+    hours = {START + timedelta(hours=start + k) for k in range(3)}
+    assert alerts and all(a.start in hours for a in alerts)  # nothing outside the incident
+    assert {a.series for a in alerts} == {
+        "sla_breach_rate:all", "sla_breach_rate:category=billing"}  # fmt: skip
+    overall = next(a for a in alerts if a.series == "sla_breach_rate:all")
+    assert overall.observed > 3 * overall.expected
+    top = {(d.dimension, d.value) for d in overall.drivers[:3]}
+    assert {("category", "billing"), ("metric", "first_reply")} <= top
+    assert not {v for _, v in top} & {"shipping", "logistics", "resolution"}
+    billing = next(a for a in alerts if a.series == "sla_breach_rate:category=billing")
+    assert billing.drivers[0].value in {"payments", "first_reply"}
+    assert "category" not in {d.dimension for d in billing.drivers}
+
+
+def test_surge_in_volume_with_the_same_breach_share_is_no_breach_rate_alert() -> None:
+    start = WEEK4_WEDNESDAY + 9  # six hours at 2.5 times the volume from 09:00
+    alerts, breaches = sla_weeks(surge=(start, start + 6, 2.5))
+    during = sum(breaches[start : start + 6])
+    week_before = sum(breaches[start - 168 : start - 162])
+    assert during > 2 * week_before  # breaches did jump: a plain count would alert
+    assert any(a.series == "volume:all" for a in alerts)
+    assert breach_rate_alerts(alerts) == []
+
+
+def test_each_target_counts_once_and_a_solve_keeps_its_category() -> None:
+    lm = LiveMetrics()
+    ticket = replace(created(1, START + timedelta(minutes=1)), queue="payments")
+    lm.on_ticket(ticket)
+    lm.on_sla(sla(1, START + timedelta(minutes=2), breached=True))
+    # The reply comes late: the target was already decided by its breach.
+    lm.on_sla(sla(1, START + timedelta(minutes=3), breached=True, kind="fulfill"))
+    solved_at = START + timedelta(minutes=4)
+    solved = replace(ticket.ticket, status="solved", solved_at=solved_at)
+    lm.on_ticket(replace(ticket, op="u", previous_status="new", committed_at=solved_at,
+                         ticket=solved))  # fmt: skip
+    # The solve's resolution fulfil follows the ticket change that closed it.
+    lm.on_sla(sla(1, solved_at, breached=False, metric="resolution"))
+    for series in ("sla_breach_rate:all", "sla_breach_rate:category=billing"):
+        assert (lm.counts[series], lm.exposures[series]) == (1.0, 2.0)
+    assert lm.driver_exposures["sla_breach_rate:all"]["metric"] == {
+        "first_reply": 1.0, "resolution": 1.0}  # fmt: skip
+    assert lm.drivers["sla_breach_rate:all"]["queue"] == {"payments": 1.0}
+    assert "category" not in lm.driver_exposures["sla_breach_rate:category=billing"]
+    # An hour on, the done ticket's context is dropped: memory follows open tickets.
+    lm.on_ticket(created(2, START + timedelta(hours=2)))
+    assert 1 not in lm.sla_context and list(lm.sla_context) == [2]
+    # The hour was handed to the detector: only the new hour's volume is being counted.
+    assert set(lm.counts) == {"volume:all", "volume:category=billing"}
