@@ -177,8 +177,7 @@ class DriverTracker:
     expected count (the series baseline already carries the weekly rhythm). Values are
     ranked by their excess over that expectation. Each (series, dimension) keeps at most
     ``max_values`` values, evicting the smallest decayed counts (exposures for rate
-    dimensions), so memory stays bounded
-    when the dimension is customers or keywords.
+    dimensions), so memory stays bounded when the dimension is customers or keywords.
 
     For rate series, a dimension may also come with each value's exposure in the bucket
     (e.g. SLA targets per category). Then a value's weight is its own decayed rate times
