@@ -183,6 +183,27 @@ def alert_to_message(item: AlertItem) -> tuple[bytes, bytes]:
     return document["id"].encode("utf-8"), value.encode("utf-8")
 
 
+class _FatalErrors:
+    """The producer's ``error_cb``: remembers a fatal error for the next batch to raise.
+
+    A separate object rather than a method of the partition, so the producer does not
+    reference its own owner and is destroyed (threads, sockets) with the partition.
+    """
+
+    def __init__(self) -> None:
+        self.fatal: KafkaError | None = None
+
+    def __call__(self, err: KafkaError) -> None:
+        # Transport errors are retried by librdkafka (which logs them) and surface as
+        # delivery errors if they last; a fatal error (e.g. the idempotent sequence is
+        # broken) ends the producer, and the next batch must fail.
+        if err.fatal():
+            self.fatal = err
+            log.error("kafka alert producer failed: %s", err)
+        else:
+            log.debug("kafka alert producer: %s", err)
+
+
 class _KafkaAlertPartition(StatelessSinkPartition[AlertItem]):
     """One worker's idempotent producer; each batch is flushed before it returns."""
 
@@ -198,8 +219,8 @@ class _KafkaAlertPartition(StatelessSinkPartition[AlertItem]):
         # The producer gives up on a message after message.timeout.ms and reports it, so a
         # flush that waits a little longer always ends with every report in hand.
         self._flush_timeout = delivery_timeout + 5.0
-        self._fatal: KafkaError | None = None
-        self._producer = Producer({**config, "error_cb": self._on_error})
+        self._errors = _FatalErrors()
+        self._producer = Producer({**config, "error_cb": self._errors})
         # Fail at start-up, not at the first alert, when no broker answers.
         try:
             self._producer.list_topics(timeout=connect_timeout)
@@ -211,16 +232,6 @@ class _KafkaAlertPartition(StatelessSinkPartition[AlertItem]):
             ) from exc
         self.delivered = 0
         """Alerts acknowledged by Kafka so far (replays included)."""
-
-    def _on_error(self, err: KafkaError) -> None:
-        # Transport errors are retried by librdkafka (which logs them) and surface as
-        # delivery errors if they last; a fatal error (e.g. the idempotent sequence is
-        # broken) ends the producer, and the next batch must fail.
-        if err.fatal():
-            self._fatal = err
-            log.error("kafka alert producer failed: %s", err)
-        else:
-            log.debug("kafka alert producer: %s", err)
 
     def write_batch(self, items: list[AlertItem]) -> None:
         """Produce the batch in order; returns once Kafka acknowledged every message.
@@ -248,10 +259,9 @@ class _KafkaAlertPartition(StatelessSinkPartition[AlertItem]):
                     # The local queue is full: serve delivery reports to make room.
                     self._producer.poll(0.1)
         remaining = self._producer.flush(self._flush_timeout)
-        if self._fatal is not None:
-            raise AlertDeliveryError(
-                f"Kafka alert producer failed fatally: {self._fatal}", [self._fatal]
-            )
+        fatal = self._errors.fatal
+        if fatal is not None:
+            raise AlertDeliveryError(f"Kafka alert producer failed fatally: {fatal}", [fatal])
         if failed:
             raise AlertDeliveryError(
                 f"{len(failed)} of {len(messages)} alerts were not delivered to Kafka topic "

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 import json
 import time
 from collections.abc import Iterator
@@ -132,6 +133,9 @@ def test_delivery_failure_fails_the_batch(private_cluster: MockKafkaCluster, top
         partition.write_batch(ALERTS[1:])
     assert len(failure.value.errors) == len(ALERTS) - 1
     assert partition.delivered == 1
+    # Destroy the producer now, or it keeps reconnecting to the dead port until exit.
+    del partition, failure
+    gc.collect()
 
 
 def test_unreachable_brokers_fail_at_start_up_naming_the_setting() -> None:
