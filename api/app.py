@@ -14,7 +14,7 @@ from psycopg_pool import ConnectionPool, PoolTimeout
 from redis.backoff import ExponentialBackoff
 from redis.retry import Retry
 
-from api.routes import health, reports, routing, sla
+from api.routes import dashboard, health, reports, routing, sla
 from api.settings import ApiSettings
 
 log = logging.getLogger(__name__)
@@ -47,7 +47,12 @@ def _pg_pool(settings: ApiSettings) -> ConnectionPool:
         min_size=1,
         max_size=settings.pool_max_size,
         timeout=settings.store_timeout_s,
-        kwargs={"connect_timeout": max(1, round(settings.store_timeout_s))},
+        kwargs={
+            "connect_timeout": max(1, round(settings.store_timeout_s)),
+            # Dashboard queries call time_bucket unqualified: TimescaleDB's in public, or
+            # the shim in the analytics schema on plain PostgreSQL.
+            "options": f"-c search_path={settings.analytics_schema},public",
+        },
         name="analytics-api",
         open=False,
     )
@@ -84,6 +89,7 @@ def create_app(settings: ApiSettings) -> FastAPI:
             {"name": "routing", "description": "Routing decisions, agent queues, holding lists."},
             {"name": "sla", "description": "SLA clocks and breach risk per ticket."},
             {"name": "health", "description": "Store availability."},
+            {"name": "dashboard", "description": "Dashboard panels; the page is at /dashboard."},
         ],
     )
 
@@ -100,4 +106,5 @@ def create_app(settings: ApiSettings) -> FastAPI:
     app.include_router(routing.router)
     app.include_router(sla.router)
     app.include_router(reports.router)
+    app.include_router(dashboard.router)
     return app

@@ -246,6 +246,106 @@ def report(
         sys.stdout.write(render_daily_summary(daily_stats(conn, wanted)))
 
 
+dashboards_app = typer.Typer(help="Dashboards: sample history, Grafana export, query benchmark.")
+app.add_typer(dashboards_app, name="dashboards")
+
+
+@dashboards_app.command("sample-data")
+def dashboards_sample_data(
+    days: Annotated[int, typer.Option(min=1, max=400, help="Days of history to write.")] = 30,
+    per_minute: Annotated[
+        float, typer.Option(min=0.01, help="Mean new tickets per minute (before rhythm).")
+    ] = 1.5,
+    seed: Annotated[int, typer.Option(help="Random seed.")] = 7,
+    force: Annotated[
+        bool, typer.Option(help="Write even if the store already has minute metrics.")
+    ] = False,
+    state_dir: StateDir = None,
+) -> None:
+    """Fill the analytics store with a synthetic history (to explore dashboards, notebooks)."""
+    import psycopg
+    from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
+
+    from triage.runtime import migrate as apply
+    from triage.runtime import open_stack
+    from triage.sample_analytics import seed_analytics
+
+    settings = _settings(state_dir)
+    with open_stack(settings, settings.state_dir / "services") as stack:
+        apply(stack, timescale=settings.timescale.enabled)
+        with psycopg.connect(stack.analytics_dsn) as conn:
+            row = conn.execute("SELECT count(*) FROM analytics.metrics_minute").fetchone()
+        if row and row[0] and not force:
+            raise _fail(
+                f"the analytics store already holds {row[0]} minute-metric rows; sample data "
+                "would mix with them. Use a fresh --state-dir (or --force)."
+            )
+        with Progress(
+            SpinnerColumn(), TextColumn("{task.description}"), TimeElapsedColumn(), console=console
+        ) as progress:
+            task = progress.add_task("seeding", total=None)
+            summary = seed_analytics(
+                stack.analytics_dsn,
+                days=days,
+                tickets_per_minute=per_minute,
+                seed=seed,
+                progress=lambda what: progress.update(task, description=f"writing {what}"),
+            )
+    sys.stdout.write(json.dumps(summary.as_dict()) + "\n")
+
+
+@dashboards_app.command("grafana")
+def dashboards_grafana(
+    output: Annotated[
+        Path | None, typer.Option(help="Where to write (default: infra/grafana/dashboards).")
+    ] = None,
+    check: Annotated[
+        bool, typer.Option(help="Only check that the file is up to date (exit 1 if not).")
+    ] = False,
+) -> None:
+    """Write the Grafana dashboard JSON generated from the panel queries."""
+    from triage.grafana import GRAFANA_JSON, render, write
+
+    target = output or GRAFANA_JSON
+    if check:
+        current = target.read_text(encoding="utf-8") if target.exists() else ""
+        if current != render():
+            raise _fail(f"{target} is out of date: run `triage dashboards grafana`")
+        console.print(f"{target} is up to date")
+        return
+    console.print(f"wrote {write(target)}")
+
+
+@dashboards_app.command("bench")
+def dashboards_bench(
+    days: Annotated[int, typer.Option(min=1, max=120, help="Days of history to seed.")] = 30,
+    repeat: Annotated[int, typer.Option(min=1, help="Runs of each query.")] = 20,
+    json_out: Annotated[bool, typer.Option("--json", help="Print only the JSON document.")] = False,
+) -> None:
+    """Time every dashboard query over up to ``days`` of minute metrics (target 50 ms)."""
+    from rich.table import Table
+
+    from triage.dashboard_bench import run_dashboard_bench
+
+    _settings()
+    with console.status("preparing") as status:
+        result = run_dashboard_bench(
+            days=days, repeat=repeat, progress=lambda what: status.update(what)
+        )
+    if not json_out:
+        table = Table(title=f"Dashboard queries over {days} days of history (ms)")
+        for column in ("range", "panel", "rows", "p50", "p95", "max"):
+            table.add_column(column, justify="left" if column in ("range", "panel") else "right")
+        for q in result["queries"]:
+            p95 = f"{q['p95_ms']:.1f}"
+            if q["p95_ms"] > result["target_ms"]:
+                p95 = f"[red]{p95}[/]"
+            table.add_row(q["range"], q["panel"], str(q["rows"]), f"{q['p50_ms']:.1f}", p95,
+                          f"{q['max_ms']:.1f}")  # fmt: skip
+        console.print(table)
+    sys.stdout.write(json.dumps(result) + "\n")
+
+
 warehouse_app = typer.Typer(help="The Parquet warehouse read by BI tools.")
 app.add_typer(warehouse_app, name="warehouse")
 
