@@ -3,28 +3,35 @@
 Hourly ticket counts per category follow the workload generator's daily and weekly
 rhythm (:func:`connectors.workload.rhythm_factor`: night troughs, Monday-morning peaks,
 quiet weekends) as a Poisson process, with a day-to-day level swing per category. Each
-ticket has a channel and breaches its SLA with a small base probability. After a warm-up
-(3 weeks by default) incidents with known start and end are injected at random hours:
+ticket has a channel and two SLA targets, decided as :class:`models.live_metrics.LiveMetrics`
+counts them (at the breach or the fulfil in time): its first reply in the next hour and,
+for 80 % of tickets, its resolution 8 hours later. Targets breach more often outside
+weekday office hours (15 % against 4 %, thin staffing), with a daily swing. After a
+warm-up (3 weeks by default) incidents with known start and end are injected at random
+hours:
 
 * **volume**: one category's volume ×3–×6 for 1–6 hours, the extra tickets arriving
-  through one channel (an outage that floods, say, chat);
-* **breach**: one category's SLA breach rate jumps to 30–60 % for 2–6 hours.
+  through one channel (an outage that floods, say, chat); its targets follow at the usual
+  breach rate, so more breaches come with it but no higher share;
+* **breach** (agents slow): for 2–6 hours the targets decided breach at 30–60 %, in one
+  category (its team is short) or, one time in three, in all of them at 25–50 %.
 
-:class:`models.anomaly.VolumeAnomalyDetector` runs online over two series per category
-(``volume:<category>`` with channel drivers, and ``breach:<category>`` with the hour's
-tickets as exposure). Alerts are episodes (consecutive anomalous hours merge into one).
+:class:`models.anomaly.VolumeAnomalyDetector` runs online over the series of the live
+flow: ``volume:<category>`` with channel drivers, and ``sla_breach_rate:all`` and
+``sla_breach_rate:category=<category>``, breaches out of the hour's decided targets
+(the exposure), with category drivers judged by their own rates. Alerts are episodes
+(consecutive anomalous hours merge into one).
 
-Metrics, at the incident level: an incident is detected when an alert of its category
-starts within its span; precision is the share of alerts that start within an incident
-of their category (every other alert is a false positive, warm-up included); detection
-delay is hours from incident start to the first alert. An oracle that knows the true
-normal mean (same threshold) bounds what any detector could see: some incidents, at night
-in a small category, are lost in Poisson noise. False positives on the normal
-rhythm are measured twice: outside incidents in the injected run, and on the same data
-generated without incidents, counting those on Monday mornings (7–12 h) apart.
-
-Simplification: a ticket's breach is attributed to the hour it was created, and the
-breach-rate series uses that hour's tickets as exposure.
+Metrics, at the incident level: an incident is detected when an alert of its kind
+(volume or breach-rate series) and of its category (``sla_breach_rate:all`` matches any
+breach incident) starts within its span; precision is the share of alerts that start
+within a matching incident (every other alert is a false positive, warm-up included),
+overall and per kind; detection delay is hours from incident start to the first alert.
+An oracle that knows the true normal mean (same threshold) bounds what any detector
+could see: some incidents, at night in a small category, are lost in Poisson noise.
+False positives on the normal rhythm are measured twice: outside incidents in the
+injected run, and on the same data generated without incidents, counting those on
+Monday mornings (7–12 h) apart.
 
 Run: ``python -m triage.evaluate_anomaly --seeds 1 2 3 4 5``
 """
@@ -45,20 +52,38 @@ from rich.table import Table
 
 from connectors.workload import DEFAULT_CATEGORY_WEIGHTS, WorkloadConfig, rhythm_factor
 from models.anomaly import AnomalyAlert, VolumeAnomalyDetector, tail_z
+from models.live_metrics import BREACH_RATE
 
 START = datetime(2024, 1, 1, tzinfo=UTC)  # a Monday
 HOUR = timedelta(hours=1)
 TICKETS_PER_HOUR = 60.0
 """Mean tickets per hour over a week, all categories together (≈10k a week)."""
-BASE_BREACH_RATE = 0.06
+STAFFED_BREACH_RATE = 0.04
+"""Share of SLA targets breached when decided in weekday office hours (8–18 h)."""
+THIN_BREACH_RATE = 0.15
+"""The same at night and on weekends, when fewer agents are on shift."""
+RESOLUTION_SHARE = 0.8
+RESOLUTION_LAG = 8
+"""Hours from a ticket's creation to the decision of its resolution target."""
 DAY_NOISE = 0.10
 """Log-normal sigma of each category's daily level: real days are not Poisson-exact."""
 MONDAY_MORNING = range(7, 13)
+ALL = "all"
+"""Category of a breach incident that hits every team, and of ``sla_breach_rate:all``."""
+
+
+def normal_breach_rate(at: datetime) -> float:
+    """Share of SLA targets decided at ``at`` that breach without an incident."""
+    staffed = at.weekday() < 5 and 8 <= at.hour < 18
+    return STAFFED_BREACH_RATE if staffed else THIN_BREACH_RATE
 
 
 @dataclass(frozen=True)
 class Incident:
-    """One injected incident: ``factor`` is the volume multiplier or the breach rate."""
+    """One injected incident: ``factor`` is the volume multiplier or the breach rate.
+
+    A breach incident of category :data:`ALL` slows every team down.
+    """
 
     category: str
     kind: Literal["volume", "breach"]
@@ -71,15 +96,25 @@ class Incident:
 @dataclass(frozen=True)
 class _Hour:
     tickets: int
-    breaches: int
+    breaches: int  # among the SLA targets decided in the hour
     channels: dict[str, float]
     mean: float  # the true expected tickets without incidents, for the oracle
+    targets: int  # SLA targets decided in the hour (breached or met)
+    breach_rate: float  # the true normal breach rate of the hour, for the oracle
 
 
 def plan_incidents(
-    rng: np.random.Generator, *, weeks: int, incidents: int, warmup_weeks: int
+    rng: np.random.Generator,
+    *,
+    weeks: int,
+    incidents: int,
+    warmup_weeks: int,
+    breach_share: float = 0.4,
 ) -> list[Incident]:
-    """Non-overlapping incidents (with a 6-hour gap) between the warm-up and the end."""
+    """Non-overlapping incidents (with a 6-hour gap) between the warm-up and the end.
+
+    Each is a breach incident with probability ``breach_share``, else a volume one.
+    """
     categories = list(DEFAULT_CATEGORY_WEIGHTS)
     channels = list(WorkloadConfig().channels)
     first, last = warmup_weeks * 168, weeks * 168 - 6
@@ -88,19 +123,28 @@ def plan_incidents(
     attempts = 0
     while len(planned) < incidents and attempts < 10_000:
         attempts += 1
-        kind: Literal["volume", "breach"] = "volume" if rng.random() < 0.6 else "breach"
+        kind: Literal["volume", "breach"] = (
+            "volume" if rng.random() < 1.0 - breach_share else "breach"
+        )
         hours = int(rng.integers(1, 7)) if kind == "volume" else int(rng.integers(2, 7))
         begin = int(rng.integers(first, last - hours + 1))
         if any(begin < end + 6 and other < begin + hours + 6 for other, end in taken):
             continue
         taken.append((begin, begin + hours))
+        category = categories[int(rng.integers(len(categories)))]
+        if kind == "volume":
+            factor = float(rng.uniform(3, 6))
+        elif rng.random() < 1 / 3:
+            category, factor = ALL, float(rng.uniform(0.25, 0.5))
+        else:
+            factor = float(rng.uniform(0.3, 0.6))
         planned.append(
             Incident(
-                category=categories[int(rng.integers(len(categories)))],
+                category=category,
                 kind=kind,
                 start=START + begin * HOUR,
                 end=START + (begin + hours) * HOUR,
-                factor=float(rng.uniform(3, 6) if kind == "volume" else rng.uniform(0.3, 0.6)),
+                factor=factor,
                 channel=channels[int(rng.integers(len(channels)))] if kind == "volume" else None,
             )
         )
@@ -108,7 +152,7 @@ def plan_incidents(
 
 
 def simulate(seed: int, *, weeks: int, incidents: list[Incident]) -> dict[str, list[_Hour]]:
-    """Hourly tickets, breaches and channel counts per category, incidents applied."""
+    """Hourly tickets, channel counts, decided SLA targets and breaches per category."""
     rng = np.random.default_rng([seed, 1])
     weights = DEFAULT_CATEGORY_WEIGHTS
     share = {c: w / sum(weights.values()) for c, w in weights.items()}
@@ -117,6 +161,7 @@ def simulate(seed: int, *, weeks: int, incidents: list[Incident]) -> dict[str, l
     p_channel = np.array([channel_weights[c] for c in channels]) / sum(channel_weights.values())
     days = weeks * 7
     level = {c: rng.lognormal(0.0, DAY_NOISE, size=days) for c in weights}
+    strain = {c: rng.lognormal(0.0, DAY_NOISE, size=days) for c in weights}
     out: dict[str, list[_Hour]] = {c: [] for c in weights}
     for h in range(weeks * 168):
         at = START + h * HOUR
@@ -125,23 +170,30 @@ def simulate(seed: int, *, weeks: int, incidents: list[Incident]) -> dict[str, l
             mean = TICKETS_PER_HOUR * share[category] * rhythm_factor(at) * level[category][h // 24]
             tickets = int(rng.poisson(mean))
             by_channel = rng.multinomial(tickets, p_channel)
-            breach_rate = BASE_BREACH_RATE
+            normal_rate = min(1.0, normal_breach_rate(at) * strain[category][h // 24])
+            breach_rate = normal_rate
             for incident in active:
-                if incident.category != category:
-                    continue
-                if incident.kind == "volume" and incident.channel is not None:
+                if incident.kind == "volume" and incident.category == category:
+                    assert incident.channel is not None
                     extra = int(rng.poisson(mean * (incident.factor - 1.0)))
                     tickets += extra
                     by_channel[channels.index(incident.channel)] += extra
-                else:
+                elif incident.kind == "breach" and incident.category in (category, ALL):
                     breach_rate = incident.factor
-            breaches = int(rng.binomial(tickets, breach_rate))
-            out[category].append(
+            past = out[category]
+            # First replies are decided the hour after creation, resolutions later.
+            targets = past[h - 1].tickets if h >= 1 else 0
+            if h >= RESOLUTION_LAG:
+                targets += int(rng.binomial(past[h - RESOLUTION_LAG].tickets, RESOLUTION_SHARE))
+            breaches = int(rng.binomial(targets, breach_rate))
+            past.append(
                 _Hour(
                     tickets,
                     breaches,
                     {c: float(n) for c, n in zip(channels, by_channel, strict=True)},
                     mean,
+                    targets,
+                    normal_rate,
                 )
             )
     return out
@@ -150,13 +202,25 @@ def simulate(seed: int, *, weeks: int, incidents: list[Incident]) -> dict[str, l
 def run_detector(
     hours: Mapping[str, list[_Hour]], detector: VolumeAnomalyDetector
 ) -> list[tuple[str, AnomalyAlert]]:
-    """Feed every hour of every series in time order; returns (category, alert) pairs."""
+    """Feed every hour of every series in time order; returns (category, alert) pairs.
+
+    The category of ``sla_breach_rate:all`` alerts is :data:`ALL`.
+    """
     alerts: list[tuple[str, AnomalyAlert]] = []
     length = len(next(iter(hours.values())))
     for h in range(length):
         at = START + h * HOUR
-        for category, series in hours.items():
-            hour = series[h]
+        row = {category: series[h] for category, series in hours.items()}
+        overall = detector.update(
+            f"{BREACH_RATE}:{ALL}",
+            at,
+            float(sum(x.breaches for x in row.values())),
+            exposure=float(sum(x.targets for x in row.values())),
+            drivers={"category": {c: float(x.breaches) for c, x in row.items()}},
+            driver_exposures={"category": {c: float(x.targets) for c, x in row.items()}},
+        )
+        scores = [(ALL, overall)]
+        for category, hour in row.items():
             volume = detector.update(
                 f"volume:{category}",
                 at,
@@ -164,34 +228,51 @@ def run_detector(
                 drivers={"channel": hour.channels},
             )
             breach = detector.update(
-                f"breach:{category}", at, float(hour.breaches), exposure=float(hour.tickets)
+                f"{BREACH_RATE}:category={category}",
+                at,
+                float(hour.breaches),
+                exposure=float(hour.targets),
             )
-            alerts.extend((category, s.alert) for s in (volume, breach) if s.alert is not None)
+            scores += [(category, volume), (category, breach)]
+        alerts.extend((category, s.alert) for category, s in scores if s.alert is not None)
     return alerts
 
 
 def oracle_detects(
-    incident: Incident, hours: list[_Hour], *, threshold: float, min_excess: float
+    incident: Incident, hours: Mapping[str, list[_Hour]], *, threshold: float, min_excess: float
 ) -> bool:
     """Whether a test that knows the true normal mean sees the incident in any hour.
 
     An upper bound for any detector: incidents at night in a small category can be
-    indistinguishable from noise even with perfect knowledge of the baseline.
+    indistinguishable from noise even with perfect knowledge of the baseline. A breach
+    incident of every team is judged on the teams together.
     """
     first = int((incident.start - START) / HOUR)
     last = int((incident.end - START) / HOUR)
-    for hour in hours[first:last]:
+    scope = list(hours) if incident.category == ALL else [incident.category]
+    for h in range(first, last):
+        rows = [hours[category][h] for category in scope]
         if incident.kind == "volume":
-            observed, normal = hour.tickets, hour.mean
+            observed, normal = rows[0].tickets, rows[0].mean
         else:
-            observed, normal = hour.breaches, hour.tickets * BASE_BREACH_RATE
+            observed = sum(x.breaches for x in rows)
+            normal = sum(x.targets * x.breach_rate for x in rows)
         if observed - normal >= min_excess and tail_z(observed, normal) >= threshold:
             return True
     return False
 
 
+def _kind(alert: AnomalyAlert) -> Literal["volume", "breach"]:
+    return "breach" if alert.series.startswith(BREACH_RATE + ":") else "volume"
+
+
 def _matches(category: str, alert: AnomalyAlert, incident: Incident) -> bool:
-    return category == incident.category and incident.start <= alert.start < incident.end
+    scoped = ALL in (category, incident.category) and incident.kind == "breach"
+    return (
+        (category == incident.category or scoped)
+        and _kind(alert) == incident.kind
+        and incident.start <= alert.start < incident.end
+    )
 
 
 def evaluate_anomalies(
@@ -200,6 +281,7 @@ def evaluate_anomalies(
     weeks: int = 6,
     incidents: int = 8,
     warmup_weeks: int = 3,
+    breach_share: float = 0.4,
     detector: VolumeAnomalyDetector | None = None,
 ) -> dict[str, Any]:
     """Inject incidents into synthetic weekly-rhythm volume and score the detector.
@@ -209,17 +291,21 @@ def evaluate_anomalies(
         weeks: Simulated weeks (hourly buckets).
         incidents: Incidents to inject after the warm-up.
         warmup_weeks: Weeks before the first incident.
+        breach_share: Probability that an incident is a breach incident (agents slow).
         detector: An unused detector with the settings to evaluate (defaults when
             omitted); a copy of it runs the no-incident comparison.
 
     Returns:
-        Precision, recall (overall and per kind), detection delays, false alerts overall,
-        per series-week and on Monday mornings, the same on a run without incidents,
-        and whether the top driver of volume alerts named the flooded channel.
+        Precision and recall (overall and per kind), detection delays, false alerts
+        overall, per series-week and on Monday mornings, the same on a run without
+        incidents, whether the top driver of volume alerts named the flooded channel, and
+        whether that of ``sla_breach_rate:all`` alerts named the slow team's category.
     """
     began = time.perf_counter()
     rng = np.random.default_rng([seed, 0])
-    plan = plan_incidents(rng, weeks=weeks, incidents=incidents, warmup_weeks=warmup_weeks)
+    plan = plan_incidents(
+        rng, weeks=weeks, incidents=incidents, warmup_weeks=warmup_weeks, breach_share=breach_share
+    )
     injected = simulate(seed, weeks=weeks, incidents=plan)
     clean = simulate(seed, weeks=weeks, incidents=[])
     detector = detector or VolumeAnomalyDetector()
@@ -228,9 +314,11 @@ def evaluate_anomalies(
 
     detected: list[dict[str, Any]] = []
     for incident in plan:
-        hits = [a for c, a in alerts if _matches(c, a, incident)]
-        first = min(hits, key=lambda a: a.start) if hits else None
-        top = first.drivers[0] if first and first.drivers else None
+        hits = sorted((a for c, a in alerts if _matches(c, a, incident)), key=lambda a: a.start)
+        first = hits[0] if hits else None
+        # Drivers are what the overall breach-rate series has to say about the team.
+        explained = [a for a in hits if a.drivers]
+        top = explained[0].drivers[0] if explained else None
         detected.append(
             {
                 "category": incident.category,
@@ -242,7 +330,7 @@ def evaluate_anomalies(
                 "detected": first is not None,
                 "oracle_detects": oracle_detects(
                     incident,
-                    injected[incident.category],
+                    injected,
                     threshold=detector.threshold,
                     min_excess=detector.min_excess,
                 ),
@@ -255,13 +343,18 @@ def evaluate_anomalies(
     found = [d for d in detected if d["detected"]]
     delays = [float(d["delay_hours"]) for d in found]
     volume_found = [d for d in found if d["kind"] == "volume"]
-    series_weeks = 2 * len(injected) * weeks
+    team_found = [d for d in found if d["kind"] == "breach" and d["category"] != ALL]
+    series_weeks = (2 * len(injected) + 1) * weeks
 
     def monday_morning(pairs: list[tuple[str, AnomalyAlert]]) -> int:
         return sum(a.start.weekday() == 0 and a.start.hour in MONDAY_MORNING for _, a in pairs)
 
     def ratio(num: int, den: int) -> float | None:
         return round(num / den, 3) if den else None
+
+    def precision(kind: str) -> float | None:
+        own = [(c, a) for c, a in alerts if _kind(a) == kind]
+        return ratio(sum(any(_matches(c, a, i) for i in plan) for c, a in own), len(own))
 
     return {
         "seed": seed,
@@ -271,6 +364,8 @@ def evaluate_anomalies(
         "true_alerts": true_alerts,
         "false_alerts": len(false_alerts),
         "precision": ratio(true_alerts, len(alerts)),
+        "precision_volume": precision("volume"),
+        "precision_breach": precision("breach"),
         "recall": ratio(len(found), len(plan)),
         "recall_volume": ratio(len(volume_found), sum(d["kind"] == "volume" for d in detected)),
         "recall_breach": ratio(
@@ -287,9 +382,14 @@ def evaluate_anomalies(
         "monday_morning_false_alerts": monday_morning(false_alerts),
         "clean_run_alerts": len(clean_alerts),
         "clean_run_monday_morning_alerts": monday_morning(clean_alerts),
+        "clean_run_breach_alerts": sum(_kind(a) == "breach" for _, a in clean_alerts),
         "top_driver_names_channel": ratio(
             sum(d["top_driver"] == f"channel={d['channel']}" for d in volume_found),
             len(volume_found),
+        ),
+        "top_driver_names_category": ratio(
+            sum(d["top_driver"] == f"category={d['category']}" for d in team_found),
+            sum(d["top_driver"] is not None for d in team_found),
         ),
         "incident_details": detected,
         "false_alert_details": [
@@ -307,20 +407,25 @@ def evaluate_anomalies(
 
 
 _PERCENT = frozenset(
-    {"precision", "recall", "recall_volume", "recall_breach", "oracle_recall",
-     "recall_of_oracle_detectable", "top_driver_names_channel"}
+    {"precision", "precision_volume", "precision_breach", "recall", "recall_volume",
+     "recall_breach", "oracle_recall", "recall_of_oracle_detectable",
+     "top_driver_names_channel", "top_driver_names_category"}
 )  # fmt: skip
 
 
 def render_table(results: list[dict[str, Any]] | dict[str, Any]) -> Table:
     """A rich table with one row per :func:`evaluate_anomalies` result (one per seed)."""
     rows = [results] if isinstance(results, dict) else results
-    table = Table(title="Anomaly detection: injected incidents on weekly-rhythm volume")
+    table = Table(
+        title="Anomaly detection: injected incidents on weekly-rhythm volume and SLA breach rate"
+    )
     columns = (
         ("seed", "seed"),
         ("incidents", "incidents"),
         ("alerts", "alerts"),
         ("precision", "precision"),
+        ("precision_volume", "prec vol"),
+        ("precision_breach", "prec breach"),
         ("recall", "recall"),
         ("recall_volume", "recall vol"),
         ("recall_breach", "recall breach"),
@@ -331,6 +436,7 @@ def render_table(results: list[dict[str, Any]] | dict[str, Any]) -> Table:
         ("monday_morning_false_alerts", "FP Mon am"),
         ("clean_run_alerts", "clean-run alerts"),
         ("top_driver_names_channel", "driver ok"),
+        ("top_driver_names_category", "breach driver ok"),
     )
     for _, title in columns:
         table.add_column(title, justify="right")
@@ -356,10 +462,16 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--seeds", type=int, nargs="+", default=[7])
     parser.add_argument("--weeks", type=int, default=6)
     parser.add_argument("--incidents", type=int, default=8)
+    parser.add_argument(
+        "--breach-share", type=float, default=0.4, help="share of incidents that are breach ones"
+    )
     parser.add_argument("--json", action="store_true", help="also print the JSON results")
     args = parser.parse_args(argv)
     results = [
-        evaluate_anomalies(seed=s, weeks=args.weeks, incidents=args.incidents) for s in args.seeds
+        evaluate_anomalies(
+            seed=s, weeks=args.weeks, incidents=args.incidents, breach_share=args.breach_share
+        )
+        for s in args.seeds
     ]
     console = Console(width=max(Console().width, 150))
     console.print(render_table(results))

@@ -32,3 +32,20 @@ def test_same_seed_same_result() -> None:
     first.pop("seconds")
     second.pop("seconds")
     assert first == second
+
+
+def test_slow_agents_are_found_by_the_breach_rate_series_alone() -> None:
+    results = evaluate_anomalies(seed=4, weeks=5, incidents=5, breach_share=1.0)
+    assert {d["kind"] for d in results["incident_details"]} == {"breach"}
+    assert results["precision_breach"] == 1.0
+    assert 0.4 <= results["recall_breach"] <= results["oracle_recall"] + 0.2
+    assert results["clean_run_breach_alerts"] == 0
+    # A single slow team is named by the overall series' top driver.
+    assert results["top_driver_names_category"] == 1.0
+
+
+def test_volume_floods_at_the_usual_breach_share_raise_no_breach_rate_alert() -> None:
+    # The flooded hours bring more targets and more breaches, but not a higher share.
+    results = evaluate_anomalies(seed=3, weeks=5, incidents=6, breach_share=0.0)
+    assert results["recall_volume"] >= 0.5
+    assert results["precision_breach"] is None  # no breach-rate alert at all
