@@ -9,11 +9,16 @@ from __future__ import annotations
 import itertools
 import uuid
 from collections.abc import Iterator
+from datetime import UTC, datetime
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pytest
 
 from triage.services import LocalPostgres, LocalRedis
+
+if TYPE_CHECKING:
+    from triage.sample_analytics import SeedSummary
 
 _db_counter = itertools.count()
 
@@ -60,3 +65,26 @@ def redis_url(redis_server: LocalRedis) -> Iterator[str]:
 def unique() -> str:
     """A short unique token for names (slots, prefixes, topics)."""
     return uuid.uuid4().hex[:10]
+
+
+# A fixed Monday midnight, so seeded histories (and what tests expect of them) never move.
+SEED_END = datetime(2026, 3, 2, tzinfo=UTC)
+
+
+@pytest.fixture(scope="session")
+def seeded_analytics(postgres: LocalPostgres) -> tuple[str, SeedSummary]:
+    """A migrated analytics database with 17 days of synthetic history ending at SEED_END
+    (shared by the session: tests must only read it), and what was written."""
+    from sinks.migrations import apply_migrations
+    from triage.runtime import SQL_DIR
+    from triage.sample_analytics import Incident, seed_analytics
+
+    dsn = postgres.create_database(f"seeded_{uuid.uuid4().hex[:8]}")
+    apply_migrations(dsn, SQL_DIR / "analytics", schema="analytics")
+    summary = seed_analytics(
+        dsn,
+        days=17,
+        end=SEED_END,
+        incidents=[Incident("billing", datetime(2026, 2, 27, 10, tzinfo=UTC), hours=3, factor=5)],
+    )
+    return dsn, summary

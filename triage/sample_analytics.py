@@ -396,23 +396,31 @@ def seed_analytics(
 
 
 def _agent_load(rng: np.random.Generator, start: datetime, minutes: int, agents: int) -> Any:
+    """Per-minute samples of every agent: load follows the arrival rhythm, and the burnout
+    risk is a slowly smoothed utilisation, higher after hours."""
     queues = list(CATEGORIES)
     capacity = rng.integers(6, 12, agents)
     queue_of = [queues[a % len(queues)] for a in range(agents)]
-    smoothed = np.zeros(agents)
+    stamps = [start + timedelta(minutes=m) for m in range(minutes)]
+    level = np.array([_HOUR_SHAPE[t.hour] * _DAY_SHAPE[t.weekday()] / 1.9 for t in stamps])
+    after_hours = np.array([t.hour < 7 or t.hour >= 19 or t.weekday() >= 5 for t in stamps])
+    assigned = np.minimum(capacity, rng.poisson(np.outer(level, capacity * 0.8)))
+    utilisation = assigned / capacity
+    # Exponential smoothing along time (alpha 0.02), one column per agent.
+    smoothed = np.empty_like(utilisation)
+    current = np.zeros(agents)
     for m in range(minutes):
-        at = start + timedelta(minutes=m)
-        level = _HOUR_SHAPE[at.hour] * _DAY_SHAPE[at.weekday()] / 1.9
-        assigned = np.minimum(capacity, rng.poisson(capacity * 0.8 * level))
-        smoothed += 0.02 * (assigned / capacity - smoothed)
-        after_hours = at.hour < 7 or at.hour >= 19 or at.weekday() >= 5
+        current += 0.02 * (utilisation[m] - current)
+        smoothed[m] = current
+    risk = np.minimum(100.0, 100.0 * smoothed * np.where(after_hours, 1.25, 1.0)[:, None])
+    risk = np.round(risk, 1)
+    for m, at in enumerate(stamps):
         for a in range(agents):
-            risk = min(100.0, 100.0 * smoothed[a] * (1.25 if after_hours else 1.0))
-            reasons = ["sustained_load"] if smoothed[a] > 0.7 else []
-            if after_hours and assigned[a] > 0:
+            reasons = ["sustained_load"] if smoothed[m, a] > 0.7 else []
+            if after_hours[m] and assigned[m, a] > 0:
                 reasons.append("after_hours")
-            yield (at, a + 1, queue_of[a], int(assigned[a]), int(capacity[a]),
-                   round(risk, 1), reasons)  # fmt: skip
+            yield (at, a + 1, queue_of[a], int(assigned[m, a]), int(capacity[a]),
+                   float(risk[m, a]), reasons)  # fmt: skip
 
 
 def _anomalies(tickets: pl.DataFrame, start: datetime, days: int) -> Any:

@@ -44,7 +44,8 @@ def parse_range(text: str) -> timedelta:
     return span
 
 
-def _json_value(value: Any) -> Any:
+def json_value(value: Any) -> Any:
+    """A database value as JSON: times as ISO-8601 UTC, decimals as floats."""
     if isinstance(value, datetime):
         return value.astimezone(UTC).isoformat()
     if isinstance(value, date):
@@ -94,7 +95,7 @@ def run_panel(
     with conn.cursor() as cur:
         cur.execute(query, params)
         columns = [c.name for c in cur.description or ()]
-        rows = [[_json_value(v) for v in row] for row in cur.fetchall()]
+        rows = [[json_value(v) for v in row] for row in cur.fetchall()]
     return PanelData(
         **_info(panel).model_dump(),
         start=start,
