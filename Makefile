@@ -20,7 +20,8 @@ demo: setup ## Run the main job on the embedded default (TICKETS, RATE) with pro
 demo-json: setup ## The main job, non-interactive; prints the summary as JSON.
 	$(BIN)/triage demo --tickets $(TICKETS) --rate $(RATE) --json
 
-test: setup ## Run the whole test suite (unit, integration, end-to-end) on real services.
+test: ## Run the whole test suite (unit, integration, end-to-end) on real services.
+	@bash infra/bootstrap.sh --with-browser
 	$(BIN)/pytest
 
 test-unit: setup ## Unit tests only (nothing running needed).

@@ -1,13 +1,26 @@
 #!/usr/bin/env bash
 # Prepares a fresh machine for the embedded default: system services' binaries, uv, the
 # project's virtualenv from the lock file. Safe to run repeatedly.
+#   --with-browser  also headless Chromium (Debian's chromium), which the test suite uses to
+#                   render the built-in dashboard.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+
+with_browser=0
+for arg in "$@"; do
+  case "$arg" in
+    --with-browser) with_browser=1 ;;
+    *) echo "usage: $0 [--with-browser]" >&2; exit 2 ;;
+  esac
+done
 
 need_apt=()
 have_pg() { command -v initdb >/dev/null 2>&1 || ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1; }
 have_pg || need_apt+=(postgresql)
 command -v redis-server >/dev/null 2>&1 || need_apt+=(redis-server)
+if [ "$with_browser" = 1 ]; then
+  command -v chromium >/dev/null 2>&1 || need_apt+=(chromium)
+fi
 if [ ${#need_apt[@]} -gt 0 ]; then
   if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
     echo "installing ${need_apt[*]} ..." >&2

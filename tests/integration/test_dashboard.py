@@ -27,9 +27,7 @@ END = datetime.fromisoformat("2026-03-02T00:00:00+00:00")
 
 
 @pytest.fixture(scope="module")
-def client(
-    seeded_analytics: tuple[str, SeedSummary], redis_server: Any
-) -> Iterator[TestClient]:
+def client(seeded_analytics: tuple[str, SeedSummary], redis_server: Any) -> Iterator[TestClient]:
     dsn, _ = seeded_analytics
     app = create_app(ApiSettings(redis_url=redis_server.url, analytics_dsn=dsn))
     with TestClient(app) as c:
@@ -93,15 +91,15 @@ def test_sla_compliance_is_the_same_from_events_and_from_rollups(
     client: TestClient, seeded_analytics: tuple[str, SeedSummary]
 ) -> None:
     dsn, _ = seeded_analytics
-    met, missed = (
-        _scalar(
-            dsn,
-            "SELECT count(*) FILTER (WHERE " + cond + ") FROM analytics.sla_events"
+    with psycopg.connect(dsn) as conn:
+        events = conn.execute(
+            "SELECT count(*) FILTER (WHERE kind = 'fulfill' AND NOT breached),"
+            " count(*) FILTER (WHERE kind = 'breach') FROM analytics.sla_events"
             " WHERE at >= %s AND at < %s",
             (END - timedelta(days=3), END),
-        )
-        for cond in ("kind = 'fulfill' AND NOT breached", "kind = 'breach'")
-    )
+        ).fetchone()
+    assert events is not None
+    met, missed = events
     assert met > 0 and missed > 0
     with psycopg.connect(dsn) as conn:
         hourly = conn.execute(
