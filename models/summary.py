@@ -58,8 +58,10 @@ def render_daily_summary(stats: DailyStats) -> str:
         lines.append(f"- **Anomalies:** {len(stats.anomalies)}.")
         for series, observed, expected, drivers in stats.anomalies[:5]:
             why = f" Drivers: {', '.join(drivers)}." if drivers else ""
+            # Volume series count new tickets; breach-rate series count breached targets.
+            what = "SLA breaches" if series.startswith("sla_breach_rate") else "tickets"
             lines.append(
-                f"  - `{series}`: {observed:.0f} tickets against {expected:.1f} expected.{why}"
+                f"  - `{series}`: {observed:.0f} {what} against {expected:.1f} expected.{why}"
             )
     else:
         lines.append("- **Anomalies:** none.")

@@ -13,7 +13,8 @@ def test_summary_reports_volume_trend_sla_anomalies_and_forecast() -> None:
             day=date(2026, 3, 2), created=120, solved=90, previous_created=100,
             by_category={"billing": 60, "technical": 40, "general": 20},
             sla_fulfilled=45, sla_breached=5,
-            anomalies=[("volume:category=billing", 40.0, 8.0, ["channel:chat"])],
+            anomalies=[("volume:category=billing", 40.0, 8.0, ["channel:chat"]),
+                       ("sla_breach_rate:all", 12.0, 2.5, ["metric:first_reply"])],
             forecast_next_day=130.4, forecast_peak_agents=7,
         )
     )  # fmt: skip
@@ -24,6 +25,7 @@ def test_summary_reports_volume_trend_sla_anomalies_and_forecast() -> None:
     assert (
         "`volume:category=billing`: 40 tickets against 8.0 expected. Drivers: channel:chat." in text
     )
+    assert "`sla_breach_rate:all`: 12 SLA breaches against 2.5 expected." in text
     assert "about 130 tickets in the next 24 hours; up to 7 agents" in text
 
 
