@@ -16,8 +16,8 @@ BEGIN
     END IF;
 
     -- The shim's fixed-width cases through the built-in date_bin (same floor-to-origin
-    -- semantics, a C function instead of PL/pgSQL arithmetic: about 20 times faster per
-    -- row). Month widths and invalid widths still take the general function, which keeps
+    -- semantics, a C function instead of PL/pgSQL arithmetic: an order of magnitude
+    -- faster per row). Month widths and invalid widths still take the general function, which keeps
     -- TimescaleDB's error messages. These are plain SQL expressions, so the planner
     -- inlines them into the calling query.
     CREATE OR REPLACE FUNCTION analytics.time_bucket(bucket_width interval, ts timestamptz)
