@@ -95,7 +95,10 @@ def run_demo(
         follower = AssignmentFollower(
             stack.redis_url, stack.source_dsn, key_prefix=settings.redis.key_prefix
         ).start()
-        say(f"[bold]API[/] {api.base_url}/docs   [bold]pipeline log[/] {pipeline.state_dir}")
+        say(
+            f"[bold]API[/] {api.base_url}/docs   [bold]dashboard[/] {api.base_url}/dashboard"
+            f"   [bold]pipeline log[/] {pipeline.state_dir}"
+        )
         client = redis.Redis.from_url(stack.redis_url)
         stop = threading.Event()
         try:
