@@ -67,6 +67,28 @@ def tokenize(text: str) -> list[str]:
     return tokens
 
 
+def content_words(text: str, *, min_length: int = 4, limit: int = 5) -> list[str]:
+    """The first ``limit`` distinct content words of a text, folded but not stemmed.
+
+    Readable keywords (for anomaly drivers): no stop words, digits or short words.
+
+    Example:
+        >>> content_words("Payment gateway TIMEOUT: payment failed at checkout")
+        ['payment', 'gateway', 'timeout', 'failed', 'checkout']
+    """
+    folded = unicodedata.normalize("NFKD", text.casefold())
+    folded = "".join(ch for ch in folded if not unicodedata.combining(ch))
+    words: list[str] = []
+    for word in _WORD.findall(folded):
+        word = word.strip("_")
+        if len(word) < min_length or word in _STOP_WORDS or word.isdigit() or word in words:
+            continue
+        words.append(word)
+        if len(words) == limit:
+            break
+    return words
+
+
 def _stem(word: str) -> str:
     if word.isdigit():
         return word

@@ -26,6 +26,7 @@ from typing import Any
 
 from models.anomaly import AnomalyAlert, VolumeAnomalyDetector
 from models.helpdesk import DONE_STATUSES, EnrichedTicket
+from models.kb import content_words
 from models.sla import SlaEvent
 from models.windows import MinuteWindows, WindowInput, WindowResult
 
@@ -241,6 +242,8 @@ class LiveMetrics:
             ("channel", et.ticket.channel),
             ("priority", et.priority),
             ("customer", str(et.ticket.customer_id)),
+            # Words of the subject: an outage shows up as tickets saying "gateway timeout".
+            *(("keyword", word) for word in content_words(et.ticket.subject)),
         ):
             bucket = by_dim.setdefault(dim, {})
             bucket[value] = bucket.get(value, 0.0) + 1

@@ -19,8 +19,8 @@ START = datetime(2026, 2, 2, 0, 0, tzinfo=UTC)  # a Monday
 
 
 def created(tid: int, at: datetime, *, category: str = "billing", channel: str = "email",
-            customer: int = 1) -> EnrichedTicket:  # fmt: skip
-    t = Ticket(id=tid, customer_id=customer, subject="s", description="", channel=channel,
+            customer: int = 1, subject: str = "s") -> EnrichedTicket:  # fmt: skip
+    t = Ticket(id=tid, customer_id=customer, subject=subject, description="", channel=channel,
                status="new", priority=None, category=None, intent=None,
                assigned_agent_id=None, created_at=at, updated_at=at, first_reply_at=None,
                solved_at=None, csat=None, version=tid)  # fmt: skip
@@ -72,6 +72,33 @@ def test_volume_spike_after_warm_up_raises_an_alert_naming_the_channel() -> None
     assert (top.dimension, top.value) == ("channel", "chat")
     restored = pickle.loads(pickle.dumps(lm))
     assert restored.current_hour == lm.current_hour
+
+
+def test_volume_spike_names_the_words_its_tickets_share() -> None:
+    lm = LiveMetrics()
+    rng = np.random.default_rng(11)
+    usual = ["Invoice question", "Password reset please", "Where is my parcel",
+             "Refund for order", "Cannot login to account", "Change billing address"]  # fmt: skip
+    tid = 0
+    alerts: list[AnomalyAlert] = []
+    hours = 21 * 24
+    for h in range(hours + 3):
+        hour = START + timedelta(hours=h)
+        daytime = 9 <= hour.hour < 17 and hour.weekday() < 5
+        subjects = [
+            usual[int(rng.integers(len(usual)))] for _ in range(rng.poisson(6 if daytime else 1))
+        ]
+        if h == hours + 1:  # an outage: the same channel and customers, new words
+            subjects += ["Checkout gateway timeout", "Gateway timeout at checkout again"] * 15
+        for i, subject in enumerate(subjects):
+            tid += 1
+            at = hour + timedelta(seconds=(i * 37) % 3600)
+            out = lm.on_ticket(created(tid, at, customer=tid % 50, subject=subject))
+            alerts += [x for x in out if isinstance(x, AnomalyAlert)]
+    assert alerts, "the outage was not detected"
+    keywords = {d.value for a in alerts for d in a.drivers if d.dimension == "keyword"}
+    assert {"gateway", "timeout", "checkout"} <= keywords
+    assert not keywords & {"invoice", "password", "refund"}
 
 
 def sla(tid: int, at: datetime, *, breached: bool, metric: str = "first_reply",
