@@ -9,11 +9,11 @@ started under ``state_dir``.
 
 from __future__ import annotations
 
-from datetime import timedelta
+from datetime import time, timedelta
 from pathlib import Path
 from typing import Literal
 
-from pydantic import BaseModel, Field, SecretStr
+from pydantic import BaseModel, Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from pipelines.settings import PipelineSettings
@@ -86,6 +86,49 @@ class ApiServerSettings(BaseModel):
     port: int = Field(default=8000, ge=0, le=65535)
 
 
+JobName = Literal["forecast", "warehouse-compact", "daily-summary"]
+"""The batch jobs ``triage/scheduler.py`` knows."""
+
+
+class JobsSettings(BaseModel):
+    """Batch jobs that ``triage pipeline`` schedules beside the dataflow.
+
+    Each run is a child process recorded in ``analytics.job_runs``. Daily jobs run at a
+    UTC time of day (a missed slot is caught up at the next start); ``forecast`` runs every
+    ``forecast_every`` after its last run. A failed run is retried after ``retry_after``,
+    doubled for each further consecutive failure and never later than the job's interval.
+    """
+
+    enabled: bool = True
+    disabled: tuple[JobName, ...] = Field(
+        default=(), description="jobs not scheduled (still runnable with `triage jobs run`)"
+    )
+    forecast_every: timedelta = Field(default=timedelta(hours=1), gt=timedelta(0))
+    forecast_timeout: timedelta = Field(default=timedelta(minutes=30), gt=timedelta(0))
+    warehouse_compact_every: timedelta = Field(default=timedelta(days=1), gt=timedelta(0))
+    warehouse_compact_at: time = Field(default=time(1, 0), description="UTC")
+    warehouse_compact_timeout: timedelta = Field(default=timedelta(hours=1), gt=timedelta(0))
+    daily_summary_at: time = Field(
+        default=time(0, 10), description="UTC; summarises the previous UTC day"
+    )
+    daily_summary_timeout: timedelta = Field(default=timedelta(minutes=10), gt=timedelta(0))
+    retry_after: timedelta = Field(default=timedelta(minutes=5), gt=timedelta(0))
+    check_every: timedelta = Field(default=timedelta(seconds=30), gt=timedelta(0))
+    start_delay: timedelta = Field(
+        default=timedelta(minutes=1),
+        ge=timedelta(0),
+        description="first check after the pipeline starts (let the dataflow warm up)",
+    )
+
+    @field_validator("warehouse_compact_at", "daily_summary_at")
+    @classmethod
+    def _utc_time_of_day(cls, value: time) -> time:
+        offset = value.utcoffset()
+        if offset is not None and offset != timedelta(0):
+            raise ValueError("a time of day in UTC (no offset, or +00:00)")
+        return value.replace(tzinfo=None)
+
+
 class AppSettings(BaseSettings):
     """Everything the ``triage`` command needs, from ``TRIAGE_*`` environment variables."""
 
@@ -104,6 +147,7 @@ class AppSettings(BaseSettings):
     timescale: TimescaleSettings = TimescaleSettings()
     api: ApiServerSettings = ApiServerSettings()
     pipeline: PipelineSettings = PipelineSettings()
+    jobs: JobsSettings = JobsSettings()
     log_level: str = "WARNING"
 
     @property
