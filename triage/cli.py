@@ -375,6 +375,103 @@ def warehouse_compact(
             console.print(f"{table} {d}: {result}")
 
 
+jobs_app = typer.Typer(
+    help="Batch jobs the pipeline schedules: forecast, warehouse compaction, daily summary."
+)
+app.add_typer(jobs_app, name="jobs")
+JobArg = Annotated[str, typer.Argument(help="forecast, warehouse-compact or daily-summary.")]
+
+
+@jobs_app.command("list")
+def jobs_list(
+    json_out: Annotated[bool, typer.Option("--json", help="Print only the JSON document.")] = False,
+    state_dir: StateDir = None,
+) -> None:
+    """Each job with its schedule, last run and when it is next due."""
+    from datetime import UTC, datetime
+
+    import psycopg
+    from rich.table import Table
+
+    from triage.runtime import open_stack
+    from triage.scheduler import build_jobs, job_statuses
+
+    settings = _settings(state_dir)
+    try:
+        with open_stack(settings, settings.state_dir / "services") as stack:
+            statuses = job_statuses(build_jobs(settings), stack.analytics_dsn)
+    except psycopg.errors.UndefinedTable as exc:
+        raise _fail("analytics.job_runs does not exist: run `triage migrate` first") from exc
+    if json_out:
+        sys.stdout.write(json.dumps([s.as_dict() for s in statuses]) + "\n")
+        return
+    table = Table(title="Batch jobs (times in UTC)")
+    for column in ("job", "schedule", "timeout", "last run", "status", "next due"):
+        table.add_column(column)
+    now = datetime.now(UTC)
+    for s in statuses:
+        last = f"{s.last.started_at:%Y-%m-%d %H:%M:%S}" if s.last else "never"
+        if s.next_due is None:
+            due = f"not scheduled ({s.spec.note})"
+        else:
+            due = "now" if s.next_due <= now else f"{s.next_due:%Y-%m-%d %H:%M:%S}"
+        table.add_row(s.spec.name, s.spec.describe(), str(s.spec.timeout), last,
+                      s.last_status or "", due)  # fmt: skip
+    Console().print(table)
+
+
+@jobs_app.command("run")
+def jobs_run(job: JobArg, state_dir: StateDir = None) -> None:
+    """Run one job now (in a child process), recorded like the scheduled runs."""
+    import psycopg
+
+    from triage.runtime import open_stack
+    from triage.scheduler import JOB_NAMES, JobScheduler
+
+    settings = _settings(state_dir)
+    if job not in JOB_NAMES:
+        raise _fail(f"unknown job {job!r} (known: {', '.join(JOB_NAMES)})", 2)
+    with open_stack(settings, settings.state_dir / "services") as stack:
+        scheduler = JobScheduler.from_settings(settings, stack)
+        try:
+            outcome = scheduler.run(scheduler.job(job))
+        except psycopg.errors.UndefinedTable as exc:
+            raise _fail("analytics.job_runs does not exist: run `triage migrate` first") from exc
+    if outcome is None:
+        raise _fail(f"{job} is running in another process (its lock is held)")
+    took = (outcome.finished_at - outcome.started_at).total_seconds()
+    console.print(f"{job}: {outcome.status} in {took:.1f} s: {outcome.detail}")
+    if outcome.status != "ok":
+        raise typer.Exit(1)
+
+
+@jobs_app.command("exec", hidden=True)
+def jobs_exec(
+    job: JobArg,
+    day: Annotated[
+        str | None, typer.Option(help="daily-summary: UTC day YYYY-MM-DD (default yesterday).")
+    ] = None,
+    state_dir: StateDir = None,
+) -> None:
+    """Do one job's work in this process (what a scheduled run executes as its child)."""
+    from datetime import date
+
+    from triage.runtime import open_stack
+    from triage.scheduler import JOB_NAMES, exec_job, exit_with_parent
+
+    settings = _settings(state_dir)
+    if job not in JOB_NAMES:
+        raise _fail(f"unknown job {job!r} (known: {', '.join(JOB_NAMES)})", 2)
+    try:
+        wanted = date.fromisoformat(day) if day else None
+    except ValueError as exc:
+        raise _fail(f"--day must be YYYY-MM-DD, got {day!r}", 2) from exc
+    exit_with_parent()
+    with open_stack(settings, settings.state_dir / "services") as stack:
+        message = exec_job(job, settings, stack, day=wanted)
+    sys.stdout.write(message + "\n")
+
+
 @cdc_app.command("drop-slot")
 def drop_slot(state_dir: StateDir = None) -> None:
     """Drop the embedded reader's replication slot (it then snapshots again on start)."""

@@ -146,9 +146,15 @@ def build_pipeline(settings: AppSettings, stack: Stack, recovery_dir: Path):
 
 
 def run_pipeline(settings: AppSettings, stack: Stack, recovery_dir: Path) -> None:
-    """Run the dataflow in this process until it is interrupted."""
+    """Run the dataflow in this process until it is interrupted.
+
+    With ``settings.jobs.enabled`` the batch-job scheduler runs beside it in a thread (each
+    job in its own child process) and stops with it.
+    """
     from bytewax.recovery import RecoveryConfig
     from bytewax.testing import run_main
+
+    from triage.scheduler import JobScheduler
 
     flow = build_pipeline(settings, stack, recovery_dir)
     # Keyed state holds millions of small objects; the default cyclic-GC thresholds made
@@ -157,6 +163,7 @@ def run_pipeline(settings: AppSettings, stack: Stack, recovery_dir: Path) -> Non
     gc.collect()
     gc.freeze()
     gc.set_threshold(100_000, 50, 100)
+    jobs = JobScheduler.from_settings(settings, stack).start() if settings.jobs.enabled else None
     try:
         run_main(
             flow,
@@ -170,6 +177,9 @@ def run_pipeline(settings: AppSettings, stack: Stack, recovery_dir: Path) -> Non
             log.info("pipeline stopped by signal")
             return
         raise
+    finally:
+        if jobs is not None:
+            jobs.stop()
 
 
 class PipelineProcess:
