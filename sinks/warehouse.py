@@ -40,7 +40,6 @@ from __future__ import annotations
 import json
 import logging
 import os
-import re
 import uuid
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
@@ -53,6 +52,9 @@ from bytewax.outputs import DynamicSink, StatelessSinkPartition
 
 from models.helpdesk import EnrichedTicket, RoutingDecision
 from models.intelligence import ModelMetric
+from models.pii import EMAIL_TOKEN as EMAIL_TOKEN  # re-exported: first defined here
+from models.pii import PHONE_TOKEN as PHONE_TOKEN
+from models.pii import mask_pii
 from models.sla import SlaEvent
 
 log = logging.getLogger(__name__)
@@ -71,20 +73,7 @@ MODEL_METRICS = "model_metrics"
 PARTITION_COLUMN = "date"
 """Hive partition column: the UTC day, in directory names only (``date=YYYY-MM-DD``)."""
 
-EMAIL_TOKEN = "[email]"
-PHONE_TOKEN = "[phone]"
-
 _TS = pl.Datetime("us", "UTC")
-
-_EMAIL = re.compile(r"[A-Za-z0-9._%+-]+@[A-Za-z0-9-]+(?:\.[A-Za-z0-9-]+)*\.[A-Za-z]{2,}")
-# International numbers (+ and digits with single separators) or local ones in groups,
-# optionally with an area code in parentheses; 7 to 15 digits (E.164 allows 15) in all.
-_PHONE = re.compile(
-    r"(?<![\w+])(?:\+\d[\d .-]{5,18}\d|(?:\(\d{1,4}\) ?)?\d{2,5}(?:[ .-]\d{2,5}){1,4})(?!\w)"
-)
-# Dates look like phone numbers to the pattern above but are not personal data.
-_NOT_PHONE = re.compile(r"\d{4}-\d{2}-\d{2}|\d{2}[./-]\d{2}[./-]\d{4}")
-_PHONE_DIGITS = range(7, 16)
 
 
 @dataclass(frozen=True)
@@ -205,25 +194,6 @@ TABLES: dict[str, TableSpec] = {
     ),
 }
 """Every warehouse table, by name."""
-
-
-def mask_pii(text: str) -> str:
-    """Replace e-mail addresses and phone numbers in ``text`` with fixed tokens.
-
-    Example:
-        >>> mask_pii("Reach me at ana@example.com or +49 30 123 4567 before 2024-05-01.")
-        'Reach me at [email] or [phone] before 2024-05-01.'
-    """
-    masked = _EMAIL.sub(EMAIL_TOKEN, text)
-    return _PHONE.sub(_phone_token, masked)
-
-
-def _phone_token(match: re.Match[str]) -> str:
-    found = match[0]
-    digits = sum(c.isdigit() for c in found)
-    if digits not in _PHONE_DIGITS or _NOT_PHONE.fullmatch(found):
-        return found
-    return PHONE_TOKEN
 
 
 def ticket_fact_record(item: EnrichedTicket, *, allow_pii: bool = False) -> dict[str, Any]:
