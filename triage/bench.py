@@ -81,7 +81,10 @@ def run_bench(
             stack.source_dsn, WorkloadConfig(seed=1, customers=500, agents=60, tickets=1)
         ).seed_reference_data()
         client = redis.Redis.from_url(stack.redis_url)
-        pipeline = PipelineProcess(stack, state_dir / "pipeline").start()
+        # Batch jobs (forecast, compaction) would compete for the CPU being measured.
+        pipeline = PipelineProcess(
+            stack, state_dir / "pipeline", extra_env={"TRIAGE_JOBS__ENABLED": "false"}
+        ).start()
         try:
             pipeline.wait_ready(settings.source.slot_name, flow_id=settings.pipeline.flow_id)
             with psycopg.connect(stack.source_dsn, autocommit=True) as conn:
