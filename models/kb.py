@@ -17,9 +17,13 @@ import re
 import unicodedata
 from collections import Counter
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any
 
 import numpy as np
+
+from models.events import ChangeEvent
+from models.helpdesk import RowError, parse_timestamp
 
 _WORD = re.compile(r"\w+")
 
@@ -397,3 +401,55 @@ class KbIndex:
         """The smoothed attach rate of an article under ``key`` (0.5 without evidence)."""
         attached, ignored = self._feedback.get((key, article_id), (0.0, 0.0))
         return (attached + 1.0) / (attached + ignored + 2.0)
+
+
+@dataclass(frozen=True)
+class KbArticle:
+    """One ``kb_articles`` change as the stores outside the flow see it (e.g. search).
+
+    ``deleted`` marks a deleted row; its other fields are then empty (a delete carries only
+    the key). ``version`` is the change's LSN, like every other row a sink writes.
+    """
+
+    id: int
+    version: int
+    title: str
+    body: str
+    category: str | None
+    language: str
+    published: bool
+    updated_at: datetime | None
+    deleted: bool = False
+
+    @classmethod
+    def from_change(cls, event: ChangeEvent) -> KbArticle:
+        """Parse a ``kb_articles`` change.
+
+        As lenient as :meth:`KbIndex.upsert` is through the text step: only the id is
+        required, so an article the suggestions know is never missing from search.
+
+        Raises:
+            RowError: Without an integer id, or with an unreadable ``updated_at``.
+        """
+        row = event.row or {}
+        raw_id = event.key.get("id", row.get("id"))
+        if raw_id is None:
+            raise RowError("kb_articles row without an id")
+        try:
+            article_id = int(raw_id)
+        except (TypeError, ValueError) as exc:
+            raise RowError(f"kb_articles row without an integer id: {raw_id!r}") from exc
+        if event.op == "d" or event.after is None:
+            return cls(article_id, event.version, "", "", None, "", False, None, deleted=True)
+        after = event.after
+        category = after.get("category")
+        return cls(
+            id=article_id,
+            version=event.version,
+            title=str(after.get("title") or ""),
+            body=str(after.get("body") or ""),
+            category=None if category is None else str(category),
+            language=str(after.get("language") or "en"),
+            published=bool(after.get("published", True)),
+            updated_at=parse_timestamp(after.get("updated_at")),
+        )

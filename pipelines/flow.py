@@ -14,6 +14,7 @@ Step graph::
     tickets + decisions + SLA events + risks + model metrics + dead letters → write_analytics
     decisions + SLA events + risks → write_live
     anomaly alerts + SLA breaches → publish_alerts   (optional, e.g. Kafka triage.alerts)
+    tickets + KB article changes → write_search      (optional: Elasticsearch or PostgreSQL FTS)
 """
 
 from __future__ import annotations
@@ -46,6 +47,7 @@ from models.helpdesk import (
     parse_timestamp,
 )
 from models.intelligence import ModelMetric, TextIntelligence
+from models.kb import KbArticle
 from models.language import LanguageDetector
 from models.live_metrics import LiveMetrics, LiveOutput
 from models.queue_state import QueueOutput, QueueState
@@ -323,6 +325,24 @@ def _is_breach(item: Any) -> bool:
     return isinstance(item, SlaEvent) and item.kind == "breach"
 
 
+def kb_article(item: tuple[str, tuple[str, Any]]) -> KbArticle | None:
+    """The KB article of a text-step input, or ``None`` for other inputs.
+
+    A row that cannot be parsed is left out of search and counted (``kb_unsearchable``);
+    the text step, which receives the same change, reports it to the dead letters when the
+    suggestions cannot use it either.
+    """
+    kind, payload = item[1]
+    if kind != "kb":
+        return None
+    try:
+        return KbArticle.from_change(payload)
+    except RowError as exc:
+        FLOW_COUNTERS["kb_unsearchable"] += 1
+        log.warning("kb_articles change at version %s not searchable: %s", payload.version, exc)
+        return None
+
+
 def build_flow(
     settings: PipelineSettings,
     *,
@@ -331,6 +351,7 @@ def build_flow(
     decision_sink: Sink[Any],
     warehouse_sink: Sink[Any] | None = None,
     alert_sink: Sink[Any] | None = None,
+    search_sink: Sink[Any] | None = None,
 ) -> Dataflow:
     """Build the triage dataflow for a source of raw CDC records and the two sinks.
 
@@ -346,6 +367,8 @@ def build_flow(
             events and model metrics for the BI warehouse (Parquet).
         alert_sink: optional; receives anomaly alerts and SLA breach events (e.g. the
             Kafka ``triage.alerts`` topic).
+        search_sink: optional; receives enriched tickets (final category, intent and
+            queue) and :class:`KbArticle` changes for ticket and KB search.
     """
     policy = settings.routing_policy()
     detector = LanguageDetector(settings.languages)
@@ -443,6 +466,9 @@ def build_flow(
         breaches = op.filter("select_breaches", queue_out, _is_breach)
         op.output("publish_alerts", op.merge("merge_alerts", anomaly_alerts, breaches), alert_sink)
     op.output("write_analytics", analytics, analytics_sink)
+    if search_sink is not None:
+        articles = op.filter_map("select_kb_articles", to_text_or_queue.trues, kb_article)
+        op.output("write_search", op.merge("merge_search", final_tickets, articles), search_sink)
     if warehouse_sink is not None:
         for_warehouse = op.filter(
             "select_warehouse_items",

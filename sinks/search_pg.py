@@ -1,0 +1,306 @@
+"""PostgreSQL full-text search sink: ticket and KB search without Elasticsearch.
+
+The embedded default. Documents (:mod:`sinks.search`) go to ``analytics.ticket_search``
+and ``analytics.kb_search`` (``sql/analytics/009_search.sql``), whose generated
+``document`` tsvector is built with the text search configuration of each row's language
+(see :func:`text_search_config` and the migration for why); the API queries them with
+``websearch_to_tsquery`` and ranks with ``ts_rank_cd``.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from typing import Any
+
+import psycopg
+from bytewax.outputs import DynamicSink, StatelessSinkPartition
+from psycopg import sql
+
+from sinks.retry import backoff
+from sinks.search import (
+    KbDocument,
+    SearchDocuments,
+    SearchItem,
+    TicketDocument,
+    batch_to_documents,
+)
+
+log = logging.getLogger(__name__)
+
+TICKET_SEARCH = "ticket_search"
+KB_SEARCH = "kb_search"
+
+TEXT_SEARCH_CONFIGS: dict[str, str] = {
+    "en": "english",
+    "de": "german",
+    "fr": "french",
+    "es": "spanish",
+}
+"""PostgreSQL text search configuration per detected language; others get ``simple``."""
+
+TICKET_SEARCH_COLUMNS: tuple[str, ...] = (
+    "ticket_id",
+    "version",
+    "deleted",
+    "subject",
+    "description",
+    "status",
+    "priority",
+    "category",
+    "intent",
+    "queue",
+    "channel",
+    "language",
+    "search_config",
+    "customer_id",
+    "customer_tier",
+    "organization",
+    "assigned_agent_id",
+    "created_at",
+    "updated_at",
+    "solved_at",
+)
+KB_SEARCH_COLUMNS: tuple[str, ...] = (
+    "article_id",
+    "version",
+    "deleted",
+    "title",
+    "body",
+    "category",
+    "language",
+    "search_config",
+    "updated_at",
+)
+
+
+def text_search_config(language: str | None) -> str:
+    """The text search configuration for a language code (``simple`` when unsupported).
+
+    Example:
+        >>> text_search_config("de"), text_search_config("pt"), text_search_config(None)
+        ('german', 'simple', 'simple')
+    """
+    return TEXT_SEARCH_CONFIGS.get((language or "").casefold(), "simple")
+
+
+def ticket_search_row(doc: TicketDocument) -> tuple[Any, ...]:
+    """One ``ticket_search`` row in :data:`TICKET_SEARCH_COLUMNS` order."""
+    return (
+        doc.ticket_id,
+        doc.version,
+        doc.deleted,
+        doc.subject,
+        doc.description,
+        doc.status,
+        doc.priority,
+        doc.category,
+        doc.intent,
+        doc.queue,
+        doc.channel,
+        doc.language,
+        text_search_config(doc.language),
+        doc.customer_id,
+        doc.customer_tier,
+        doc.organization,
+        doc.assigned_agent_id,
+        doc.created_at,
+        doc.updated_at,
+        doc.solved_at,
+    )
+
+
+def kb_search_row(doc: KbDocument) -> tuple[Any, ...]:
+    """One ``kb_search`` row in :data:`KB_SEARCH_COLUMNS` order."""
+    return (
+        doc.article_id,
+        doc.version,
+        doc.deleted,
+        doc.title,
+        doc.body,
+        doc.category,
+        doc.language,
+        text_search_config(doc.language),
+        doc.updated_at,
+    )
+
+
+def documents_to_rows(docs: SearchDocuments) -> dict[str, list[tuple[Any, ...]]]:
+    """Rows per table, in id order (the documents' order)."""
+    return {
+        TICKET_SEARCH: [ticket_search_row(d) for d in docs.tickets],
+        KB_SEARCH: [kb_search_row(d) for d in docs.articles],
+    }
+
+
+def _upsert(schema: str, table: str, columns: tuple[str, ...]) -> sql.Composed:
+    key = columns[0]
+    placeholders = sql.SQL(", ").join(
+        sql.SQL("%s::regconfig") if c == "search_config" else sql.Placeholder() for c in columns
+    )
+    updates = sql.SQL(", ").join(
+        [sql.SQL("{c} = EXCLUDED.{c}").format(c=sql.Identifier(c)) for c in columns[1:]]
+        + [sql.SQL("indexed_at = now()")]
+    )
+    # A replay of the same version changes nothing; only a strictly newer one replaces.
+    return sql.SQL(
+        "INSERT INTO {target} AS t ({cols}) VALUES ({values}) "
+        "ON CONFLICT ({key}) DO UPDATE SET {updates} WHERE t.version < EXCLUDED.version"
+    ).format(
+        target=sql.Identifier(schema, table),
+        cols=sql.SQL(", ").join(map(sql.Identifier, columns)),
+        values=placeholders,
+        key=sql.Identifier(key),
+        updates=updates,
+    )
+
+
+class _PostgresSearchPartition(StatelessSinkPartition[SearchItem]):
+    """One worker's connection; each batch is one transaction."""
+
+    def __init__(
+        self,
+        dsn: str,
+        *,
+        schema: str,
+        allow_pii: bool,
+        connect_timeout: int,
+        backoff_initial: float,
+        backoff_max: float,
+        max_retries: int | None,
+    ) -> None:
+        self._dsn = dsn
+        self._schema = schema
+        self._allow_pii = allow_pii
+        self._connect_timeout = connect_timeout
+        self._backoff_initial = backoff_initial
+        self._backoff_max = backoff_max
+        self._max_retries = max_retries
+        self._statements = {
+            TICKET_SEARCH: _upsert(schema, TICKET_SEARCH, TICKET_SEARCH_COLUMNS),
+            KB_SEARCH: _upsert(schema, KB_SEARCH, KB_SEARCH_COLUMNS),
+        }
+        self._conn: psycopg.Connection[Any] | None = None
+        # Fail at start-up, not at the first batch, when the store or the tables are missing.
+        self._conn = self._connect()
+
+    def _connect(self) -> psycopg.Connection[Any]:
+        conn = psycopg.connect(self._dsn, connect_timeout=self._connect_timeout)
+        try:
+            with conn.transaction():
+                for table in self._statements:
+                    found = conn.execute(
+                        "SELECT to_regclass(%s)", (f"{self._schema}.{table}",)
+                    ).fetchone()
+                    if found is None or found[0] is None:
+                        raise RuntimeError(
+                            f"table {self._schema}.{table} does not exist; apply the analytics "
+                            "migrations first (`triage migrate`, or sinks.migrations."
+                            "apply_migrations with sql/analytics)"
+                        )
+        except BaseException:
+            conn.close()
+            raise
+        return conn
+
+    def write_batch(self, items: list[SearchItem]) -> None:
+        """Upsert the batch's documents; returns only once they are committed.
+
+        Connection loss is retried with exponential backoff on a fresh connection (the flow
+        slows down instead of dropping documents); other errors propagate.
+        """
+        rows = documents_to_rows(batch_to_documents(items, allow_pii=self._allow_pii))
+        if not any(rows.values()):
+            return
+        delays = backoff(self._backoff_initial, self._backoff_max)
+        attempt = 0
+        while True:
+            try:
+                if self._conn is None or self._conn.closed:
+                    self._conn = self._connect()
+                with self._conn.transaction(), self._conn.cursor() as cur:
+                    for table, table_rows in rows.items():
+                        if table_rows:
+                            cur.executemany(self._statements[table], table_rows)
+                return
+            except psycopg.OperationalError as exc:
+                attempt += 1
+                if self._max_retries is not None and attempt > self._max_retries:
+                    raise
+                delay = next(delays)
+                log.warning(
+                    "search index write of %d items failed (attempt %d): %s; retrying in %.1fs",
+                    len(items),
+                    attempt,
+                    exc,
+                    delay,
+                )
+                self._discard_connection()
+                time.sleep(delay)
+
+    def _discard_connection(self) -> None:
+        conn, self._conn = self._conn, None
+        if conn is not None:
+            try:
+                conn.close()
+            except psycopg.Error:
+                log.debug("closing a broken search connection failed", exc_info=True)
+
+    def close(self) -> None:
+        """Close the connection when the dataflow ends."""
+        self._discard_connection()
+
+
+class PostgresSearchSink(DynamicSink[SearchItem]):
+    """Index tickets and KB articles for PostgreSQL full-text search.
+
+    Enriched tickets go to ``ticket_search``, KB article changes to ``kb_search``, as the
+    documents of :func:`sinks.search.batch_to_documents` (PII masked unless allowed,
+    deletes as tombstones).
+
+    Delivery guarantee: at-least-once from the flow, effectively-once in the tables.
+    Idempotency key: ``ticket_id`` / ``article_id``; only a strictly greater ``version``
+    (source LSN) replaces a row, so replays and out-of-order redelivery never regress it.
+    Each batch is one transaction.
+
+    Args:
+        dsn: libpq connection string of the analytics database.
+        schema: Schema holding the tables of ``sql/analytics``.
+        allow_pii: Index e-mail addresses and phone numbers unmasked.
+        connect_timeout: Seconds to wait for each connection attempt.
+        backoff_initial: First retry delay after a connection loss, in seconds.
+        backoff_max: Longest retry delay, in seconds.
+        max_retries: Give up after this many failed attempts of one batch; ``None``
+            retries for as long as it takes.
+    """
+
+    def __init__(
+        self,
+        dsn: str,
+        *,
+        schema: str = "analytics",
+        allow_pii: bool = False,
+        connect_timeout: int = 10,
+        backoff_initial: float = 0.2,
+        backoff_max: float = 30.0,
+        max_retries: int | None = None,
+    ) -> None:
+        self._dsn = dsn
+        self._schema = schema
+        self._allow_pii = allow_pii
+        self._connect_timeout = connect_timeout
+        self._backoff_initial = backoff_initial
+        self._backoff_max = backoff_max
+        self._max_retries = max_retries
+
+    def build(self, step_id: str, worker_index: int, worker_count: int) -> _PostgresSearchPartition:
+        """Open this worker's connection and check that the search tables exist."""
+        return _PostgresSearchPartition(
+            self._dsn,
+            schema=self._schema,
+            allow_pii=self._allow_pii,
+            connect_timeout=self._connect_timeout,
+            backoff_initial=self._backoff_initial,
+            backoff_max=self._backoff_max,
+            max_retries=self._max_retries,
+        )
