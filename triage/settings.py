@@ -61,10 +61,24 @@ class RedisSettings(BaseModel):
 
 
 class ElasticsearchSettings(BaseModel):
-    """Reserved for the search sink, which is not built yet (nothing reads it)."""
+    """Ticket and KB search: Elasticsearch when ``url`` is set, else PostgreSQL full-text
+    search in the analytics database (tables ``ticket_search`` and ``kb_search``)."""
 
-    url: str | None = Field(default=None, description="not used yet")
+    enabled: bool = Field(
+        default=True, description="false: no search index (neither Elasticsearch nor PG FTS)"
+    )
+    url: str | None = Field(
+        default=None, description="unset: PostgreSQL full-text search in the analytics DB"
+    )
     api_key: SecretStr | None = None
+    index_prefix: str = Field(
+        default="triage",
+        pattern=r"^[a-z0-9][a-z0-9_.-]{0,200}$",
+        description="indices <prefix>-tickets and <prefix>-kb",
+    )
+    allow_pii: bool = Field(
+        default=False, description="index e-mail addresses and phone numbers unmasked"
+    )
 
 
 class WarehouseSettings(BaseModel):
