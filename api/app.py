@@ -8,13 +8,14 @@ from contextlib import asynccontextmanager
 
 import psycopg
 import redis
-from fastapi import FastAPI, Request
+from fastapi import Depends, FastAPI, Request
 from fastapi.responses import JSONResponse
 from psycopg_pool import ConnectionPool, PoolTimeout
 from redis.backoff import ExponentialBackoff
 from redis.retry import Retry
 
 from api.routes import dashboard, health, reports, routing, sla
+from api.security import AccessControl, AccessMiddleware, require_scope, split_router
 from api.settings import ApiSettings
 
 log = logging.getLogger(__name__)
@@ -73,9 +74,11 @@ def create_app(settings: ApiSettings) -> FastAPI:
         # Not waiting: the pool keeps connecting in the background while the API serves.
         pool.open(wait=False)
         app.state.pg_pool = pool
+        app.state.access = AccessControl(settings, pool=pool, client=app.state.redis).start()
         try:
             yield
         finally:
+            app.state.access.close()
             pool.close()
             app.state.redis.close()
 
@@ -102,9 +105,16 @@ def create_app(settings: ApiSettings) -> FastAPI:
 
     for error in (redis.RedisError, psycopg.OperationalError, PoolTimeout):
         app.add_exception_handler(error, store_unavailable)
+    app.add_middleware(AccessMiddleware)
     app.include_router(health.router)
-    app.include_router(routing.router)
-    app.include_router(sla.router)
-    app.include_router(reports.router)
-    app.include_router(dashboard.router)
+    # Scopes and audit per router: see api.security.
+    routing_scope = Depends(require_scope("read:routing", audit=True))
+    tickets_scope = Depends(require_scope("read:tickets", audit=True))
+    analytics_scope = Depends(require_scope("read:analytics"))
+    app.include_router(routing.router, dependencies=[routing_scope])
+    app.include_router(sla.router, dependencies=[tickets_scope])
+    app.include_router(reports.router, dependencies=[analytics_scope])
+    dashboard_page, dashboard_panels = split_router(dashboard.router, ["/dashboard"])
+    app.include_router(dashboard_page)
+    app.include_router(dashboard_panels, dependencies=[analytics_scope])
     return app

@@ -19,6 +19,10 @@ class ApiSettings(BaseModel):
         analytics_schema: Schema of the analytics tables.
         store_timeout_s: Seconds to wait for a store on connect, per reply and in health checks.
         pool_max_size: Most PostgreSQL connections the API keeps open.
+        auth_required: Require an API key with the route's scope (see ``api.security``);
+            off, every request is served as an anonymous reader without rate limit.
+        auth_cache_ttl_s: Seconds a resolved key is cached in-process; a revoked key is
+            refused at most this long after its revocation (0: look up every request).
     """
 
     model_config = ConfigDict(frozen=True)
@@ -29,6 +33,8 @@ class ApiSettings(BaseModel):
     analytics_schema: str = "analytics"
     store_timeout_s: float = Field(default=2.0, gt=0, le=60)
     pool_max_size: int = Field(default=4, ge=1, le=100)
+    auth_required: bool = False
+    auth_cache_ttl_s: float = Field(default=5.0, ge=0, le=300)
 
     @field_validator("analytics_schema")
     @classmethod

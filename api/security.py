@@ -1,0 +1,584 @@
+"""API keys with scopes, per-key rate limits, and the request hooks that enforce them.
+
+Keys are ``tri_`` followed by 32 random bytes (URL-safe base64), shown once by
+``triage api-keys create`` and stored only as their SHA-256 in ``analytics.api_keys``.
+A request sends its key as ``Authorization: Bearer <key>`` or ``X-API-Key: <key>``.
+
+Scopes, applied per router where :mod:`api.app` includes it:
+
+- ``read:routing``: ticket routing decisions, agent queues, holding lists;
+- ``read:tickets``: ticket SLA clocks, search;
+- ``read:analytics``: daily reports, dashboard panels;
+- ``admin``: every scope. ``/health`` and the ``/dashboard`` page need no key.
+
+Audited (one ``analytics.api_audit`` row per request, any status, see :mod:`api.audit`):
+``/v1/tickets/{id}/routing``, ``/v1/tickets/{id}/sla``, ``/v1/agents/{id}/queue``,
+``/v1/queues/{queue}/holding`` and search. Reports and dashboard panels are aggregates,
+not customer data, and are not audited; neither are requests refused with 401.
+
+A key's row is cached in-process for ``ApiSettings.auth_cache_ttl_s`` (5 s): a revoked key
+is refused at most that long after ``triage api-keys revoke``. With
+``ApiSettings.auth_required`` off (the embedded default) every request passes as the
+anonymous principal with the read scopes, without rate limit, and is still audited.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import math
+import re
+import secrets
+import threading
+import time
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Annotated, Any
+
+import psycopg
+import redis
+from fastapi import APIRouter, Depends, HTTPException, Request
+from fastapi.security import APIKeyHeader, HTTPAuthorizationCredentials, HTTPBearer
+from psycopg import sql
+from psycopg.rows import dict_row
+from psycopg_pool import ConnectionPool
+from starlette.datastructures import MutableHeaders
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from api.audit import AuditWriter, audit_entry
+from api.settings import ApiSettings
+
+log = logging.getLogger(__name__)
+
+READ_TICKETS = "read:tickets"
+READ_ROUTING = "read:routing"
+READ_ANALYTICS = "read:analytics"
+ADMIN = "admin"
+SCOPES = (READ_TICKETS, READ_ROUTING, READ_ANALYTICS, ADMIN)
+"""Every scope a key can hold; ``admin`` implies the others."""
+READ_SCOPES = frozenset({READ_TICKETS, READ_ROUTING, READ_ANALYTICS})
+
+KEY_PREFIX = "tri_"
+_KEY_BYTES = 32
+# token_urlsafe(32) is 43 base64url characters without padding.
+_KEY_FORMAT = re.compile(r"^tri_[A-Za-z0-9_-]{43}$")
+ANONYMOUS_KEY_ID = "anonymous"
+DEFAULT_RATE_LIMIT_PER_MINUTE = 600
+RATE_WINDOW_S = 60
+REALM = "triage"
+_STATE_KEY = "triage_access"
+
+
+def generate_api_key() -> str:
+    """A new key: ``tri_`` and 256 random bits, URL-safe.
+
+    Example:
+        >>> key = generate_api_key()
+        >>> key.startswith("tri_"), len(key)
+        (True, 47)
+    """
+    return KEY_PREFIX + secrets.token_urlsafe(_KEY_BYTES)
+
+
+def generate_key_id() -> str:
+    """A key's public id (in listings, the audit log and rate-limit counters)."""
+    return "key_" + secrets.token_hex(6)
+
+
+def hash_api_key(key: str) -> str:
+    """The hex SHA-256 stored for ``key`` and looked up on each request.
+
+    A fast unsalted hash is right here, unlike for passwords: a password has little
+    entropy, so a slow salted hash (bcrypt, argon2) is what stops an attacker holding
+    the hashes from trying every likely password. A key has 256 random bits; no amount
+    of hashing speed makes searching that space feasible, and no precomputed table
+    covers it. A deterministic hash also lets the database find the key by its hash
+    (a unique index) instead of verifying every stored key.
+
+    Example:
+        >>> hash_api_key("tri_example")[:12]
+        'a1a45a2b410c'
+    """
+    return hashlib.sha256(key.encode("utf-8")).hexdigest()
+
+
+def is_well_formed_key(key: str) -> bool:
+    """Whether ``key`` has the shape of a key we issue (checked before any lookup)."""
+    return bool(_KEY_FORMAT.match(key))
+
+
+def grants(scopes: Iterable[str], needed: str) -> bool:
+    """Whether holding ``scopes`` allows what ``needed`` protects (``admin`` allows all).
+
+    Example:
+        >>> grants(["read:routing"], "read:tickets"), grants(["admin"], "read:tickets")
+        (False, True)
+    """
+    held = set(scopes)
+    return needed in held or ADMIN in held
+
+
+def parse_scopes(values: Iterable[str]) -> tuple[str, ...]:
+    """Validated scopes without duplicates, in :data:`SCOPES` order.
+
+    Raises:
+        ValueError: When a value is not a known scope, or there is none.
+    """
+    wanted = {v.strip() for v in values}
+    unknown = sorted(wanted - set(SCOPES))
+    if unknown:
+        raise ValueError(f"unknown scope(s) {', '.join(unknown)}; known: {', '.join(SCOPES)}")
+    if not wanted:
+        raise ValueError(f"at least one scope is needed; known: {', '.join(SCOPES)}")
+    return tuple(s for s in SCOPES if s in wanted)
+
+
+@dataclass(frozen=True)
+class ApiKey:
+    """A stored key (without its secret).
+
+    Attributes:
+        key_id: Public id, e.g. ``key_3f9a0c21b4de``.
+        name: Who or what the key is for.
+        scopes: Scopes the key holds.
+        rate_limit_per_minute: Requests the key may make per clock minute.
+        created_at: When the key was created.
+        revoked_at: When it was revoked; ``None`` while it is valid.
+        last_used_at: The newest request made with it, as the audit writer last noted it.
+    """
+
+    key_id: str
+    name: str
+    scopes: tuple[str, ...]
+    rate_limit_per_minute: int
+    created_at: datetime
+    revoked_at: datetime | None = None
+    last_used_at: datetime | None = None
+
+
+_KEY_COLUMNS = (
+    "key_id",
+    "name",
+    "scopes",
+    "rate_limit_per_minute",
+    "created_at",
+    "revoked_at",
+    "last_used_at",
+)
+
+
+def _api_key(row: dict[str, Any]) -> ApiKey:
+    return ApiKey(**{**row, "scopes": tuple(row["scopes"])})
+
+
+def _select(schema: str) -> sql.Composed:
+    return sql.SQL("SELECT {cols} FROM {table}").format(
+        cols=sql.SQL(", ").join(map(sql.Identifier, _KEY_COLUMNS)),
+        table=sql.Identifier(schema, "api_keys"),
+    )
+
+
+def create_api_key(
+    conn: psycopg.Connection[Any],
+    *,
+    schema: str = "analytics",
+    name: str,
+    scopes: Iterable[str],
+    rate_limit_per_minute: int = DEFAULT_RATE_LIMIT_PER_MINUTE,
+) -> tuple[ApiKey, str]:
+    """Store a new key; returns its row and the key itself, which is not kept anywhere.
+
+    Raises:
+        ValueError: On an unknown scope, an empty name or a rate limit below 1.
+    """
+    granted = parse_scopes(scopes)
+    if not name.strip():
+        raise ValueError("a key needs a name")
+    if rate_limit_per_minute < 1:
+        raise ValueError("rate_limit_per_minute must be at least 1")
+    key = generate_api_key()
+    query = sql.SQL(
+        "INSERT INTO {table} (key_id, name, key_hash, scopes, rate_limit_per_minute)"
+        " VALUES (%s, %s, %s, %s, %s) RETURNING {cols}"
+    ).format(
+        table=sql.Identifier(schema, "api_keys"),
+        cols=sql.SQL(", ").join(map(sql.Identifier, _KEY_COLUMNS)),
+    )
+    params = (generate_key_id(), name.strip(), hash_api_key(key), list(granted))
+    with conn.cursor(row_factory=dict_row) as cur:
+        row = cur.execute(query, (*params, rate_limit_per_minute)).fetchone()
+    assert row is not None  # INSERT ... RETURNING returns the row or raises
+    return _api_key(row), key
+
+
+def list_api_keys(conn: psycopg.Connection[Any], *, schema: str = "analytics") -> list[ApiKey]:
+    """Every key, revoked ones included, oldest first."""
+    query = _select(schema) + sql.SQL(" ORDER BY created_at, key_id")
+    with conn.cursor(row_factory=dict_row) as cur:
+        return [_api_key(row) for row in cur.execute(query).fetchall()]
+
+
+def find_api_key(
+    conn: psycopg.Connection[Any], *, schema: str = "analytics", key_hash: str
+) -> ApiKey | None:
+    """The key whose hash is ``key_hash``, revoked or not."""
+    with conn.cursor(row_factory=dict_row) as cur:
+        query = _select(schema) + sql.SQL(" WHERE key_hash = %s")
+        row = cur.execute(query, (key_hash,)).fetchone()
+    return None if row is None else _api_key(row)
+
+
+def revoke_api_key(
+    conn: psycopg.Connection[Any], *, schema: str = "analytics", key_id: str
+) -> ApiKey | None:
+    """Revoke ``key_id`` (idempotent: a revoked key keeps its first ``revoked_at``).
+
+    Returns:
+        The key's row, or ``None`` when there is no such key.
+    """
+    query = sql.SQL(
+        "UPDATE {table} SET revoked_at = coalesce(revoked_at, now()) WHERE key_id = %s"
+        " RETURNING {cols}"
+    ).format(
+        table=sql.Identifier(schema, "api_keys"),
+        cols=sql.SQL(", ").join(map(sql.Identifier, _KEY_COLUMNS)),
+    )
+    with conn.cursor(row_factory=dict_row) as cur:
+        row = cur.execute(query, (key_id,)).fetchone()
+    return None if row is None else _api_key(row)
+
+
+@dataclass(frozen=True)
+class Principal:
+    """Who a request acts as.
+
+    Attributes:
+        key_id: The key's id, or ``anonymous`` when auth is off.
+        scopes: Scopes held.
+        rate_limit_per_minute: The key's limit; ``None`` for no limit (anonymous).
+    """
+
+    key_id: str
+    scopes: frozenset[str]
+    rate_limit_per_minute: int | None
+
+
+ANONYMOUS = Principal(key_id=ANONYMOUS_KEY_ID, scopes=READ_SCOPES, rate_limit_per_minute=None)
+"""Every request's principal while ``auth_required`` is off."""
+
+
+def fixed_window(now: float, width_s: int = RATE_WINDOW_S) -> tuple[int, int]:
+    """The window ``now`` (Unix seconds) falls in, and whole seconds until it ends (≥ 1).
+
+    Example:
+        >>> fixed_window(120.2)
+        (2, 60)
+        >>> fixed_window(179.5)
+        (2, 1)
+    """
+    index = int(now // width_s)
+    return index, max(1, math.ceil((index + 1) * width_s - now))
+
+
+@dataclass(frozen=True)
+class RateLimit:
+    """A key's use of its current window.
+
+    Attributes:
+        limit: Requests allowed per window.
+        used: Requests counted in the window, this one included.
+        reset_s: Whole seconds until the window ends and the count starts again.
+    """
+
+    limit: int
+    used: int
+    reset_s: int
+
+    @property
+    def exceeded(self) -> bool:
+        return self.used > self.limit
+
+    @property
+    def remaining(self) -> int:
+        return max(0, self.limit - self.used)
+
+    def headers(self) -> dict[str, str]:
+        """``X-RateLimit-*`` headers; Reset is in seconds from now (not a timestamp).
+
+        Example:
+            >>> RateLimit(limit=3, used=5, reset_s=42).headers()["X-RateLimit-Remaining"]
+            '0'
+        """
+        return {
+            "X-RateLimit-Limit": str(self.limit),
+            "X-RateLimit-Remaining": str(self.remaining),
+            "X-RateLimit-Reset": str(self.reset_s),
+        }
+
+
+class RateLimiter:
+    """Fixed one-minute windows per key, counted in Redis.
+
+    The counter ``<prefix>:ratelimit:<key_id>:<window>`` is incremented and given an
+    expiry in one MULTI/EXEC, so concurrent API processes share the count and no counter
+    outlives its window by more than a minute. Windows follow the API host's clock (keep
+    it synchronised). A fixed window lets a client make up to twice its limit across a
+    window boundary; that is accepted for its single round trip per request.
+    """
+
+    def __init__(
+        self, client: redis.Redis, *, prefix: str, clock: Callable[[], float] = time.time
+    ) -> None:
+        self._client = client
+        self._prefix = prefix
+        self.clock = clock
+
+    def hit(self, key_id: str, limit: int) -> RateLimit | None:
+        """Count one request of ``key_id``; ``None`` when Redis is unavailable.
+
+        Redis down means no limit rather than no API: the read routes themselves fall
+        back to PostgreSQL when Redis is down, and the limiter must not undo that.
+        """
+        window, reset_s = fixed_window(self.clock())
+        counter = f"{self._prefix}:ratelimit:{key_id}:{window}"
+        try:
+            pipe = self._client.pipeline(transaction=True)
+            pipe.incr(counter)
+            pipe.expire(counter, RATE_WINDOW_S + reset_s)
+            used, _ = pipe.execute()
+        except redis.RedisError as exc:
+            log.warning("rate limit not applied to %s, redis unavailable: %s", key_id, exc)
+            return None
+        return RateLimit(limit=limit, used=int(used), reset_s=reset_s)
+
+
+class KeyCache:
+    """Recently resolved keys by hash (unknown ones too), each kept for ``ttl_s``.
+
+    Spares PostgreSQL a query per request; ``ttl_s`` bounds how long a revocation takes
+    to be seen. ``ttl_s=0`` disables the cache.
+    """
+
+    def __init__(
+        self,
+        ttl_s: float,
+        *,
+        max_entries: int = 10_000,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self._ttl = ttl_s
+        self._max = max_entries
+        self.clock = clock
+        self._lock = threading.Lock()
+        self._entries: dict[str, tuple[float, ApiKey | None]] = {}
+
+    def lookup(self, key_hash: str, load: Callable[[], ApiKey | None]) -> ApiKey | None:
+        """The cached key for ``key_hash``, else ``load()`` (cached for next time)."""
+        if self._ttl <= 0:
+            return load()
+        now = self.clock()
+        with self._lock:
+            hit = self._entries.get(key_hash)
+        if hit is not None and hit[0] > now:
+            return hit[1]
+        value = load()
+        with self._lock:
+            if len(self._entries) >= self._max:
+                # Unknown keys are cached too, so random keys must not grow it unbounded.
+                self._entries = {h: e for h, e in self._entries.items() if e[0] > now}
+                if len(self._entries) >= self._max:
+                    self._entries.clear()
+            self._entries[key_hash] = (now + self._ttl, value)
+        return value
+
+
+def _unauthorized(detail: str, *, invalid: bool) -> HTTPException:
+    challenge = f'Bearer realm="{REALM}"' + (', error="invalid_token"' if invalid else "")
+    return HTTPException(status_code=401, detail=detail, headers={"WWW-Authenticate": challenge})
+
+
+class AccessControl:
+    """Per-app security state: the key cache, the rate limiter and the audit writer."""
+
+    def __init__(
+        self, settings: ApiSettings, *, pool: ConnectionPool[Any], client: redis.Redis
+    ) -> None:
+        self.settings = settings
+        self._pool = pool
+        self.keys = KeyCache(settings.auth_cache_ttl_s)
+        self.limiter = RateLimiter(client, prefix=settings.key_prefix)
+        self.audit = AuditWriter(pool, schema=settings.analytics_schema)
+
+    def start(self) -> AccessControl:
+        """Start the audit writer; returns ``self``."""
+        self.audit.start()
+        return self
+
+    def close(self) -> None:
+        """Write the last audit rows and stop."""
+        self.audit.close()
+
+    def authenticate(self, key: str | None) -> Principal:
+        """The principal of ``key``.
+
+        Raises:
+            HTTPException: 401 when the key is missing, unknown or revoked.
+            psycopg.OperationalError: When the key is not cached and PostgreSQL is down
+                (answered 503 by the app).
+        """
+        if not key:
+            raise _unauthorized(
+                "an API key is required (Authorization: Bearer or X-API-Key)", invalid=False
+            )
+        if not is_well_formed_key(key):
+            raise _unauthorized("unknown API key", invalid=True)
+        key_hash = hash_api_key(key)
+        found = self.keys.lookup(key_hash, lambda: self._load(key_hash))
+        if found is None:
+            raise _unauthorized("unknown API key", invalid=True)
+        if found.revoked_at is not None:
+            raise _unauthorized("revoked API key", invalid=True)
+        return Principal(
+            key_id=found.key_id,
+            scopes=frozenset(found.scopes),
+            rate_limit_per_minute=found.rate_limit_per_minute,
+        )
+
+    def _load(self, key_hash: str) -> ApiKey | None:
+        with self._pool.connection() as conn:
+            return find_api_key(conn, schema=self.settings.analytics_schema, key_hash=key_hash)
+
+
+class RequestAccess:
+    """What the security dependency learnt about one request, for the middleware."""
+
+    __slots__ = ("audit", "control", "principal", "rate")
+
+    def __init__(self) -> None:
+        self.control: AccessControl | None = None
+        self.principal: Principal | None = None
+        self.rate: RateLimit | None = None
+        self.audit = False
+
+
+def _request_access(request: Request) -> RequestAccess:
+    seen = request.scope.setdefault("state", {}).get(_STATE_KEY)
+    if not isinstance(seen, RequestAccess):
+        seen = RequestAccess()
+        request.scope["state"][_STATE_KEY] = seen
+    return seen
+
+
+_bearer = HTTPBearer(
+    auto_error=False, description="An API key as a bearer token: `Authorization: Bearer tri_…`"
+)
+_api_key_header = APIKeyHeader(
+    name="X-API-Key", auto_error=False, description="An API key: `X-API-Key: tri_…`"
+)
+
+
+def require_scope(scope: str, *, audit: bool = False) -> Callable[..., Principal]:
+    """A dependency that admits requests holding ``scope``; ``audit`` records them.
+
+    Answers 401 (with ``WWW-Authenticate``) for a missing, unknown or revoked key, 429
+    (with ``Retry-After``) past the key's rate limit, and 403 without the scope. Several
+    of these on one request count it once against the rate limit.
+
+    Raises:
+        ValueError: When ``scope`` is not one of :data:`SCOPES`.
+    """
+    if scope not in SCOPES:
+        raise ValueError(f"unknown scope {scope!r}; known: {', '.join(SCOPES)}")
+
+    def check_access(
+        request: Request,
+        bearer: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
+        api_key: Annotated[str | None, Depends(_api_key_header)],
+    ) -> Principal:
+        control: AccessControl = request.app.state.access
+        seen = _request_access(request)
+        seen.control = control
+        seen.audit = seen.audit or audit
+        if not control.settings.auth_required:
+            seen.principal = ANONYMOUS
+            return ANONYMOUS
+        if seen.principal is None:
+            seen.principal = control.authenticate(bearer.credentials if bearer else api_key)
+            limit = seen.principal.rate_limit_per_minute
+            if limit is not None:
+                seen.rate = control.limiter.hit(seen.principal.key_id, limit)
+        principal = seen.principal
+        if seen.rate is not None and seen.rate.exceeded:
+            raise HTTPException(
+                status_code=429,
+                detail=f"rate limit of {seen.rate.limit} requests per minute exceeded",
+                headers={"Retry-After": str(seen.rate.reset_s), **seen.rate.headers()},
+            )
+        if not grants(principal.scopes, scope):
+            raise HTTPException(
+                status_code=403,
+                detail=f"this API key lacks the scope {scope}",
+                headers={
+                    "WWW-Authenticate": (
+                        f'Bearer realm="{REALM}", error="insufficient_scope", scope="{scope}"'
+                    )
+                },
+            )
+        return principal
+
+    return check_access
+
+
+class AccessMiddleware:
+    """Puts the rate-limit headers on every authenticated response and, once the status
+    is known, queues the audit row and the key's last use.
+
+    A pure ASGI middleware, so it also sees the error responses (401, 403, 404, 429, 503)
+    that exception handlers build, and adds nothing but an in-memory append per request.
+    """
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        seen = RequestAccess()
+        scope.setdefault("state", {})[_STATE_KEY] = seen
+        at = datetime.now(UTC)
+        status = 500  # unless a response starts: an unhandled error becomes a 500
+
+        async def send_with_headers(message: Message) -> None:
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = message["status"]
+                if seen.rate is not None:
+                    headers = MutableHeaders(scope=message)
+                    for name, value in seen.rate.headers().items():
+                        headers[name] = value
+            await send(message)
+
+        try:
+            await self.app(scope, receive, send_with_headers)
+        finally:
+            control, principal = seen.control, seen.principal
+            if control is not None and principal is not None:
+                if principal.key_id != ANONYMOUS_KEY_ID:
+                    control.audit.note_use(principal.key_id, at)
+                if seen.audit:
+                    control.audit.record(
+                        audit_entry(scope, key_id=principal.key_id, status_code=status, at=at)
+                    )
+
+
+def split_router(router: APIRouter, paths: Iterable[str]) -> tuple[APIRouter, APIRouter]:
+    """The routes of ``router`` at ``paths`` apart from the others, to include the two
+    with different dependencies (e.g. an open page beside protected data endpoints)."""
+    wanted = set(paths)
+    at_paths = APIRouter()
+    others = APIRouter()
+    for route in router.routes:
+        (at_paths if getattr(route, "path", None) in wanted else others).routes.append(route)
+    return at_paths, others
