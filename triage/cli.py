@@ -12,6 +12,8 @@ import typer
 from pydantic import ValidationError
 from rich.console import Console
 
+from triage.cli_keys import keys_app
+
 app = typer.Typer(
     name="triage",
     help="Smart Triage: live ticket triage from a helpdesk's PostgreSQL.",
@@ -22,6 +24,7 @@ cdc_app = typer.Typer(help="Manage the embedded CDC reader's replication slot.")
 app.add_typer(cdc_app, name="cdc")
 connect_app = typer.Typer(help="Production path: the Debezium connector in Kafka Connect.")
 app.add_typer(connect_app, name="connect")
+app.add_typer(keys_app, name="api-keys")
 
 console = Console(stderr=True)
 
@@ -124,6 +127,7 @@ def api(
                 redis_url=stack.redis_url,
                 analytics_dsn=stack.analytics_dsn,
                 key_prefix=settings.redis.key_prefix,
+                auth_required=settings.api.auth_required,
             )
         )
         uvicorn.run(app_, host=settings.api.host, port=port or settings.api.port)

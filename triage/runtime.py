@@ -271,6 +271,7 @@ class ApiServer:
                 redis_url=stack.redis_url,
                 analytics_dsn=stack.analytics_dsn,
                 key_prefix=settings.redis.key_prefix,
+                auth_required=settings.api.auth_required,
             )
         )
         config = uvicorn.Config(

@@ -98,6 +98,9 @@ class TimescaleSettings(BaseModel):
 class ApiServerSettings(BaseModel):
     host: str = "127.0.0.1"
     port: int = Field(default=8000, ge=0, le=65535)
+    auth_required: bool = Field(
+        default=False, description="require API keys with scopes (`triage api-keys create`)"
+    )
 
 
 JobName = Literal["forecast", "warehouse-compact", "daily-summary"]
