@@ -14,7 +14,7 @@ from psycopg_pool import ConnectionPool, PoolTimeout
 from redis.backoff import ExponentialBackoff
 from redis.retry import Retry
 
-from api.routes import dashboard, health, reports, routing, sla
+from api.routes import dashboard, health, reports, routing, search, sla
 from api.security import AccessControl, AccessMiddleware, require_scope, split_router
 from api.settings import ApiSettings
 
@@ -91,6 +91,7 @@ def create_app(settings: ApiSettings) -> FastAPI:
         openapi_tags=[
             {"name": "routing", "description": "Routing decisions, agent queues, holding lists."},
             {"name": "sla", "description": "SLA clocks and breach risk per ticket."},
+            {"name": "search", "description": "Full-text search over tickets and KB articles."},
             {"name": "health", "description": "Store availability."},
             {"name": "dashboard", "description": "Dashboard panels; the page is at /dashboard."},
         ],
@@ -113,6 +114,7 @@ def create_app(settings: ApiSettings) -> FastAPI:
     analytics_scope = Depends(require_scope("read:analytics"))
     app.include_router(routing.router, dependencies=[routing_scope])
     app.include_router(sla.router, dependencies=[tickets_scope])
+    app.include_router(search.router, dependencies=[tickets_scope])
     app.include_router(reports.router, dependencies=[analytics_scope])
     dashboard_page, dashboard_panels = split_router(dashboard.router, ["/dashboard"])
     app.include_router(dashboard_page)

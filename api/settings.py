@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import re
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator
 
 _IDENTIFIER = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 
@@ -23,6 +23,11 @@ class ApiSettings(BaseModel):
             off, every request is served as an anonymous reader without rate limit.
         auth_cache_ttl_s: Seconds a resolved key is cached in-process; a revoked key is
             refused at most this long after its revocation (0: look up every request).
+        elasticsearch_url: Elasticsearch holding the search indices (written by
+            ``ElasticsearchSearchSink``); unset, search reads PostgreSQL full-text search
+            tables in the analytics database.
+        elasticsearch_api_key: API key for Elasticsearch, if it requires one.
+        search_index_prefix: Prefix of the search indices; must match the sink's.
     """
 
     model_config = ConfigDict(frozen=True)
@@ -35,6 +40,9 @@ class ApiSettings(BaseModel):
     pool_max_size: int = Field(default=4, ge=1, le=100)
     auth_required: bool = False
     auth_cache_ttl_s: float = Field(default=5.0, ge=0, le=300)
+    elasticsearch_url: str | None = Field(default=None, description="unset: PostgreSQL FTS")
+    elasticsearch_api_key: SecretStr | None = None
+    search_index_prefix: str = Field(default="triage", pattern=r"^[a-z0-9][a-z0-9_.-]{0,200}$")
 
     @field_validator("analytics_schema")
     @classmethod
