@@ -1,0 +1,84 @@
+"""The dashboard page with auth on, in headless Chromium: without a key it says how to
+give one; ``?key=`` loads every panel and is remembered.
+
+Skipped without Chromium like ``test_dashboard_browser.py`` (whose launcher it reuses).
+"""
+
+from __future__ import annotations
+
+import re
+import subprocess
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+
+import psycopg
+import pytest
+
+from api.app import create_app
+from api.panels import PANELS
+from api.security import create_api_key
+from api.settings import ApiSettings
+from sinks.migrations import apply_migrations
+from tests.e2e.test_dashboard_browser import _chromium
+from triage.runtime import SQL_DIR
+from triage.services import free_port, wait_until
+
+pytestmark = pytest.mark.e2e
+
+
+@pytest.fixture
+def secured(pg_dsn: str, redis_url: str, unique: str) -> Iterator[tuple[str, str]]:
+    """A server requiring keys, and a key with read:analytics."""
+    import uvicorn
+
+    apply_migrations(pg_dsn, SQL_DIR / "analytics")
+    with psycopg.connect(pg_dsn, autocommit=True) as conn:
+        _, key = create_api_key(conn, name="dashboard", scopes=["read:analytics"])
+    settings = ApiSettings(
+        redis_url=redis_url, analytics_dsn=pg_dsn, key_prefix=f"t{unique}", auth_required=True
+    )
+    port = free_port()
+    srv = uvicorn.Server(
+        uvicorn.Config(create_app(settings), host="127.0.0.1", port=port, log_level="warning")
+    )
+    thread = threading.Thread(target=srv.run, daemon=True)
+    thread.start()
+    wait_until(lambda: srv.started, timeout=30, what="API server")
+    try:
+        yield f"http://127.0.0.1:{port}", key
+    finally:
+        srv.should_exit = True
+        thread.join(timeout=10)
+
+
+def _dom(url: str, profile: Path) -> str:
+    """The page's DOM once every fetch was answered, in a browser profile kept on disk."""
+    flags = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
+             "--disable-background-networking", "--no-first-run"]  # fmt: skip
+    args = [_chromium(), *flags, f"--user-data-dir={profile}", "--virtual-time-budget=10000"]
+    args += ["--dump-dom", url]
+    result = subprocess.run(args, capture_output=True, text=True, timeout=120, check=False)
+    assert result.returncode == 0, result.stderr[-2000:]
+    return result.stdout
+
+
+def _loaded(dom: str) -> int:
+    found = re.search(r'<body[^>]*data-loaded="(\d+)"', dom)
+    return int(found.group(1)) if found else 0
+
+
+def test_page_sends_the_key_and_remembers_it(secured: tuple[str, str], tmp_path: Path) -> None:
+    server, key = secured
+    profile = tmp_path / "profile"
+    without = _dom(f"{server}/dashboard", profile)
+    assert "cannot list panels: HTTP 401 (open /dashboard?key=&lt;API key&gt;)" in without
+    assert _loaded(without) == 0
+
+    with_key = _dom(f"{server}/dashboard?key={key}&range=7d", profile)
+    assert _loaded(with_key) == len(PANELS)
+
+    # Same profile, no ?key=: the key comes from localStorage.
+    assert _loaded(_dom(f"{server}/dashboard", profile)) == len(PANELS)
+    # An empty ?key= forgets it.
+    assert _loaded(_dom(f"{server}/dashboard?key=", profile)) == 0
