@@ -100,11 +100,11 @@ def audit_entry(
 class AuditWriter:
     """Writes audit rows and keys' ``last_used_at`` in batches from a background thread.
 
-    Delivery is at least once per flush attempt: a failed write (store down, table
-    missing) logs a warning and keeps the rows for the next flush, so a request is never
-    slowed or failed by its audit row. Rows are lost only when more than ``max_pending``
-    wait for the store (the newest are then dropped and counted in a warning) or when
-    the process dies between two flushes.
+    Delivery: best effort, retried. A failed write (store down, table missing) logs a
+    warning and keeps the rows for the next flush, so a request is never slowed or failed
+    by its audit row. Rows are lost only when more than ``max_pending`` wait for the store
+    (the newest are then dropped and counted in a warning) or when the process dies
+    between two flushes; a batch whose commit fails ambiguously may be written twice.
     """
 
     def __init__(
