@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import logging
 import time
+from dataclasses import dataclass
 from typing import Any
 
 import psycopg
@@ -133,25 +134,42 @@ def documents_to_rows(docs: SearchDocuments) -> dict[str, list[tuple[Any, ...]]]
     }
 
 
-def _upsert(schema: str, table: str, columns: tuple[str, ...]) -> sql.Composed:
-    key = columns[0]
-    placeholders = sql.SQL(", ").join(
-        sql.SQL("%s::regconfig") if c == "search_config" else sql.Placeholder() for c in columns
-    )
+@dataclass(frozen=True)
+class _Statements:
+    """SQL for one table: staging DDL, COPY and merge, composed once per partition."""
+
+    create_staging: sql.Composed
+    copy: sql.Composed
+    merge: sql.Composed
+
+
+def _statements(schema: str, table: str, columns: tuple[str, ...]) -> _Statements:
+    target = sql.Identifier(schema, table)
+    staging = sql.Identifier(f"staging_{table}")
+    cols = sql.SQL(", ").join(map(sql.Identifier, columns))
     updates = sql.SQL(", ").join(
         [sql.SQL("{c} = EXCLUDED.{c}").format(c=sql.Identifier(c)) for c in columns[1:]]
         + [sql.SQL("indexed_at = now()")]
     )
-    # A replay of the same version changes nothing; only a strictly newer one replaces.
-    return sql.SQL(
-        "INSERT INTO {target} AS t ({cols}) VALUES ({values}) "
-        "ON CONFLICT ({key}) DO UPDATE SET {updates} WHERE t.version < EXCLUDED.version"
-    ).format(
-        target=sql.Identifier(schema, table),
-        cols=sql.SQL(", ").join(map(sql.Identifier, columns)),
-        values=placeholders,
-        key=sql.Identifier(key),
-        updates=updates,
+    return _Statements(
+        # Staging holds the written columns only (no generated document) and empties itself
+        # at every commit; COPY into it then one merge is about twice as fast as row inserts.
+        create_staging=sql.SQL(
+            "CREATE TEMP TABLE IF NOT EXISTS {staging} ON COMMIT DELETE ROWS AS "
+            "SELECT {cols} FROM {target} WITH NO DATA"
+        ).format(staging=staging, cols=cols, target=target),
+        copy=sql.SQL("COPY {staging} ({cols}) FROM STDIN").format(staging=staging, cols=cols),
+        # A replay of the same version changes nothing; only a strictly newer one replaces.
+        merge=sql.SQL(
+            "INSERT INTO {target} AS t ({cols}) SELECT {cols} FROM {staging} "
+            "ON CONFLICT ({key}) DO UPDATE SET {updates} WHERE t.version < EXCLUDED.version"
+        ).format(
+            target=target,
+            cols=cols,
+            staging=staging,
+            key=sql.Identifier(columns[0]),
+            updates=updates,
+        ),
     )
 
 
@@ -177,8 +195,8 @@ class _PostgresSearchPartition(StatelessSinkPartition[SearchItem]):
         self._backoff_max = backoff_max
         self._max_retries = max_retries
         self._statements = {
-            TICKET_SEARCH: _upsert(schema, TICKET_SEARCH, TICKET_SEARCH_COLUMNS),
-            KB_SEARCH: _upsert(schema, KB_SEARCH, KB_SEARCH_COLUMNS),
+            TICKET_SEARCH: _statements(schema, TICKET_SEARCH, TICKET_SEARCH_COLUMNS),
+            KB_SEARCH: _statements(schema, KB_SEARCH, KB_SEARCH_COLUMNS),
         }
         self._conn: psycopg.Connection[Any] | None = None
         # Fail at start-up, not at the first batch, when the store or the tables are missing.
@@ -198,6 +216,10 @@ class _PostgresSearchPartition(StatelessSinkPartition[SearchItem]):
                             "migrations first (`triage migrate`, or sinks.migrations."
                             "apply_migrations with sql/analytics)"
                         )
+            # Temp tables live as long as the session, so they are created once here.
+            with conn.transaction():
+                for stmt in self._statements.values():
+                    conn.execute(stmt.create_staging)
         except BaseException:
             conn.close()
             raise
@@ -218,10 +240,7 @@ class _PostgresSearchPartition(StatelessSinkPartition[SearchItem]):
             try:
                 if self._conn is None or self._conn.closed:
                     self._conn = self._connect()
-                with self._conn.transaction(), self._conn.cursor() as cur:
-                    for table, table_rows in rows.items():
-                        if table_rows:
-                            cur.executemany(self._statements[table], table_rows)
+                self._write(self._conn, rows)
                 return
             except psycopg.OperationalError as exc:
                 attempt += 1
@@ -237,6 +256,17 @@ class _PostgresSearchPartition(StatelessSinkPartition[SearchItem]):
                 )
                 self._discard_connection()
                 time.sleep(delay)
+
+    def _write(self, conn: psycopg.Connection[Any], rows: dict[str, list[tuple[Any, ...]]]) -> None:
+        with conn.transaction(), conn.cursor() as cur:
+            for table, table_rows in rows.items():
+                if not table_rows:
+                    continue
+                stmt = self._statements[table]
+                with cur.copy(stmt.copy) as copy:
+                    for row in table_rows:
+                        copy.write_row(row)
+                cur.execute(stmt.merge)
 
     def _discard_connection(self) -> None:
         conn, self._conn = self._conn, None

@@ -171,17 +171,19 @@ def _marked(snippet: str | None) -> str:
 # --- PostgreSQL full-text search -----------------------------------------------------------
 
 _PG_SEARCH = """
-WITH prefilter AS (
-    SELECT string_agg(DISTINCT '(' || variant::text || ')', ' | ')::tsquery AS query
-    FROM unnest({configs}::regconfig[]) AS config,
-         LATERAL websearch_to_tsquery(config, {q}) AS variant
-    WHERE numnode(variant) > 0
+WITH parsed AS (
+    SELECT config, websearch_to_tsquery(config, {q}) AS query
+    FROM unnest({configs}::regconfig[]) AS config
+), prefilter AS (
+    SELECT string_agg(DISTINCT '(' || query::text || ')', ' | ')::tsquery AS query
+    FROM parsed
+    WHERE numnode(query) > 0
 ), hits AS (
-    SELECT d.*, own.query, ts_rank_cd(d.document, own.query) AS score
+    SELECT d.*, parsed.query, ts_rank_cd(d.document, parsed.query) AS score
     FROM {table} AS d
+    JOIN parsed ON parsed.config = d.search_config
     CROSS JOIN prefilter
-    CROSS JOIN LATERAL websearch_to_tsquery(d.search_config, {q}) AS own(query)
-    WHERE d.document @@ prefilter.query AND d.document @@ own.query AND NOT d.deleted
+    WHERE d.document @@ prefilter.query AND d.document @@ parsed.query AND NOT d.deleted
       {filters}
     ORDER BY score DESC, {key} DESC
     LIMIT {limit}
