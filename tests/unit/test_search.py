@@ -349,3 +349,41 @@ def test_flow_without_a_search_sink_has_no_search_steps() -> None:
     steps = {s.step_id.split(".")[-1] for s in flow.substeps}
     assert "write_analytics" in steps
     assert not steps & {"select_kb_articles", "merge_search", "write_search"}
+
+
+# --- Settings ------------------------------------------------------------------------------
+
+
+def test_settings_from_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    from triage.settings import AppSettings
+
+    monkeypatch.setenv("TRIAGE_ELASTICSEARCH__URL", "https://es.internal:9200")
+    monkeypatch.setenv("TRIAGE_ELASTICSEARCH__API_KEY", "secret")
+    monkeypatch.setenv("TRIAGE_ELASTICSEARCH__INDEX_PREFIX", "prod")
+    monkeypatch.setenv("TRIAGE_ELASTICSEARCH__ALLOW_PII", "true")
+    es = AppSettings().elasticsearch
+    assert (es.url, es.index_prefix, es.allow_pii, es.enabled) == (
+        "https://es.internal:9200", "prod", True, True,
+    )  # fmt: skip
+    assert es.api_key is not None and es.api_key.get_secret_value() == "secret"
+    assert "secret" not in repr(es)
+
+
+def test_search_defaults_to_postgres_with_pii_masked() -> None:
+    from triage.settings import ElasticsearchSettings
+
+    es = ElasticsearchSettings()
+    assert (es.enabled, es.url, es.index_prefix, es.allow_pii) == (True, None, "triage", False)
+
+
+@pytest.mark.parametrize("prefix", ["Prod", "-x", "_x", "a b", "a*b", ""])
+def test_index_prefix_must_be_a_valid_index_name(prefix: str) -> None:
+    from pydantic import ValidationError
+
+    from api.settings import ApiSettings
+    from triage.settings import ElasticsearchSettings
+
+    with pytest.raises(ValidationError):
+        ElasticsearchSettings(index_prefix=prefix)
+    with pytest.raises(ValidationError):
+        ApiSettings(redis_url="redis://x", analytics_dsn="dbname=x", search_index_prefix=prefix)
