@@ -9,8 +9,11 @@ from typing import Any
 
 import pytest
 from bytewax.testing import TestingSink, TestingSource, run_main
+from fastapi import HTTPException
+from pydantic import ValidationError
 
 from api.routes.search import clean_query, es_search_body
+from api.settings import ApiSettings
 from connectors.debezium import encode_envelope, encode_key
 from models.events import ChangeEvent, RawChange, SourcePosition
 from models.helpdesk import EnrichedTicket, RowError, Ticket
@@ -27,6 +30,7 @@ from sinks.search import (
     ticket_document,
 )
 from sinks.search_pg import kb_search_row, text_search_config, ticket_search_row
+from triage.settings import AppSettings, ElasticsearchSettings
 
 T0 = datetime(2026, 3, 2, 9, 0, tzinfo=UTC)
 PII = "Call +49 30 1234 5678 or mail jane.doe@example.com about invoice 2026-03-01."
@@ -229,8 +233,6 @@ class TestPostgresRows:
 class TestApiQuery:
     @pytest.mark.parametrize("bad", ["", "   ", "refund\x00", "a\x1bb"])
     def test_empty_or_control_characters_are_refused(self, bad: str) -> None:
-        from fastapi import HTTPException
-
         with pytest.raises(HTTPException) as caught:
             clean_query(bad)
         assert caught.value.status_code == 422
@@ -355,8 +357,6 @@ def test_flow_without_a_search_sink_has_no_search_steps() -> None:
 
 
 def test_settings_from_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
-    from triage.settings import AppSettings
-
     monkeypatch.setenv("TRIAGE_ELASTICSEARCH__URL", "https://es.internal:9200")
     monkeypatch.setenv("TRIAGE_ELASTICSEARCH__API_KEY", "secret")
     monkeypatch.setenv("TRIAGE_ELASTICSEARCH__INDEX_PREFIX", "prod")
@@ -370,19 +370,12 @@ def test_settings_from_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
 
 
 def test_search_defaults_to_postgres_with_pii_masked() -> None:
-    from triage.settings import ElasticsearchSettings
-
     es = ElasticsearchSettings()
     assert (es.enabled, es.url, es.index_prefix, es.allow_pii) == (True, None, "triage", False)
 
 
 @pytest.mark.parametrize("prefix", ["Prod", "-x", "_x", "a b", "a*b", ""])
 def test_index_prefix_must_be_a_valid_index_name(prefix: str) -> None:
-    from pydantic import ValidationError
-
-    from api.settings import ApiSettings
-    from triage.settings import ElasticsearchSettings
-
     with pytest.raises(ValidationError):
         ElasticsearchSettings(index_prefix=prefix)
     with pytest.raises(ValidationError):
