@@ -117,19 +117,11 @@ def api(
     import uvicorn
 
     from api.app import create_app
-    from api.settings import ApiSettings
-    from triage.runtime import open_stack
+    from triage.runtime import api_settings, open_stack
 
     settings = _settings(state_dir)
     with open_stack(settings, settings.state_dir / "services") as stack:
-        app_ = create_app(
-            ApiSettings(
-                redis_url=stack.redis_url,
-                analytics_dsn=stack.analytics_dsn,
-                key_prefix=settings.redis.key_prefix,
-                auth_required=settings.api.auth_required,
-            )
-        )
+        app_ = create_app(api_settings(settings, stack))
         uvicorn.run(app_, host=settings.api.host, port=port or settings.api.port)
 
 

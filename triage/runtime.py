@@ -13,9 +13,15 @@ import threading
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 from triage.services import LocalPostgres, LocalRedis
 from triage.settings import AppSettings
+
+if TYPE_CHECKING:
+    from bytewax.outputs import Sink
+
+    from api.settings import ApiSettings
 
 log = logging.getLogger(__name__)
 
@@ -142,6 +148,43 @@ def build_pipeline(settings: AppSettings, stack: Stack, recovery_dir: Path):
         decision_sink=RedisSink(stack.redis_url, prefix=settings.redis.key_prefix),
         warehouse_sink=warehouse,
         alert_sink=alerts,
+        search_sink=search_sink(settings, stack),
+    )
+
+
+def search_sink(settings: AppSettings, stack: Stack) -> Sink[Any] | None:
+    """Ticket and KB search: Elasticsearch when ``elasticsearch.url`` is set, else
+    PostgreSQL full-text search in the analytics database; ``None`` when disabled."""
+    es = settings.elasticsearch
+    if not es.enabled:
+        return None
+    if es.url:
+        from sinks.search_es import ElasticsearchSearchSink
+
+        return ElasticsearchSearchSink(
+            es.url,
+            api_key=es.api_key.get_secret_value() if es.api_key is not None else None,
+            index_prefix=es.index_prefix,
+            allow_pii=es.allow_pii,
+        )
+    from sinks.search_pg import PostgresSearchSink
+
+    return PostgresSearchSink(stack.analytics_dsn, allow_pii=es.allow_pii)
+
+
+def api_settings(settings: AppSettings, stack: Stack) -> ApiSettings:
+    """What the read API needs from the application settings and this run's stores."""
+    from api.settings import ApiSettings
+
+    es = settings.elasticsearch
+    return ApiSettings(
+        redis_url=stack.redis_url,
+        analytics_dsn=stack.analytics_dsn,
+        key_prefix=settings.redis.key_prefix,
+        auth_required=settings.api.auth_required,
+        elasticsearch_url=es.url if es.enabled else None,
+        elasticsearch_api_key=es.api_key,
+        search_index_prefix=es.index_prefix,
     )
 
 
@@ -264,16 +307,8 @@ class ApiServer:
         import uvicorn
 
         from api.app import create_app
-        from api.settings import ApiSettings
 
-        app = create_app(
-            ApiSettings(
-                redis_url=stack.redis_url,
-                analytics_dsn=stack.analytics_dsn,
-                key_prefix=settings.redis.key_prefix,
-                auth_required=settings.api.auth_required,
-            )
-        )
+        app = create_app(api_settings(settings, stack))
         config = uvicorn.Config(
             app,
             host=settings.api.host,
