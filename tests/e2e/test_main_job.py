@@ -85,6 +85,17 @@ def test_main_job_routes_every_ticket_and_api_serves_them(
             assert body["status"] in {"assigned", "queued", "released"}
         assert client.get("/v1/tickets/999999/routing").status_code == 404
         assert client.get("/health").status_code == 200
+        # Search (PostgreSQL full-text on the embedded default) finds a ticket by the
+        # words of its own subject.
+        with psycopg.connect(pg_dsn) as conn:
+            indexed = conn.execute("SELECT count(*) FROM analytics.ticket_search").fetchone()
+            tid, subject = conn.execute(
+                "SELECT id, subject FROM tickets ORDER BY length(subject) DESC LIMIT 1"
+            ).fetchone() or (None, "")
+        assert indexed == (40,)
+        found = client.get("/v1/search/tickets", params={"q": subject, "limit": 50})
+        assert found.status_code == 200, found.text
+        assert tid in [hit["ticket_id"] for hit in found.json()["hits"]]
 
 
 def test_pipeline_killed_mid_stream_loses_and_duplicates_nothing(
