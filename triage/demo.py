@@ -80,6 +80,8 @@ def run_demo(
         writer.seed_reference_data()
 
         warehouse = settings.warehouse.path or state_dir / "warehouse"
+        # The API first: a port in use fails the demo before any process is started.
+        api = ApiServer(settings, stack, port=opts.api_port).start()
         pipeline = PipelineProcess(
             stack,
             state_dir / "pipeline",
@@ -88,13 +90,18 @@ def run_demo(
                 # A short run: write Parquet files every two seconds, not every thirty.
                 "TRIAGE_PIPELINE__WAREHOUSE_FLUSH": "PT2S",
             },
-        ).start()
-        if settings.cdc.mode == "embedded":
-            pipeline.wait_ready(settings.source.slot_name, flow_id=settings.pipeline.flow_id)
-        api = ApiServer(settings, stack, port=opts.api_port).start()
-        follower = AssignmentFollower(
-            stack.redis_url, stack.source_dsn, key_prefix=settings.redis.key_prefix
-        ).start()
+        )
+        try:
+            pipeline.start()
+            if settings.cdc.mode == "embedded":
+                pipeline.wait_ready(settings.source.slot_name, flow_id=settings.pipeline.flow_id)
+            follower = AssignmentFollower(
+                stack.redis_url, stack.source_dsn, key_prefix=settings.redis.key_prefix
+            ).start()
+        except BaseException:
+            pipeline.stop()
+            api.stop()
+            raise
         say(
             f"[bold]API[/] {api.base_url}/docs   [bold]dashboard[/] {api.base_url}/dashboard"
             f"   [bold]pipeline log[/] {pipeline.state_dir}"

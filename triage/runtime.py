@@ -324,10 +324,29 @@ class ApiServer:
         return f"http://{cfg.host}:{cfg.port}"
 
     def start(self) -> ApiServer:
-        from triage.services import wait_until
+        import socket
 
+        from triage.services import ServiceError, wait_until
+
+        cfg = self.server.config
+        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
+            probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            try:
+                probe.bind((cfg.host, cfg.port))
+            except OSError as exc:
+                raise ServiceError(
+                    f"cannot serve the API on {cfg.host}:{cfg.port} ({exc.strerror}); "
+                    "set TRIAGE_API__PORT to a free port or stop what holds it"
+                ) from exc
         self.thread.start()
-        wait_until(lambda: self.server.started, timeout=30, what="API server")
+        # uvicorn exits its thread when it cannot start: fail at once, not at the timeout.
+        wait_until(
+            lambda: self.server.started or not self.thread.is_alive(),
+            timeout=30,
+            what="API server",
+        )
+        if not self.server.started:
+            raise ServiceError(f"the API server did not start on {cfg.host}:{cfg.port}")
         return self
 
     def stop(self) -> None:

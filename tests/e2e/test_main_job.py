@@ -22,6 +22,7 @@ from connectors.workload import WorkloadConfig, WorkloadWriter
 from triage.assignments import AssignmentFollower
 from triage.report import routed_summary
 from triage.runtime import PipelineProcess, Stack, migrate
+from triage.services import free_port
 
 pytestmark = pytest.mark.e2e
 
@@ -33,6 +34,8 @@ def _env(stack: Stack, tmp_path: Path, unique: str) -> dict[str, str]:
         "TRIAGE_STATE_DIR": str(tmp_path / "state"),
         "TRIAGE_SOURCE__SLOT_NAME": f"slot_{unique}",
         "TRIAGE_REDIS__KEY_PREFIX": f"t{unique}",
+        # Never the default 8000, which a running API may hold.
+        "TRIAGE_API__PORT": str(free_port()),
     }
 
 

@@ -32,3 +32,22 @@ def test_restart_keeps_data_in_the_state_dir(tmp_path: Path) -> None:
         conn.execute("INSERT INTO kept VALUES (42)")
     with LocalPostgres(state) as pg, psycopg.connect(pg.dsn) as conn:
         assert conn.execute("SELECT x FROM kept").fetchone() == (42,)
+
+
+def test_api_server_on_a_busy_port_fails_at_once_naming_the_setting() -> None:
+    import socket
+
+    from triage.runtime import ApiServer, Stack
+    from triage.services import ServiceError
+    from triage.settings import AppSettings
+
+    stack = Stack(source_dsn="postgresql://unused", analytics_dsn="postgresql://unused",
+                  redis_url="redis://127.0.0.1:1")  # fmt: skip
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as holder:
+        holder.bind(("127.0.0.1", 0))
+        holder.listen()
+        port = holder.getsockname()[1]
+        server = ApiServer(AppSettings(), stack, port=port)
+        with pytest.raises(ServiceError, match="TRIAGE_API__PORT"):
+            server.start()
+        assert not server.thread.is_alive()
