@@ -1,16 +1,26 @@
 """Embedded CDC reader: a Bytewax source over a PostgreSQL logical replication slot.
 
-The reader needs no Kafka and no JVM. It polls a ``pgoutput`` slot through the SQL
-interface (``pg_logical_slot_peek_binary_changes``), because psycopg 3 has no streaming
-replication API, and serialises every change as the same Debezium JSON envelope (schemas
-disabled, ``decimal.handling.mode=string``) that the production Kafka path delivers, so
-everything downstream is shared.
+The reader needs no Kafka and no JVM. It polls ``pgoutput`` through the SQL interface
+(``pg_logical_slot_get_binary_changes``), because psycopg 3 has no streaming replication
+API, and serialises every change as the same Debezium JSON envelope (schemas disabled,
+``decimal.handling.mode=string``) that the production Kafka path delivers, so everything
+downstream is shared.
 
-Delivery guarantee: at-least-once. Changes are only peeked, never consumed; the slot is
-advanced (``pg_replication_slot_advance``) to a resume position that Bytewax recovery has
-restored, or to what the pipeline reports as durable downstream, and never beyond the last
-fully emitted transaction. Redelivered events carry the same LSN, which sinks use as the
-version of their upserts, so redelivery is harmless.
+Two slots. The named slot is the *durable* one: it is never read, only advanced
+(``pg_replication_slot_advance``) to a resume position that Bytewax recovery has
+restored, or to what the pipeline reports as durable downstream, never beyond the last
+fully emitted transaction; it is what survives a crash. Changes are read from a
+*temporary* copy of it (``pg_copy_logical_replication_slot``), made when streaming
+starts and consumed as it is read, so every poll decodes only new WAL. (Peeking the
+durable slot instead would decode everything since its position again at every poll:
+quadratic in the changes per recovery epoch.) The copy belongs to the reader's session,
+so PostgreSQL drops it when the connection ends, and a reconnect copies the durable slot
+afresh.
+
+Delivery guarantee: at-least-once. After a crash or reconnect, reading restarts at the
+durable slot's position; transactions emitted before the resume state are skipped, later
+ones are delivered again with the same LSN, which sinks use as the version of their
+upserts, so redelivery is harmless.
 """
 
 from __future__ import annotations
@@ -69,11 +79,13 @@ _SESSION_SETTINGS = (
 
 _TXN_BOUNDARY_TAGS = (b"B", b"C", b"R")
 
-_PEEK = sql.SQL(
+_READ = sql.SQL(
     "SELECT (lsn - '0/0'::pg_lsn)::int8, data "
-    "FROM pg_logical_slot_peek_binary_changes(%s, NULL, %s, "
+    "FROM pg_logical_slot_get_binary_changes(%s, NULL, %s, "
     "'proto_version', '1', 'publication_names', %s)"
 )
+# The reader's own slot: a temporary copy of the durable slot, dropped with the session.
+_COPY_SLOT = sql.SQL("SELECT pg_copy_logical_replication_slot(%s, %s, true)")
 _SLOT_POSITION = sql.SQL(
     "SELECT (confirmed_flush_lsn - '0/0'::pg_lsn)::int8, plugin, database "
     "FROM pg_replication_slots WHERE slot_name = %s"
@@ -116,9 +128,9 @@ class PgCdcSettings(BaseModel):
         slot_name: Logical replication slot owned by this reader.
         publication: Publication that selects the captured tables.
         topic_prefix: Debezium ``topic.prefix``; topics are ``<prefix>.<schema>.<table>``.
-        max_changes_per_poll: Changes requested per peek; PostgreSQL only checks the limit
+        max_changes_per_poll: Changes requested per poll; PostgreSQL only checks the limit
             at transaction boundaries, so one large transaction may exceed it.
-        poll_interval: Wait between peeks once the reader has caught up.
+        poll_interval: Wait between polls once the reader has caught up.
         snapshot_batch_size: Rows fetched from the snapshot cursor per batch.
         initial_snapshot: Emit every existing row (``op: r``) before streaming on first start.
         stop_at_idle: End the stream (EOF) once caught up; for tests and benchmarks.
@@ -319,9 +331,8 @@ class _PgCdcPartition(StatefulSourcePartition[RawChange, CdcState]):
         self._keys: dict[int, tuple[str, ...]] = {}
         self._array_elements: dict[int, int] = dict(ARRAY_ELEMENT_OIDS)
         self._known_types: set[int] = set(ARRAY_ELEMENT_OIDS)
-        # Rows of the last peek. The slot does not move unless advanced, so the next peek
-        # starts with the same rows and must ask for that many more to see new ones.
-        self._seen_rows = 0
+        # The temporary slot changes are read from; made when streaming starts.
+        self._reader_slot: str | None = None
         self._awake: datetime | None = None
         self._backoff = 0.0
 
@@ -391,7 +402,7 @@ class _PgCdcPartition(StatefulSourcePartition[RawChange, CdcState]):
         self._resume_pending = False
         self._slot_lsn = position
         self._advanced = position
-        self._seen_rows = 0
+        self._reader_slot = None
         if not self._state.snapshot_done:
             # Stream transactions start at the slot's consistent point.
             self._state = CdcState(snapshot_done=False, lsn=position)
@@ -409,6 +420,8 @@ class _PgCdcPartition(StatefulSourcePartition[RawChange, CdcState]):
         self._awake = datetime.now(UTC) + timedelta(seconds=self._backoff)
 
     def _close_connections(self) -> None:
+        # The reader slot is temporary: it ends with the connection.
+        self._reader_slot = None
         snapshot, self._snapshot, self._held_back = self._snapshot, None, None
         conn, self._conn = self._conn, None
         for closer in (snapshot.close if snapshot else None, conn.close if conn else None):
@@ -484,12 +497,12 @@ class _PgCdcPartition(StatefulSourcePartition[RawChange, CdcState]):
     def _stream_step(self) -> list[RawChange]:
         assert self._conn is not None
         self._advance_to_durable()
-        limit = self._seen_rows + self._settings.max_changes_per_poll
+        reader = self._reader_slot or self._copy_durable_slot()
+        limit = self._settings.max_changes_per_poll
         with self._conn.cursor(binary=True) as cur:
-            cur.execute(_PEEK, (self._settings.slot_name, limit, self._settings.publication))
+            cur.execute(_READ, (reader, limit, self._settings.publication))
             rows = cur.fetchall()
         out = self._decode(rows)
-        self._seen_rows = len(rows)
         caught_up = len(rows) < limit
         if out or not caught_up:
             self._awake = None
@@ -515,8 +528,16 @@ class _PgCdcPartition(StatefulSourcePartition[RawChange, CdcState]):
         assert self._conn is not None
         _advance(self._conn, self._settings.slot_name, target)
         self._advanced = target
-        # Rows before the new slot position are no longer returned by a peek.
-        self._seen_rows = 0
+
+    def _copy_durable_slot(self) -> str:
+        """Create this session's reader slot at the durable slot's position."""
+        assert self._conn is not None
+        # Unique per session: a dead session's copy may linger until the server notices.
+        reader = f"{self._settings.slot_name[:40]}_r{self._conn.info.backend_pid}"
+        self._conn.execute(_COPY_SLOT, (self._settings.slot_name, reader))
+        self._reader_slot = reader
+        log.info("reading changes through temporary slot %s", reader)
+        return reader
 
     def _decode(self, rows: list[tuple[int, bytes]]) -> list[RawChange]:
         out: list[RawChange] = []
@@ -686,7 +707,7 @@ class PgCdcSource(FixedPartitionedSource[RawChange, CdcState]):
     The slot is advanced only to positions known to be durable: the Bytewax resume state
     on restart, and while running the value of ``durable_lsn`` (never past the last
     fully emitted transaction). Without ``durable_lsn`` the slot is advanced only on
-    restart, and each peek re-reads the WAL retained since then.
+    restart. Changes are read through a temporary copy of the slot (module docstring).
 
     Args:
         settings: Reader settings.

@@ -92,7 +92,7 @@ class LocalPostgres:
     port: int = 0
     user: str = "triage"
     database: str = "triage"
-    max_replication_slots: int = 16
+    max_replication_slots: int = 32
     _proc: subprocess.Popen[bytes] | None = field(default=None, init=False, repr=False)
 
     @property
