@@ -8,7 +8,9 @@ immutable copy recovery needs, and is what the recovery store keeps anyway.
 
 from __future__ import annotations
 
+import logging
 import pickle
+import time
 from collections.abc import Callable, Iterable
 from datetime import UTC, datetime
 from typing import Any, Generic, Protocol, TypeVar, cast
@@ -17,11 +19,28 @@ import bytewax.operators as op
 from bytewax.dataflow import Stream
 from bytewax.operators import StatefulLogic
 
+log = logging.getLogger(__name__)
+
 V = TypeVar("V")
 W = TypeVar("W")
 S = TypeVar("S")
 
 Mapper = Callable[[S | None, V], tuple[S | None, Iterable[W]]]
+
+
+def _pickle(state: Any) -> bytes:
+    """The snapshot bytes; with DEBUG logging, also how large and how slow they were."""
+    if not log.isEnabledFor(logging.DEBUG):
+        return pickle.dumps(state, protocol=pickle.HIGHEST_PROTOCOL)
+    started = time.perf_counter()
+    data = pickle.dumps(state, protocol=pickle.HIGHEST_PROTOCOL)
+    log.debug(
+        "snapshot of %s: %d bytes in %.1f ms",
+        type(state).__name__,
+        len(data),
+        (time.perf_counter() - started) * 1000,
+    )
+    return data
 
 
 class _PickledFlatMapLogic(StatefulLogic[V, W, bytes], Generic[V, W, S]):
@@ -38,7 +57,7 @@ class _PickledFlatMapLogic(StatefulLogic[V, W, bytes], Generic[V, W, S]):
         return out, StatefulLogic.RETAIN
 
     def snapshot(self) -> bytes:
-        return pickle.dumps(self.state, protocol=pickle.HIGHEST_PROTOCOL)
+        return _pickle(self.state)
 
 
 def stateful_flat_map(
@@ -96,7 +115,7 @@ class _TimedLogic(StatefulLogic[V, W, bytes], Generic[V, W, S]):
         return StatefulLogic.RETAIN
 
     def snapshot(self) -> bytes:
-        return pickle.dumps(self.state, protocol=pickle.HIGHEST_PROTOCOL)
+        return _pickle(self.state)
 
 
 def timed_stateful_flat_map(
