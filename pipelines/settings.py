@@ -20,7 +20,10 @@ class PipelineSettings(BaseModel):
     default_queue: str = "general"
     min_skill: float = Field(default=0.3, ge=0.0, le=1.0)
     respect_shifts: bool = True
-    epoch_interval: timedelta = timedelta(seconds=2)
+    # Every epoch pickles each changed key's state into the recovery store (the shared
+    # text models alone are tens of MB after a busy day), so epochs are Bytewax's default
+    # 10 s: a crash replays at most that much, the sinks being idempotent.
+    epoch_interval: timedelta = timedelta(seconds=10)
     warehouse_flush: timedelta = timedelta(seconds=10)
     warehouse_batch: int = Field(default=5_000, gt=0)
     ranker: Literal["learned", "least_loaded", "round_robin"] = "learned"
