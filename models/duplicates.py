@@ -97,6 +97,23 @@ class _Scope:
     def __len__(self) -> int:
         return len(self.ids)
 
+    def __getstate__(self) -> dict[str, Any]:
+        # Only the used rows: the arrays grow by doubling, so up to half is spare room
+        # that every recovery snapshot would otherwise carry.
+        n = len(self.ids)
+        return {"ids": self.ids, "slots": self.slots, "ats": self.ats[:n].copy(),
+                "signatures": self.signatures[:n].copy()}  # fmt: skip
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self.ids = state["ids"]
+        self.slots = state["slots"]
+        self.ats = state["ats"]
+        self.signatures = state["signatures"]
+        if len(self.ats) == 0:  # add() grows by doubling, which needs room to start from
+            self.ats = np.empty(_INITIAL_CAPACITY, dtype=np.float64)
+            self.signatures = np.empty((_INITIAL_CAPACITY, self.signatures.shape[1]),
+                                       dtype=np.uint32)  # fmt: skip
+
     def add(self, ticket_id: int, at: float, signature: np.ndarray, cap: int) -> None:
         n = len(self.ids)
         if n == len(self.ats):

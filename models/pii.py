@@ -16,7 +16,8 @@ _EMAIL = re.compile(r"[A-Za-z0-9._%+-]+@[A-Za-z0-9-]+(?:\.[A-Za-z0-9-]+)*\.[A-Za
 # optionally with an area code in parentheses; 7 to 15 digits (E.164 allows 15) in all.
 # Not the digits of a reference such as INV-2024-12345 or ORD-88-1234567.
 _PHONE = re.compile(
-    r"(?<![\w+])(?<!\w-)(?:\+\d[\d .-]{5,18}\d|(?:\(\d{1,4}\) ?)?\d{2,5}(?:[ .-]\d{2,5}){1,4})(?!\w)"
+    r"(?<![\w+])(?<!\w-)"
+    r"(?:\+\d[\d .-]{5,18}\d|(?:\(\d{1,4}\) ?)?\d{2,5}(?:[ .-]\d{2,5}){1,4})(?!\w)"
 )
 # Dates look like phone numbers to the pattern above but are not personal data.
 _NOT_PHONE = re.compile(r"\d{4}-\d{2}-\d{2}|\d{2}[./-]\d{2}[./-]\d{4}")

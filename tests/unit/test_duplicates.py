@@ -185,6 +185,30 @@ def test_pickle_round_trip_keeps_state_and_results() -> None:
     )
 
 
+def test_snapshots_carry_only_used_rows_and_restored_scopes_keep_growing() -> None:
+    detector = DuplicateDetector()
+    for i in range(5):  # one customer: a scope grown from 4 to 8 rows, 5 used
+        detector.check_and_add(i, f"{TEXT} {i}", customer_id=1, organization=None,
+                               at=T0 + timedelta(minutes=i))  # fmt: skip
+    scope = detector._scopes[next(iter(detector._scopes))]
+    assert len(scope.ats) > len(scope)
+    restored = pickle.loads(pickle.dumps(detector))
+    again = restored._scopes[next(iter(restored._scopes))]
+    assert len(again.ats) == len(again) == 5
+    # Restored full scopes grow on the next add; an emptied one starts again.
+    for i in range(5, 12):
+        restored.check_and_add(i, f"{UNRELATED} {i}", customer_id=1, organization=None,
+                               at=T0 + timedelta(minutes=i))  # fmt: skip
+    assert len(restored) == 12
+    assert restored.check_and_add(99, REWORDED, customer_id=1, organization=None,
+                                  at=T0 + timedelta(minutes=20))  # fmt: skip
+    for i in [*range(12), 99]:
+        restored.remove(i)
+    empty = pickle.loads(pickle.dumps(restored))
+    assert empty.check_and_add(100, TEXT, customer_id=1, organization=None,
+                               at=T0 + timedelta(minutes=30)) == []  # fmt: skip
+
+
 @pytest.mark.parametrize("verify", [True, False])
 def test_results_are_deterministic_across_instances(verify: bool) -> None:
     def run() -> list[list[DuplicateMatch]]:
