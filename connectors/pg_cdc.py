@@ -57,6 +57,7 @@ from connectors.pgoutput import (
     value_converter,
 )
 from models.events import RawChange, SourcePosition
+from models.telemetry import report_changes
 
 log = logging.getLogger(__name__)
 
@@ -352,6 +353,7 @@ class _PgCdcPartition(StatefulSourcePartition[RawChange, CdcState]):
             self._recover(exc)
             return []
         self._backoff = 0.0
+        report_changes(batch)
         return batch
 
     def next_awake(self) -> datetime | None:

@@ -48,6 +48,7 @@ from confluent_kafka import KafkaError, KafkaException, Message, Producer
 
 from models.anomaly import AnomalyAlert
 from models.sla import SlaEvent
+from models.telemetry import report_written
 
 log = logging.getLogger(__name__)
 
@@ -274,6 +275,7 @@ class _KafkaAlertPartition(StatelessSinkPartition[AlertItem]):
                 f"within {self._flush_timeout:g} s"
             )
         self.delivered += len(messages)
+        report_written("kafka_alerts", items)
 
     def close(self) -> None:
         """Hand over what is left in the queue when the dataflow ends (normally nothing)."""

@@ -26,6 +26,7 @@ from models.helpdesk import EnrichedTicket, RoutingDecision
 from models.intelligence import ModelMetric
 from models.signals import BreachRiskScore
 from models.sla import SlaEvent
+from models.telemetry import report_dead_letters, telemetry
 from models.windows import WindowResult
 from sinks.retry import backoff
 
@@ -667,11 +668,14 @@ class _PostgresPartition(StatelessSinkPartition[AnalyticsItem]):
                 if self._conn is None or self._conn.closed:
                     self._conn = self._connect()
                 self._write(self._conn, rows)
+                telemetry().items_written("postgres", {t: len(r) for t, r in rows.items()})
+                report_dead_letters((row[0], row[1]) for row in rows[DEAD_LETTERS])
                 return
             except psycopg.OperationalError as exc:
                 attempt += 1
                 if self._max_retries is not None and attempt > self._max_retries:
                     raise
+                telemetry().sink_retry("postgres")
                 delay = next(delays)
                 log.warning(
                     "analytics write of %d items failed (attempt %d): %s; retrying in %.1fs",

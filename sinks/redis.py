@@ -39,6 +39,7 @@ from models.anomaly import AnomalyAlert
 from models.helpdesk import RoutingDecision
 from models.signals import BreachRiskScore
 from models.sla import SlaEvent
+from models.telemetry import report_decisions, report_written, telemetry
 from sinks.retry import backoff
 
 log = logging.getLogger(__name__)
@@ -557,11 +558,14 @@ class _RedisPartition(StatelessSinkPartition[RedisItem]):
                     self._apply(keys=[], args=[chunk], client=pipe)
                 results = pipe.execute()
                 self.applied += sum(int(r) for r in results)
+                report_written("redis", items)
+                report_decisions(items)
                 return
             except (redis.ConnectionError, redis.TimeoutError) as exc:
                 attempt += 1
                 if self._max_retries is not None and attempt > self._max_retries:
                     raise
+                telemetry().sink_retry("redis")
                 delay = next(delays)
                 log.warning(
                     "redis write of %d items failed (attempt %d): %s; retrying in %.1fs",

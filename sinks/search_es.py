@@ -35,6 +35,7 @@ import elasticsearch
 from bytewax.outputs import DynamicSink, StatelessSinkPartition
 from elasticsearch import helpers
 
+from models.telemetry import telemetry
 from sinks.retry import backoff
 from sinks.search import (
     KbDocument,
@@ -314,6 +315,7 @@ class _ElasticsearchPartition(StatelessSinkPartition[SearchItem]):
                 attempt += 1
                 if self._max_retries is not None and attempt > self._max_retries:
                     raise _unreachable(self._url, exc) from exc
+                telemetry().sink_retry("elasticsearch")
                 delay = next(delays)
                 log.warning(
                     "search index write of %d documents failed (attempt %d): %s; retrying in %.1fs",
@@ -331,6 +333,9 @@ class _ElasticsearchPartition(StatelessSinkPartition[SearchItem]):
                 f"first: {first.get('_index')}/{first.get('_id')}: {first.get('error')}",
                 errors,
             )
+        telemetry().items_written(
+            "elasticsearch", {"tickets": len(docs.tickets), "kb_articles": len(docs.articles)}
+        )
 
     def close(self) -> None:
         """Close the client when the dataflow ends."""

@@ -18,6 +18,7 @@ import psycopg
 from bytewax.outputs import DynamicSink, StatelessSinkPartition
 from psycopg import sql
 
+from models.telemetry import telemetry
 from sinks.retry import backoff
 from sinks.search import (
     KbDocument,
@@ -241,11 +242,13 @@ class _PostgresSearchPartition(StatelessSinkPartition[SearchItem]):
                 if self._conn is None or self._conn.closed:
                     self._conn = self._connect()
                 self._write(self._conn, rows)
+                telemetry().items_written("search_pg", {t: len(r) for t, r in rows.items()})
                 return
             except psycopg.OperationalError as exc:
                 attempt += 1
                 if self._max_retries is not None and attempt > self._max_retries:
                     raise
+                telemetry().sink_retry("search_pg")
                 delay = next(delays)
                 log.warning(
                     "search index write of %d items failed (attempt %d): %s; retrying in %.1fs",

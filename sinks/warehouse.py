@@ -56,6 +56,7 @@ from models.pii import EMAIL_TOKEN as EMAIL_TOKEN  # re-exported: first defined 
 from models.pii import PHONE_TOKEN as PHONE_TOKEN
 from models.pii import mask_pii
 from models.sla import SlaEvent
+from models.telemetry import report_written
 
 log = logging.getLogger(__name__)
 
@@ -532,6 +533,7 @@ class _WarehousePartition(StatelessSinkPartition[WarehouseItem]):
             self._root, frames, worker=self._worker, compression=self._compression
         )
         log.debug("warehouse: %d items in %d files", len(items), len(written))
+        report_written("warehouse", items)
 
 
 class WarehouseSink(DynamicSink[WarehouseItem]):

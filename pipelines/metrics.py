@@ -1,0 +1,138 @@
+"""Prometheus metrics of the pipeline process.
+
+:class:`PrometheusTelemetry` implements :class:`models.telemetry.Telemetry`, which the CDC
+source and the sinks report to once per batch (see that module for why the interface lives
+on the ground floor). The flow's own outcome counters (``FLOW_COUNTERS``) are read at
+scrape time, so they cost the flow nothing. :func:`serve_metrics` installs the telemetry
+and serves ``/metrics`` from a background thread of the pipeline process.
+"""
+
+from __future__ import annotations
+
+import functools
+import logging
+from collections.abc import Iterator, Mapping, Sequence
+from typing import Any
+
+from prometheus_client import REGISTRY, CollectorRegistry, Counter, Gauge, Histogram
+from prometheus_client.core import CounterMetricFamily
+from prometheus_client.registry import Collector
+
+from models.telemetry import install_telemetry
+
+log = logging.getLogger(__name__)
+
+# From a healthy few milliseconds to a stalled minute.
+LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0)
+
+
+class _FlowCounters(Collector):
+    """``triage_flow_events_total{outcome}`` from the flow's process-local counters."""
+
+    def collect(self) -> Iterator[CounterMetricFamily]:
+        from pipelines.flow import FLOW_COUNTERS
+
+        family = CounterMetricFamily(
+            "triage_flow_events",
+            "Change events seen by the flow's steps, per outcome.",
+            labels=["outcome"],
+        )
+        for outcome, count in sorted(FLOW_COUNTERS.items()):
+            family.add_metric([outcome], count)
+        yield family
+
+
+class PrometheusTelemetry:
+    """The pipeline's metrics, registered on ``registry``.
+
+    Args:
+        registry: Where the metrics are registered; the process-wide default by default.
+    """
+
+    def __init__(self, registry: CollectorRegistry = REGISTRY) -> None:
+        self.registry = registry
+        self.source_changes = Counter(
+            "triage_source_changes",
+            "Changes read by the CDC source, per table.",
+            ["table"],
+            registry=registry,
+        )
+        self.source_lag = Gauge(
+            "triage_source_lag_seconds",
+            "Now minus the source commit time of the newest change read; 0 when caught up.",
+            registry=registry,
+        )
+        self.sink_items = Counter(
+            "triage_sink_items",
+            "Items committed by a sink, per table or item kind.",
+            ["sink", "kind"],
+            registry=registry,
+        )
+        self.sink_retries = Counter(
+            "triage_sink_retries",
+            "Failed sink writes that are retried.",
+            ["sink"],
+            registry=registry,
+        )
+        self.dead_letters_stored = Counter(
+            "triage_dead_letters",
+            "Dead letters stored, per stage and reason kind.",
+            ["stage", "kind"],
+            registry=registry,
+        )
+        self.decision_latency = Histogram(
+            "triage_decision_latency_seconds",
+            "Source commit to routing decision, per decision written to Redis.",
+            buckets=LATENCY_BUCKETS,
+            registry=registry,
+        )
+        registry.register(_FlowCounters())
+
+    def changes_read(self, tables: Mapping[str, int], lag_seconds: float | None) -> None:
+        for table, count in tables.items():
+            self.source_changes.labels(table=table).inc(count)
+        if lag_seconds is not None:
+            self.source_lag.set(lag_seconds)
+
+    def items_written(self, sink: str, kinds: Mapping[str, int]) -> None:
+        for kind, count in kinds.items():
+            if count:
+                self.sink_items.labels(sink=sink, kind=kind).inc(count)
+
+    def sink_retry(self, sink: str) -> None:
+        self.sink_retries.labels(sink=sink).inc()
+
+    def dead_letters(self, kinds: Mapping[tuple[str, str], int]) -> None:
+        for (stage, kind), count in kinds.items():
+            self.dead_letters_stored.labels(stage=stage, kind=kind).inc(count)
+
+    def decision_latencies(self, seconds: Sequence[float]) -> None:
+        for value in seconds:
+            self.decision_latency.observe(value)
+
+
+@functools.cache
+def prometheus_telemetry(registry: CollectorRegistry = REGISTRY) -> PrometheusTelemetry:
+    """The telemetry of ``registry``, made once (a metric name registers only once)."""
+    return PrometheusTelemetry(registry)
+
+
+def install_prometheus(registry: CollectorRegistry = REGISTRY) -> PrometheusTelemetry:
+    """Make the source and sinks of this process report to ``registry``."""
+    telemetry = prometheus_telemetry(registry)
+    install_telemetry(telemetry)
+    return telemetry
+
+
+def serve_metrics(host: str, port: int, registry: CollectorRegistry = REGISTRY) -> Any:
+    """Install the telemetry and serve ``http://host:port/metrics`` from a daemon thread.
+
+    Returns:
+        The HTTP server (``shutdown()`` stops it).
+    """
+    from prometheus_client import start_http_server
+
+    install_prometheus(registry)
+    server, _thread = start_http_server(port, addr=host, registry=registry)
+    log.info("pipeline metrics on http://%s:%d/metrics", host, port)
+    return server
