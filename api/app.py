@@ -14,6 +14,7 @@ from psycopg_pool import ConnectionPool, PoolTimeout
 from redis.backoff import ExponentialBackoff
 from redis.retry import Retry
 
+from api.metrics import instrument
 from api.routes import dashboard, health, reports, routing, search, sla
 from api.security import AccessControl, AccessMiddleware, require_scope, split_router
 from api.settings import ApiSettings
@@ -107,6 +108,8 @@ def create_app(settings: ApiSettings) -> FastAPI:
     for error in (redis.RedisError, psycopg.OperationalError, PoolTimeout):
         app.add_exception_handler(error, store_unavailable)
     app.add_middleware(AccessMiddleware)
+    # Outermost: requests are timed and counted whatever the inner layers answer.
+    instrument(app)
     app.include_router(health.router)
     # Scopes and audit per router: see api.security.
     routing_scope = Depends(require_scope("read:routing", audit=True))
