@@ -192,13 +192,18 @@ def run_pipeline(settings: AppSettings, stack: Stack, recovery_dir: Path) -> Non
     """Run the dataflow in this process until it is interrupted.
 
     With ``settings.jobs.enabled`` the batch-job scheduler runs beside it in a thread (each
-    job in its own child process) and stops with it.
+    job in its own child process) and stops with it. With ``settings.metrics.port`` the
+    Prometheus metrics are served from another thread.
     """
     from bytewax.recovery import RecoveryConfig
     from bytewax.testing import run_main
 
     from triage.scheduler import JobScheduler
 
+    if settings.metrics.port is not None:
+        from pipelines.metrics import serve_metrics
+
+        serve_metrics(settings.metrics.host, settings.metrics.port)
     flow = build_pipeline(settings, stack, recovery_dir)
     # Keyed state holds millions of small objects; the default cyclic-GC thresholds made
     # full collections walk all of them every few seconds (tail-latency spikes). Objects

@@ -103,6 +103,13 @@ class ApiServerSettings(BaseModel):
     )
 
 
+class MetricsSettings(BaseModel):
+    """Prometheus metrics of ``triage pipeline``, served at ``http://host:port/metrics``."""
+
+    port: int | None = Field(default=None, ge=0, le=65535, description="unset: no metrics server")
+    host: str = "127.0.0.1"
+
+
 JobName = Literal["forecast", "warehouse-compact", "daily-summary"]
 """The batch jobs ``triage/scheduler.py`` knows."""
 
@@ -165,6 +172,7 @@ class AppSettings(BaseSettings):
     api: ApiServerSettings = ApiServerSettings()
     pipeline: PipelineSettings = PipelineSettings()
     jobs: JobsSettings = JobsSettings()
+    metrics: MetricsSettings = MetricsSettings()
     log_level: str = "WARNING"
 
     @property
