@@ -3,7 +3,9 @@ metrics server answers a scrape, and the API's /metrics stays open when keys are
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import httpx
@@ -17,6 +19,7 @@ from api.app import create_app
 from api.metrics import UNMATCHED
 from api.settings import ApiSettings
 from connectors.debezium import encode_envelope, encode_key
+from connectors.pg_cdc import PgCdcSettings, PgCdcSource, drop_slot
 from models.events import RawChange, SourcePosition
 from models.telemetry import install_telemetry
 from pipelines.flow import build_flow
@@ -119,6 +122,41 @@ def test_sink_counters_match_rows_written(
     assert redis_decisions == decisions
     assert sample(registry, "triage_decision_latency_seconds_count") == decisions
     assert sample(registry, "triage_sink_retries_total", sink="postgres") == 0
+
+
+def test_cdc_source_counts_changes_per_table_and_lag(
+    pg_dsn: str, unique: str, registry: CollectorRegistry
+) -> None:
+    with psycopg.connect(pg_dsn, autocommit=True) as conn:
+        conn.execute((SQL_DIR / "source" / "001_helpdesk.sql").read_text())
+    settings = PgCdcSettings(
+        dsn=pg_dsn,
+        slot_name=f"test_{unique}",
+        stop_at_idle=True,
+        poll_interval=timedelta(milliseconds=5),
+    )
+    source = PgCdcSource(settings)
+    part = source.build_part("read_cdc", settings.slot_name, None)
+    try:
+        with psycopg.connect(pg_dsn, autocommit=True) as conn:
+            conn.execute(
+                "INSERT INTO customers (name, email) VALUES ('Ada', 'a@x'), ('Bob', 'b@x')"
+            )
+        read = 0
+        for _ in range(10_000):
+            awake = part.next_awake()
+            if awake is not None:
+                time.sleep(max(0.0, (awake - datetime.now(UTC)).total_seconds()))
+            try:
+                read += len(part.next_batch())
+            except StopIteration:
+                break
+    finally:
+        part.close()
+        drop_slot(pg_dsn, settings.slot_name)
+    assert read == 2
+    assert sample(registry, "triage_source_changes_total", table="customers") == 2
+    assert 0.0 <= sample(registry, "triage_source_lag_seconds") < 60
 
 
 def test_pipeline_metrics_server_answers_a_scrape() -> None:
