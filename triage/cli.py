@@ -93,14 +93,26 @@ def demo(
 
 
 @app.command()
-def pipeline(state_dir: StateDir = None) -> None:
+def pipeline(
+    state_dir: StateDir = None,
+    migrate_first: Annotated[
+        bool,
+        typer.Option(
+            "--migrate/--no-migrate",
+            help="Apply the schemas first (idempotent); --no-migrate when a deploy step does.",
+        ),
+    ] = True,
+) -> None:
     """Run the triage dataflow (stores from TRIAGE_* settings) until interrupted."""
+    from triage.runtime import migrate as apply
     from triage.runtime import open_stack, run_pipeline
     from triage.services import ServiceError
 
     settings = _settings(state_dir)
     try:
         with open_stack(settings, settings.state_dir / "services") as stack:
+            if migrate_first:
+                apply(stack, timescale=settings.timescale.enabled)
             run_pipeline(settings, stack, settings.state_dir / "recovery")
     except KeyboardInterrupt:
         pass
