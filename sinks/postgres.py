@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import json
 import logging
-import time
 from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -28,7 +27,7 @@ from models.signals import BreachRiskScore
 from models.sla import SlaEvent
 from models.telemetry import report_dead_letters, telemetry
 from models.windows import WindowResult
-from sinks.retry import backoff
+from sinks.retry import retry_connection_loss
 
 log = logging.getLogger(__name__)
 
@@ -661,31 +660,23 @@ class _PostgresPartition(StatelessSinkPartition[AnalyticsItem]):
         rows = batch_to_rows(items)
         if not any(rows.values()):
             return
-        delays = backoff(self._backoff_initial, self._backoff_max)
-        attempt = 0
-        while True:
-            try:
-                if self._conn is None or self._conn.closed:
-                    self._conn = self._connect()
-                self._write(self._conn, rows)
-                telemetry().items_written("postgres", {t: len(r) for t, r in rows.items()})
-                report_dead_letters((row[0], row[1]) for row in rows[DEAD_LETTERS])
-                return
-            except psycopg.OperationalError as exc:
-                attempt += 1
-                if self._max_retries is not None and attempt > self._max_retries:
-                    raise
-                telemetry().sink_retry("postgres")
-                delay = next(delays)
-                log.warning(
-                    "analytics write of %d items failed (attempt %d): %s; retrying in %.1fs",
-                    len(items),
-                    attempt,
-                    exc,
-                    delay,
-                )
-                self._discard_connection()
-                time.sleep(delay)
+
+        def attempt() -> None:
+            if self._conn is None or self._conn.closed:
+                self._conn = self._connect()
+            self._write(self._conn, rows)
+
+        retry_connection_loss(
+            attempt,
+            on_loss=self._discard_connection,
+            describe=f"analytics write of {len(items)} items",
+            initial=self._backoff_initial,
+            maximum=self._backoff_max,
+            max_retries=self._max_retries,
+            on_retry=lambda: telemetry().sink_retry("postgres"),
+        )
+        telemetry().items_written("postgres", {t: len(r) for t, r in rows.items()})
+        report_dead_letters((row[0], row[1]) for row in rows[DEAD_LETTERS])
 
     def _write(self, conn: psycopg.Connection[Any], rows: dict[str, list[tuple[Any, ...]]]) -> None:
         with conn.transaction():

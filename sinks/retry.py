@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+import logging
+import time
+from collections.abc import Callable, Iterator
+
+log = logging.getLogger(__name__)
 
 
 def backoff(initial: float, maximum: float) -> Iterator[float]:
@@ -17,3 +21,52 @@ def backoff(initial: float, maximum: float) -> Iterator[float]:
     while True:
         yield delay
         delay = min(delay * 2, maximum)
+
+
+def retry_connection_loss(
+    attempt_write: Callable[[], None],
+    *,
+    on_loss: Callable[[], None],
+    describe: str,
+    initial: float,
+    maximum: float,
+    max_retries: int | None,
+    on_retry: Callable[[], None] | None = None,
+) -> None:
+    """Run ``attempt_write`` until it succeeds, retrying only lost connections.
+
+    A ``psycopg.OperationalError`` (the server went away, a connection broke) calls
+    ``on_loss`` (drop the connection so the next attempt opens a fresh one), waits with
+    :func:`backoff` and tries again, at most ``max_retries`` times (``None``: forever, so a
+    store that is down slows the flow instead of dropping data). Other errors propagate
+    at once: retrying a constraint violation or a bug would only repeat it.
+
+    Args:
+        attempt_write: One complete, transactional write attempt.
+        on_loss: Called after each lost attempt, before waiting.
+        describe: What is written, for the warning (e.g. ``"analytics write of 12 items"``).
+        initial: First delay in seconds.
+        maximum: Longest delay in seconds.
+        max_retries: Retries before the error is raised.
+        on_retry: Called once per retry (metrics).
+    """
+    import psycopg
+
+    delays = backoff(initial, maximum)
+    attempt = 0
+    while True:
+        try:
+            attempt_write()
+            return
+        except psycopg.OperationalError as exc:
+            attempt += 1
+            if max_retries is not None and attempt > max_retries:
+                raise
+            if on_retry is not None:
+                on_retry()
+            delay = next(delays)
+            log.warning(
+                "%s failed (attempt %d): %s; retrying in %.1fs", describe, attempt, exc, delay
+            )
+            on_loss()
+            time.sleep(delay)

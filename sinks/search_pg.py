@@ -10,7 +10,6 @@ and ``analytics.kb_search`` (``sql/analytics/009_search.sql``), whose generated
 from __future__ import annotations
 
 import logging
-import time
 from dataclasses import dataclass
 from typing import Any
 
@@ -19,7 +18,7 @@ from bytewax.outputs import DynamicSink, StatelessSinkPartition
 from psycopg import sql
 
 from models.telemetry import telemetry
-from sinks.retry import backoff
+from sinks.retry import retry_connection_loss
 from sinks.search import (
     KbDocument,
     SearchDocuments,
@@ -235,30 +234,22 @@ class _PostgresSearchPartition(StatelessSinkPartition[SearchItem]):
         rows = documents_to_rows(batch_to_documents(items, allow_pii=self._allow_pii))
         if not any(rows.values()):
             return
-        delays = backoff(self._backoff_initial, self._backoff_max)
-        attempt = 0
-        while True:
-            try:
-                if self._conn is None or self._conn.closed:
-                    self._conn = self._connect()
-                self._write(self._conn, rows)
-                telemetry().items_written("search_pg", {t: len(r) for t, r in rows.items()})
-                return
-            except psycopg.OperationalError as exc:
-                attempt += 1
-                if self._max_retries is not None and attempt > self._max_retries:
-                    raise
-                telemetry().sink_retry("search_pg")
-                delay = next(delays)
-                log.warning(
-                    "search index write of %d items failed (attempt %d): %s; retrying in %.1fs",
-                    len(items),
-                    attempt,
-                    exc,
-                    delay,
-                )
-                self._discard_connection()
-                time.sleep(delay)
+
+        def attempt() -> None:
+            if self._conn is None or self._conn.closed:
+                self._conn = self._connect()
+            self._write(self._conn, rows)
+
+        retry_connection_loss(
+            attempt,
+            on_loss=self._discard_connection,
+            describe=f"search index write of {len(items)} items",
+            initial=self._backoff_initial,
+            maximum=self._backoff_max,
+            max_retries=self._max_retries,
+            on_retry=lambda: telemetry().sink_retry("search_pg"),
+        )
+        telemetry().items_written("search_pg", {t: len(r) for t, r in rows.items()})
 
     def _write(self, conn: psycopg.Connection[Any], rows: dict[str, list[tuple[Any, ...]]]) -> None:
         with conn.transaction(), conn.cursor() as cur:
