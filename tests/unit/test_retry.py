@@ -1,0 +1,43 @@
+"""The sinks' retry loop: lost connections are retried, everything else is raised."""
+
+from __future__ import annotations
+
+import psycopg
+import pytest
+
+from sinks.retry import retry_connection_loss
+
+
+def _run(outcomes: list[Exception | None], max_retries: int | None = 5) -> tuple[int, int]:
+    attempts = losses = 0
+
+    def attempt() -> None:
+        nonlocal attempts
+        outcome = outcomes[attempts]
+        attempts += 1
+        if outcome is not None:
+            raise outcome
+
+    def lost() -> None:
+        nonlocal losses
+        losses += 1
+
+    retry_connection_loss(attempt, on_loss=lost, describe="test write", initial=0.0,
+                          maximum=0.0, max_retries=max_retries)  # fmt: skip
+    return attempts, losses
+
+
+def test_lost_connections_are_retried_until_the_write_succeeds() -> None:
+    lost = psycopg.OperationalError("server closed the connection")
+    assert _run([lost, lost, None]) == (3, 2)
+
+
+def test_other_errors_are_raised_at_once() -> None:
+    with pytest.raises(psycopg.errors.UniqueViolation):
+        _run([psycopg.errors.UniqueViolation("duplicate key"), None])
+
+
+def test_retries_are_bounded_when_asked() -> None:
+    lost = psycopg.OperationalError("down")
+    with pytest.raises(psycopg.OperationalError):
+        _run([lost, lost, lost, None], max_retries=2)
