@@ -23,6 +23,7 @@ from confluent_kafka import OFFSET_BEGINNING, OFFSET_END
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from models.events import DeadLetter, RawChange, SourcePosition
+from models.telemetry import report_changes
 
 __all__ = [
     "DEFAULT_TABLES",
@@ -140,10 +141,18 @@ def read_cdc(
     # branch() cannot narrow the union; the predicate above guarantees these types.
     messages = cast(Stream[_Message], split.trues)
     errors = cast(Stream[_Error], split.falses)
+    changes = op.map("to_raw_change", messages, to_raw_change)
     return KafkaOpOut(
-        op.map("to_raw_change", messages, to_raw_change),
+        # Changes read per table and the source lag, once per batch (a no-op unless the
+        # application installed telemetry).
+        op.flat_map_batch("count_changes", changes, _counted),
         op.map("to_dead_letter", errors, kafka_error_to_dead_letter),
     )
+
+
+def _counted(batch: list[RawChange]) -> list[RawChange]:
+    report_changes(batch)
+    return batch
 
 
 def to_raw_change(msg: KafkaSourceMessage[bytes | None, bytes | None]) -> RawChange:

@@ -162,6 +162,32 @@ def test_kafka_cdc_flow_decodes_every_record(
     _check(result, cdc_producer)
 
 
+def test_kafka_source_reports_changes_per_table(
+    cdc_producer: CdcProducer, kafka_bootstrap: str
+) -> None:
+    from prometheus_client import CollectorRegistry
+
+    from models.telemetry import install_telemetry
+    from pipelines.metrics import PrometheusTelemetry
+
+    registry = CollectorRegistry()
+    previous = install_telemetry(PrometheusTelemetry(registry))
+    try:
+        _produce_helpdesk_changes(cdc_producer)
+        run_main(_build_flow(_settings(cdc_producer, kafka_bootstrap), FlowResult()))
+    finally:
+        install_telemetry(previous)
+
+    def read(table: str) -> float | None:
+        return registry.get_sample_value("triage_source_changes_total", {"table": table})
+
+    # Every message counts, tombstones and undecodable ones included.
+    assert (read("customers"), read("agents"), read("tickets"), read("ticket_events")) == (
+        1.0, 1.0, 5.0, 1.0
+    )  # fmt: skip
+    assert registry.get_sample_value("triage_source_lag_seconds") is not None
+
+
 def test_kafka_cdc_flow_with_two_workers_gives_the_same_result(
     cdc_producer: CdcProducer, kafka_bootstrap: str
 ) -> None:
