@@ -515,7 +515,16 @@ def exec_job(name: str, settings: AppSettings, stack: Stack, *, day: date | None
 
         result = run_forecast(stack.analytics_dsn)
         series = ", ".join(sorted(result["series"])) or "none with history"
-        return f"{result['rows']} forecast rows; series: {series}"
+        now = datetime.now(UTC)
+        pruned_forecasts, pruned_runs = prune_history(
+            stack.analytics_dsn,
+            forecasts_before=now - settings.jobs.forecasts_keep,
+            job_runs_before=now - settings.jobs.job_runs_keep,
+        )
+        return (
+            f"{result['rows']} forecast rows; series: {series}; pruned {pruned_forecasts} "
+            f"old forecast rows and {pruned_runs} old job runs"
+        )
     if name == "warehouse-compact":
         return compact_warehouse(settings.warehouse.path or settings.state_dir / "warehouse")
     if name == "daily-summary":
@@ -523,6 +532,26 @@ def exec_job(name: str, settings: AppSettings, stack: Stack, *, day: date | None
         path = write_daily_summary(stack.analytics_dsn, settings.state_dir / "reports", day)
         return f"wrote {path}"
     raise KeyError(name)
+
+
+def prune_history(
+    analytics_dsn: str, *, forecasts_before: datetime, job_runs_before: datetime
+) -> tuple[int, int]:
+    """Delete forecast runs generated and job runs started before the given times.
+
+    Returns:
+        Rows deleted from ``analytics.forecasts`` and from ``analytics.job_runs``. Runs
+        still in progress (no status yet) are kept whatever their age.
+    """
+    with psycopg.connect(analytics_dsn, autocommit=True) as conn:
+        forecasts = conn.execute(
+            "DELETE FROM analytics.forecasts WHERE generated_at < %s", (forecasts_before,)
+        ).rowcount
+        runs = conn.execute(
+            "DELETE FROM analytics.job_runs WHERE started_at < %s AND status IS NOT NULL",
+            (job_runs_before,),
+        ).rowcount
+    return max(0, forecasts), max(0, runs)
 
 
 def partitions_to_compact(root: Path) -> list[tuple[str, str]]:

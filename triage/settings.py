@@ -129,6 +129,10 @@ class JobsSettings(BaseModel):
     )
     forecast_every: timedelta = Field(default=timedelta(hours=1), gt=timedelta(0))
     forecast_timeout: timedelta = Field(default=timedelta(minutes=30), gt=timedelta(0))
+    # Each hourly run adds a week of rows per series; the forecast job prunes older runs
+    # (TimescaleDB's retention policy on the hypertable does the same).
+    forecasts_keep: timedelta = Field(default=timedelta(days=180), gt=timedelta(days=7))
+    job_runs_keep: timedelta = Field(default=timedelta(days=90), gt=timedelta(0))
     warehouse_compact_every: timedelta = Field(default=timedelta(days=1), gt=timedelta(0))
     warehouse_compact_at: time = Field(default=time(1, 0), description="UTC")
     warehouse_compact_timeout: timedelta = Field(default=timedelta(hours=1), gt=timedelta(0))

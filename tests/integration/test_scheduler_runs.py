@@ -211,3 +211,32 @@ def test_the_real_jobs_run_as_children_and_the_summary_is_written(dsn: str, tmp_
         check=False,
     )
     assert unknown.returncode == 2 and "unknown job" in unknown.stderr
+
+
+def test_old_forecast_runs_and_job_runs_are_pruned(dsn: str) -> None:
+    from triage.scheduler import prune_history
+
+    now = datetime(2026, 3, 2, tzinfo=UTC)
+    with psycopg.connect(dsn, autocommit=True) as conn:
+        for generated in (now - timedelta(days=200), now - timedelta(days=10)):
+            conn.execute(
+                "INSERT INTO analytics.forecasts (generated_at, series, hour, value)"
+                " VALUES (%s, 'all', %s, 1.0)",
+                (generated, generated + HOUR),
+            )
+        for started, status in ((now - timedelta(days=100), "ok"),
+                                (now - timedelta(days=100), None),
+                                (now - timedelta(days=1), "failed")):  # fmt: skip
+            conn.execute(
+                "INSERT INTO analytics.job_runs (job, started_at, finished_at, status)"
+                " VALUES ('forecast', %s, %s, %s)",
+                (started, None if status is None else started + HOUR, status),
+            )
+    assert prune_history(
+        dsn, forecasts_before=now - timedelta(days=180), job_runs_before=now - timedelta(days=90)
+    ) == (1, 1)
+    with psycopg.connect(dsn) as conn:
+        kept = conn.execute("SELECT generated_at FROM analytics.forecasts").fetchall()
+        statuses = conn.execute("SELECT status FROM analytics.job_runs ORDER BY id").fetchall()
+    assert kept == [(now - timedelta(days=10),)]
+    assert statuses == [(None,), ("failed",)]  # a run in progress is never pruned
