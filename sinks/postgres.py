@@ -27,7 +27,7 @@ from models.signals import BreachRiskScore
 from models.sla import SlaEvent
 from models.telemetry import report_dead_letters, telemetry
 from models.windows import WindowResult
-from sinks.retry import retry_connection_loss
+from sinks.staged import StagedTable, StagedWriter
 
 log = logging.getLogger(__name__)
 
@@ -546,16 +546,7 @@ def anomaly_row(item: AnomalyAlert) -> tuple[Any, ...]:
     )
 
 
-@dataclass(frozen=True)
-class _Statements:
-    """SQL for one table: staging DDL, COPY and merge, composed once per partition."""
-
-    create_staging: sql.Composed
-    copy: sql.Composed
-    merge: sql.Composed
-
-
-def _statements(schema: str, table: str) -> _Statements:
+def _statements(schema: str, table: str) -> StagedTable:
     columns = COLUMNS[table]
     target = sql.Identifier(schema, table)
     staging = sql.Identifier(f"staging_{table}")
@@ -587,7 +578,7 @@ def _statements(schema: str, table: str) -> _Statements:
         )
     else:
         merge = insert + sql.SQL("ON CONFLICT DO NOTHING")
-    return _Statements(create_staging=create, copy=copy, merge=merge)
+    return StagedTable(create_staging=create, copy=copy, merge=merge)
 
 
 class _PostgresPartition(StatelessSinkPartition[AnalyticsItem]):
@@ -603,53 +594,41 @@ class _PostgresPartition(StatelessSinkPartition[AnalyticsItem]):
         backoff_max: float,
         max_retries: int | None,
     ) -> None:
-        self._dsn = dsn
         self._schema = schema
-        self._connect_timeout = connect_timeout
-        self._backoff_initial = backoff_initial
-        self._backoff_max = backoff_max
-        self._max_retries = max_retries
-        self._statements = {table: _statements(schema, table) for table in COLUMNS}
-        self._conn: psycopg.Connection[Any] | None = None
         self._refresh_rollups: sql.Composed | None = None
-        # Fail at start-up, not at the first batch, when the store or schema is missing.
-        self._conn = self._connect()
+        self._writer = StagedWriter(
+            dsn,
+            schema=schema,
+            tables={table: _statements(schema, table) for table in COLUMNS},
+            sink="postgres",
+            connect_timeout=connect_timeout,
+            backoff_initial=backoff_initial,
+            backoff_max=backoff_max,
+            max_retries=max_retries,
+            on_connect=self._find_rollups,
+            after_merge=self._refresh_touched_hours,
+        )
 
-    def _connect(self) -> psycopg.Connection[Any]:
-        conn = psycopg.connect(self._dsn, connect_timeout=self._connect_timeout)
-        try:
-            with conn.transaction():
-                for table in COLUMNS:
-                    found = conn.execute(
-                        "SELECT to_regclass(%s)", (f"{self._schema}.{table}",)
-                    ).fetchone()
-                    if found is None or found[0] is None:
-                        raise RuntimeError(
-                            f"table {self._schema}.{table} does not exist; apply the analytics "
-                            "migrations first (sinks.migrations.apply_migrations with "
-                            "sql/analytics)"
-                        )
-            # Temp tables live as long as the session, so they are created once here.
-            with conn.transaction():
-                for stmt in self._statements.values():
-                    conn.execute(stmt.create_staging)
-                # Plain PostgreSQL keeps hourly rollup tables next to the minute tables
-                # (006_dashboard_rollups); under TimescaleDB continuous aggregates do it.
-                found = conn.execute(
-                    "SELECT to_regprocedure(%s)",
-                    (f"{self._schema}.refresh_rollups(timestamptz[])",),
-                ).fetchone()
-                self._refresh_rollups = (
-                    sql.SQL("SELECT {}(%s::timestamptz[])").format(
-                        sql.Identifier(self._schema, "refresh_rollups")
-                    )
-                    if found is not None and found[0] is not None
-                    else None
-                )
-        except BaseException:
-            conn.close()
-            raise
-        return conn
+    def _find_rollups(self, conn: psycopg.Connection[Any]) -> None:
+        # Plain PostgreSQL keeps hourly rollup tables next to the minute tables
+        # (006_dashboard_rollups); under TimescaleDB continuous aggregates do it.
+        found = conn.execute(
+            "SELECT to_regprocedure(%s)", (f"{self._schema}.refresh_rollups(timestamptz[])",)
+        ).fetchone()
+        self._refresh_rollups = (
+            sql.SQL("SELECT {}(%s::timestamptz[])").format(
+                sql.Identifier(self._schema, "refresh_rollups")
+            )
+            if found is not None and found[0] is not None
+            else None
+        )
+
+    def _refresh_touched_hours(
+        self, conn: psycopg.Connection[Any], rows: dict[str, list[tuple[Any, ...]]]
+    ) -> None:
+        hours = rollup_hours(rows)
+        if hours and self._refresh_rollups is not None:
+            conn.execute(self._refresh_rollups, (hours,))
 
     def write_batch(self, items: list[AnalyticsItem]) -> None:
         """Upsert the batch; returns only once it is committed.
@@ -660,50 +639,13 @@ class _PostgresPartition(StatelessSinkPartition[AnalyticsItem]):
         rows = batch_to_rows(items)
         if not any(rows.values()):
             return
-
-        def attempt() -> None:
-            if self._conn is None or self._conn.closed:
-                self._conn = self._connect()
-            self._write(self._conn, rows)
-
-        retry_connection_loss(
-            attempt,
-            on_loss=self._discard_connection,
-            describe=f"analytics write of {len(items)} items",
-            initial=self._backoff_initial,
-            maximum=self._backoff_max,
-            max_retries=self._max_retries,
-            on_retry=lambda: telemetry().sink_retry("postgres"),
-        )
+        self._writer.write(rows, describe=f"analytics write of {len(items)} items")
         telemetry().items_written("postgres", {t: len(r) for t, r in rows.items()})
         report_dead_letters((row[0], row[1]) for row in rows[DEAD_LETTERS])
 
-    def _write(self, conn: psycopg.Connection[Any], rows: dict[str, list[tuple[Any, ...]]]) -> None:
-        with conn.transaction():
-            for table, table_rows in rows.items():
-                if not table_rows:
-                    continue
-                stmt = self._statements[table]
-                with conn.cursor() as cur:
-                    with cur.copy(stmt.copy) as copy:
-                        for row in table_rows:
-                            copy.write_row(row)
-                    cur.execute(stmt.merge)
-            hours = rollup_hours(rows)
-            if hours and self._refresh_rollups is not None:
-                conn.execute(self._refresh_rollups, (hours,))
-
-    def _discard_connection(self) -> None:
-        conn, self._conn = self._conn, None
-        if conn is not None:
-            try:
-                conn.close()
-            except psycopg.Error:
-                log.debug("closing a broken analytics connection failed", exc_info=True)
-
     def close(self) -> None:
         """Close the connection when the dataflow ends."""
-        self._discard_connection()
+        self._writer.close()
 
 
 class PostgresSink(DynamicSink[AnalyticsItem]):

@@ -10,15 +10,12 @@ and ``analytics.kb_search`` (``sql/analytics/009_search.sql``), whose generated
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass
 from typing import Any
 
-import psycopg
 from bytewax.outputs import DynamicSink, StatelessSinkPartition
 from psycopg import sql
 
 from models.telemetry import telemetry
-from sinks.retry import retry_connection_loss
 from sinks.search import (
     KbDocument,
     SearchDocuments,
@@ -26,6 +23,7 @@ from sinks.search import (
     TicketDocument,
     batch_to_documents,
 )
+from sinks.staged import StagedTable, StagedWriter
 
 log = logging.getLogger(__name__)
 
@@ -134,16 +132,7 @@ def documents_to_rows(docs: SearchDocuments) -> dict[str, list[tuple[Any, ...]]]
     }
 
 
-@dataclass(frozen=True)
-class _Statements:
-    """SQL for one table: staging DDL, COPY and merge, composed once per partition."""
-
-    create_staging: sql.Composed
-    copy: sql.Composed
-    merge: sql.Composed
-
-
-def _statements(schema: str, table: str, columns: tuple[str, ...]) -> _Statements:
+def _statements(schema: str, table: str, columns: tuple[str, ...]) -> StagedTable:
     target = sql.Identifier(schema, table)
     staging = sql.Identifier(f"staging_{table}")
     cols = sql.SQL(", ").join(map(sql.Identifier, columns))
@@ -151,7 +140,7 @@ def _statements(schema: str, table: str, columns: tuple[str, ...]) -> _Statement
         [sql.SQL("{c} = EXCLUDED.{c}").format(c=sql.Identifier(c)) for c in columns[1:]]
         + [sql.SQL("indexed_at = now()")]
     )
-    return _Statements(
+    return StagedTable(
         # Staging holds the written columns only (no generated document) and empties itself
         # at every commit; COPY into it then one merge is about twice as fast as row inserts.
         create_staging=sql.SQL(
@@ -187,43 +176,20 @@ class _PostgresSearchPartition(StatelessSinkPartition[SearchItem]):
         backoff_max: float,
         max_retries: int | None,
     ) -> None:
-        self._dsn = dsn
-        self._schema = schema
         self._allow_pii = allow_pii
-        self._connect_timeout = connect_timeout
-        self._backoff_initial = backoff_initial
-        self._backoff_max = backoff_max
-        self._max_retries = max_retries
-        self._statements = {
-            TICKET_SEARCH: _statements(schema, TICKET_SEARCH, TICKET_SEARCH_COLUMNS),
-            KB_SEARCH: _statements(schema, KB_SEARCH, KB_SEARCH_COLUMNS),
-        }
-        self._conn: psycopg.Connection[Any] | None = None
-        # Fail at start-up, not at the first batch, when the store or the tables are missing.
-        self._conn = self._connect()
-
-    def _connect(self) -> psycopg.Connection[Any]:
-        conn = psycopg.connect(self._dsn, connect_timeout=self._connect_timeout)
-        try:
-            with conn.transaction():
-                for table in self._statements:
-                    found = conn.execute(
-                        "SELECT to_regclass(%s)", (f"{self._schema}.{table}",)
-                    ).fetchone()
-                    if found is None or found[0] is None:
-                        raise RuntimeError(
-                            f"table {self._schema}.{table} does not exist; apply the analytics "
-                            "migrations first (`triage migrate`, or sinks.migrations."
-                            "apply_migrations with sql/analytics)"
-                        )
-            # Temp tables live as long as the session, so they are created once here.
-            with conn.transaction():
-                for stmt in self._statements.values():
-                    conn.execute(stmt.create_staging)
-        except BaseException:
-            conn.close()
-            raise
-        return conn
+        self._writer = StagedWriter(
+            dsn,
+            schema=schema,
+            tables={
+                TICKET_SEARCH: _statements(schema, TICKET_SEARCH, TICKET_SEARCH_COLUMNS),
+                KB_SEARCH: _statements(schema, KB_SEARCH, KB_SEARCH_COLUMNS),
+            },
+            sink="search_pg",
+            connect_timeout=connect_timeout,
+            backoff_initial=backoff_initial,
+            backoff_max=backoff_max,
+            max_retries=max_retries,
+        )
 
     def write_batch(self, items: list[SearchItem]) -> None:
         """Upsert the batch's documents; returns only once they are committed.
@@ -234,45 +200,12 @@ class _PostgresSearchPartition(StatelessSinkPartition[SearchItem]):
         rows = documents_to_rows(batch_to_documents(items, allow_pii=self._allow_pii))
         if not any(rows.values()):
             return
-
-        def attempt() -> None:
-            if self._conn is None or self._conn.closed:
-                self._conn = self._connect()
-            self._write(self._conn, rows)
-
-        retry_connection_loss(
-            attempt,
-            on_loss=self._discard_connection,
-            describe=f"search index write of {len(items)} items",
-            initial=self._backoff_initial,
-            maximum=self._backoff_max,
-            max_retries=self._max_retries,
-            on_retry=lambda: telemetry().sink_retry("search_pg"),
-        )
+        self._writer.write(rows, describe=f"search index write of {len(items)} items")
         telemetry().items_written("search_pg", {t: len(r) for t, r in rows.items()})
-
-    def _write(self, conn: psycopg.Connection[Any], rows: dict[str, list[tuple[Any, ...]]]) -> None:
-        with conn.transaction(), conn.cursor() as cur:
-            for table, table_rows in rows.items():
-                if not table_rows:
-                    continue
-                stmt = self._statements[table]
-                with cur.copy(stmt.copy) as copy:
-                    for row in table_rows:
-                        copy.write_row(row)
-                cur.execute(stmt.merge)
-
-    def _discard_connection(self) -> None:
-        conn, self._conn = self._conn, None
-        if conn is not None:
-            try:
-                conn.close()
-            except psycopg.Error:
-                log.debug("closing a broken search connection failed", exc_info=True)
 
     def close(self) -> None:
         """Close the connection when the dataflow ends."""
-        self._discard_connection()
+        self._writer.close()
 
 
 class PostgresSearchSink(DynamicSink[SearchItem]):

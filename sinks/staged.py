@@ -1,0 +1,154 @@
+"""Batch writes to PostgreSQL through staging tables, shared by the PostgreSQL sinks.
+
+Each table of a batch is COPYed into a session temporary staging table (created once per
+connection, emptied at every commit), then merged into its target by a statement the
+sink composes (an upsert guarded by version, or an insert-if-absent). A batch is one
+transaction. A lost connection is retried with backoff on a fresh one
+(:func:`sinks.retry.retry_connection_loss`); every other error propagates.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import psycopg
+from psycopg import sql
+
+from models.telemetry import telemetry
+from sinks.retry import retry_connection_loss
+
+log = logging.getLogger(__name__)
+
+Rows = dict[str, list[tuple[Any, ...]]]
+"""Rows per table name, in the column order of that table's COPY statement."""
+
+
+@dataclass(frozen=True)
+class StagedTable:
+    """SQL for one table: staging DDL, COPY into the staging table and the merge."""
+
+    create_staging: sql.Composed
+    copy: sql.Composed
+    merge: sql.Composed
+
+
+class StagedWriter:
+    """One connection writing batches of rows per table; see the module docstring.
+
+    Args:
+        dsn: libpq connection string.
+        schema: Schema of the target tables (checked to exist at every connect).
+        tables: Table name → its statements.
+        sink: Name of the sink, for logs and retry metrics.
+        connect_timeout: Seconds to wait for each connection attempt.
+        backoff_initial: First retry delay after a connection loss, in seconds.
+        backoff_max: Longest retry delay, in seconds.
+        max_retries: Failed attempts of one batch before giving up (``None``: never).
+        on_connect: Run in the set-up transaction of every new connection.
+        after_merge: Run in each batch's transaction after its merges.
+    """
+
+    def __init__(
+        self,
+        dsn: str,
+        *,
+        schema: str,
+        tables: dict[str, StagedTable],
+        sink: str,
+        connect_timeout: int,
+        backoff_initial: float,
+        backoff_max: float,
+        max_retries: int | None,
+        on_connect: Callable[[psycopg.Connection[Any]], None] | None = None,
+        after_merge: Callable[[psycopg.Connection[Any], Rows], None] | None = None,
+    ) -> None:
+        self._dsn = dsn
+        self._schema = schema
+        self._tables = tables
+        self._sink = sink
+        self._connect_timeout = connect_timeout
+        self._backoff_initial = backoff_initial
+        self._backoff_max = backoff_max
+        self._max_retries = max_retries
+        self._on_connect = on_connect
+        self._after_merge = after_merge
+        self._conn: psycopg.Connection[Any] | None = None
+        # Fail at start-up, not at the first batch, when the store or a table is missing.
+        self._conn = self._connect()
+
+    def _connect(self) -> psycopg.Connection[Any]:
+        conn = psycopg.connect(self._dsn, connect_timeout=self._connect_timeout)
+        try:
+            with conn.transaction():
+                for table in self._tables:
+                    found = conn.execute(
+                        "SELECT to_regclass(%s)", (f"{self._schema}.{table}",)
+                    ).fetchone()
+                    if found is None or found[0] is None:
+                        raise RuntimeError(
+                            f"table {self._schema}.{table} does not exist; apply the analytics "
+                            "migrations first (`triage migrate`, or sinks.migrations."
+                            "apply_migrations with sql/analytics)"
+                        )
+            # Temp tables live as long as the session, so they are created once here.
+            with conn.transaction():
+                for statements in self._tables.values():
+                    conn.execute(statements.create_staging)
+                if self._on_connect is not None:
+                    self._on_connect(conn)
+        except BaseException:
+            conn.close()
+            raise
+        return conn
+
+    def write(self, rows: Rows, *, describe: str) -> None:
+        """Write every table's rows in one transaction; returns once it is committed."""
+
+        def attempt() -> None:
+            if self._conn is None or self._conn.closed:
+                self._conn = self._connect()
+            self._write(self._conn, rows)
+
+        retry_connection_loss(
+            attempt,
+            on_loss=self._discard_connection,
+            describe=describe,
+            initial=self._backoff_initial,
+            maximum=self._backoff_max,
+            max_retries=self._max_retries,
+            on_retry=lambda: telemetry().sink_retry(self._sink),
+        )
+
+    def _write(self, conn: psycopg.Connection[Any], rows: Rows) -> None:
+        with conn.transaction(), conn.cursor() as cur:
+            for table, table_rows in rows.items():
+                if not table_rows:
+                    continue
+                statements = self._tables[table]
+                with cur.copy(statements.copy) as copy:
+                    for row in table_rows:
+                        copy.write_row(row)
+                cur.execute(statements.merge)
+            if self._after_merge is not None:
+                self._after_merge(conn, rows)
+
+    def _discard_connection(self) -> None:
+        conn, self._conn = self._conn, None
+        if conn is not None:
+            try:
+                conn.close()
+            except psycopg.Error:
+                log.debug("closing a broken %s connection failed", self._sink, exc_info=True)
+
+    @property
+    def backend_pid(self) -> int | None:
+        """The server process of the current connection (``None`` when there is none)."""
+        conn = self._conn
+        return None if conn is None or conn.closed else conn.info.backend_pid
+
+    def close(self) -> None:
+        """Close the connection (when the dataflow ends)."""
+        self._discard_connection()
