@@ -12,6 +12,7 @@ import psycopg
 import pytest
 from bytewax.testing import TestingSink, TestingSource, run_main
 from fastapi.testclient import TestClient
+from psycopg import sql
 
 from api.app import create_app
 from api.settings import ApiSettings
@@ -100,7 +101,9 @@ def write(dsn: str, items: Sequence[SearchItem], *, allow_pii: bool = False) -> 
 def row(dsn: str, table: str, key: str, value: int) -> dict[str, Any] | None:
     with psycopg.connect(dsn) as conn:
         cur = conn.execute(
-            f"SELECT *, document::text AS lexemes FROM analytics.{table} WHERE {key} = %s",  # noqa: S608
+            sql.SQL("SELECT *, document::text AS lexemes FROM {} WHERE {} = %s").format(
+                sql.Identifier("analytics", table), sql.Identifier(key)
+            ),
             (value,),
         )
         found = cur.fetchone()
