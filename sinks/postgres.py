@@ -497,20 +497,30 @@ def batch_to_rows(items: Iterable[AnalyticsItem]) -> dict[str, list[tuple[Any, .
     }
 
 
-def rollup_hours(rows: dict[str, list[tuple[Any, ...]]]) -> list[datetime]:
-    """The UTC hours whose hourly rollups a batch of rows changes, sorted.
+def rollup_hours(
+    rows: dict[str, list[tuple[Any, ...]]],
+) -> tuple[list[datetime], list[datetime], list[datetime]]:
+    """The UTC hours whose hourly rollups a batch of rows changes, sorted, per rollup.
 
-    Minute metrics and agent load roll up by their bucket, SLA events by their time when
-    they are an outcome (fulfilled or breached); other tables have no rollup.
+    Returns the hours of ``metrics_hourly`` (minute metrics by bucket), of
+    ``agent_load_hourly`` (agent load by bucket) and of ``sla_hourly`` (SLA events by
+    their time, outcomes only: fulfilled or breached); other tables have no rollup.
     """
     at_index = SLA_EVENT_COLUMNS.index("at")
     kind_index = SLA_EVENT_COLUMNS.index("kind")
-    stamps = [r[0] for r in rows.get(METRICS_MINUTE, ())]
-    stamps += [r[0] for r in rows.get(AGENT_LOAD, ())]
-    stamps += [
-        r[at_index] for r in rows.get(SLA_EVENTS, ()) if r[kind_index] in ("fulfill", "breach")
-    ]
-    return sorted({s.astimezone(UTC).replace(minute=0, second=0, microsecond=0) for s in stamps})
+
+    def hours(stamps: Iterable[datetime]) -> list[datetime]:
+        return sorted(
+            {s.astimezone(UTC).replace(minute=0, second=0, microsecond=0) for s in stamps}
+        )
+
+    return (
+        hours(r[0] for r in rows.get(METRICS_MINUTE, ())),
+        hours(r[0] for r in rows.get(AGENT_LOAD, ())),
+        hours(
+            r[at_index] for r in rows.get(SLA_EVENTS, ()) if r[kind_index] in ("fulfill", "breach")
+        ),
+    )
 
 
 def window_row(item: WindowResult) -> tuple[Any, ...]:
@@ -613,10 +623,11 @@ class _PostgresPartition(StatelessSinkPartition[AnalyticsItem]):
         # Plain PostgreSQL keeps hourly rollup tables next to the minute tables
         # (006_dashboard_rollups); under TimescaleDB continuous aggregates do it.
         found = conn.execute(
-            "SELECT to_regprocedure(%s)", (f"{self._schema}.refresh_rollups(timestamptz[])",)
+            "SELECT to_regprocedure(%s)",
+            (f"{self._schema}.refresh_rollups(timestamptz[], timestamptz[], timestamptz[])",),
         ).fetchone()
         self._refresh_rollups = (
-            sql.SQL("SELECT {}(%s::timestamptz[])").format(
+            sql.SQL("SELECT {}(%s::timestamptz[], %s::timestamptz[], %s::timestamptz[])").format(
                 sql.Identifier(self._schema, "refresh_rollups")
             )
             if found is not None and found[0] is not None
@@ -627,8 +638,8 @@ class _PostgresPartition(StatelessSinkPartition[AnalyticsItem]):
         self, conn: psycopg.Connection[Any], rows: dict[str, list[tuple[Any, ...]]]
     ) -> None:
         hours = rollup_hours(rows)
-        if hours and self._refresh_rollups is not None:
-            conn.execute(self._refresh_rollups, (hours,))
+        if any(hours) and self._refresh_rollups is not None:
+            conn.execute(self._refresh_rollups, hours)
 
     def write_batch(self, items: list[AnalyticsItem]) -> None:
         """Upsert the batch; returns only once it is committed.

@@ -5,9 +5,10 @@
 -- the hourly rollups `metrics_hourly`, `agent_load_hourly` and `sla_hourly`. Under
 -- TimescaleDB those three are continuous aggregates (sinks/timescale.py) and nothing here
 -- applies. On plain PostgreSQL they are tables: `analytics.refresh_rollups(hours)`
--- recomputes the given hours from the minute tables, and the PostgreSQL sink calls it in
--- the transaction that writes minute rows, so a rollup never lags its sources. Recomputing
--- (rather than adding to) an hour makes replays and late rows harmless.
+-- recomputes the given hours from the minute tables. The PostgreSQL sink calls the
+-- three-array form (each rollup only for the hours its own source table was written in)
+-- in the transaction that writes the minute rows, so a rollup never lags its sources.
+-- Recomputing (rather than adding to) an hour makes replays and late rows harmless.
 
 DO $rollups$
 BEGIN
@@ -107,7 +108,10 @@ BEGIN
         PRIMARY KEY (bucket, metric)
     );
 
-    CREATE OR REPLACE FUNCTION analytics.refresh_rollups(hours timestamptz[])
+    -- Each rollup is recomputed only for the hours its own source table was written in.
+    CREATE OR REPLACE FUNCTION analytics.refresh_rollups(
+        metric_hours timestamptz[], load_hours timestamptz[], sla_hours timestamptz[]
+    )
     RETURNS integer
     LANGUAGE plpgsql
     AS $fn$
@@ -116,17 +120,18 @@ BEGIN
         written integer := 0;
         n integer;
     BEGIN
-        SELECT array_agg(DISTINCT date_trunc('hour', h AT TIME ZONE 'UTC') AT TIME ZONE 'UTC')
-          INTO wanted FROM unnest(hours) AS h WHERE h IS NOT NULL;
-        IF wanted IS NULL THEN
+        IF coalesce(cardinality(metric_hours), 0) + coalesce(cardinality(load_hours), 0)
+           + coalesce(cardinality(sla_hours), 0) = 0 THEN
             RETURN 0;
         END IF;
         -- One refresher at a time: two transactions recomputing the same hour would
         -- both delete, then collide on insert.
         PERFORM pg_advisory_xact_lock(hashtext('analytics.refresh_rollups'));
 
+        SELECT array_agg(DISTINCT date_trunc('hour', h AT TIME ZONE 'UTC') AT TIME ZONE 'UTC')
+          INTO wanted FROM unnest(metric_hours) AS h WHERE h IS NOT NULL;
         IF (SELECT relkind FROM pg_class WHERE oid = to_regclass('analytics.metrics_hourly'))
-           = 'r' THEN
+           = 'r' AND wanted IS NOT NULL THEN
             DELETE FROM analytics.metrics_hourly WHERE bucket = ANY (wanted);
             INSERT INTO analytics.metrics_hourly
             SELECT h.hour, m.dimension,
@@ -146,8 +151,10 @@ BEGIN
             written := written + n;
         END IF;
 
+        SELECT array_agg(DISTINCT date_trunc('hour', h AT TIME ZONE 'UTC') AT TIME ZONE 'UTC')
+          INTO wanted FROM unnest(load_hours) AS h WHERE h IS NOT NULL;
         IF (SELECT relkind FROM pg_class WHERE oid = to_regclass('analytics.agent_load_hourly'))
-           = 'r' THEN
+           = 'r' AND wanted IS NOT NULL THEN
             DELETE FROM analytics.agent_load_hourly WHERE bucket = ANY (wanted);
             INSERT INTO analytics.agent_load_hourly
             SELECT h.hour, l.agent_id, l.queue,
@@ -162,8 +169,10 @@ BEGIN
             written := written + n;
         END IF;
 
+        SELECT array_agg(DISTINCT date_trunc('hour', h AT TIME ZONE 'UTC') AT TIME ZONE 'UTC')
+          INTO wanted FROM unnest(sla_hours) AS h WHERE h IS NOT NULL;
         IF (SELECT relkind FROM pg_class WHERE oid = to_regclass('analytics.sla_hourly'))
-           = 'r' THEN
+           = 'r' AND wanted IS NOT NULL THEN
             DELETE FROM analytics.sla_hourly WHERE bucket = ANY (wanted);
             INSERT INTO analytics.sla_hourly
             SELECT h.hour, e.metric,
@@ -180,6 +189,12 @@ BEGIN
         RETURN written;
     END;
     $fn$;
+
+    -- All three rollups for the same hours (back-fills, sample data).
+    CREATE OR REPLACE FUNCTION analytics.refresh_rollups(hours timestamptz[])
+    RETURNS integer
+    LANGUAGE sql
+    AS $fn$ SELECT analytics.refresh_rollups(hours, hours, hours) $fn$;
 
     -- Fill the rollups from whatever the minute tables already hold.
     PERFORM analytics.refresh_rollups(array(

@@ -475,3 +475,23 @@ class TestDiscoverMigrations:
     def test_missing_directory(self, tmp_path: Path) -> None:
         with pytest.raises(MigrationError, match="does not exist"):
             discover_migrations(tmp_path / "nope")
+
+
+def test_rollup_hours_are_kept_per_rollup() -> None:
+    from datetime import UTC, datetime
+
+    from sinks.postgres import AGENT_LOAD, METRICS_MINUTE, rollup_hours
+
+    at = datetime(2026, 3, 2, 9, 59, 30, tzinfo=UTC)
+    later = datetime(2026, 3, 2, 11, 5, tzinfo=UTC)
+    sla = lambda kind, when: (1, "first_reply", kind, when, None, "p", 0.0, 0.0, False)  # noqa: E731
+    rows = {
+        METRICS_MINUTE: [(at,), (at,)],
+        AGENT_LOAD: [],
+        # Only outcomes change sla_hourly; an apply event does not.
+        SLA_EVENTS: [sla("fulfill", later), sla("apply", at)],
+    }
+    metric_hours, load_hours, sla_hours = rollup_hours(rows)
+    assert metric_hours == [datetime(2026, 3, 2, 9, tzinfo=UTC)]
+    assert load_hours == []
+    assert sla_hours == [datetime(2026, 3, 2, 11, tzinfo=UTC)]
