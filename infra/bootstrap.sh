@@ -46,3 +46,7 @@ if ! command -v uv >/dev/null 2>&1; then
 fi
 UV=$(command -v uv || echo "$("$PYTHON" -m site --user-base)/bin/uv")
 UV_PYTHON_DOWNLOADS=never "$UV" sync --frozen --extra dev --python "$PYTHON" --quiet
+
+# Kafka, Kafka Connect and Debezium jars for the real production path run locally (tests
+# marked real_kafka, the Kafka-mode demo); returns at once when they are already there.
+bash infra/jvm/fetch.sh

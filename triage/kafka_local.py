@@ -1,0 +1,397 @@
+"""A real Kafka broker (KRaft) and Kafka Connect with Debezium, run locally without Docker.
+
+The production path is Debezium's PostgreSQL connector in Kafka Connect writing to Kafka.
+This module runs those same JVM programs as child processes on free loopback ports, from
+the jars that ``make setup`` copies into ``infra/jvm/target/lib`` (pinned in
+``infra/jvm/pom.xml``): a single-node broker that is its own KRaft controller, and a
+standalone Connect worker whose offsets live in a file, with the Debezium connector on
+its classpath. Nothing is downloaded here.
+
+Each process writes its log to its state directory (``broker.log``, ``connect.log``, and
+the JVM's own output in ``*.out``), which is kept after :meth:`stop` so a failed run can
+be read afterwards. Readiness is polled (broker metadata, Connect's plugin list), never
+assumed after a fixed sleep.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import shutil
+import signal
+import subprocess
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import httpx
+
+from triage.services import ServiceError, free_port, wait_until
+
+log = logging.getLogger(__name__)
+
+JVM_DIR = Path(__file__).resolve().parents[1] / "infra" / "jvm"
+JVM_LIB = JVM_DIR / "target" / "lib"
+"""Where ``infra/jvm/fetch.sh`` puts the broker, Connect and Debezium jars."""
+
+POSTGRES_CONNECTOR = "io.debezium.connector.postgresql.PostgresConnector"
+
+# One jar of each part the services need; their absence means setup has not run.
+_REQUIRED_JARS = ("kafka_2.13-*.jar", "connect-runtime-*.jar", "debezium-connector-postgres-*.jar")
+
+# Small heaps and a single-threaded collector: the machine has two cores shared with
+# PostgreSQL, Redis and the pipeline. C1-only JIT shortens start-up, which dominates here.
+_JVM_FLAGS = (
+    "-XX:+UseSerialGC",
+    "-XX:TieredStopAtLevel=1",
+    "-Xss512k",
+    "-Djava.awt.headless=true",
+)
+
+_LOG4J2 = """\
+status = warn
+appender.file.type = File
+appender.file.name = file
+appender.file.fileName = {log_file}
+appender.file.layout.type = PatternLayout
+appender.file.layout.pattern = [%d] %p %m (%c)%n
+rootLogger.level = INFO
+rootLogger.appenderRef.file.ref = file
+logger.kafka_request.name = kafka.request.logger
+logger.kafka_request.level = WARN
+logger.reflections.name = org.reflections
+logger.reflections.level = ERROR
+"""
+
+
+def jvm_classpath(lib_dir: Path | None = None) -> str:
+    """The classpath of the broker and Connect, after checking the jars are there.
+
+    Args:
+        lib_dir: Folder of jars; defaults to :data:`JVM_LIB`.
+
+    Returns:
+        A ``java -cp`` wildcard for the folder.
+
+    Raises:
+        ServiceError: Java or a required jar is missing; the message names ``make setup``.
+    """
+    lib = lib_dir or JVM_LIB
+    missing = [pattern for pattern in _REQUIRED_JARS if not any(lib.glob(pattern))]
+    if missing:
+        raise ServiceError(
+            f"Kafka/Debezium jars missing in {lib} ({', '.join(missing)}): run `make setup` "
+            "(infra/jvm/fetch.sh copies them from Maven Central with infra/jvm/pom.xml)"
+        )
+    return f"{lib}/*"
+
+
+def find_java() -> str:
+    """The ``java`` executable (``JAVA_HOME`` first, then ``PATH``).
+
+    Raises:
+        ServiceError: No Java runtime is installed.
+    """
+    home = os.environ.get("JAVA_HOME")
+    if home and (Path(home) / "bin" / "java").exists():
+        return str(Path(home) / "bin" / "java")
+    found = shutil.which("java")
+    if found is None:
+        raise ServiceError(
+            "java not found: install a Java 17+ runtime (Debian: `apt-get install "
+            "openjdk-17-jre-headless`) and run `make setup`"
+        )
+    return found
+
+
+def _write_properties(path: Path, values: dict[str, str]) -> None:
+    path.write_text("".join(f"{key}={value}\n" for key, value in values.items()))
+
+
+def _log_tail(path: Path, chars: int = 3000) -> str:
+    try:
+        return path.read_text(errors="replace")[-chars:]
+    except OSError:
+        return "(no log)"
+
+
+@dataclass
+class _JavaProcess:
+    """One JVM child process in its own session, with its output in ``<name>.out``."""
+
+    state_dir: Path
+    name: str = "java"
+    heap: str = "384m"
+    lib_dir: Path | None = None
+    _proc: subprocess.Popen[bytes] | None = field(default=None, init=False, repr=False)
+
+    @property
+    def log_file(self) -> Path:
+        """The program's own log (Log4j 2)."""
+        return self.state_dir / f"{self.name}.log"
+
+    @property
+    def out_file(self) -> Path:
+        """The JVM's standard output and error."""
+        return self.state_dir / f"{self.name}.out"
+
+    @property
+    def pid(self) -> int | None:
+        """Process id while running."""
+        return self._proc.pid if self._proc is not None else None
+
+    def _java(self, main: str, *args: str) -> list[str]:
+        log4j = self.state_dir / f"{self.name}-log4j2.properties"
+        log4j.write_text(_LOG4J2.format(log_file=self.log_file))
+        return [
+            find_java(),
+            f"-Xmx{self.heap}",
+            "-Xms32m",
+            *_JVM_FLAGS,
+            f"-Dlog4j2.configurationFile={log4j}",
+            "-cp",
+            jvm_classpath(self.lib_dir),
+            main,
+            *args,
+        ]
+
+    def _spawn(self, cmd: list[str]) -> None:
+        with open(self.out_file, "ab") as out:
+            self._proc = subprocess.Popen(
+                cmd,
+                stdout=out,
+                stderr=subprocess.STDOUT,
+                stdin=subprocess.DEVNULL,
+                cwd=self.state_dir,
+                start_new_session=True,
+            )
+
+    def _check_alive(self) -> None:
+        if self._proc is not None and self._proc.poll() is not None:
+            raise ServiceError(
+                f"{self.name} exited with code {self._proc.returncode} during start-up; "
+                f"see {self.log_file}:\n{_log_tail(self.log_file)}\n{_log_tail(self.out_file)}"
+            )
+
+    def running(self) -> bool:
+        """Whether the process is alive."""
+        return self._proc is not None and self._proc.poll() is None
+
+    def stop(self, *, timeout: float = 30.0) -> None:
+        """Orderly shutdown (SIGTERM), falling back to SIGKILL after ``timeout``."""
+        proc, self._proc = self._proc, None
+        if proc is None or proc.poll() is not None:
+            return
+        proc.send_signal(signal.SIGTERM)
+        try:
+            proc.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            log.warning("%s did not stop within %.0fs; killing it", self.name, timeout)
+            proc.kill()
+            proc.wait()
+
+    def kill(self) -> None:
+        """SIGKILL, as a crash would (for recovery tests)."""
+        proc, self._proc = self._proc, None
+        if proc is not None and proc.poll() is None:
+            proc.kill()
+            proc.wait()
+
+
+@dataclass
+class LocalKafka(_JavaProcess):
+    """A single-node Kafka broker that is also its own KRaft controller.
+
+    Topics are auto-created on first use with ``num_partitions`` partitions, as in the
+    compose stack. The data directory survives :meth:`stop`, so a restart keeps topics
+    and offsets.
+    """
+
+    name: str = "broker"
+    port: int = 0
+    controller_port: int = 0
+    num_partitions: int = 1
+
+    @property
+    def bootstrap(self) -> str:
+        """``host:port`` for clients."""
+        return f"127.0.0.1:{self.port}"
+
+    @property
+    def data_dir(self) -> Path:
+        """The broker's log directory (topics and metadata)."""
+        return self.state_dir / "data"
+
+    def start(self, *, timeout: float = 90.0) -> LocalKafka:
+        """Format the storage (first start only), start the broker and wait for it.
+
+        Raises:
+            ServiceError: Java or the jars are missing, or the broker did not come up.
+        """
+        self.state_dir = self.state_dir.resolve()
+        self.state_dir.mkdir(parents=True, exist_ok=True)
+        # Ports are kept across restarts so that clients' bootstrap addresses stay valid.
+        self.port = self.port or free_port()
+        self.controller_port = self.controller_port or free_port()
+        config = self.state_dir / "server.properties"
+        _write_properties(
+            config,
+            {
+                "process.roles": "broker,controller",
+                "node.id": "1",
+                "listeners": (
+                    f"PLAINTEXT://127.0.0.1:{self.port},CONTROLLER://127.0.0.1:{self.controller_port}"
+                ),
+                "advertised.listeners": f"PLAINTEXT://127.0.0.1:{self.port}",
+                "controller.listener.names": "CONTROLLER",
+                "listener.security.protocol.map": "PLAINTEXT:PLAINTEXT,CONTROLLER:PLAINTEXT",
+                "controller.quorum.voters": f"1@127.0.0.1:{self.controller_port}",
+                "log.dirs": str(self.data_dir),
+                "auto.create.topics.enable": "true",
+                "num.partitions": str(self.num_partitions),
+                "offsets.topic.replication.factor": "1",
+                "offsets.topic.num.partitions": "4",
+                "transaction.state.log.replication.factor": "1",
+                "transaction.state.log.min.isr": "1",
+                "share.coordinator.state.topic.replication.factor": "1",
+                "share.coordinator.state.topic.min.isr": "1",
+                "group.initial.rebalance.delay.ms": "0",
+                "num.network.threads": "2",
+                "num.io.threads": "2",
+                "background.threads": "2",
+            },
+        )
+        if not (self.data_dir / "meta.properties").exists():
+            self._format(config)
+        self._spawn(self._java("kafka.Kafka", str(config)))
+        wait_until(self._ready, timeout=timeout, what=f"Kafka broker on {self.bootstrap}")
+        log.info("Kafka broker ready at %s (logs in %s)", self.bootstrap, self.state_dir)
+        return self
+
+    def _format(self, config: Path) -> None:
+        cluster_id = uuid.uuid4().hex[:22]
+        cmd = self._java("kafka.tools.StorageTool", "format", "-t", cluster_id, "-c", str(config))
+        result = subprocess.run(cmd, capture_output=True, cwd=self.state_dir, check=False)
+        if result.returncode != 0:
+            raise ServiceError(
+                "formatting the Kafka storage failed: "
+                + (result.stderr or result.stdout).decode(errors="replace")[-2000:]
+            )
+
+    def _ready(self) -> bool:
+        self._check_alive()
+        from confluent_kafka import KafkaException
+        from confluent_kafka.admin import AdminClient
+
+        admin = AdminClient({"bootstrap.servers": self.bootstrap, "log_level": 0})
+        try:
+            metadata = admin.list_topics(timeout=2)
+        except KafkaException:
+            return False
+        return bool(metadata.brokers)
+
+    def __enter__(self) -> LocalKafka:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+
+@dataclass
+class LocalKafkaConnect(_JavaProcess):
+    """A standalone Kafka Connect worker with Debezium's PostgreSQL connector.
+
+    Connectors are registered through the REST API at :attr:`url`, exactly as in
+    production (``triage connect register``). Source offsets are kept in a file in the
+    state directory, so a restarted worker resumes where it stopped. The ``file`` config
+    provider is enabled, as in the compose stack, so connector settings may read secrets
+    with ``${file:<path>:<key>}``.
+    """
+
+    name: str = "connect"
+    bootstrap: str = "127.0.0.1:9092"
+    port: int = 0
+
+    @property
+    def url(self) -> str:
+        """Base URL of the REST API."""
+        return f"http://127.0.0.1:{self.port}"
+
+    def start(self, *, timeout: float = 90.0) -> LocalKafkaConnect:
+        """Start the worker and wait until its REST API lists the Debezium connector.
+
+        Raises:
+            ServiceError: Java or the jars are missing, or the worker did not come up.
+        """
+        self.state_dir = self.state_dir.resolve()
+        self.state_dir.mkdir(parents=True, exist_ok=True)
+        self.port = self.port or free_port()
+        config = self.state_dir / "worker.properties"
+        _write_properties(
+            config,
+            {
+                "bootstrap.servers": self.bootstrap,
+                "listeners": f"http://127.0.0.1:{self.port}",
+                "key.converter": "org.apache.kafka.connect.json.JsonConverter",
+                "value.converter": "org.apache.kafka.connect.json.JsonConverter",
+                "offset.storage.file.filename": str(self.state_dir / "connect.offsets"),
+                "offset.flush.interval.ms": "1000",
+                # Plugins declare themselves through ServiceLoader manifests; scanning the
+                # whole classpath instead would add seconds to every start.
+                "plugin.discovery": "service_load",
+                "config.providers": "file",
+                "config.providers.file.class": (
+                    "org.apache.kafka.common.config.provider.FileConfigProvider"
+                ),
+            },
+        )
+        self._spawn(self._java("org.apache.kafka.connect.cli.ConnectStandalone", str(config)))
+        wait_until(self._ready, timeout=timeout, what=f"Kafka Connect on {self.url}")
+        log.info("Kafka Connect ready at %s (logs in %s)", self.url, self.state_dir)
+        return self
+
+    def _ready(self) -> bool:
+        self._check_alive()
+        try:
+            resp = httpx.get(f"{self.url}/connector-plugins", timeout=2.0)
+        except httpx.HTTPError:
+            return False
+        if resp.status_code != 200:
+            return False
+        classes = {plugin.get("class") for plugin in resp.json()}
+        if POSTGRES_CONNECTOR not in classes:
+            raise ServiceError(
+                f"Kafka Connect at {self.url} has no {POSTGRES_CONNECTOR}; "
+                "run `make setup` to fetch the Debezium jars"
+            )
+        return True
+
+    def __enter__(self) -> LocalKafkaConnect:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+
+@contextlib.contextmanager
+def local_kafka_connect(
+    state_dir: Path, *, lib_dir: Path | None = None
+) -> Iterator[tuple[LocalKafka, LocalKafkaConnect]]:
+    """Start a broker and a Connect worker under ``state_dir``; stop both on exit.
+
+    Args:
+        state_dir: Parent of the ``kafka`` and ``connect`` state directories (kept).
+        lib_dir: Folder of jars; defaults to :data:`JVM_LIB`.
+
+    Yields:
+        The running broker and Connect worker.
+    """
+    jvm_classpath(lib_dir)  # fail before starting anything when setup has not run
+    with LocalKafka(state_dir / "kafka", lib_dir=lib_dir) as kafka:
+        connect = LocalKafkaConnect(
+            state_dir / "connect", lib_dir=lib_dir, bootstrap=kafka.bootstrap
+        )
+        with connect:
+            yield kafka, connect
