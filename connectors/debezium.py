@@ -11,7 +11,13 @@ Accepted input:
   ``t`` truncate (no row images, empty key);
 * ``source.snapshot`` as a string (``"true"``, ``"last"``, ``"incremental"``, ...) or a bool;
 * Kafka tombstones (``value`` is ``None``), reported as ``None`` so callers count and skip
-  them.
+  them;
+* records on a Debezium topic that are not row changes, which are skipped the same way and
+  counted by kind in :data:`SKIPPED_RECORDS`: logical decoding messages (``op: "m"``, from
+  ``pg_logical_emit_message``, e.g. the connector's heartbeat action query), heartbeats
+  (``{"ts_ms": ...}`` on ``__debezium-heartbeat.<prefix>``) and transaction metadata
+  (``BEGIN``/``END`` records). :func:`decode_record` returns them as
+  :class:`SkippedRecord` for callers that count them themselves.
 
 When a schema is present, column values are converted by the schema's semantic ``name``:
 Debezium/Kafka Connect timestamps become aware UTC datetimes, dates become
@@ -34,7 +40,9 @@ from __future__ import annotations
 import base64
 import binascii
 import json
+from collections import Counter
 from collections.abc import Callable, Mapping
+from dataclasses import dataclass
 from datetime import UTC, date, datetime, time, timedelta
 from decimal import Decimal, InvalidOperation
 from typing import Annotated, Any, Literal
@@ -45,9 +53,12 @@ from models.events import ChangeEvent, RawChange
 from models.helpdesk import UNAVAILABLE
 
 __all__ = [
+    "SKIPPED_RECORDS",
     "DecodeError",
+    "SkippedRecord",
     "decode_change_event",
     "decode_key",
+    "decode_record",
     "encode_envelope",
     "encode_key",
 ]
@@ -56,6 +67,28 @@ __all__ = [
 class DecodeError(ValueError):
     """A record is not a valid Debezium change event; the message says why."""
 
+
+SkipKind = Literal["tombstone", "message", "heartbeat", "transaction"]
+
+
+@dataclass(frozen=True)
+class SkippedRecord:
+    """A valid Debezium record that carries no row change.
+
+    Attributes:
+        kind: ``tombstone`` (the null value after a delete), ``message`` (a logical
+            decoding message), ``heartbeat`` or ``transaction`` (BEGIN/END metadata).
+        detail: The message prefix or transaction status, when there is one.
+    """
+
+    kind: SkipKind
+    detail: str | None = None
+
+
+SKIPPED_RECORDS: Counter[str] = Counter()
+"""Records :func:`decode_change_event` skipped in this process, by :attr:`SkippedRecord.kind`."""
+
+_TOMBSTONE = SkippedRecord("tombstone")
 
 _StrictInt = Annotated[int, Strict()]
 
@@ -117,17 +150,39 @@ def decode_change_event(raw: RawChange) -> ChangeEvent | None:
         raw: The record as a source delivered it.
 
     Returns:
-        The decoded change, or ``None`` for a tombstone (a ``None`` value, or a
-        schemas-enabled envelope whose payload is ``null``), which callers count and skip.
+        The decoded change, or ``None`` for a record without a row change (a tombstone, a
+        logical decoding message, a heartbeat or transaction metadata), which is counted
+        in :data:`SKIPPED_RECORDS` by kind; callers skip it.
+
+    Raises:
+        DecodeError: The record is malformed; the message is a human-readable reason.
+    """
+    decoded = decode_record(raw)
+    if isinstance(decoded, SkippedRecord):
+        SKIPPED_RECORDS[decoded.kind] += 1
+        return None
+    return decoded
+
+
+def decode_record(raw: RawChange) -> ChangeEvent | SkippedRecord:
+    """Decode one Debezium record, saying what it is when it is not a row change.
+
+    Args:
+        raw: The record as a source delivered it.
+
+    Returns:
+        The decoded change, or a :class:`SkippedRecord` naming the kind of record that
+        carries no row change (tombstone, logical decoding message, heartbeat,
+        transaction metadata).
 
     Raises:
         DecodeError: The record is malformed; the message is a human-readable reason.
     """
     if raw.value is None:
-        return None
+        return _TOMBSTONE
     document = _load_json(raw.value, "value")
     if document is None:
-        return None
+        return _TOMBSTONE
     if not isinstance(document, dict):
         raise DecodeError(f"value is a JSON {_json_kind(document)}, not an object")
 
@@ -136,11 +191,15 @@ def decode_change_event(raw: RawChange) -> ChangeEvent | None:
         payload_doc = document["payload"]
         schema = _optional_mapping(document.get("schema"), "schema")
         if payload_doc is None:
-            return None
+            return _TOMBSTONE
         if not isinstance(payload_doc, dict):
             raise DecodeError(f"payload is a JSON {_json_kind(payload_doc)}, not an object")
     else:
         payload_doc = document
+
+    skipped = _not_a_row_change(payload_doc, schema)
+    if skipped is not None:
+        return skipped
 
     payload = _validate_payload(payload_doc)
     source = payload.source
@@ -337,6 +396,38 @@ def encode_key(
 # ------------------------------------------------------------------------ envelope checks
 
 
+_HEARTBEAT_SCHEMA = "io.debezium.connector.common.Heartbeat"
+_TRANSACTION_STATUSES = frozenset({"BEGIN", "END"})
+
+
+def _not_a_row_change(
+    payload: Mapping[str, Any], schema: Mapping[str, Any] | None
+) -> SkippedRecord | None:
+    """Recognise the records Debezium writes besides row changes, or return ``None``.
+
+    Raises:
+        DecodeError: A logical decoding message without its ``message`` block.
+    """
+    if payload.get("op") == "m":
+        message = payload.get("message")
+        if not isinstance(message, Mapping) or not isinstance(message.get("prefix"), str):
+            raise DecodeError("op 'm' without a 'message' block with a 'prefix'")
+        return SkippedRecord("message", message["prefix"])
+    if "op" in payload:
+        return None
+    schema_name = schema.get("name") if schema is not None else None
+    if schema_name == _HEARTBEAT_SCHEMA or (
+        set(payload) == {"ts_ms"}
+        and isinstance(payload["ts_ms"], int)
+        and not isinstance(payload["ts_ms"], bool)
+    ):
+        return SkippedRecord("heartbeat")
+    status = payload.get("status")
+    if status in _TRANSACTION_STATUSES and "id" in payload:
+        return SkippedRecord("transaction", str(status))
+    return None
+
+
 def _load_json(data: bytes, what: str) -> Any:
     if not data:
         raise DecodeError(f"{what} is empty (a tombstone has no value at all)")
@@ -388,7 +479,7 @@ def _explain(exc: ValidationError) -> str:
             hint = " (Debezium PostgreSQL always sets it)" if where == "source.lsn" else ""
             reasons.append(f"missing {where}{hint}")
         elif where == "op" and error["type"] == "literal_error":
-            reasons.append(f"unknown op {error['input']!r} (expected one of c, u, d, r, t)")
+            reasons.append(f"unknown op {error['input']!r} (expected one of c, u, d, r, t, m)")
         else:
             shown = repr(error["input"])
             if len(shown) > 60:

@@ -14,9 +14,12 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from connectors.debezium import (
+    SKIPPED_RECORDS,
     DecodeError,
+    SkippedRecord,
     decode_change_event,
     decode_key,
+    decode_record,
     encode_envelope,
     encode_key,
 )
@@ -547,7 +550,8 @@ DECIMAL_FIELD = {
         (b"[1, 2]", "value is a JSON array"),
         (_without(_payload(), "op"), "missing op"),
         (_payload("x"), "unknown op 'x'"),
-        (_payload("m"), "unknown op 'm'"),
+        (_payload("m"), "op 'm' without a 'message' block"),
+        (_payload("m", message={"content": "eA=="}), "op 'm' without a 'message' block"),
         (_without(_payload(), "source"), "missing source"),
         (_payload(source=_without(_source(), "lsn")), "missing source.lsn"),
         (_payload(source=_source(lsn="abc")), "source.lsn"),
@@ -604,6 +608,59 @@ def test_malformed_records_raise_decode_error_with_a_reason(value: Any, reason: 
     with pytest.raises(DecodeError) as info:
         decode_change_event(_raw(value, {"id": 1} if "'d'" not in reason else None))
     assert reason in str(info.value)
+
+
+# A logical decoding message as Debezium's PostgreSQL connector documents it: no row images,
+# the prefix and base64 content in a ``message`` block, on the ``<prefix>.message`` topic.
+MESSAGE_PAYLOAD: dict[str, Any] = {
+    "op": "m",
+    "ts_ms": TS_MS,
+    "source": _source(table="", schema="", txId=None, snapshot="false"),
+    "message": {"prefix": "triage-heartbeat", "content": "MjAyNi0xMi0wNg=="},
+}
+
+
+@pytest.mark.parametrize(
+    ("value", "topic", "expected"),
+    [
+        (None, TOPIC, SkippedRecord("tombstone")),
+        ({"schema": {"type": "struct"}, "payload": None}, TOPIC, SkippedRecord("tombstone")),
+        (MESSAGE_PAYLOAD, "triage.message", SkippedRecord("message", "triage-heartbeat")),
+        (
+            {"schema": {"type": "struct", "name": "io.debezium.connector.postgresql.MessageValue"},
+             "payload": MESSAGE_PAYLOAD},
+            "triage.message",
+            SkippedRecord("message", "triage-heartbeat"),
+        ),
+        ({"ts_ms": TS_MS}, "__debezium-heartbeat.triage", SkippedRecord("heartbeat")),
+        (
+            {"schema": {"type": "struct", "name": "io.debezium.connector.common.Heartbeat"},
+             "payload": {"ts_ms": TS_MS}},
+            "__debezium-heartbeat.triage",
+            SkippedRecord("heartbeat"),
+        ),
+        (
+            {"status": "BEGIN", "id": "571:53195829", "ts_ms": TS_MS, "event_count": None},
+            "triage.transaction",
+            SkippedRecord("transaction", "BEGIN"),
+        ),
+    ],
+)  # fmt: skip
+def test_records_without_a_row_change_are_skipped_and_counted(
+    value: Any, topic: str, expected: SkippedRecord
+) -> None:
+    raw = _raw(value, {"serverName": "triage"}, topic=topic)
+    assert decode_record(raw) == expected
+    before = SKIPPED_RECORDS[expected.kind]
+    assert decode_change_event(raw) is None
+    assert SKIPPED_RECORDS[expected.kind] == before + 1
+
+
+def test_heartbeat_lookalikes_are_still_rejected() -> None:
+    with pytest.raises(DecodeError):
+        decode_change_event(_raw({"ts_ms": True}))
+    with pytest.raises(DecodeError, match="missing op"):
+        decode_change_event(_raw({"status": "COMMITTED", "id": "1"}))
 
 
 def test_malformed_key_is_reported() -> None:
