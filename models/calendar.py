@@ -30,6 +30,19 @@ _DAY_MINUTES = 24 * 60
 # A calendar with opening hours but with every day a holiday for this long is treated as
 # never open (rather than looping forever looking for the next opening).
 _MAX_CLOSED_DAYS = 3 * 366
+# Business-time arithmetic walks the calendar day by day (about 8 µs a day). No SLA
+# target or ticket lifetime comes near this many days, so a walk that would go further
+# is refused instead of running for seconds or to the end of the calendar (year 9999).
+MAX_SCAN_DAYS = 20 * 366
+
+
+class CalendarRangeError(ValueError):
+    """Business-time arithmetic asked for instants beyond what a calendar can answer.
+
+    Raised, with the reason, for results past year 9999 (or before year 1) and for walks
+    longer than :data:`MAX_SCAN_DAYS`, instead of an ``OverflowError`` or an unbounded loop.
+    """
+
 
 REGION_CALENDARS: dict[str, tuple[str, str]] = {
     "us": ("US", "America/New_York"),
@@ -142,20 +155,37 @@ class BusinessCalendar:
 
     def _intervals_from(self, start: datetime) -> Iterator[tuple[datetime, datetime]]:
         """Open intervals (UTC) that end after ``start``, in order, clipped to ``start``."""
-        day = start.astimezone(_zone(self.timezone)).date() - timedelta(days=1)
+        try:
+            day = start.astimezone(_zone(self.timezone)).date() - timedelta(days=1)
+        except OverflowError:
+            raise CalendarRangeError(
+                f"{self._label()}: {start} is at the start of the calendar"
+            ) from None
         closed_run = 0
-        while True:
+        for _ in range(MAX_SCAN_DAYS + 2):
             pieces = () if day in self.holidays else self._days[day.weekday()]
             if not pieces:
                 closed_run += 1
                 if closed_run > _MAX_CLOSED_DAYS:
-                    raise ValueError(f"calendar {self.name or self.timezone!r} is never open")
+                    raise ValueError(f"calendar {self._label()} is never open")
             else:
                 closed_run = 0
-            for a, b in self._day_intervals(day, pieces):
+            try:
+                intervals = self._day_intervals(day, pieces)
+                day += timedelta(days=1)
+            except OverflowError:
+                raise CalendarRangeError(
+                    f"{self._label()}: business time from {start} runs past the year 9999"
+                ) from None
+            for a, b in intervals:
                 if b > start:
                     yield max(a, start), b
-            day += timedelta(days=1)
+        raise CalendarRangeError(
+            f"{self._label()}: business time from {start} spans more than {MAX_SCAN_DAYS} days"
+        )
+
+    def _label(self) -> str:
+        return repr(self.name or self.timezone)
 
     def _day_intervals(
         self, day: date, pieces: tuple[tuple[int, int], ...]
@@ -180,6 +210,8 @@ class BusinessCalendar:
 
         Raises:
             ValueError: ``start`` is naive or ``duration`` is negative.
+            CalendarRangeError: the result lies past the year 9999 or more than
+                :data:`MAX_SCAN_DAYS` after ``start``.
         """
         start = _utc(start)
         if duration < timedelta(0):
@@ -187,7 +219,12 @@ class BusinessCalendar:
         if duration == timedelta(0):
             return start
         if self.always_open:
-            return start + duration
+            try:
+                return start + duration
+            except OverflowError:
+                raise CalendarRangeError(
+                    f"{self._label()}: {start} + {duration} is past the year 9999"
+                ) from None
         remaining = duration
         for a, b in self._intervals_from(start):
             if b - a >= remaining:
@@ -196,7 +233,12 @@ class BusinessCalendar:
         raise AssertionError("unreachable: the interval generator is endless")
 
     def business_time_between(self, a: datetime, b: datetime) -> timedelta:
-        """Business time in ``[a, b)``; zero when ``b`` is not after ``a``."""
+        """Business time in ``[a, b)``; zero when ``b`` is not after ``a``.
+
+        Raises:
+            CalendarRangeError: ``b`` is more than :data:`MAX_SCAN_DAYS` after ``a`` on a
+                calendar that is not always open.
+        """
         a, b = _utc(a), _utc(b)
         if b <= a:
             return timedelta(0)
@@ -212,7 +254,13 @@ class BusinessCalendar:
     def is_open(self, at: datetime) -> bool:
         """True when ``at`` falls in business time."""
         at = _utc(at)
-        return self.business_time_between(at, at + timedelta(seconds=1)) > timedelta(0)
+        try:
+            after = at + timedelta(seconds=1)
+        except OverflowError:
+            raise CalendarRangeError(
+                f"{self._label()}: {at} is at the end of the calendar"
+            ) from None
+        return self.business_time_between(at, after) > timedelta(0)
 
 
 def _utc(value: datetime) -> datetime:
