@@ -32,13 +32,16 @@ _CATEGORY_WORDS: dict[str, tuple[str, ...]] = {
     ),
 }  # fmt: skip
 
-_PATTERNS = {
-    category: re.compile(
-        r"\b(" + "|".join(re.escape(w) for w in sorted(words, key=len, reverse=True)) + r")\b",
-        re.IGNORECASE,
-    )
-    for category, words in _CATEGORY_WORDS.items()
-}
+
+def _keyword_pattern(words: tuple[str, ...]) -> re.Pattern[str]:
+    # The lookahead on the possible first letters skips most word starts before the
+    # alternation is tried, which keeps long pasted texts cheap (linear either way).
+    first = "".join(sorted({w[0].lower() for w in words}))
+    alternatives = "|".join(re.escape(w) for w in sorted(words, key=len, reverse=True))
+    return re.compile(rf"\b(?=[{re.escape(first)}])({alternatives})\b", re.IGNORECASE)
+
+
+_PATTERNS = {category: _keyword_pattern(words) for category, words in _CATEGORY_WORDS.items()}
 
 FALLBACK_CATEGORY = "general"
 CATEGORIES: tuple[str, ...] = (*_CATEGORY_WORDS, FALLBACK_CATEGORY)

@@ -13,7 +13,14 @@ from datetime import UTC, datetime
 
 from models.categories import guess_category
 from models.events import ChangeEvent
-from models.helpdesk import UNAVAILABLE, Customer, EnrichedTicket, Ticket
+from models.helpdesk import (
+    DEFAULT_TIMESTAMP_RANGE,
+    UNAVAILABLE,
+    Customer,
+    EnrichedTicket,
+    Ticket,
+    TimestampRange,
+)
 from models.language import LanguageDetector
 from models.priority import score_priority
 from models.routing import RoutingPolicy
@@ -49,8 +56,11 @@ class TicketEnricher:
         policy: RoutingPolicy,
         detector: LanguageDetector | None = None,
         sentiment: SentimentAnalyzer | None = None,
+        *,
+        timestamps: TimestampRange = DEFAULT_TIMESTAMP_RANGE,
     ) -> None:
         self.policy = policy
+        self.timestamps = timestamps
         self.detector = detector or LanguageDetector()
         self.sentiment = sentiment or SentimentAnalyzer()
 
@@ -58,10 +68,11 @@ class TicketEnricher:
         """Enrich one ticket change and update the customer's context in place.
 
         Raises:
-            RowError: the row lacks required columns or holds malformed values.
+            RowError: the row lacks required columns or holds malformed values (unknown
+                status, channel or priority; a timestamp outside ``timestamps``).
         """
         row = merged_row(event) if event.after is not None else dict(event.before or {})
-        ticket = Ticket.from_row(row, version=event.version)
+        ticket = Ticket.from_row(row, version=event.version, valid=self.timestamps)
         customer = ctx.customer
         tier = customer.tier if customer else "standard"
         profile_language = customer.language if customer else None

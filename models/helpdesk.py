@@ -19,46 +19,117 @@ UNAVAILABLE = "__debezium_unavailable_value"
 OPEN_STATUSES = frozenset({"new", "open", "pending", "on_hold"})
 DONE_STATUSES = frozenset({"solved", "closed"})
 PRIORITIES = ("urgent", "high", "normal", "low")
+# The values the source schema's CHECK constraints allow (sql/source/001_helpdesk.sql).
+TICKET_STATUSES = ("new", "open", "pending", "on_hold", "solved", "closed")
+CHANNELS = ("email", "web", "chat", "phone", "api")
+CUSTOMER_TIERS = ("free", "standard", "premium", "enterprise")
+AGENT_STATUSES = ("online", "away", "offline")
+
+MAX_SUBJECT_CHARS = 1_024
+"""Longest subject kept; longer ones are cut and end with :data:`TRUNCATION_MARKER`."""
+MAX_DESCRIPTION_CHARS = 65_536
+"""Longest description kept (64 Ki characters), so text work per ticket is bounded."""
+TRUNCATION_MARKER = " [truncated]"
 
 
 class RowError(ValueError):
     """A CDC row lacks a required column or holds a value of the wrong kind."""
 
 
-def parse_timestamp(value: Any) -> datetime | None:
-    """Parse a timestamp in any of Debezium's encodings into an aware UTC datetime.
+@dataclass(frozen=True)
+class TimestampRange:
+    """The instants a helpdesk row may hold: ``earliest <= t < latest``.
+
+    Values outside it (``1970-01-01`` from a zeroed column, ``9999-12-31`` or
+    ``infinity`` as "never") are rejected when a row is parsed, so that no SLA
+    arithmetic downstream meets a date near the ends of the calendar.
+    """
+
+    earliest: datetime = datetime(2000, 1, 1, tzinfo=UTC)
+    latest: datetime = datetime(2100, 1, 1, tzinfo=UTC)
+
+    def __post_init__(self) -> None:
+        if self.earliest.tzinfo is None or self.latest.tzinfo is None:
+            raise ValueError("timestamp range bounds must be aware datetimes")
+        if self.latest <= self.earliest:
+            raise ValueError("timestamp range: latest must be after earliest")
+
+    def check(self, value: datetime, name: str = "timestamp") -> datetime:
+        """``value`` itself when it lies in the range, else a :class:`RowError`."""
+        if not self.earliest <= value < self.latest:
+            raise RowError(
+                f"{name} {value.isoformat()} is outside the accepted range "
+                f"[{self.earliest.date()}, {self.latest.date()})"
+            )
+        return value
+
+
+DEFAULT_TIMESTAMP_RANGE = TimestampRange()
+
+# PostgreSQL's special timestamp values as text (its epoch sentinels fall outside any range).
+_INFINITE = frozenset({"infinity", "+infinity", "-infinity"})
+
+
+def parse_timestamp(
+    value: Any, *, name: str = "timestamp", valid: TimestampRange | None = DEFAULT_TIMESTAMP_RANGE
+) -> datetime | None:
+    """Parse a timestamp in any of Debezium's encodings into an aware datetime.
 
     Accepts datetimes, ISO-8601 strings (ZonedTimestamp, with ``Z`` or an offset) and epoch
     numbers, whose unit (s, ms, µs, ns) is inferred from the magnitude, which is
     unambiguous for dates between 1973 and 2286.
+
+    Args:
+        value: The column value; ``None`` and Debezium's unavailable placeholder give ``None``.
+        name: The column, named in the error.
+        valid: Accepted range; ``None`` accepts every representable instant.
+
+    Raises:
+        RowError: not a timestamp, ``infinity``, or outside ``valid``.
     """
+    parsed = _parse_timestamp(value, name)
+    if parsed is None or valid is None:
+        return parsed
+    return valid.check(parsed, name)
+
+
+def _parse_timestamp(value: Any, name: str) -> datetime | None:
     if value is None or value == UNAVAILABLE:
         return None
     if isinstance(value, datetime):
         return value if value.tzinfo else value.replace(tzinfo=UTC)
     if isinstance(value, bool):
-        raise RowError(f"not a timestamp: {value!r}")
+        raise RowError(f"{name} is not a timestamp: {value!r}")
     if isinstance(value, int | float):
-        magnitude = abs(value)
-        if magnitude >= 1e17:
-            seconds = value / 1e9
-        elif magnitude >= 1e14:
-            seconds = value / 1e6
-        elif magnitude >= 1e11:
-            seconds = value / 1e3
-        else:
-            seconds = float(value)
-        return datetime(1970, 1, 1, tzinfo=UTC) + timedelta(seconds=seconds)
+        try:
+            return _from_epoch(value)
+        except (OverflowError, ValueError) as exc:  # inf, NaN, or beyond year 9999
+            raise RowError(f"{name} is not a representable timestamp: {value!r}") from exc
     if isinstance(value, str):
         text = value.strip().replace(" ", "T", 1)
+        if text.lower() in _INFINITE:
+            raise RowError(f"{name} is {text.lower()!r}, not an instant")
         if text.endswith("Z"):
             text = text[:-1] + "+00:00"
         try:
             parsed = datetime.fromisoformat(text)
         except ValueError as exc:
-            raise RowError(f"not a timestamp: {value!r}") from exc
+            raise RowError(f"{name} is not a timestamp: {value[:80]!r}") from exc
         return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
-    raise RowError(f"not a timestamp: {value!r}")
+    raise RowError(f"{name} is not a timestamp: {value!r}")
+
+
+def _from_epoch(value: float) -> datetime:
+    magnitude = abs(value)
+    if magnitude >= 1e17:
+        seconds = value / 1e9
+    elif magnitude >= 1e14:
+        seconds = value / 1e6
+    elif magnitude >= 1e11:
+        seconds = value / 1e3
+    else:
+        seconds = float(value)
+    return datetime(1970, 1, 1, tzinfo=UTC) + timedelta(seconds=seconds)
 
 
 def parse_json(value: Any) -> Any:
@@ -94,6 +165,34 @@ def _opt_str(value: Any) -> str | None:
     return None if value is None else str(value)
 
 
+def _enum(value: Any, name: str, allowed: tuple[str, ...], default: str) -> str:
+    """The column's value, which must be one of ``allowed``; missing or empty → ``default``."""
+    if value is None or value == "":
+        return default
+    if isinstance(value, str) and value in allowed:
+        return value
+    raise RowError(
+        f"column {name!r} has unknown value {str(value)[:80]!r}; allowed: {', '.join(allowed)}"
+    )
+
+
+def _opt_enum(value: Any, name: str, allowed: tuple[str, ...]) -> str | None:
+    return None if value is None else _enum(value, name, allowed, "")
+
+
+def bounded_text(value: Any, limit: int) -> str:
+    """``value`` as text of at most ``limit`` characters plus :data:`TRUNCATION_MARKER`.
+
+    Example:
+        >>> bounded_text("x" * 10, 4)
+        'xxxx [truncated]'
+    """
+    text = str(value or "")
+    if len(text) <= limit:
+        return text
+    return text[:limit] + TRUNCATION_MARKER
+
+
 @dataclass(frozen=True)
 class Customer:
     id: int
@@ -110,7 +209,7 @@ class Customer:
             id=_int(_req(row, "id"), "id"),
             name=str(row.get("name") or ""),
             organization=_opt_str(row.get("organization")),
-            tier=str(row.get("tier") or "standard"),
+            tier=_enum(row.get("tier"), "tier", CUSTOMER_TIERS, "standard"),
             language=str(row.get("language") or "en"),
             region=str(row.get("region") or "us"),
             version=version,
@@ -149,7 +248,7 @@ class Agent:
             skills=skills,
             languages=tuple(str(x) for x in languages),
             capacity=_int(row.get("capacity", 5), "capacity"),
-            status=str(row.get("status") or "online"),
+            status=_enum(row.get("status"), "status", AGENT_STATUSES, "online"),
             shift_start=_int(row.get("shift_start", 0), "shift_start"),
             shift_end=_int(row.get("shift_end", 24), "shift_end"),
             version=version,
@@ -183,24 +282,43 @@ class Ticket:
     version: int = 0
 
     @classmethod
-    def from_row(cls, row: Mapping[str, Any], *, version: int = 0) -> Ticket:
-        created = parse_timestamp(_req(row, "created_at"))
+    def from_row(
+        cls,
+        row: Mapping[str, Any],
+        *,
+        version: int = 0,
+        valid: TimestampRange = DEFAULT_TIMESTAMP_RANGE,
+    ) -> Ticket:
+        """Parse and validate a ``tickets`` row.
+
+        Subjects and descriptions longer than :data:`MAX_SUBJECT_CHARS` /
+        :data:`MAX_DESCRIPTION_CHARS` are cut and marked, not rejected.
+
+        Raises:
+            RowError: a required column is missing, a status, channel or priority is not
+                one the schema allows, or a timestamp is outside ``valid``.
+        """
+
+        def timestamp(column: str) -> datetime | None:
+            return parse_timestamp(row.get(column), name=column, valid=valid)
+
+        created = parse_timestamp(_req(row, "created_at"), name="created_at", valid=valid)
         assert created is not None
         return cls(
             id=_int(_req(row, "id"), "id"),
             customer_id=_int(_req(row, "customer_id"), "customer_id"),
-            subject=str(row.get("subject") or ""),
-            description=str(row.get("description") or ""),
-            channel=str(row.get("channel") or "email"),
-            status=str(row.get("status") or "new"),
-            priority=_opt_str(row.get("priority")),
+            subject=bounded_text(row.get("subject"), MAX_SUBJECT_CHARS),
+            description=bounded_text(row.get("description"), MAX_DESCRIPTION_CHARS),
+            channel=_enum(row.get("channel"), "channel", CHANNELS, "email"),
+            status=_enum(row.get("status"), "status", TICKET_STATUSES, "new"),
+            priority=_opt_enum(row.get("priority"), "priority", PRIORITIES),
             category=_opt_str(row.get("category")),
             intent=_opt_str(row.get("intent")),
             assigned_agent_id=_opt_int(row.get("assigned_agent_id"), "assigned_agent_id"),
             created_at=created,
-            updated_at=parse_timestamp(row.get("updated_at")),
-            first_reply_at=parse_timestamp(row.get("first_reply_at")),
-            solved_at=parse_timestamp(row.get("solved_at")),
+            updated_at=timestamp("updated_at"),
+            first_reply_at=timestamp("first_reply_at"),
+            solved_at=timestamp("solved_at"),
             csat=_opt_int(row.get("csat"), "csat"),
             version=version,
         )

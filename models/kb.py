@@ -23,7 +23,7 @@ from typing import Any
 import numpy as np
 
 from models.events import ChangeEvent
-from models.helpdesk import RowError, parse_timestamp
+from models.helpdesk import MAX_SUBJECT_CHARS, RowError, bounded_text, parse_timestamp
 
 _WORD = re.compile(r"\w+")
 
@@ -52,6 +52,8 @@ _STOP_WORDS = frozenset(" ".join(_STOP_WORDS_BY_LANGUAGE.values()).split())
 _SUFFIXES: tuple[str, ...] = ("ing", "ed", "en", "er", "es", "s", "e")
 _MIN_STEM = 4
 _MAX_QUERY_TERMS = 256
+MAX_KB_BODY_CHARS = 262_144
+"""Longest article body indexed (256 Ki characters); longer ones are cut and marked."""
 
 
 def tokenize(text: str) -> list[str]:
@@ -446,10 +448,10 @@ class KbArticle:
         return cls(
             id=article_id,
             version=event.version,
-            title=str(after.get("title") or ""),
-            body=str(after.get("body") or ""),
+            title=bounded_text(after.get("title"), MAX_SUBJECT_CHARS),
+            body=bounded_text(after.get("body"), MAX_KB_BODY_CHARS),
             category=None if category is None else str(category),
             language=str(after.get("language") or "en"),
             published=bool(after.get("published", True)),
-            updated_at=parse_timestamp(after.get("updated_at")),
+            updated_at=parse_timestamp(after.get("updated_at"), name="updated_at"),
         )

@@ -23,6 +23,12 @@ _FULL_EVIDENCE_SHARE = 0.25
 # taken at face value.
 _FULL_NEUTRAL_TOKENS = 8
 
+# VADER re-lowercases the whole text for every sentiment-bearing word, so its cost grows
+# with the square of the length (20k characters of complaints: 1.5 s). Only the first
+# this many characters are scored: a ticket's tone is set at its start, and the work per
+# ticket stays bounded (a few milliseconds).
+MAX_SCORED_CHARS = 2_000
+
 _WORD = re.compile(r"\w+", re.UNICODE)
 _lock = threading.Lock()
 _analyzer: object | None = None
@@ -62,6 +68,8 @@ class SentimentAnalyzer:
     - neutral: strength is how far the score is from tipping polar
       (``1 - |score| / 0.05``); support grows with length up to 8 words.
 
+    Only the first :data:`MAX_SCORED_CHARS` characters are scored.
+
     The analyzer holds no state of its own (the lexicon is shared per process), so it
     pickles to a few bytes.
 
@@ -86,6 +94,7 @@ class SentimentAnalyzer:
         """Sentiment of ``text`` written in ``language`` (ISO 639-1 code)."""
         if not self.supports(language):
             return UNKNOWN_SENTIMENT
+        text = _head(text, MAX_SCORED_CHARS)
         n_tokens = len(_WORD.findall(text))
         if n_tokens == 0:
             return Sentiment(0.0, 0.0, "neutral")
@@ -102,3 +111,15 @@ class SentimentAnalyzer:
             confidence = strength * min(1.0, n_tokens / _FULL_NEUTRAL_TOKENS)
             label = "neutral"
         return Sentiment(round(compound, 4), round(confidence, 4), label)
+
+
+def _head(text: str, limit: int) -> str:
+    """At most ``limit`` characters of ``text``, not cutting a word in two where avoidable."""
+    if len(text) <= limit:
+        return text
+    head = text[:limit]
+    if not text[limit].isspace():
+        words = head.rsplit(maxsplit=1)
+        if len(words) == 2:
+            head = words[0]
+    return head

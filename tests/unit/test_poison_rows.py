@@ -1,0 +1,259 @@
+"""Poison rows are refused at the edge with a reason, and text work per row is bounded.
+
+Each shape below once stopped or stalled the dataflow: a far-future timestamp overflowed
+the SLA calendar, an unknown status left a ticket unrouted without a trace, and a
+megabyte-long subject made the text models crawl.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import pytest
+
+from models.calendar import (
+    ALWAYS_OPEN,
+    MAX_SCAN_DAYS,
+    CalendarRangeError,
+    calendar_for_region,
+)
+from models.enrichment import CustomerContext, TicketEnricher
+from models.events import ChangeEvent, SourcePosition
+from models.helpdesk import (
+    MAX_DESCRIPTION_CHARS,
+    MAX_SUBJECT_CHARS,
+    TRUNCATION_MARKER,
+    Agent,
+    Customer,
+    RowError,
+    Ticket,
+    TimestampRange,
+    parse_timestamp,
+)
+from models.kb import MAX_KB_BODY_CHARS, KbArticle
+from models.routing import RoutingPolicy
+from models.sentiment import MAX_SCORED_CHARS, SentimentAnalyzer
+
+T0 = datetime(2026, 3, 2, 9, 30, tzinfo=UTC)
+
+
+def _row(**changes: Any) -> dict[str, Any]:
+    row: dict[str, Any] = {
+        "id": 5, "customer_id": 7, "subject": "Refund for invoice 991",
+        "description": "I was charged twice, please refund", "channel": "email",
+        "status": "new", "priority": None, "created_at": "2026-03-02T09:30:00Z",
+    }  # fmt: skip
+    row.update(changes)
+    return row
+
+
+def _event(row: dict[str, Any], *, table: str = "tickets", version: int = 10) -> ChangeEvent:
+    return ChangeEvent(
+        table=table, op="c", key={"id": row["id"]}, before=None, after=row,
+        committed_at=T0, version=version, position=SourcePosition(lsn=version),
+    )  # fmt: skip
+
+
+# ------------------------------------------------------------------------------ timestamps
+
+BAD_TIMESTAMPS = [
+    ("9999-12-31", "outside the accepted range"),
+    ("9999-12-31T23:59:59-05:00", "outside the accepted range"),
+    ("1970-01-01T00:00:00Z", "outside the accepted range"),
+    ("0001-01-01 00:00:00+00", "outside the accepted range"),
+    ("infinity", "'infinity', not an instant"),
+    ("-infinity", "'-infinity', not an instant"),
+    (0, "outside the accepted range"),  # epoch zero from a zeroed column
+    (9_223_372_036_854_775_807, "outside the accepted range"),  # Long.MAX as "never"
+    (1e300, "not a representable timestamp"),
+    (float("nan"), "not a representable timestamp"),
+    ("next tuesday", "not a timestamp"),
+]
+
+
+@pytest.mark.parametrize(("value", "reason"), BAD_TIMESTAMPS)
+def test_created_at_outside_the_sane_range_is_a_row_error(value: object, reason: str) -> None:
+    with pytest.raises(RowError, match="created_at") as raised:
+        Ticket.from_row(_row(created_at=value))
+    assert reason in str(raised.value)
+
+
+@pytest.mark.parametrize("column", ["updated_at", "first_reply_at", "solved_at"])
+def test_optional_timestamps_are_checked_too(column: str) -> None:
+    with pytest.raises(RowError, match=f"{column} 9999-12-31"):
+        Ticket.from_row(_row(**{column: "9999-12-31T00:00:00Z"}))
+    assert getattr(Ticket.from_row(_row(**{column: None})), column) is None
+
+
+def test_timestamps_at_the_edges_of_the_range() -> None:
+    valid = TimestampRange()
+    assert parse_timestamp("2000-01-01T00:00:00Z", valid=valid) == valid.earliest
+    with pytest.raises(RowError):
+        parse_timestamp("2100-01-01T00:00:00Z", valid=valid)  # the end is exclusive
+    with pytest.raises(RowError):
+        parse_timestamp("1999-12-31T23:59:59Z", valid=valid)
+
+
+def test_the_range_is_configurable() -> None:
+    narrow = TimestampRange(datetime(2026, 1, 1, tzinfo=UTC), datetime(2027, 1, 1, tzinfo=UTC))
+    with pytest.raises(RowError, match=r"\[2026-01-01, 2027-01-01\)"):
+        Ticket.from_row(_row(created_at="2025-12-31T23:00:00Z"), valid=narrow)
+    wide = TimestampRange(datetime(1960, 1, 1, tzinfo=UTC), datetime(2200, 1, 1, tzinfo=UTC))
+    old = Ticket.from_row(_row(created_at="1970-01-01T00:00:00Z"), valid=wide)
+    assert old.created_at == datetime(1970, 1, 1, tzinfo=UTC)
+    assert parse_timestamp("0001-01-01T00:00:00Z", valid=None) == datetime.min.replace(tzinfo=UTC)
+    with pytest.raises(ValueError, match="latest must be after"):
+        TimestampRange(datetime(2026, 1, 1, tzinfo=UTC), datetime(2026, 1, 1, tzinfo=UTC))
+
+
+def test_enricher_applies_its_timestamp_range() -> None:
+    narrow = TimestampRange(datetime(2027, 1, 1, tzinfo=UTC), datetime(2028, 1, 1, tzinfo=UTC))
+    enricher = TicketEnricher(RoutingPolicy(), timestamps=narrow)
+    with pytest.raises(RowError, match="created_at 2026-03-02"):
+        enricher.enrich(CustomerContext(), _event(_row()))
+
+
+def test_kb_article_with_infinite_update_time_is_a_row_error() -> None:
+    row = {"id": 3, "title": "Refunds", "body": "How refunds work", "updated_at": "infinity"}
+    with pytest.raises(RowError, match="updated_at"):
+        KbArticle.from_change(_event(row, table="kb_articles"))
+
+
+# ------------------------------------------------------------------------------- enums
+
+
+@pytest.mark.parametrize(
+    ("column", "value", "allowed"),
+    [
+        ("status", "escalated", "new, open, pending, on_hold, solved, closed"),
+        ("status", "Open", "new, open"),
+        ("priority", "critical", "urgent, high, normal, low"),
+        ("channel", "fax", "email, web, chat, phone, api"),
+        ("status", 3, "new, open"),
+    ],
+)
+def test_unknown_ticket_enum_values_name_the_column_and_the_allowed_values(
+    column: str, value: object, allowed: str
+) -> None:
+    with pytest.raises(RowError, match=f"column '{column}' has unknown value") as raised:
+        Ticket.from_row(_row(**{column: value}))
+    assert allowed in str(raised.value)
+
+
+def test_missing_enum_values_take_the_schema_defaults() -> None:
+    ticket = Ticket.from_row(_row(status=None, channel="", priority=None))
+    assert (ticket.status, ticket.channel, ticket.priority) == ("new", "email", None)
+
+
+def test_unknown_customer_tier_and_agent_status_are_row_errors() -> None:
+    with pytest.raises(RowError, match=r"'tier' has unknown value 'platinum'.*enterprise"):
+        Customer.from_row({"id": 1, "tier": "platinum"})
+    assert Customer.from_row({"id": 1}).tier == "standard"
+    with pytest.raises(RowError, match=r"'status' has unknown value 'busy'.*offline"):
+        Agent.from_row({"id": 2, "team": "billing", "status": "busy"})
+
+
+# ------------------------------------------------------------------------------ oversize text
+
+
+def test_oversize_subject_and_description_are_cut_with_a_marker() -> None:
+    ticket = Ticket.from_row(_row(subject="s" * 1_000_000, description="d" * 1_000_000))
+    assert ticket.subject == "s" * MAX_SUBJECT_CHARS + TRUNCATION_MARKER
+    assert ticket.description == "d" * MAX_DESCRIPTION_CHARS + TRUNCATION_MARKER
+    exact = Ticket.from_row(_row(subject="s" * MAX_SUBJECT_CHARS))
+    assert exact.subject == "s" * MAX_SUBJECT_CHARS  # at the limit: kept as it is
+
+
+def test_oversize_kb_article_body_is_cut_with_a_marker() -> None:
+    row = {"id": 3, "title": "t" * 5_000, "body": "b" * (MAX_KB_BODY_CHARS + 1)}
+    article = KbArticle.from_change(_event(row, table="kb_articles"))
+    assert article.title.endswith(TRUNCATION_MARKER)
+    assert len(article.title) == MAX_SUBJECT_CHARS + len(TRUNCATION_MARKER)
+    assert article.body == "b" * MAX_KB_BODY_CHARS + TRUNCATION_MARKER
+
+
+def test_a_megabyte_ticket_is_enriched_from_its_bounded_text() -> None:
+    word = "This is terrible, I am very angry. " * 30_000  # ~1 MB of sentiment-bearing words
+    et = TicketEnricher(RoutingPolicy()).enrich(
+        CustomerContext(), _event(_row(subject="Broken", description=word))
+    )
+    assert len(et.ticket.description) == MAX_DESCRIPTION_CHARS + len(TRUNCATION_MARKER)
+    assert et.sentiment_label == "negative"
+
+
+def test_sentiment_scores_only_the_head_of_long_texts() -> None:
+    analyzer = SentimentAnalyzer()
+    head = "I love this product, thank you so much. " * 10
+    tail = " This is awful and terrible, I hate it." * 2_000
+    padded = head + " " * (MAX_SCORED_CHARS - len(head)) + tail
+    # Scored whole, the tail would dominate; only the head counts.
+    assert analyzer.score(tail, "en").label == "negative"
+    assert analyzer.score(padded, "en").label == "positive"
+    assert analyzer.score(padded, "en") == analyzer.score(head, "en")
+
+
+@pytest.mark.parametrize(
+    "row",
+    [
+        _row(created_at="9999-12-31T00:00:00Z"),
+        _row(created_at="infinity"),
+        _row(created_at="1970-01-01T00:00:00Z"),
+        _row(status="escalated"),
+        _row(priority="p0"),
+        _row(channel="carrier pigeon"),
+    ],
+    ids=["far future", "infinity", "epoch", "status", "priority", "channel"],
+)
+def test_enricher_raises_row_errors_that_the_flow_dead_letters(row: dict[str, Any]) -> None:
+    enricher = TicketEnricher(RoutingPolicy())
+    ctx = CustomerContext()
+    with pytest.raises(RowError):
+        enricher.enrich(ctx, _event(row))
+    # The customer's context is untouched, and their next, healthy ticket goes through.
+    assert ctx.is_empty()
+    assert enricher.enrich(ctx, _event(_row(id=6), version=11)).ticket_id == 6
+
+
+# ---------------------------------------------------------------- calendar arithmetic is total
+
+_CALENDARS = [ALWAYS_OPEN, calendar_for_region("us", range(2024, 2026))]
+_EXTREMES = [
+    datetime.max.replace(tzinfo=UTC),
+    datetime(9999, 12, 31, tzinfo=UTC),
+    datetime.min.replace(tzinfo=UTC),
+]
+
+
+@pytest.mark.parametrize("calendar", _CALENDARS, ids=lambda c: c.name)
+@pytest.mark.parametrize("start", _EXTREMES, ids=["max", "9999-12-31", "min"])
+def test_business_time_near_the_ends_of_the_calendar_raises_a_value_error(
+    calendar: Any, start: datetime
+) -> None:
+    try:
+        result = calendar.add_business_time(start, timedelta(days=3))
+    except CalendarRangeError as exc:
+        assert "year 9999" in str(exc) or "start of the calendar" in str(exc)
+    else:  # only where the answer exists: three days after the very first instant
+        assert start.year == 1 and result > start
+    try:
+        calendar.is_open(start)
+    except CalendarRangeError as exc:
+        assert any(f in str(exc) for f in ("year 9999", "end of the", "start of the"))
+
+
+def test_calendar_range_error_is_a_value_error() -> None:
+    assert issubclass(CalendarRangeError, ValueError)
+
+
+def test_an_endless_business_duration_is_refused_not_walked() -> None:
+    calendar = _CALENDARS[1]
+    start = datetime(2024, 1, 1, tzinfo=UTC)
+    with pytest.raises(CalendarRangeError, match=f"more than {MAX_SCAN_DAYS} days"):
+        calendar.add_business_time(start, timedelta.max)
+    with pytest.raises(CalendarRangeError, match="past the year 9999"):
+        ALWAYS_OPEN.add_business_time(start, timedelta.max)
+    with pytest.raises(CalendarRangeError):
+        calendar.business_time_between(datetime.min.replace(tzinfo=UTC), start)
+    # Ordinary spans are unaffected.
+    assert calendar.business_time_between(start, start + timedelta(days=7)) > timedelta(0)
