@@ -4,14 +4,14 @@ from __future__ import annotations
 
 import csv
 import json
-from datetime import datetime, timedelta
+from datetime import date, datetime, timedelta
 from pathlib import Path
 
 import numpy as np
 import pytest
 from rich.console import Console
 
-from triage.evaluate_forecast import evaluate_forecast, main, render_table
+from triage.evaluate_forecast import evaluate_forecast, holiday_closures, main, render_table
 
 START = datetime(2016, 3, 1)
 
@@ -44,6 +44,8 @@ def test_total_series_backtest(tmp_path: Path) -> None:
     assert week["origins"] == 4  # the week ahead must end inside the window
     assert day["mase"] < day["mase_seasonal_naive"]
     assert day["mase"] < 1.0
+    assert day["mase"] <= day["mase_seasonal_median"]
+    assert day["mase_mstl"] is not None
     assert 0.7 <= day["coverage"] <= 1.0
     assert total["fit_seconds_mean"] > 0
     assert total["volume"] > 0
@@ -84,3 +86,16 @@ def test_missing_columns_are_reported(tmp_path: Path) -> None:
     path.write_text("when,opened\n2016-03-01 00:00:00,1\n")
     with pytest.raises(ValueError, match="timestamp"):
         evaluate_forecast(path)
+
+
+def test_holiday_calendar_becomes_closures(tmp_path: Path) -> None:
+    days = holiday_closures("BR", date(2016, 3, 1), date(2016, 5, 31))
+    assert date(2016, 4, 21) in days and date(2016, 1, 1) not in days
+    with pytest.raises(ValueError, match="ZZ"):
+        holiday_closures("ZZ", date(2016, 3, 1), date(2016, 5, 31))
+    path = write_total(tmp_path / "hourly.csv")
+    results = evaluate_forecast(
+        path, start="2016-03-01", end="2016-03-31", holidays="BR", references=["seasonal_median"]
+    )
+    assert results["closures"] == ["2016-03-25"]  # Good Friday
+    assert "mase_mstl" not in results["series"]["total"]["day_ahead"]
