@@ -1,0 +1,380 @@
+"""Real Kafka and real Debezium: a KRaft broker and Kafka Connect started once per session.
+
+The broker and the Connect worker run from the jars ``make setup`` fetched (see
+``infra/jvm/pom.xml``); when they are missing the tests fail and say so, they never skip.
+The production connector file ``infra/debezium/helpdesk-connector.json`` is registered
+with ``triage connect register``, twice: as it is (JSON without schemas, topic prefix
+``triage``) and with schemas enabled (prefix ``triage_s``). Only what must differ on this
+machine is overridden: the database address, a secrets file for the ``file`` config
+provider, unique slot names, a short heartbeat interval, and one extra table
+(``type_probe``) with the column types the helpdesk schema does not use itself.
+
+Rows inserted before the connectors start are the snapshot the tests expect as ``op: r``.
+Logs of the broker and the worker stay in the session's temporary directory; a failing
+test's report names it and shows the end of the Connect log.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import secrets
+import subprocess
+import sys
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import psycopg
+import pytest
+from confluent_kafka import Consumer, KafkaError, Message
+
+from models.events import RawChange, SourcePosition
+from triage.kafka_local import LocalKafka, LocalKafkaConnect, jvm_classpath
+from triage.services import LocalPostgres, ServiceError
+
+REPO = Path(__file__).resolve().parents[2]
+CONNECTOR_FILE = REPO / "infra" / "debezium" / "helpdesk-connector.json"
+
+PLAIN_PREFIX = "triage"
+SCHEMA_PREFIX = "triage_s"
+PREFIXES = (PLAIN_PREFIX, SCHEMA_PREFIX)
+
+# The column types the helpdesk tables use (text, bigint, smallint, boolean, timestamptz,
+# jsonb, text[]) plus numeric and an enum type, which Debezium encodes in their own ways.
+PROBE_DDL = """
+CREATE TYPE probe_mood AS ENUM ('calm', 'angry', 'delighted');
+CREATE TABLE type_probe (
+    id         bigserial PRIMARY KEY,
+    label      text NOT NULL,
+    amount     numeric(12, 2),
+    ratio      numeric,
+    mood       probe_mood,
+    moods      probe_mood[],
+    tags       text[],
+    scores     integer[],
+    payload    jsonb,
+    flag       boolean,
+    small      smallint,
+    at         timestamptz,
+    note       text
+);
+ALTER PUBLICATION triage_cdc ADD TABLE type_probe;
+"""
+
+# Incompressible text larger than the TOAST threshold, so PostgreSQL stores it out of line
+# and leaves it out of the WAL record of an update that does not touch it.
+_TOAST_CHARS = 12_000
+
+
+def toast_text(seed: str) -> str:
+    """Text that PostgreSQL TOASTs out of line (random, so compression cannot shrink it)."""
+    return f"{seed} {secrets.token_hex(_TOAST_CHARS // 2)}"
+
+
+@pytest.fixture(scope="session")
+def jvm_ready() -> str:
+    """The jars' classpath; fails (never skips) when ``make setup`` has not fetched them."""
+    try:
+        return jvm_classpath()
+    except ServiceError as exc:
+        pytest.fail(str(exc), pytrace=False)
+
+
+@pytest.fixture(scope="session")
+def kafka_state(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Where the broker and Connect keep data and logs (kept after the session)."""
+    return tmp_path_factory.mktemp("real_kafka")
+
+
+@pytest.fixture(scope="session")
+def kafka_broker(jvm_ready: str, kafka_state: Path) -> Iterator[LocalKafka]:
+    """A single-node KRaft broker on a free loopback port."""
+    broker = LocalKafka(kafka_state / "kafka", heap="384m", num_partitions=1)
+    try:
+        broker.start()
+    except ServiceError as exc:
+        broker.stop()
+        pytest.fail(str(exc), pytrace=False)
+    try:
+        yield broker
+    finally:
+        broker.stop()
+
+
+@pytest.fixture(scope="session")
+def kafka_connect(kafka_broker: LocalKafka, kafka_state: Path) -> Iterator[LocalKafkaConnect]:
+    """A standalone Kafka Connect worker with the Debezium PostgreSQL connector."""
+    connect = LocalKafkaConnect(
+        kafka_state / "connect", heap="384m", bootstrap=kafka_broker.bootstrap
+    )
+    try:
+        connect.start()
+    except ServiceError as exc:
+        connect.stop()
+        pytest.fail(str(exc), pytrace=False)
+    try:
+        yield connect
+    finally:
+        connect.stop()
+
+
+@dataclass(frozen=True)
+class SourceDb:
+    """The helpdesk database Debezium reads, with what was in it before it started."""
+
+    dsn: str
+    name: str
+    port: int
+    snapshot_ids: dict[str, int]
+    slots: dict[str, str]
+
+
+@pytest.fixture(scope="session")
+def source_db(postgres: LocalPostgres) -> SourceDb:
+    """A fresh helpdesk database with the probe table and one row per table."""
+    from sinks.migrations import apply_migrations
+    from triage.runtime import SQL_DIR
+
+    name = f"rk_{uuid.uuid4().hex[:8]}"
+    dsn = postgres.create_database(name)
+    apply_migrations(dsn, SQL_DIR / "source", schema="public")
+    with psycopg.connect(dsn, autocommit=True) as conn:
+        conn.execute(PROBE_DDL)
+        ids = {
+            "customers": _insert_id(
+                conn,
+                "INSERT INTO customers (name, email, tier, language)"
+                " VALUES ('Snap Shot', 'snap@example.com', 'premium', 'de') RETURNING id",
+            ),
+            "agents": _insert_id(
+                conn,
+                "INSERT INTO agents (name, email, team, skills, languages)"
+                " VALUES ('Ada', 'ada@example.com', 'billing', '{\"billing\": 0.9}',"
+                " ARRAY['en', 'de']) RETURNING id",
+            ),
+            "kb_articles": _insert_id(
+                conn,
+                "INSERT INTO kb_articles (title, body) VALUES ('Reset a password', %s)"
+                " RETURNING id",
+                (toast_text("snapshot"),),
+            ),
+            "type_probe": _insert_id(
+                conn,
+                "INSERT INTO type_probe (label, amount, mood, tags, payload)"
+                " VALUES ('snapshot', 1.50, 'calm', ARRAY['a'], '{\"k\": 1}') RETURNING id",
+            ),
+        }
+        ids["tickets"] = _insert_id(
+            conn,
+            "INSERT INTO tickets (customer_id, subject)"
+            " VALUES (%s, 'Snapshot ticket') RETURNING id",
+            (ids["customers"],),
+        )
+    token = uuid.uuid4().hex[:6]
+    slots = {prefix: f"rk_{token}_{prefix}" for prefix in PREFIXES}
+    return SourceDb(dsn=dsn, name=name, port=postgres.port, snapshot_ids=ids, slots=slots)
+
+
+def _insert_id(conn: psycopg.Connection[Any], query: str, params: tuple[Any, ...] = ()) -> int:
+    row = conn.execute(query, params).fetchone()  # type: ignore[arg-type]
+    assert row is not None
+    return int(row[0])
+
+
+def connector_overrides(source: SourceDb, prefix: str, secrets: Path) -> dict[str, str]:
+    """What differs from the production connector file on this machine, per connector."""
+    schemas = "true" if prefix == SCHEMA_PREFIX else "false"
+    tables = json.loads(CONNECTOR_FILE.read_text())["config"]["table.include.list"]
+    return {
+        "database.hostname": "127.0.0.1",
+        "database.port": str(source.port),
+        "database.dbname": source.name,
+        "database.user": f"${{file:{secrets}:user}}",
+        "database.password": f"${{file:{secrets}:password}}",
+        "topic.prefix": prefix,
+        "slot.name": source.slots[prefix],
+        "table.include.list": f"{tables},public.type_probe",
+        # Heartbeats every second, so the tests see some without waiting long.
+        "heartbeat.interval.ms": "1000",
+        "key.converter.schemas.enable": schemas,
+        "value.converter.schemas.enable": schemas,
+    }
+
+
+def register(connect_url: str, connector_file: Path) -> None:
+    """``triage connect register`` against the local worker, as an operator would run it."""
+    env = {**os.environ, "TRIAGE_KAFKA__CONNECT_URL": connect_url}
+    result = subprocess.run(
+        [sys.executable, "-m", "triage", "connect", "register", "--connector", str(connector_file)],
+        cwd=REPO,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=180,
+        check=False,
+    )
+    if result.returncode != 0 or "RUNNING" not in result.stdout + result.stderr:
+        pytest.fail(
+            f"triage connect register failed ({result.returncode}):\n"
+            f"{result.stdout}\n{result.stderr}",
+            pytrace=False,
+        )
+
+
+@pytest.fixture(scope="session")
+def debezium(
+    kafka_connect: LocalKafkaConnect, source_db: SourceDb, kafka_state: Path
+) -> Iterator[SourceDb]:
+    """Both connectors registered and RUNNING; their slots are dropped afterwards."""
+    secrets = kafka_state / "helpdesk.properties"
+    secrets.write_text("user=triage\npassword=unused-with-trust-auth\n")
+    production = json.loads(CONNECTOR_FILE.read_text())
+    for prefix in PREFIXES:
+        document = {
+            "name": f"{production['name']}-{prefix}",
+            "config": {**production["config"], **connector_overrides(source_db, prefix, secrets)},
+        }
+        path = kafka_state / f"connector-{prefix}.json"
+        path.write_text(json.dumps(document, indent=2))
+        register(kafka_connect.url, path)
+    try:
+        yield source_db
+    finally:
+        _delete_connectors(kafka_connect.url)
+        _drop_slots(source_db)
+
+
+def _delete_connectors(url: str) -> None:
+    import httpx
+
+    try:
+        for name in httpx.get(f"{url}/connectors", timeout=5).json():
+            httpx.delete(f"{url}/connectors/{name}", timeout=30)
+    except httpx.HTTPError:
+        pass  # the worker is stopped next anyway
+
+
+def _drop_slots(source: SourceDb) -> None:
+    with psycopg.connect(source.dsn, autocommit=True) as conn:
+        for slot in source.slots.values():
+            deadline = time.monotonic() + 30
+            while time.monotonic() < deadline:
+                row = conn.execute(
+                    "SELECT active FROM pg_replication_slots WHERE slot_name = %s", (slot,)
+                ).fetchone()
+                if row is None:
+                    break
+                if not row[0]:
+                    conn.execute("SELECT pg_drop_replication_slot(%s)", (slot,))
+                    break
+                time.sleep(0.2)
+
+
+@dataclass
+class TopicLog:
+    """Every record of one connector's topics, read from the beginning as they arrive.
+
+    Tests make a change with a unique marker and wait for the records they expect with
+    :meth:`wait_for`; everything read is kept so later checks can look at all of it.
+    """
+
+    bootstrap: str
+    prefix: str
+    records: list[Message] = field(default_factory=list)
+    _consumer: Consumer | None = field(default=None, init=False, repr=False)
+
+    def __post_init__(self) -> None:
+        self._consumer = Consumer(
+            {
+                "bootstrap.servers": self.bootstrap,
+                "group.id": f"rk-{self.prefix}-{uuid.uuid4().hex[:6]}",
+                "auto.offset.reset": "earliest",
+                "enable.auto.commit": False,
+                # Debezium creates topics as changes arrive; notice them quickly.
+                "topic.metadata.refresh.interval.ms": 500,
+            }
+        )
+        pattern = f"^({self.prefix}\\..*|__debezium-heartbeat\\.{self.prefix})$"
+        self._consumer.subscribe([pattern])
+
+    def wait_for(
+        self, predicate: Callable[[Message], bool], *, count: int = 1, timeout: float = 60.0
+    ) -> list[Message]:
+        """Poll until ``count`` records (read so far or new) satisfy ``predicate``."""
+        assert self._consumer is not None
+        deadline = time.monotonic() + timeout
+        while True:
+            found = [record for record in self.records if predicate(record)]
+            if len(found) >= count:
+                return found
+            if time.monotonic() > deadline:
+                topics = sorted({record.topic() or "" for record in self.records})
+                raise AssertionError(
+                    f"{self.prefix}: {len(found)}/{count} matching records after {timeout:.0f}s "
+                    f"({len(self.records)} read, topics {topics})"
+                )
+            for message in self._consumer.consume(num_messages=500, timeout=0.5):
+                error = message.error()
+                if error is not None:
+                    if error.code() == KafkaError.UNKNOWN_TOPIC_OR_PART:
+                        continue
+                    raise AssertionError(f"consumer error: {error}")
+                self.records.append(message)
+
+    def close(self) -> None:
+        """Leave the group."""
+        if self._consumer is not None:
+            self._consumer.close()
+            self._consumer = None
+
+
+@pytest.fixture(scope="session")
+def topic_logs(kafka_broker: LocalKafka, debezium: SourceDb) -> Iterator[dict[str, TopicLog]]:
+    """One :class:`TopicLog` per connector, keyed by topic prefix."""
+    logs = {prefix: TopicLog(kafka_broker.bootstrap, prefix) for prefix in PREFIXES}
+    try:
+        yield logs
+    finally:
+        for topic_log in logs.values():
+            topic_log.close()
+
+
+def raw_change(message: Message) -> RawChange:
+    """A Kafka record as the pipeline's Kafka source hands it to the decoder."""
+    topic = message.topic() or ""
+    return RawChange(
+        topic=topic,
+        key=message.key(),
+        value=message.value(),
+        position=SourcePosition(
+            topic=topic, partition=message.partition(), offset=message.offset()
+        ),
+    )
+
+
+def value_json(message: Message) -> dict[str, Any] | None:
+    """The record's value as JSON, unwrapped from a schemas-enabled envelope."""
+    value = message.value()
+    if value is None:
+        return None
+    document = json.loads(value)
+    if isinstance(document, dict) and "payload" in document and "op" not in document:
+        document = document["payload"]
+    return document if isinstance(document, dict) else None
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) -> Iterator[None]:
+    """On failure, name the log directory and show the end of the Connect log."""
+    outcome = yield
+    report = outcome.get_result()
+    if report.failed and "kafka_state" in getattr(item, "fixturenames", ()):
+        state: Path | None = getattr(item, "funcargs", {}).get("kafka_state")
+        if state is not None:
+            connect_log = state / "connect" / "connect.log"
+            tail = connect_log.read_text(errors="replace")[-4000:] if connect_log.exists() else ""
+            report.sections.append(("real Kafka logs", f"logs kept in {state}\n{tail}"))
