@@ -41,6 +41,7 @@ from __future__ import annotations
 import argparse
 import copy
 import json
+import math
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -454,6 +455,269 @@ def render_table(results: list[dict[str, Any]] | dict[str, Any]) -> Table:
     return table
 
 
+# -- labelled series with window-based (NAB-style) scoring ------------------------------
+
+NAB_PROFILE = {"tp": 1.0, "fp": 0.11, "fn": 1.0}
+"""Weights of the NAB "standard" profile: a miss costs a hit, a false alarm 0.11."""
+PROBATION = 0.15
+"""Share of each series at its start in which detections are not scored (NAB's probation)."""
+WINDOW_SHARE = 0.10
+"""Share of a series' length that its anomaly windows cover together (as NAB does)."""
+
+
+@dataclass(frozen=True)
+class LabelledSeries:
+    """A generated series with the indices at which anomalies start and their windows."""
+
+    name: str
+    start: datetime
+    bucket: timedelta
+    values: np.ndarray
+    anomalies: list[int]
+    windows: list[tuple[int, int]]  # [first, last] indices, inclusive
+
+
+def _seasonal_shape(n: int, bucket: timedelta, kind: str) -> np.ndarray:
+    """A positive rhythm: office hours over a week, a daily cycle, or flat."""
+    hours = np.arange(n) * bucket.total_seconds() / 3600.0
+    hour_of_day = hours % 24
+    if kind == "weekly":
+        # Quiet days are Friday and Saturday here, not the usual weekend.
+        day = (hours // 24 + START.weekday()) % 7
+        busy = np.where((day == 4) | (day == 5), 0.15, 1.0)
+        return 0.2 + busy * np.exp(-((hour_of_day - 12.0) ** 2) / 12.0)
+    if kind == "daily":
+        return 1.0 + 0.5 * np.sin(2.0 * np.pi * (hour_of_day - 6.0) / 24.0)
+    return np.ones(n)
+
+
+def _windows(anomalies: list[int], n: int) -> list[tuple[int, int]]:
+    width = max(2, int(WINDOW_SHARE * n / max(len(anomalies), 1)))
+    return [(max(0, a - width // 2), min(n - 1, a + width // 2)) for a in anomalies]
+
+
+def generate_labelled_series(seed: int, *, length: int = 3000) -> list[LabelledSeries]:
+    """Series of several shapes, noise models and rhythms, each with labelled anomalies.
+
+    Shapes: spikes, drops to zero, level shifts (up and down), variance changes; noise:
+    Poisson counts, Gaussian measurements (which may go negative), log-normal durations,
+    utilisations in [0, 1]; rhythms: an office week with a Friday–Saturday weekend in
+    hourly buckets, a daily cycle in 15-minute buckets, none in 5-minute buckets.
+    Anomalies start after the probation, at least a window apart.
+    """
+    rng = np.random.default_rng([seed, 7])
+    plans = (
+        ("spikes_counts_weekly", "weekly", timedelta(hours=1), "poisson", "spike"),
+        ("drop_to_zero_counts_weekly", "weekly", timedelta(hours=1), "poisson", "zero"),
+        ("level_shift_counts_daily", "daily", timedelta(minutes=15), "poisson", "shift"),
+        ("spikes_gaussian_flat", "flat", timedelta(minutes=5), "gaussian", "spike"),
+        ("level_shift_gaussian_daily", "daily", timedelta(minutes=15), "gaussian", "shift"),
+        ("variance_gaussian_flat", "flat", timedelta(minutes=5), "gaussian", "variance"),
+        ("spikes_durations_daily", "daily", timedelta(minutes=15), "lognormal", "spike"),
+        ("drop_utilisation_weekly", "weekly", timedelta(hours=1), "utilisation", "drop"),
+        ("small_counts_spikes_flat", "flat", timedelta(minutes=5), "small_poisson", "spike"),
+    )
+    out: list[LabelledSeries] = []
+    for name, rhythm, bucket, noise, shape in plans:
+        n = length
+        base = _seasonal_shape(n, bucket, rhythm)
+        count = 1 if shape in ("shift", "variance") else int(rng.integers(2, 4))
+        first = int(PROBATION * n) + n // 20
+        slots = np.linspace(first, n - n // 10, count + 1)[:-1]
+        gap = (n - n // 10 - first) // max(count, 1)
+        anomalies = sorted(int(s + rng.integers(0, max(gap // 2, 1))) for s in slots)
+        level = float(rng.uniform(20.0, 80.0))
+        mean = level * base
+        values = np.empty(n)
+        sign = 1.0 if rng.random() < 0.5 else -1.0
+        factor = np.ones(n)
+        extra_noise = np.ones(n)
+        for a in anomalies:
+            if shape == "spike":
+                span = int(rng.integers(1, 4))
+                factor[a : a + span] = float(rng.uniform(2.5, 4.0))
+            elif shape == "zero":
+                factor[a : a + int(rng.integers(3, 8))] = 0.0
+            elif shape == "drop":
+                factor[a : a + int(rng.integers(6, 13))] = float(rng.uniform(0.1, 0.4))
+            elif shape == "shift":
+                factor[a:] = 1.0 + sign * float(rng.uniform(0.4, 0.6))
+            elif shape == "variance":
+                extra_noise[a:] = float(rng.uniform(4.0, 6.0))
+        if noise == "poisson":
+            values = rng.poisson(mean * factor).astype(float)
+        elif noise == "small_poisson":
+            values = rng.poisson(0.8 * base * factor * 4.0).astype(float)
+        elif noise == "gaussian":
+            centre = mean - level  # centred near zero: measurements may be negative
+            noise_sd = 0.05 * level * extra_noise
+            values = centre * np.where(factor == 0.0, 0.0, 1.0) + rng.normal(0.0, noise_sd)
+            shift = (factor - 1.0) * level
+            values = values + shift
+        elif noise == "lognormal":
+            values = mean * factor * rng.lognormal(0.0, 0.15, n)
+        else:  # utilisation: a share of capacity in use
+            busy = np.clip(0.15 + 0.7 * base / base.max(), 0.0, 1.0)
+            values = np.clip(busy * factor + rng.normal(0.0, 0.03, n), 0.0, 1.0)
+        start = START
+        out.append(
+            LabelledSeries(f"{name}", start, bucket, values, anomalies, _windows(anomalies, n))
+        )
+    return out
+
+
+def windowed_gaussian(
+    values: np.ndarray, *, window: int = 1000, threshold: float = 4.0
+) -> list[int]:
+    """Baseline: flag a point whose z-score against the last ``window`` points passes the bar.
+
+    Runs of flagged points count once, at their first point (as the detector's episodes do).
+    """
+    flagged: list[int] = []
+    total = total_sq = 0.0
+    previous = False
+    for i, value in enumerate(values):
+        count = min(i, window)
+        hit = False
+        if count >= 10:
+            mean = total / count
+            var = max(total_sq / count - mean * mean, 1e-12)
+            hit = abs(value - mean) / math.sqrt(var) >= threshold
+        if hit and not previous:
+            flagged.append(i)
+        previous = hit
+        total += value
+        total_sq += value * value
+        if i >= window:
+            old = values[i - window]
+            total -= old
+            total_sq -= old * old
+    return flagged
+
+
+def run_labelled(series: LabelledSeries, detector: VolumeAnomalyDetector) -> list[int]:
+    """Indices where the detector opened an alert episode on ``series``."""
+    return [
+        i
+        for i, value in enumerate(series.values)
+        if detector.update(series.name, series.start + i * series.bucket, float(value)).alert
+        is not None
+    ]
+
+
+def _sigmoid(position: float) -> float:
+    return 2.0 / (1.0 + math.exp(5.0 * position)) - 1.0
+
+
+def nab_score(detections: list[int], series: LabelledSeries) -> dict[str, float]:
+    """Raw NAB score of ``detections`` on ``series`` under the standard profile.
+
+    The first detection in a window scores ``tp × sigmoid`` of its place in the window
+    (early is near 1); a window without one costs ``fn``. A detection outside every window
+    costs ``fp``, scaled by the sigmoid of its distance past the preceding window (a late
+    echo of an anomaly costs less), in full when no window precedes it. Detections in the
+    probation are ignored.
+    """
+    n = len(series.values)
+    probation = int(PROBATION * n)
+    score, hits, false_positives = 0.0, 0, 0
+    detected = [d for d in sorted(detections) if d >= probation]
+    found = [False] * len(series.windows)
+    for d in detected:
+        inside = [k for k, (a, b) in enumerate(series.windows) if a <= d <= b]
+        if inside:
+            k = inside[0]
+            if not found[k]:
+                a, b = series.windows[k]
+                found[k] = True
+                hits += 1
+                score += NAB_PROFILE["tp"] * _sigmoid((d - b) / max(b - a + 1, 1))
+            continue
+        before = [(a, b) for a, b in series.windows if b < d]
+        false_positives += 1
+        if before:
+            a, b = before[-1]
+            score += NAB_PROFILE["fp"] * _sigmoid((d - b) / max(b - a + 1, 1))
+        else:
+            score -= NAB_PROFILE["fp"]
+    score -= NAB_PROFILE["fn"] * found.count(False)
+    return {"raw": score, "hits": hits, "windows": len(series.windows), "false": false_positives}
+
+
+def _normalised(raw: float, windows: int) -> float:
+    """NAB's 0–100 scale: 0 is raising no alert at all, 100 every window at its start."""
+    null = -NAB_PROFILE["fn"] * windows
+    perfect = NAB_PROFILE["tp"] * _sigmoid(-1.0) * windows
+    return 100.0 * (raw - null) / (perfect - null) if perfect != null else 0.0
+
+
+def evaluate_labelled(seeds: list[int] | tuple[int, ...] = (1, 2, 3)) -> dict[str, Any]:
+    """Window-scored detector and windowed-Gaussian baseline on generated labelled series.
+
+    Returns:
+        Per detector the normalised NAB score (standard profile) over all series, hits,
+        windows and false positives, per-series scores, and the detector's updates per
+        second.
+    """
+    per_series: list[dict[str, Any]] = []
+    totals = {
+        name: {"raw": 0.0, "hits": 0, "windows": 0, "false": 0}
+        for name in ("detector", "windowed_gaussian")
+    }
+    updates, seconds = 0, 0.0
+    for seed in seeds:
+        for series in generate_labelled_series(seed):
+            detector = VolumeAnomalyDetector(
+                bucket=series.bucket, warmup=int(PROBATION * len(series.values))
+            )
+            began = time.perf_counter()
+            ours = run_labelled(series, detector)
+            seconds += time.perf_counter() - began
+            updates += len(series.values)
+            row: dict[str, Any] = {"seed": seed, "series": series.name}
+            for name, found in (
+                ("detector", ours),
+                ("windowed_gaussian", windowed_gaussian(series.values)),
+            ):
+                result = nab_score(found, series)
+                for key in totals[name]:
+                    totals[name][key] += result[key]
+                row[name] = round(_normalised(result["raw"], result["windows"]), 1)
+            per_series.append(row)
+    summary = {
+        name: {
+            "score": round(_normalised(total["raw"], int(total["windows"])), 1),
+            "hits": int(total["hits"]),
+            "windows": int(total["windows"]),
+            "false_positives": int(total["false"]),
+        }
+        for name, total in totals.items()
+    }
+    return {
+        "profile": "standard",
+        "seeds": list(seeds),
+        "summary": summary,
+        "series": per_series,
+        "updates_per_second": round(updates / seconds) if seconds > 0 else None,
+    }
+
+
+def render_labelled_table(results: dict[str, Any]) -> Table:
+    """Rich table: NAB-style scores of the detector and the windowed-Gaussian baseline."""
+    table = Table(title="Labelled generated series, window scoring (NAB standard profile, 0–100)")
+    for column in ("detector", "score", "windows found", "false positives"):
+        table.add_column(column, justify="left" if column == "detector" else "right")
+    for name, row in results["summary"].items():
+        table.add_row(
+            name,
+            f"{row['score']:.1f}",
+            f"{row['hits']}/{row['windows']}",
+            str(row["false_positives"]),
+        )
+    table.caption = f"{results['updates_per_second']:,} detector updates/s"
+    return table
+
+
 def main(argv: list[str] | None = None) -> None:
     """Command: evaluate one or more seeds, print the table and the JSON results."""
     from rich.console import Console
@@ -466,6 +730,9 @@ def main(argv: list[str] | None = None) -> None:
         "--breach-share", type=float, default=0.4, help="share of incidents that are breach ones"
     )
     parser.add_argument("--json", action="store_true", help="also print the JSON results")
+    parser.add_argument(
+        "--no-labelled", action="store_true", help="skip the labelled-series evaluation"
+    )
     args = parser.parse_args(argv)
     results = [
         evaluate_anomalies(
@@ -475,8 +742,12 @@ def main(argv: list[str] | None = None) -> None:
     ]
     console = Console(width=max(Console().width, 150))
     console.print(render_table(results))
+    labelled = None if args.no_labelled else evaluate_labelled(args.seeds)
+    if labelled is not None:
+        console.print(render_labelled_table(labelled))
     if args.json:
-        console.print(json.dumps(results, indent=2))
+        # Plain print: rich would wrap long lines and break the JSON for whoever parses it.
+        print(json.dumps({"incidents": results, "labelled": labelled}, indent=2))
 
 
 if __name__ == "__main__":

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import numpy as np
 from rich.console import Console
 
 from triage.evaluate_anomaly import evaluate_anomalies, render_table
@@ -49,3 +50,31 @@ def test_volume_floods_at_the_usual_breach_share_raise_no_breach_rate_alert() ->
     results = evaluate_anomalies(seed=3, weeks=5, incidents=6, breach_share=0.0)
     assert results["recall_volume"] >= 0.5
     assert results["precision_breach"] is None  # no breach-rate alert at all
+
+
+def test_labelled_series_are_scored_by_windows_beside_the_baseline() -> None:
+    from triage.evaluate_anomaly import (
+        LabelledSeries,
+        evaluate_labelled,
+        generate_labelled_series,
+        nab_score,
+        render_labelled_table,
+    )
+
+    series = generate_labelled_series(5, length=1200)
+    assert {s.name.split("_")[0] for s in series} >= {"spikes", "drop", "level", "variance"}
+    assert all(len(s.windows) == len(s.anomalies) >= 1 for s in series)
+    probe = LabelledSeries(
+        "p", series[0].start, series[0].bucket, np.zeros(1000), [500], [(450, 550)]
+    )
+    early, late = nab_score([455], probe), nab_score([545], probe)
+    assert early["raw"] > late["raw"] > 0 > nab_score([], probe)["raw"]
+    assert nab_score([455, 800], probe)["raw"] < early["raw"]  # a false alarm costs
+    result = evaluate_labelled([5])
+    summary = result["summary"]
+    assert set(summary) == {"detector", "windowed_gaussian"}
+    assert summary["detector"]["windows"] == sum(
+        len(s.windows) for s in generate_labelled_series(5)
+    )
+    assert summary["detector"]["score"] > summary["windowed_gaussian"]["score"]
+    Console(width=120, record=True).print(render_labelled_table(result))
