@@ -472,7 +472,7 @@ class HourlyForecaster:
         # Day-level surprise of every whole day against its expectation (AR(1) over days).
         complete = np.flatnonzero(days.complete)
         log_ratio = np.array(
-            [np.log1p(totals[d]) - np.log1p(expected_day(d).sum()) for d in complete]
+            [np.log1p(totals[d]) - np.log1p(expected_day(int(d)).sum()) for d in complete]
         )
         rho = _lag_one(log_ratio) if self.day_correction else 0.0
         last_ratio = float(log_ratio[-1]) if len(log_ratio) else 0.0

@@ -682,7 +682,7 @@ def evaluate_labelled(seeds: list[int] | tuple[int, ...] = (1, 2, 3)) -> dict[st
                 result = nab_score(found, series)
                 for key in totals[name]:
                     totals[name][key] += result[key]
-                row[name] = round(_normalised(result["raw"], result["windows"]), 1)
+                row[name] = round(_normalised(result["raw"], int(result["windows"])), 1)
             per_series.append(row)
     summary = {
         name: {
