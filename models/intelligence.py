@@ -1,11 +1,21 @@
-"""The shared text models of triage: category, intent, learned priority, duplicates, KB.
+"""The text intelligence of triage: category, intent, learned priority, KB suggestions.
 
-One :class:`TextIntelligence` holds every model that learns from the whole helpdesk (so
-the dataflow keeps it under a single key). For each ticket change it predicts before it
-learns (prequential): a human label on the ticket (set at creation or corrected later)
-is first scored against what the model would have said, then learned. A prediction is
-applied only above the model's confidence threshold; below it the label is recorded as a
-suggestion and the keyword or rule result stays.
+Split in two so that predictions spread over every worker while learning stays ordered:
+
+* :class:`TextModels` is the learned, shared part: the category, intent, multi-label and
+  priority classifiers, the KB index with the feedback agents give it, and the reply
+  drafter. One copy learns (the dataflow's ``learn_text`` step, under a single key: human
+  labels are far fewer than predictions) and publishes versions; every worker predicts
+  with the newest version it has (:class:`ModelStore`).
+* :class:`TicketText` is what is kept per open ticket (keyed by ticket id): its sticky
+  queue, what was derived from its text, the suggested articles, and comments that
+  arrived before the ticket itself.
+
+For each ticket change the models predict before they learn (prequential): a human label
+(set at creation or corrected later) leaves :func:`classify_ticket` as a
+:class:`LabelExample`, which the learner first scores against what it would have said,
+then learns. A prediction is applied only above the model's confidence threshold; below
+it the label is recorded as a suggestion and the keyword or rule result stays.
 
 Queues are decided once per open ticket and kept (sticky) until it is solved, closed or
 deleted, so a later relabel does not leave its load counted in two queues.
@@ -14,9 +24,10 @@ deleted, so a later relabel does not leave its load counted in two queues.
 from __future__ import annotations
 
 import re
-from collections import OrderedDict
-from dataclasses import dataclass, replace
-from datetime import datetime
+import threading
+from dataclasses import dataclass, field, replace
+from datetime import UTC, datetime
+from typing import Protocol
 
 from models.duplicates import DuplicateDetector
 from models.events import ChangeEvent
@@ -34,6 +45,9 @@ from models.text_classifier import (
 # An agent comment that links an article (".../kb/42" or "KB-42") attaches it.
 _KB_REF = re.compile(r"(?:/kb/|\bKB-)(\d+)\b", re.IGNORECASE)
 
+MAX_EARLY_COMMENTS = 100
+"""Comments kept per ticket while the ticket itself has not arrived (oldest dropped)."""
+
 
 @dataclass(frozen=True)
 class ModelMetric:
@@ -48,16 +62,30 @@ class ModelMetric:
     drift_detected: int
 
 
-@dataclass
-class _Memory:
-    """What is kept per open ticket: its sticky queue, labels and suggestions."""
+@dataclass(frozen=True)
+class LabelExample:
+    """Human labels on a ticket's text, for the shared models to score and then learn.
 
-    queue: str
-    category: str
-    intent: str | None
-    suggested: tuple[int, ...]
+    ``priority_text`` is the text with the structured pseudo-words the priority model
+    reads (tier, channel, sentiment, intent); ``None`` when no priority is to be learned.
+    """
+
+    ticket_id: int
+    text: str
+    category: str | None = None
+    intent: str | None = None
+    priority: str | None = None
+    priority_text: str | None = None
+
+
+@dataclass(frozen=True)
+class KbFeedback:
+    """Which of the articles suggested for a ticket an agent linked in a reply."""
+
+    ticket_id: int
     kb_key: str
-    insights: dict[str, object]
+    suggested: tuple[int, ...]
+    linked: frozenset[int]
 
 
 def _meta_tokens(et: EnrichedTicket) -> str:
@@ -69,35 +97,35 @@ def _meta_tokens(et: EnrichedTicket) -> str:
     )
 
 
-class TextIntelligence:
-    """Category, intent and priority models, duplicate detection and KB suggestions.
+class TextModels:
+    """The learned text models every worker predicts with; one copy learns.
 
     Args:
-        policy: category → queue mapping.
         apply_threshold: confidence at which a model's label is applied automatically.
         min_examples: human labels a model must have learned before it may auto-apply.
         n_features: hashed feature space of each text model (memory: labels × features).
-        max_open_tickets: bound of the per-ticket memory (oldest dropped first).
+        metric_every: a :class:`ModelMetric` every this many labels per model.
         seed: seed of every model.
 
+    ``version`` counts the changes learned so far (labels, articles, feedback), so a
+    worker can tell whether a published copy is newer than its own.
+
     Example:
-        >>> ti = TextIntelligence(RoutingPolicy(), n_features=2**14)
-        >>> ti.version_of("intent").startswith("intent")
-        True
+        >>> models = TextModels(n_features=2**12, min_examples=1)
+        >>> _ = models.learn(LabelExample(1, "refund my invoice", category="billing"))
+        >>> models.version, models.category.predict_one("invoice refund").label
+        (1, 'billing')
     """
 
     def __init__(
         self,
-        policy: RoutingPolicy,
         *,
         apply_threshold: float = 0.7,
         min_examples: int = 30,
         n_features: int = 2**16,
-        max_open_tickets: int = 200_000,
         metric_every: int = 100,
         seed: int = 0,
     ) -> None:
-        self.policy = policy
         self.category = OnlineTextClassifier(
             None,
             n_features=n_features,
@@ -127,28 +155,38 @@ class TextIntelligence:
         self.categories = MultiLabelTextClassifier(
             [], n_features=n_features, seed=seed, threshold=0.35, name="categories-arow"
         )
-        self.duplicates = DuplicateDetector()
         self.kb = KbIndex()
         self.responses = ResponseSuggester()
-        self.memory: OrderedDict[int, _Memory] = OrderedDict()
-        # Comments that arrived before their ticket (they travel a shorter path through
-        # the dataflow); released right after the ticket. Bounded, oldest dropped first.
-        self.early_comments: OrderedDict[int, list[TicketComment]] = OrderedDict()
-        self.max_early_comments = 10_000
-        self.dropped_comments = 0
-        self.max_open_tickets = max_open_tickets
         self.metric_every = metric_every
+        self.version = 0
         self._learned: dict[str, int] = {}
 
     def version_of(self, model: str) -> str:
         return str(getattr(self, model).version)
 
-    # -- knowledge base ----------------------------------------------------------------
+    # -- learning (one copy, in stream order) -------------------------------------------
+
+    def learn(self, example: LabelExample) -> list[ModelMetric]:
+        """Score, then learn, the human labels of one ticket change."""
+        metrics: list[ModelMetric] = []
+        if example.category:
+            self.category.learn_one(example.text, example.category)
+            self.categories.learn_one(example.text, {example.category})
+            metrics += self._metric("category")
+        if example.intent:
+            self.intent.learn_one(example.text, example.intent)
+            metrics += self._metric("intent")
+        if example.priority in PRIORITIES and example.priority_text is not None:
+            self.priority.learn_one(example.priority_text, example.priority)
+            metrics += self._metric("priority")
+        self.version += 1
+        return metrics
 
     def on_kb_article(self, event: ChangeEvent) -> None:
         """Keep the KB index current with ``kb_articles`` changes."""
         row = event.row or {}
         article_id = int(event.key.get("id", row.get("id", 0)))
+        self.version += 1
         if event.op == "d" or event.after is None:
             self.kb.remove(article_id)
             return
@@ -162,93 +200,16 @@ class TextIntelligence:
             published=bool(after.get("published", True)),
         )
 
-    def on_comment(self, comment: TicketComment, body: str) -> list[tuple[str, TicketComment]]:
-        """Route a comment to its ticket's queue (for SLA clocks); learn KB feedback."""
-        if comment.author == "agent":
-            self.on_agent_comment(comment.ticket_id, body)
-        memory = self.memory.get(comment.ticket_id)
-        if memory is not None and memory.queue:
-            return [(memory.queue, comment)]
-        self.early_comments.setdefault(comment.ticket_id, []).append(comment)
-        while len(self.early_comments) > self.max_early_comments:
-            _, dropped = self.early_comments.popitem(last=False)
-            self.dropped_comments += len(dropped)
-        return []
-
-    def release_comments(self, ticket_id: int, queue: str) -> list[tuple[str, TicketComment]]:
-        """Comments that waited for this ticket, now that its queue is known."""
-        return [(queue, c) for c in self.early_comments.pop(ticket_id, [])]
-
-    def on_agent_comment(self, ticket_id: int, body: str) -> None:
+    def record_feedback(self, feedback: KbFeedback) -> None:
         """Learn which suggested articles agents attach (linked in a reply) or ignore."""
-        memory = self.memory.get(ticket_id)
-        if memory is None or not memory.suggested:
-            return
-        linked = {int(m) for m in _KB_REF.findall(body or "")}
-        if not linked:
-            return
-        for article_id in memory.suggested:
-            self.kb.record_feedback(memory.kb_key, article_id, article_id in linked)
-        memory.suggested = ()  # judge each ticket's suggestions once
+        for article_id in feedback.suggested:
+            self.kb.record_feedback(feedback.kb_key, article_id, article_id in feedback.linked)
+        self.version += 1
 
-    # -- tickets -----------------------------------------------------------------------
+    # -- prediction (any worker) ---------------------------------------------------------
 
-    def on_ticket(
-        self, et: EnrichedTicket, event: ChangeEvent
-    ) -> tuple[EnrichedTicket, list[ModelMetric]]:
-        """Predict (for new or re-worded tickets), learn from human labels, fix the queue."""
-        ticket = et.ticket
-        before = event.before or {}
-        text = f"{ticket.subject}\n{ticket.description}"
-        metrics: list[ModelMetric] = []
-        is_new = event.op in ("c", "r") or ticket.id not in self.memory
-        reworded = event.op == "u" and (
-            before.get("subject") not in (None, ticket.subject)
-            or before.get("description") not in (None, ticket.description)
-        )
-        analyse = is_new or reworded
-
-        updates: dict[str, object] = {}
-        if analyse:
-            updates.update(self._classify(et, text))
-        else:
-            # Same text: keep what was derived when it was first seen.
-            updates.update(self.memory[ticket.id].insights)
-        # Labels a human set on the ticket always win over what the models derived.
-        if ticket.category:
-            updates.update(category=ticket.category, category_source="ticket",
-                           category_confidence=1.0, category_suggestion=None)  # fmt: skip
-        if ticket.intent:
-            updates.update(intent=ticket.intent, intent_source="ticket", intent_confidence=1.0)
-        if ticket.priority:
-            updates.pop("priority", None)
-            updates.pop("priority_reasons", None)
-
-        # Human labels: set at creation, or changed by an agent later.
-        human_category = ticket.category and (is_new or before.get("category") != ticket.category)
-        if human_category and ticket.category:
-            self.category.learn_one(text, ticket.category)
-            self.categories.learn_one(text, {ticket.category})
-            metrics += self._metric("category")
-        human_intent = ticket.intent and (is_new or before.get("intent") != ticket.intent)
-        if human_intent and ticket.intent:
-            self.intent.learn_one(text, ticket.intent)
-            metrics += self._metric("intent")
-        human_priority = ticket.priority and (is_new or before.get("priority") != ticket.priority)
-        if human_priority and ticket.priority in PRIORITIES:
-            self.priority.learn_one(text + _meta_tokens(replace(et, **updates)), ticket.priority)  # type: ignore[arg-type]
-            metrics += self._metric("priority")
-
-        category = str(updates.get("category", et.category))
-        updates["queue"] = self._sticky_queue(ticket.id, category, event, ticket.is_open)
-        updates["model_versions"] = (
-            ("category", self.category.version),
-            ("intent", self.intent.version),
-            ("priority", self.priority.version),
-        )
-        return replace(et, **updates), metrics  # type: ignore[arg-type]
-
-    def _classify(self, et: EnrichedTicket, text: str) -> dict[str, object]:
+    def predict(self, et: EnrichedTicket, text: str) -> dict[str, object]:
+        """Category, categories, intent, learned priority, KB articles and a draft reply."""
         ticket = et.ticket
         out: dict[str, object] = {}
         # Category: a human label wins; a confident model applies; else keep keywords.
@@ -264,7 +225,6 @@ class TextIntelligence:
                 out.update(category_suggestion=pred.label)
         if self.categories.n_seen > 0:
             out["categories"] = tuple(sorted(self.categories.labels_above(text)))
-        # Intent.
         if ticket.intent:
             out.update(intent=ticket.intent, intent_source="ticket", intent_confidence=1.0)
         else:
@@ -272,7 +232,6 @@ class TextIntelligence:
             source = "model" if pred.auto_apply else "suggestion"
             out.update(intent=pred.label, intent_source=source,
                        intent_confidence=round(pred.confidence, 4))  # fmt: skip
-        # Learned priority, once agents have taught it, unless a human set one.
         # Until agents have taught it enough to auto-apply, the model is not consulted.
         if not ticket.priority and self.priority.metrics.n_seen >= self.priority.min_examples:
             meta = replace(et, **out)  # type: ignore[arg-type]
@@ -281,13 +240,6 @@ class TextIntelligence:
                 reasons = (*et.priority_reasons, f"learned from agents: {pred.label} "
                            f"({pred.confidence:.2f})")  # fmt: skip
                 out.update(priority=pred.label, priority_reasons=reasons)
-        # Duplicates among the same customer's or organisation's recent tickets.
-        matches = self.duplicates.check_and_add(
-            ticket.id, text, customer_id=ticket.customer_id, organization=et.organization,
-            at=et.committed_at,
-        )  # fmt: skip
-        out["duplicates"] = tuple((m.ticket_id, round(m.similarity, 3)) for m in matches)
-        # KB suggestions and a draft reply.
         category = str(out.get("category", et.category))
         intent = str(out.get("intent") or "other")
         kb_key = f"{category}:{intent}"
@@ -299,38 +251,9 @@ class TextIntelligence:
             subject=ticket.subject,
         )  # fmt: skip
         out["response_suggestion"] = draft.text
-        self._remember(ticket.id, category, out.get("intent"), articles, kb_key, out)  # type: ignore[arg-type]
+        out["_kb_key"] = kb_key
+        out["_suggested"] = tuple(a.article_id for a in articles)
         return out
-
-    def _remember(
-        self,
-        ticket_id: int,
-        category: str,
-        intent: str | None,
-        articles: list[KbSuggestion],
-        kb_key: str,
-        insights: dict[str, object],
-    ) -> None:
-        previous = self.memory.get(ticket_id)
-        queue = previous.queue if previous else ""
-        self.memory[ticket_id] = _Memory(
-            queue, category, intent, tuple(a.article_id for a in articles), kb_key, dict(insights)
-        )
-        self.memory.move_to_end(ticket_id)
-        while len(self.memory) > self.max_open_tickets:
-            self.memory.popitem(last=False)
-
-    def _sticky_queue(
-        self, ticket_id: int, category: str, event: ChangeEvent, is_open: bool
-    ) -> str:
-        mem = self.memory.get(ticket_id)
-        queue = (mem.queue if mem and mem.queue else "") or self.policy.queue_for(category)
-        if event.op == "d" or not is_open:
-            # Leaving triage: forget it (its duplicate entry stays for the window).
-            self.memory.pop(ticket_id, None)
-        elif mem is not None:
-            mem.queue = queue
-        return queue
 
     def _metric(self, model: str) -> list[ModelMetric]:
         count = self._learned.get(model, 0) + 1
@@ -339,8 +262,6 @@ class TextIntelligence:
             return []
         clf: OnlineTextClassifier = getattr(self, model)
         m = clf.metrics
-        from datetime import UTC
-
         return [
             ModelMetric(
                 model=model,
@@ -352,3 +273,193 @@ class TextIntelligence:
                 drift_detected=m.drift_detected_count,
             )
         ]
+
+
+class ModelStore(Protocol):
+    """Where the learning copy publishes :class:`TextModels` and predictors read them."""
+
+    def publish(self, models: TextModels) -> None: ...
+
+    def latest(self, have: int) -> TextModels | None:
+        """A copy newer than version ``have``, or ``None`` when there is none."""
+        ...
+
+
+class LocalModelStore:
+    """Models shared by reference between the workers of one process.
+
+    The learner's own object is published, so predictions in this process always use
+    the newest model (no copy, no lag). Across processes use a shared store (Redis).
+    """
+
+    def __init__(self) -> None:
+        self._models: TextModels | None = None
+        self._lock = threading.Lock()
+
+    def publish(self, models: TextModels) -> None:
+        with self._lock:
+            self._models = models
+
+    def latest(self, have: int) -> TextModels | None:
+        models = self._models
+        if models is None or (models.version <= have and have >= 0):
+            return None
+        return models
+
+
+@dataclass
+class TicketText:
+    """What is kept per open ticket: its sticky queue, labels and suggestions.
+
+    Also holds the ticket's comments that arrived before the ticket itself (they travel
+    a shorter path through the dataflow), released with it.
+    """
+
+    queue: str = ""
+    category: str = ""
+    intent: str | None = None
+    suggested: tuple[int, ...] = ()
+    kb_key: str = ""
+    insights: dict[str, object] | None = None
+    early_comments: list[TicketComment] = field(default_factory=list)
+    dropped_comments: int = 0
+
+    @property
+    def seen(self) -> bool:
+        return self.insights is not None
+
+    def is_empty(self) -> bool:
+        return not self.seen and not self.early_comments
+
+
+@dataclass(frozen=True)
+class Classified:
+    """What :func:`classify_ticket` gives: the final ticket and what the learner needs."""
+
+    ticket: EnrichedTicket
+    example: LabelExample | None
+    comments: tuple[TicketComment, ...]
+
+
+def classify_ticket(
+    state: TicketText | None,
+    models: TextModels,
+    policy: RoutingPolicy,
+    et: EnrichedTicket,
+    event: ChangeEvent,
+) -> tuple[TicketText | None, Classified]:
+    """Predict (for new or re-worded tickets), collect human labels, fix the queue."""
+    state = state or TicketText()
+    ticket = et.ticket
+    before = event.before or {}
+    text = f"{ticket.subject}\n{ticket.description}"
+    is_new = event.op in ("c", "r") or not state.seen
+    reworded = event.op == "u" and (
+        before.get("subject") not in (None, ticket.subject)
+        or before.get("description") not in (None, ticket.description)
+    )
+    updates: dict[str, object] = {}
+    if is_new or reworded or state.insights is None:
+        updates.update(models.predict(et, text))
+        updates["duplicates"] = et.duplicates
+        state.suggested = tuple(updates.pop("_suggested"))  # type: ignore[arg-type]
+        state.kb_key = str(updates.pop("_kb_key"))
+        state.category = str(updates.get("category", et.category))
+        state.intent = updates.get("intent")  # type: ignore[assignment]
+        state.insights = dict(updates)
+    else:
+        # Same text: keep what was derived when it was first seen.
+        updates.update(state.insights)
+    # Labels a human set on the ticket always win over what the models derived.
+    if ticket.category:
+        updates.update(category=ticket.category, category_source="ticket",
+                       category_confidence=1.0, category_suggestion=None)  # fmt: skip
+    if ticket.intent:
+        updates.update(intent=ticket.intent, intent_source="ticket", intent_confidence=1.0)
+    if ticket.priority:
+        updates.pop("priority", None)
+        updates.pop("priority_reasons", None)
+
+    # Human labels: set at creation, or changed by an agent later.
+    label_category = ticket.category if ticket.category and (
+        is_new or before.get("category") != ticket.category) else None  # fmt: skip
+    label_intent = ticket.intent if ticket.intent and (
+        is_new or before.get("intent") != ticket.intent) else None  # fmt: skip
+    label_priority = ticket.priority if ticket.priority in PRIORITIES and (
+        is_new or before.get("priority") != ticket.priority) else None  # fmt: skip
+    example = None
+    if label_category or label_intent or label_priority:
+        priority_text = (
+            text + _meta_tokens(replace(et, **updates))  # type: ignore[arg-type]
+            if label_priority
+            else None
+        )
+        example = LabelExample(
+            ticket.id, text, label_category, label_intent, label_priority, priority_text
+        )
+
+    category = str(updates.get("category", et.category))
+    queue = state.queue or policy.queue_for(category)
+    updates["queue"] = queue
+    updates["model_versions"] = (
+        ("category", models.category.version),
+        ("intent", models.intent.version),
+        ("priority", models.priority.version),
+    )
+    final = replace(et, **updates)  # type: ignore[arg-type]
+    released = tuple(state.early_comments)
+    state.early_comments = []
+    if event.op == "d" or not ticket.is_open:
+        # Leaving triage: forget it (its duplicate entry stays for the window).
+        return None, Classified(final, example, released)
+    state.queue = queue
+    return state, Classified(final, example, released)
+
+
+def on_ticket_comment(
+    state: TicketText | None, comment: TicketComment, body: str
+) -> tuple[TicketText | None, str | None, KbFeedback | None]:
+    """A comment on a ticket: its queue (for SLA clocks), or held until the ticket comes.
+
+    Returns the new state, the queue to send the comment to (``None`` while held) and the
+    KB feedback an agent's reply gives (articles linked among those suggested).
+    """
+    state = state or TicketText()
+    feedback = None
+    if comment.author == "agent" and state.suggested:
+        linked = frozenset(int(m) for m in _KB_REF.findall(body or ""))
+        if linked:
+            feedback = KbFeedback(comment.ticket_id, state.kb_key, state.suggested, linked)
+            state.suggested = ()  # judge each ticket's suggestions once
+    if state.queue:
+        return state, state.queue, feedback
+    state.early_comments.append(comment)
+    if len(state.early_comments) > MAX_EARLY_COMMENTS:
+        state.early_comments.pop(0)
+        state.dropped_comments += 1
+    return state, None, feedback
+
+
+def find_duplicates(
+    detector: DuplicateDetector | None, et: EnrichedTicket, event: ChangeEvent
+) -> tuple[DuplicateDetector | None, EnrichedTicket]:
+    """Near-duplicates among the recent tickets of the same customer or organisation.
+
+    Kept per organisation (else per customer), so the dataflow keys it that way. A ticket
+    is checked when it is new, re-worded, or not yet in the index; other changes keep what
+    was found then (the ticket's text state remembers it).
+    """
+    detector = detector or DuplicateDetector()
+    ticket = et.ticket
+    before = event.before or {}
+    reworded = event.op == "u" and (
+        before.get("subject") not in (None, ticket.subject)
+        or before.get("description") not in (None, ticket.description)
+    )
+    if event.op in ("c", "r") or reworded or ticket.id not in detector:
+        matches = detector.check_and_add(
+            ticket.id, f"{ticket.subject}\n{ticket.description}",
+            customer_id=ticket.customer_id, organization=et.organization, at=et.committed_at,
+        )  # fmt: skip
+        et = replace(et, duplicates=tuple((m.ticket_id, round(m.similarity, 3)) for m in matches))
+    return (detector if len(detector) else None), et

@@ -1,43 +1,56 @@
-"""The triage dataflow: decode CDC → enrich tickets → route → analytics and live stores.
+"""The triage dataflow: decode CDC → enrich → classify → route → metrics → stores.
 
 Wiring only: every rule lives in ``models/``; sources and sinks are passed in (or built
-from settings by the caller), so the same flow runs on the embedded reader and on Kafka.
+from settings by the caller), so the same flow runs on the embedded reader and on Kafka,
+in one worker or in a cluster of processes.
 
-Step graph::
+Step graph (each keyed step names its key; every key spreads over workers except where
+noted)::
 
-    read_cdc → decode_cdc → dispatch_entities
-      tickets, customers ─→ enrich_ticket   (keyed by customer: profile, language, sentiment,
-                                              keyword category, rule priority)
-      → classify_ticket   (one key: learned category/intent/priority, duplicates, KB,
-      kb_articles, comments ─┘                drafts; fixes the sticky queue)
-      → route_ticket      (keyed by queue: SLA clocks, routing, breach risk; agents join here)
-    tickets + decisions + SLA events + risks + model metrics + dead letters → write_analytics
-    decisions + SLA events + risks → write_live
-    anomaly alerts + SLA breaches → publish_alerts   (optional, e.g. Kafka triage.alerts)
-    tickets + KB article changes → write_search      (optional: Elasticsearch or PostgreSQL FTS)
+    read_cdc → decode_cdc → split_tables
+      customers, tickets → enrich_ticket    (by customer: profile, language, sentiment,
+                                             keyword category, rule priority)
+                         → find_duplicates  (by organisation, else customer: MinHash)
+      ticket_events      ─┐
+                         → classify_ticket  (by ticket: learned category/intent/priority,
+                                             KB suggestions, draft, sticky queue; predicts
+                                             with the newest published TextModels)
+      kb_articles, labels, KB feedback
+                         → learn_text       (one key: the learning copy of TextModels;
+                                             publishes versions to the model store)
+      agents             ─┐
+                         → route_ticket     (by queue: SLA clocks, routing, breach risk)
+                         → compute_live_metrics (one key: minute windows, anomalies)
+    → write_live (Redis), write_analytics (PostgreSQL), write_search, write_warehouse
+      (buffered by ticket shard), publish_alerts; errors of every step → dead letters
 """
 
 from __future__ import annotations
 
 import json
 import logging
+import pickle
+import time
+import zlib
 from collections import Counter
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
-from datetime import UTC, datetime
-from typing import Any, cast
+from datetime import UTC, datetime, timedelta
+from typing import Any, Generic, TypeVar
 
 import bytewax.operators as op
 from bytewax.dataflow import Dataflow, Stream
 from bytewax.inputs import Source
+from bytewax.operators import StatefulLogic
 from bytewax.outputs import Sink
 
 from connectors.debezium import DecodeError, decode_change_event
 from models.affinity import AffinityModel, LearnedRanker, RoundRobinRanker
 from models.anomaly import AnomalyAlert
 from models.burnout import WorkloadScore
+from models.duplicates import DuplicateDetector
 from models.enrichment import CustomerContext, TicketEnricher
-from models.events import ChangeEvent, DeadLetter, RawChange
+from models.events import ChangeEvent, DeadLetter, RawChange, SourcePosition
 from models.helpdesk import (
     Agent,
     Customer,
@@ -46,7 +59,18 @@ from models.helpdesk import (
     RowError,
     parse_timestamp,
 )
-from models.intelligence import ModelMetric, TextIntelligence
+from models.intelligence import (
+    KbFeedback,
+    LabelExample,
+    LocalModelStore,
+    ModelMetric,
+    ModelStore,
+    TextModels,
+    TicketText,
+    classify_ticket,
+    find_duplicates,
+    on_ticket_comment,
+)
 from models.kb import KbArticle
 from models.language import LanguageDetector
 from models.live_metrics import LiveMetrics, LiveOutput
@@ -58,11 +82,13 @@ from pipelines.state import stateful_flat_map, timed_stateful_flat_map
 
 log = logging.getLogger(__name__)
 
-REFERENCE_TABLES = frozenset({"customers", "agents"})
 KNOWN_TABLES = frozenset({"customers", "agents", "tickets", "ticket_events", "kb_articles"})
 
 # Process-local counters, reported by the CLI and benchmark (events seen per outcome).
 FLOW_COUNTERS: Counter[str] = Counter()
+
+T = TypeVar("T")
+U = TypeVar("U")
 
 
 @dataclass(frozen=True)
@@ -82,11 +108,25 @@ class AgentRemoval:
     version: int
 
 
+@dataclass(frozen=True)
+class CommentIn:
+    """A ticket comment on its way to its ticket's text state (body kept for KB links)."""
+
+    comment: TicketComment
+    body: str
+    event: ChangeEvent
+
+
 RoutingInput = AgentUpsert | AgentRemoval
 QueueInput = EnrichedTicket | TicketComment | AgentUpsert | AgentRemoval
+TicketChange = tuple[EnrichedTicket, ChangeEvent]
+LearnInput = LabelExample | KbFeedback | ChangeEvent
 
 InputFactory = Callable[[Dataflow], tuple[Stream[RawChange], Stream[DeadLetter]]]
 """Adds an input to a flow and returns its records and its own errors (e.g. Kafka's)."""
+
+
+# -- dead letters ------------------------------------------------------------------------
 
 
 def _json_or_none(data: Any) -> str | None:
@@ -119,6 +159,87 @@ def dead_letter_from_event(event: ChangeEvent, stage: str, reason: str) -> DeadL
     )
 
 
+def _origin(item: Any) -> ChangeEvent | None:
+    """The change event an in-flow item came from, when it carries one."""
+    if isinstance(item, ChangeEvent):
+        return item
+    if isinstance(item, CommentIn):
+        return item.event
+    if isinstance(item, tuple) and len(item) == 2 and isinstance(item[1], ChangeEvent):
+        return item[1]
+    return None
+
+
+def dead_letter_from_item(item: Any, stage: str, reason: str) -> DeadLetter:
+    """A dead letter for whatever a step failed on, with its change event when known."""
+    FLOW_COUNTERS["dead_letters"] += 1
+    event = _origin(item)
+    if event is not None:
+        return dead_letter_from_event(event, stage, reason)
+    if isinstance(item, RawChange):
+        return dead_letter_from_raw(item, stage, reason)
+    version = getattr(item, "version", None)
+    return DeadLetter(
+        stage=stage,
+        reason=reason,
+        topic=f"internal:{type(item).__name__}",
+        key=str(getattr(item, "ticket_id", "")) or None,
+        payload=repr(item)[:20_000],
+        position=SourcePosition(lsn=version if isinstance(version, int) else None),
+        failed_at=datetime.now(UTC),
+    )
+
+
+_DATA_ERRORS = (RowError, KeyError, TypeError, ValueError, OverflowError, ArithmeticError)
+
+
+def _reason(exc: BaseException) -> str:
+    if isinstance(exc, RowError | KeyError | TypeError | ValueError):
+        return f"bad row: {exc}"
+    return f"unexpected {type(exc).__name__}: {exc}"
+
+
+def guarded_state(
+    stage: str, mapper: Callable[[T | None, Any], tuple[T | None, Iterable[Any]]]
+) -> Callable[[T | None, Any], tuple[T | None, list[Any]]]:
+    """Make a keyed mapper total: an exception becomes a dead letter, the state is kept.
+
+    A data error (a malformed row) is expected and logged at INFO; anything else is a bug
+    met on real data, logged with its traceback, and still does not stop the flow: the
+    event is kept in the dead letters for a replay after the fix.
+    """
+
+    def total(state: T | None, item: Any) -> tuple[T | None, list[Any]]:
+        try:
+            new, out = mapper(state, item)
+            return new, list(out)
+        except Exception as exc:
+            if isinstance(exc, _DATA_ERRORS):
+                log.info("%s: dead letter: %s", stage, exc)
+            else:
+                log.exception("%s failed on %s", stage, type(item).__name__)
+            return state, [dead_letter_from_item(item, stage, _reason(exc))]
+
+    return total
+
+
+def guarded(stage: str, fn: Callable[[Any], Iterable[Any]]) -> Callable[[Any], list[Any]]:
+    """Make a stateless flat-mapper total (see :func:`guarded_state`)."""
+
+    def total(item: Any) -> list[Any]:
+        try:
+            return list(fn(item))
+        except Exception as exc:
+            if not isinstance(exc, _DATA_ERRORS):
+                log.exception("%s failed on %s", stage, type(item).__name__)
+            return [dead_letter_from_item(item, stage, _reason(exc))]
+
+    return total
+
+
+# -- steps -------------------------------------------------------------------------------
+
+
 def decode(raw: RawChange) -> ChangeEvent | DeadLetter | None:
     """Decode one record; malformed ones become dead letters, tombstones are skipped."""
     try:
@@ -134,38 +255,9 @@ def decode(raw: RawChange) -> ChangeEvent | DeadLetter | None:
         FLOW_COUNTERS["tombstones"] += 1
         return None
     FLOW_COUNTERS["events"] += 1
-    return event
-
-
-def dispatch_entities(event: ChangeEvent) -> Iterable[tuple[str, Any]]:
-    """Key each change for the step that owns it.
-
-    Returns ``("c:<customer id>", event)`` for customer and ticket changes (enrichment is
-    keyed by customer), ``("q:<team>", AgentUpsert | AgentRemoval)`` for agent changes,
-    ``("text", (kind, event))`` for KB articles and ticket comments (the shared text
-    models) and ``("dead", DeadLetter)`` for rows that cannot be parsed. Other tables are
-    counted and ignored.
-    """
-    try:
-        if event.table == "tickets":
-            row = event.row or {}
-            return [(f"c:{int(row['customer_id'])}", event)]
-        if event.table == "customers":
-            return [(f"c:{_row_id(event)}", event)]
-        if event.table == "agents":
-            return list(_agent_items(event))
-        if event.table == "kb_articles":
-            return [("text", ("kb", event))]
-        if event.table == "ticket_events":
-            return [("text", ("comment", event))]
-    except (KeyError, TypeError, ValueError, RowError) as exc:
-        FLOW_COUNTERS["dead_letters"] += 1
-        return [("dead", dead_letter_from_event(event, "dispatch_entities", f"bad row: {exc}"))]
     if event.table not in KNOWN_TABLES:
         FLOW_COUNTERS[f"unknown_table:{event.table}"] += 1
-    else:
-        FLOW_COUNTERS[f"unused_table:{event.table}"] += 1
-    return []
+    return event
 
 
 def _row_id(event: ChangeEvent) -> int:
@@ -176,48 +268,38 @@ def _row_id(event: ChangeEvent) -> int:
     return int(value)
 
 
-def _agent_items(event: ChangeEvent) -> Iterable[tuple[str, RoutingInput]]:
+def customer_key(event: ChangeEvent) -> list[tuple[str, ChangeEvent]]:
+    """Tickets and customers keyed by customer id (enrichment state); others dropped."""
+    if event.table == "tickets":
+        return [(str(int((event.row or {})["customer_id"])), event)]
+    if event.table == "customers":
+        return [(str(_row_id(event)), event)]
+    return []
+
+
+def agent_changes(event: ChangeEvent) -> list[tuple[str, RoutingInput]]:
+    """Agent changes keyed by the queue (team) they join or leave."""
+    if event.table != "agents":
+        return []
     before_team = (event.before or {}).get("team")
     if event.op == "d" or event.after is None:
         agent_id = _row_id(event)
-        if before_team:
-            yield f"q:{before_team}", AgentRemoval(agent_id, event.version)
-        return
+        return [(str(before_team), AgentRemoval(agent_id, event.version))] if before_team else []
     agent = Agent.from_row(event.after, version=event.version)
+    out: list[tuple[str, RoutingInput]] = []
     if before_team and before_team != agent.team:
-        yield f"q:{before_team}", AgentRemoval(agent.id, event.version)
-    yield f"q:{agent.team}", AgentUpsert(agent, event.version, event.committed_at)
+        out.append((str(before_team), AgentRemoval(agent.id, event.version)))
+    out.append((agent.team, AgentUpsert(agent, event.version, event.committed_at)))
+    return out
 
 
-def make_enrich_step(enricher: TicketEnricher):
-    """Keyed mapper: customer context in, (enriched ticket, its change) out."""
-
-    def enrich_step(
-        ctx: CustomerContext | None, event: ChangeEvent
-    ) -> tuple[CustomerContext | None, list[tuple[EnrichedTicket, ChangeEvent] | DeadLetter]]:
-        ctx = ctx or CustomerContext()
-        out: list[tuple[EnrichedTicket, ChangeEvent] | DeadLetter] = []
-        try:
-            if event.table == "customers":
-                if event.op == "d" or event.after is None:
-                    ctx.customer = None
-                else:
-                    ctx.customer = Customer.from_row(event.after, version=event.version)
-            else:
-                out.append((enricher.enrich(ctx, event), event))
-                FLOW_COUNTERS["tickets_enriched"] += 1
-        except (RowError, KeyError, TypeError, ValueError) as exc:
-            FLOW_COUNTERS["dead_letters"] += 1
-            out.append(dead_letter_from_event(event, "enrich_ticket", f"bad row: {exc}"))
-        return (None if ctx.is_empty() else ctx), out
-
-    return enrich_step
-
-
-def _comment(event: ChangeEvent) -> tuple[TicketComment, str] | None:
+def ticket_comments(event: ChangeEvent) -> list[tuple[str, CommentIn]]:
+    """New comments (``ticket_events`` of kind comment) keyed by their ticket."""
     row = event.after or {}
-    if event.op not in ("c", "r") or row.get("kind") != "comment":
-        return None
+    if event.table != "ticket_events" or event.op not in ("c", "r"):
+        return []
+    if row.get("kind") != "comment":
+        return []
     author = str(row.get("author_type") or "system")
     comment = TicketComment(
         ticket_id=int(row["ticket_id"]),
@@ -225,47 +307,148 @@ def _comment(event: ChangeEvent) -> tuple[TicketComment, str] | None:
         author=author if author in ("agent", "customer") else "system",  # type: ignore[arg-type]
         public=bool(row.get("public", True)),
     )
-    return comment, str(row.get("body") or "")
+    return [(str(comment.ticket_id), CommentIn(comment, str(row.get("body") or ""), event))]
 
 
-def make_text_step(settings: PipelineSettings, policy: RoutingPolicy):
-    """Mapper of the single-key text step: the shared learned models."""
+def make_enrich_step(enricher: TicketEnricher):
+    """Keyed mapper: customer context in, (enriched ticket, its change) out."""
 
-    def text_step(
-        models: TextIntelligence | None, item: tuple[str, Any]
-    ) -> tuple[TextIntelligence, list[tuple[str, Any]]]:
-        models = models or TextIntelligence(
-            policy,
-            apply_threshold=settings.apply_threshold,
-            min_examples=settings.min_examples,
-            n_features=settings.text_features,
-        )
-        kind, payload = item
-        out: list[tuple[str, Any]] = []
-        try:
-            if kind == "ticket":
-                et, event = payload
-                final, metrics = models.on_ticket(et, event)
-                out.append((f"q:{final.queue}", final))
-                out += [("metric", m) for m in metrics]
-                out += [
-                    (f"q:{q}", c) for q, c in models.release_comments(final.ticket_id, final.queue)
-                ]
-            elif kind == "kb":
-                models.on_kb_article(payload)
-            elif kind == "comment":
-                parsed = _comment(payload)
-                if parsed is not None:
-                    out += [(f"q:{q}", c) for q, c in models.on_comment(*parsed)]
-        except (RowError, KeyError, TypeError, ValueError) as exc:
-            FLOW_COUNTERS["dead_letters"] += 1
-            event = payload[1] if kind == "ticket" else payload
-            out.append(
-                ("dead", dead_letter_from_event(event, "classify_ticket", f"bad row: {exc}"))
-            )
-        return models, out
+    def enrich_step(
+        ctx: CustomerContext | None, event: ChangeEvent
+    ) -> tuple[CustomerContext | None, list[TicketChange]]:
+        ctx = ctx or CustomerContext()
+        out: list[TicketChange] = []
+        if event.table == "customers":
+            if event.op == "d" or event.after is None:
+                ctx.customer = None
+            else:
+                ctx.customer = Customer.from_row(event.after, version=event.version)
+        else:
+            out.append((enricher.enrich(ctx, event), event))
+            FLOW_COUNTERS["tickets_enriched"] += 1
+        return (None if ctx.is_empty() else ctx), out
 
-    return text_step
+    return enrich_step
+
+
+def duplicate_scope(change: TicketChange) -> str:
+    """Duplicates are searched among an organisation's tickets, else a customer's."""
+    et = change[0]
+    return f"org:{et.organization}" if et.organization else f"customer:{et.ticket.customer_id}"
+
+
+def duplicates_step(
+    detector: DuplicateDetector | None, change: TicketChange
+) -> tuple[DuplicateDetector | None, list[TicketChange]]:
+    et, event = change
+    detector, et = find_duplicates(detector, et, event)
+    return detector, [(et, event)]
+
+
+class ModelReplica:
+    """This process's view of the shared :class:`TextModels`: the newest published copy.
+
+    The store is asked at most every ``refresh`` seconds; until anything is published the
+    replica predicts with fresh (untrained) models built by ``factory``.
+    """
+
+    def __init__(
+        self, store: ModelStore, factory: Callable[[], TextModels], refresh: float
+    ) -> None:
+        self.store = store
+        self.factory = factory
+        self.refresh = refresh
+        self.models: TextModels | None = None
+        self._checked = float("-inf")
+
+    def current(self) -> TextModels:
+        now = time.monotonic()
+        if self.models is None or now - self._checked >= self.refresh:
+            self._checked = now
+            have = self.models.version if self.models is not None else -1
+            newer = self.store.latest(have)
+            if newer is not None:
+                self.models = newer
+            elif self.models is None:
+                self.models = self.factory()
+        return self.models
+
+
+def make_classify_step(policy: RoutingPolicy, replica: ModelReplica):
+    """Keyed mapper per ticket: predictions with the shared models, labels for learning."""
+
+    def classify_step(
+        state: TicketText | None, item: TicketChange | CommentIn
+    ) -> tuple[TicketText | None, list[Any]]:
+        if isinstance(item, CommentIn):
+            state, queue, feedback = on_ticket_comment(state, item.comment, item.body)
+            out: list[Any] = [] if feedback is None else [feedback]
+            if queue is not None:
+                out.append((queue, item.comment))
+            return state, out
+        et, event = item
+        state, done = classify_ticket(state, replica.current(), policy, et, event)
+        out = [done.ticket]
+        if done.example is not None:
+            out.append(done.example)
+        out += [(done.ticket.queue, c) for c in done.comments]
+        return state, out
+
+    return classify_step
+
+
+def learn(models: TextModels, item: LearnInput) -> list[ModelMetric]:
+    """The learning copy takes a human label, an agent's KB feedback or an article change."""
+    if isinstance(item, LabelExample):
+        return models.learn(item)
+    if isinstance(item, KbFeedback):
+        models.record_feedback(item)
+        return []
+    models.on_kb_article(item)
+    return []
+
+
+class _LearnLogic(StatefulLogic[LearnInput, Any, bytes]):
+    """The single learning copy of the text models; publishes versions as it learns.
+
+    With a publishing interval of zero (one process: the store shares the object itself)
+    every change is visible at once; otherwise changes are published at most once per
+    interval, and once more when the interval after the last change ends.
+    """
+
+    def __init__(self, models: TextModels, store: ModelStore, interval: timedelta) -> None:
+        self.models = models
+        self.store = store
+        self.interval = interval
+        self.due: datetime | None = None
+        self.total = guarded_state("learn_text", self._apply)
+        store.publish(models)
+
+    def _apply(self, models: TextModels | None, item: LearnInput) -> tuple[TextModels, list[Any]]:
+        assert models is not None
+        return models, learn(models, item)
+
+    def on_item(self, value: LearnInput) -> tuple[Iterable[Any], bool]:
+        _, out = self.total(self.models, value)
+        if not self.interval:
+            self.store.publish(self.models)
+        elif self.due is None:
+            self.due = datetime.now(UTC) + self.interval
+        return out, StatefulLogic.RETAIN
+
+    def on_notify(self) -> tuple[Iterable[Any], bool]:
+        self.due = None
+        self.store.publish(self.models)
+        return [], StatefulLogic.RETAIN
+
+    def on_eof(self) -> tuple[Iterable[Any], bool]:
+        return self.on_notify()
+
+    def notify_at(self) -> datetime | None:
+        return self.due
+
+    def snapshot(self) -> bytes:
+        return zlib.compress(pickle.dumps(self.models, protocol=pickle.HIGHEST_PROTOCOL), 1)
 
 
 def make_queue_step(settings: PipelineSettings, policy: RoutingPolicy):
@@ -313,34 +496,69 @@ def live_metrics_step(
     return state, out
 
 
-def _value(kv: tuple[str, Any]) -> Any:
-    return kv[1]
+def kb_article(event: ChangeEvent) -> KbArticle | None:
+    """The KB article of a ``kb_articles`` change for search, or ``None``.
+
+    A row that cannot be parsed is left out of search and counted (``kb_unsearchable``);
+    the learner, which receives the same change, reports it to the dead letters when the
+    suggestions cannot use it either.
+    """
+    if event.table != "kb_articles":
+        return None
+    try:
+        return KbArticle.from_change(event)
+    except RowError as exc:
+        FLOW_COUNTERS["kb_unsearchable"] += 1
+        log.warning("kb_articles change at version %s not searchable: %s", event.version, exc)
+        return None
 
 
-def _is(kind: type) -> Callable[[Any], bool]:
-    return lambda x: isinstance(x, kind)
+def warehouse_shard(shards: int) -> Callable[[Any], str]:
+    """Warehouse rows buffered per ticket shard, so every worker writes its own files."""
+
+    def key(item: Any) -> str:
+        ticket_id = getattr(item, "ticket_id", None)
+        if ticket_id is None and isinstance(item, EnrichedTicket):
+            ticket_id = item.ticket.id
+        return f"w{int(ticket_id or 0) % shards}"
+
+    return key
 
 
 def _is_breach(item: Any) -> bool:
     return isinstance(item, SlaEvent) and item.kind == "breach"
 
 
-def kb_article(item: tuple[str, tuple[str, Any]]) -> KbArticle | None:
-    """The KB article of a text-step input, or ``None`` for other inputs.
+# -- wiring ------------------------------------------------------------------------------
 
-    A row that cannot be parsed is left out of search and counted (``kb_unsearchable``);
-    the text step, which receives the same change, reports it to the dead letters when the
-    suggestions cannot use it either.
-    """
-    kind, payload = item[1]
-    if kind != "kb":
-        return None
-    try:
-        return KbArticle.from_change(payload)
-    except RowError as exc:
-        FLOW_COUNTERS["kb_unsearchable"] += 1
-        log.warning("kb_articles change at version %s not searchable: %s", payload.version, exc)
-        return None
+
+class _Split(Generic[T]):
+    """A stream split by item type: ``of(kind)`` is the stream of that type."""
+
+    def __init__(self, step_id: str, up: Stream[Any]) -> None:
+        self.step_id = step_id
+        self.up = up
+        self.rest = up
+
+    def of(self, name: str, kind: type[U] | tuple[type, ...]) -> Stream[U]:
+        parts = op.branch(f"{self.step_id}_{name}", self.rest, lambda x: isinstance(x, kind))
+        self.rest = parts.falses
+        return parts.trues  # type: ignore[return-value]
+
+
+def _value(kv: tuple[str, T]) -> T:
+    return kv[1]
+
+
+def _keyed_flat_map(
+    step_id: str,
+    up: Stream[tuple[str, Any]],
+    mapper: Callable[[Any, Any], tuple[Any, Iterable[Any]]],
+    *,
+    timed: bool = False,
+) -> Stream[Any]:
+    run = timed_stateful_flat_map if timed else stateful_flat_map
+    return op.map(f"{step_id}_values", run(step_id, up, guarded_state(step_id, mapper)), _value)
 
 
 def build_flow(
@@ -352,106 +570,155 @@ def build_flow(
     warehouse_sink: Sink[Any] | None = None,
     alert_sink: Sink[Any] | None = None,
     search_sink: Sink[Any] | None = None,
+    model_store: ModelStore | None = None,
 ) -> Dataflow:
-    """Build the triage dataflow for a source of raw CDC records and the two sinks.
+    """Build the triage dataflow for a source of raw CDC records and the stores.
 
     Args:
         settings: what to compute (languages, models, routing policy).
         source: a Bytewax source of :class:`RawChange` (the embedded pgoutput reader), or
             an :data:`InputFactory` that adds its own input steps (the Kafka path).
         analytics_sink: receives enriched tickets, routing decisions, SLA events, breach
-            risks, model metrics and dead letters.
-        decision_sink: receives routing decisions, SLA events and breach risks for the
-            live store (Redis).
-        warehouse_sink: optional; receives enriched tickets, routing decisions, SLA
-            events and model metrics for the BI warehouse (Parquet).
-        alert_sink: optional; receives anomaly alerts and SLA breach events (e.g. the
-            Kafka ``triage.alerts`` topic).
-        search_sink: optional; receives enriched tickets (final category, intent and
-            queue) and :class:`KbArticle` changes for ticket and KB search.
+            risks, model metrics, live metrics and dead letters.
+        decision_sink: receives routing decisions, SLA events, breach risks and anomaly
+            alerts for the live store (Redis).
+        warehouse_sink: optional; enriched tickets, decisions, SLA events, model metrics.
+        alert_sink: optional; anomaly alerts and SLA breaches (Kafka ``triage.alerts``).
+        search_sink: optional; final tickets and :class:`KbArticle` changes.
+        model_store: where the learning copy of the text models publishes them for every
+            worker; default: shared by reference, which is right for one process only.
+            A cluster of processes needs a shared store (``sinks.model_store``).
     """
     policy = settings.routing_policy()
     detector = LanguageDetector(settings.languages)
     detector.detect("warm up the language model before the first ticket", fallback="en")
     enricher = TicketEnricher(policy, detector)
+    store: ModelStore = model_store or LocalModelStore()
+    shared = isinstance(store, LocalModelStore)
+
+    def new_models() -> TextModels:
+        return TextModels(
+            apply_threshold=settings.apply_threshold,
+            min_examples=settings.min_examples,
+            n_features=settings.text_features,
+            seed=settings.seed,
+        )
+
+    replica = ModelReplica(store, new_models, 0.0 if shared else settings.model_refresh)
+    publish_every = timedelta(0) if shared else settings.model_publish_interval
 
     flow = Dataflow(settings.flow_id)
-    source_errors: Stream[DeadLetter] | None = None
+    dead: list[Stream[Any]] = []
+
+    # cdc_in: raw records → change events (+ the source's own errors)
     if isinstance(source, Source):
         raw = op.input("read_cdc", flow, source)
     else:
         raw, source_errors = source(flow)
-    decoded = op.filter_map("decode_cdc", raw, decode)
-    by_kind = op.branch("split_decode_errors", decoded, _is(ChangeEvent))
-    events = cast(Stream[ChangeEvent], by_kind.trues)
+        dead.append(source_errors)
+    decoded = _Split("decode", op.filter_map("decode_cdc", raw, decode))
+    dead.append(decoded.of("errors", DeadLetter))
+    events: Stream[ChangeEvent] = decoded.rest
 
-    dispatched = op.flat_map("dispatch_entities", events, dispatch_entities)
-    by_owner = op.branch("split_dispatch_errors", dispatched, lambda kv: kv[0] != "dead")
-    to_customers = op.branch("split_customers", by_owner.trues, lambda kv: kv[0].startswith("c:"))
-    to_text_or_queue = op.branch(
-        "split_text_inputs", to_customers.falses, lambda kv: kv[0] == "text"
-    )
+    def by_table(step_id: str, fn: Callable[[ChangeEvent], list[Any]]) -> _Split[Any]:
+        split = _Split(step_id, op.flat_map(step_id, events, guarded(step_id, fn)))
+        dead.append(split.of("errors", DeadLetter))
+        return split
 
-    enriched_kv = stateful_flat_map("enrich_ticket", to_customers.trues, make_enrich_step(enricher))
-    enriched_any = op.map("drop_customer_key", enriched_kv, _value)
-    enriched_split = op.branch("split_enrich_errors", enriched_any, lambda x: isinstance(x, tuple))
-    tickets_to_text = op.map(
-        "key_for_text", enriched_split.trues, lambda p: ("text", ("ticket", p))
-    )
+    to_customers = by_table("select_customer_changes", customer_key).rest
+    to_queues_agents = by_table("select_agent_changes", agent_changes).rest
+    to_tickets_comments = by_table("select_comments", ticket_comments).rest
+    kb_changes = op.filter("select_kb_changes", events, lambda e: e.table == "kb_articles")
 
-    text_in = op.merge("merge_text_inputs", tickets_to_text, to_text_or_queue.trues)
-    text_out = op.map(
-        "drop_text_key",
-        stateful_flat_map("classify_ticket", text_in, make_text_step(settings, policy)),
-        _value,
+    # enrich: per customer, then duplicates per organisation
+    enriched = _Split(
+        "enrich", _keyed_flat_map("enrich_ticket", to_customers, make_enrich_step(enricher))
     )
-    to_queue = op.branch("split_queue_items", text_out, lambda kv: kv[0].startswith("q:"))
-    to_metrics = op.branch("split_metrics", to_queue.falses, lambda kv: kv[0] == "metric")
-    final_tickets = op.filter_map(
-        "final_tickets",
-        to_queue.trues,
-        lambda kv: kv[1] if isinstance(kv[1], EnrichedTicket) else None,
+    dead.append(enriched.of("errors", DeadLetter))
+    deduped = _Split(
+        "dedupe",
+        _keyed_flat_map(
+            "find_duplicates",
+            op.key_on("key_duplicate_scope", enriched.rest, duplicate_scope),
+            duplicates_step,
+        ),
     )
+    dead.append(deduped.of("errors", DeadLetter))
 
-    queue_in = op.merge("merge_queue_inputs", to_queue.trues, to_text_or_queue.falses)
-    queue_out = op.map(
-        "drop_queue_key",
-        timed_stateful_flat_map("route_ticket", queue_in, make_queue_step(settings, policy)),
-        _value,
+    # classify: per ticket, with the newest published models
+    classify_in = op.merge(
+        "merge_ticket_text",
+        op.key_on("key_ticket", deduped.rest, lambda c: str(c[0].ticket.id)),
+        to_tickets_comments,
     )
+    classified = _Split(
+        "classify",
+        _keyed_flat_map("classify_ticket", classify_in, make_classify_step(policy, replica)),
+    )
+    final_tickets: Stream[EnrichedTicket] = classified.of("tickets", EnrichedTicket)
+    lessons = classified.of("lessons", (LabelExample, KbFeedback))
+    dead.append(classified.of("errors", DeadLetter))
+    comments_to_queues: Stream[tuple[str, TicketComment]] = classified.rest
 
+    # learn: the one learning copy of the text models
+    def learner(resume: bytes | None) -> _LearnLogic:
+        models = new_models() if resume is None else pickle.loads(zlib.decompress(resume))
+        return _LearnLogic(models, store, publish_every)
+
+    learned = _Split(
+        "learn",
+        op.map(
+            "learn_text_values",
+            op.stateful(
+                "learn_text",
+                op.key_on(
+                    "key_text_models",
+                    op.merge("merge_lessons", lessons, kb_changes),
+                    lambda _: "text-models",
+                ),
+                learner,
+            ),
+            _value,
+        ),
+    )
+    model_metrics: Stream[ModelMetric] = learned.of("metrics", ModelMetric)
+    dead.append(learned.rest)
+
+    # route: per queue
+    queue_in = op.merge(
+        "merge_queue_inputs",
+        op.key_on("key_queue", final_tickets, lambda et: et.queue),
+        comments_to_queues,
+        to_queues_agents,
+    )
+    routed = _Split(
+        "route",
+        _keyed_flat_map("route_ticket", queue_in, make_queue_step(settings, policy), timed=True),
+    )
+    dead.append(routed.of("errors", DeadLetter))
+    queue_out: Stream[QueueOutput] = routed.rest
+
+    # metrics: one key (minute windows and anomaly baselines of the whole helpdesk)
     metrics_in = op.merge(
         "merge_metric_inputs",
         final_tickets,
         op.filter("select_sla_events", queue_out, lambda x: isinstance(x, SlaEvent)),
     )
-    live_metrics = op.map(
-        "drop_metrics_key",
-        timed_stateful_flat_map(
+    live = _Split(
+        "metrics",
+        _keyed_flat_map(
             "compute_live_metrics",
             op.key_on("key_metrics", metrics_in, lambda _: "metrics"),
             live_metrics_step,
+            timed=True,
         ),
-        _value,
     )
+    dead.append(live.of("errors", DeadLetter))
+    live_metrics = live.rest
 
-    dead = op.merge(
-        "merge_dead_letters",
-        *([source_errors] if source_errors is not None else []),
-        by_kind.falses,
-        op.map("drop_dead_key", by_owner.falses, _value),
-        enriched_split.falses,
-        op.map("drop_text_dead_key", to_metrics.falses, _value),
-    )
-    analytics = op.merge(
-        "merge_analytics",
-        final_tickets,
-        queue_out,
-        live_metrics,
-        op.map("drop_metric_key", to_metrics.trues, _value),
-        dead,
-    )
-    anomaly_alerts = op.filter("select_alerts", live_metrics, _is(AnomalyAlert))
+    # fan_out
+    dead_letters = op.merge("merge_dead_letters", *dead)
+    anomaly_alerts = op.filter("select_alerts", live_metrics, lambda x: isinstance(x, AnomalyAlert))
     # The live store first: agent tooling waits on it, analysts do not.
     op.output(
         "write_live",
@@ -465,9 +732,12 @@ def build_flow(
     if alert_sink is not None:
         breaches = op.filter("select_breaches", queue_out, _is_breach)
         op.output("publish_alerts", op.merge("merge_alerts", anomaly_alerts, breaches), alert_sink)
+    analytics = op.merge(
+        "merge_analytics", final_tickets, queue_out, live_metrics, model_metrics, dead_letters
+    )
     op.output("write_analytics", analytics, analytics_sink)
     if search_sink is not None:
-        articles = op.filter_map("select_kb_articles", to_text_or_queue.trues, kb_article)
+        articles = op.filter_map("select_kb_articles", kb_changes, kb_article)
         op.output("write_search", op.merge("merge_search", final_tickets, articles), search_sink)
     if warehouse_sink is not None:
         for_warehouse = op.filter(
@@ -476,10 +746,11 @@ def build_flow(
             lambda x: isinstance(x, EnrichedTicket | RoutingDecision | SlaEvent | ModelMetric),
         )
         # Parquet wants few large files, the stream delivers small batches: buffer up to
-        # ``warehouse_flush`` (the buffer is keyed state, so recovery keeps it).
+        # ``warehouse_flush`` per ticket shard (keyed state: recovery keeps the buffers;
+        # shards spread the buffers and the writes over the workers).
         buffered = op.collect(
             "buffer_warehouse",
-            op.key_on("key_warehouse", for_warehouse, lambda _: "warehouse"),
+            op.key_on("key_warehouse", for_warehouse, warehouse_shard(settings.warehouse_shards)),
             timeout=settings.warehouse_flush,
             max_size=settings.warehouse_batch,
         )

@@ -31,6 +31,14 @@ class PipelineSettings(BaseModel):
     min_examples: int = Field(default=30, ge=0)
     text_features: int = Field(default=2**16, ge=2**10)
     seed: int = 0
+    warehouse_shards: int = Field(
+        default=16, gt=0, description="warehouse buffers (and files per flush) per ticket shard"
+    )
+    # Text models: one learning copy publishes versions, every worker predicts with the
+    # newest it has. Only a cluster of processes needs these (one process shares by
+    # reference): how often the learner publishes, and how often predictors look.
+    model_publish_interval: timedelta = Field(default=timedelta(seconds=2), gt=timedelta(0))
+    model_refresh: float = Field(default=0.5, ge=0.0, description="seconds")
 
     def routing_policy(self) -> RoutingPolicy:
         return RoutingPolicy(

@@ -102,18 +102,99 @@ def pipeline(
             help="Apply the schemas first (idempotent); --no-migrate when a deploy step does.",
         ),
     ] = True,
+    processes: Annotated[
+        int | None,
+        typer.Option(
+            min=1,
+            max=64,
+            help="Start a local cluster of this many processes (TRIAGE_CLUSTER__PROCESSES).",
+        ),
+    ] = None,
+    workers: Annotated[
+        int | None,
+        typer.Option(
+            min=1, max=64, help="Worker threads per process (TRIAGE_CLUSTER__WORKERS_PER_PROCESS)."
+        ),
+    ] = None,
+    process_id: Annotated[
+        int | None,
+        typer.Option("--process-id", "-i", min=0, help="This process's index in --addresses."),
+    ] = None,
+    addresses: Annotated[
+        str | None,
+        typer.Option(
+            "--addresses",
+            "-a",
+            help="host:port of every process of a multi-host cluster, ';'-separated, in id order.",
+        ),
+    ] = None,
+    epoch_interval: Annotated[
+        float | None,
+        typer.Option(
+            min=0.1, help="Seconds between recovery snapshots (TRIAGE_PIPELINE__EPOCH_INTERVAL)."
+        ),
+    ] = None,
+    recovery_dir: Annotated[
+        Path | None, typer.Option(help="Recovery partitions (default <state-dir>/recovery).")
+    ] = None,
 ) -> None:
-    """Run the triage dataflow (stores from TRIAGE_* settings) until interrupted."""
+    """Run the triage dataflow (stores from TRIAGE_* settings) until interrupted.
+
+    One process by default; --processes P starts a local cluster of P processes (Bytewax
+    cluster mode over loopback). Across hosts, run one process per host with
+    --process-id and the same --addresses.
+    """
+    from datetime import timedelta
+
     from triage.runtime import migrate as apply
     from triage.runtime import open_stack, run_pipeline
     from triage.services import ServiceError
 
     settings = _settings(state_dir)
+    cluster: dict[str, object] = {}
+    if processes is not None:
+        cluster["processes"] = processes
+    if workers is not None:
+        cluster["workers_per_process"] = workers
+    if recovery_dir is not None:
+        cluster["recovery_dir"] = recovery_dir
+    if addresses is not None:
+        cluster["addresses"] = [a.strip() for a in addresses.split(";") if a.strip()]
+    if process_id is not None:
+        cluster["process_id"] = process_id
+    if cluster:
+        settings = settings.model_copy(
+            update={"cluster": settings.cluster.model_copy(update=cluster)}
+        )
+    if epoch_interval is not None:
+        settings = settings.model_copy(
+            update={"pipeline": settings.pipeline.model_copy(
+                update={"epoch_interval": timedelta(seconds=epoch_interval)})}
+        )  # fmt: skip
+    c = settings.cluster
+    if c.addresses and (c.process_id is None or c.process_id >= len(c.addresses)):
+        raise _fail(
+            f"--process-id must be one of 0..{len(c.addresses) - 1} with {len(c.addresses)} "
+            "--addresses (TRIAGE_CLUSTER__PROCESS_ID)"
+        )
+    if c.addresses and c.processes > 1:
+        raise _fail("give either --processes (one host) or --addresses (one process per host)")
     try:
         with open_stack(settings, settings.state_dir / "services") as stack:
             if migrate_first:
                 apply(stack, timescale=settings.timescale.enabled)
-            run_pipeline(settings, stack, settings.state_dir / "recovery")
+            if c.processes > 1:
+                from triage.cluster import run_local_cluster
+
+                code = run_local_cluster(settings, stack, log_dir=settings.state_dir / "cluster")
+                if code:
+                    raise _fail(
+                        f"a pipeline process failed (exit {code}); logs in "
+                        f"{settings.state_dir / 'cluster'}",
+                        code,
+                    )
+            else:
+                run_pipeline(settings, stack)
     except KeyboardInterrupt:
         pass
     except ServiceError as exc:

@@ -99,7 +99,7 @@ def build_pipeline(settings: AppSettings, stack: Stack, recovery_dir: Path):
     from sinks.postgres import PostgresSink
     from sinks.redis import RedisSink
 
-    ensure_recovery_dir(recovery_dir)
+    ensure_recovery_dir(recovery_dir, settings.cluster.total_workers)
     source: Source | InputFactory
     if settings.cdc.mode == "kafka":
         from connectors.kafka import KafkaSettings, read_cdc
@@ -149,6 +149,7 @@ def build_pipeline(settings: AppSettings, stack: Stack, recovery_dir: Path):
         warehouse_sink=warehouse,
         alert_sink=alerts,
         search_sink=search_sink(settings, stack),
+        model_store=model_store(settings, stack),
     )
 
 
@@ -188,22 +189,42 @@ def api_settings(settings: AppSettings, stack: Stack) -> ApiSettings:
     )
 
 
-def run_pipeline(settings: AppSettings, stack: Stack, recovery_dir: Path) -> None:
-    """Run the dataflow in this process until it is interrupted.
+def model_store(settings: AppSettings, stack: Stack):
+    """Where the text models travel between processes: Redis in a cluster, else ``None``
+    (the flow then shares them by reference inside its one process)."""
+    if settings.cluster.total_processes <= 1:
+        return None
+    from sinks.model_store import RedisModelStore
 
-    With ``settings.jobs.enabled`` the batch-job scheduler runs beside it in a thread (each
-    job in its own child process) and stops with it. With ``settings.metrics.port`` the
-    Prometheus metrics are served from another thread.
+    return RedisModelStore(
+        stack.redis_url, prefix=settings.redis.key_prefix, flow_id=settings.pipeline.flow_id
+    )
+
+
+def run_pipeline(settings: AppSettings, stack: Stack, recovery_dir: Path | None = None) -> None:
+    """Run this process's part of the dataflow until it is interrupted.
+
+    Bytewax's own execution entry point (``bytewax.run.cli_main``) runs the flow with
+    ``cluster.workers_per_process`` worker threads; with ``cluster.process_id`` and
+    ``cluster.addresses`` this process joins a cluster (one process per host, or the local
+    cluster that :func:`triage.cluster.run_local_cluster` starts). With
+    ``settings.jobs.enabled`` the batch-job scheduler runs beside it in a thread (each job
+    in its own child process); with ``settings.metrics.port`` the Prometheus metrics are
+    served from another thread (process ``i`` of a cluster on ``port + i``).
     """
     from bytewax.recovery import RecoveryConfig
-    from bytewax.testing import run_main
+    from bytewax.run import cli_main
 
     from triage.scheduler import JobScheduler
 
+    cluster = settings.cluster
+    recovery_dir = recovery_dir or settings.recovery_dir
+    process_id = cluster.process_id or 0
     if settings.metrics.port is not None:
         from pipelines.metrics import serve_metrics
 
-        serve_metrics(settings.metrics.host, settings.metrics.port)
+        port = settings.metrics.port + process_id if settings.metrics.port else 0
+        serve_metrics(settings.metrics.host, port)
     flow = build_pipeline(settings, stack, recovery_dir)
     # Keyed state holds millions of small objects; the default cyclic-GC thresholds made
     # full collections walk all of them every few seconds (tail-latency spikes). Objects
@@ -211,10 +232,15 @@ def run_pipeline(settings: AppSettings, stack: Stack, recovery_dir: Path) -> Non
     gc.collect()
     gc.freeze()
     gc.set_threshold(100_000, 50, 100)
-    jobs = JobScheduler.from_settings(settings, stack).start() if settings.jobs.enabled else None
+    jobs = None
+    if settings.jobs.enabled and process_id == 0:
+        jobs = JobScheduler.from_settings(settings, stack).start()
     try:
-        run_main(
+        cli_main(
             flow,
+            workers_per_process=cluster.workers_per_process,
+            process_id=cluster.process_id if cluster.addresses else None,
+            addresses=cluster.addresses or None,
             epoch_interval=settings.pipeline.epoch_interval,
             recovery_config=RecoveryConfig(str(recovery_dir)),
         )
@@ -284,9 +310,10 @@ class PipelineProcess:
         return self.proc is not None and self.proc.poll() is None
 
     def kill(self) -> None:
-        """SIGKILL, as a crash would."""
+        """SIGKILL to the pipeline and every process it started, as a crash would."""
         if self.proc is not None:
-            self.proc.kill()
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(self.proc.pid, signal.SIGKILL)
             self.proc.wait()
 
     def stop(self, timeout: float = 15.0) -> None:
@@ -297,8 +324,12 @@ class PipelineProcess:
         try:
             proc.wait(timeout=timeout)
         except subprocess.TimeoutExpired:
-            proc.kill()
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(proc.pid, signal.SIGKILL)
             proc.wait()
+        # A local cluster's processes share the group: none may outlive the pipeline.
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.killpg(proc.pid, signal.SIGKILL)
 
     def log_tail(self, chars: int = 3000) -> str:
         path = self.state_dir / "pipeline.log"

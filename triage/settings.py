@@ -110,6 +110,34 @@ class MetricsSettings(BaseModel):
     host: str = "127.0.0.1"
 
 
+class ClusterSettings(BaseModel):
+    """How the dataflow runs: Bytewax processes, worker threads, addresses, recovery.
+
+    One host: ``processes`` > 1 makes ``triage pipeline`` start a local cluster of that many
+    processes. Several hosts (or containers): run one ``triage pipeline`` per host with its
+    ``process_id`` and the same ``addresses`` list (``host:port`` of every process, in
+    process-id order), as Bytewax's own ``-i``/``-a`` options do.
+    """
+
+    processes: int = Field(default=1, ge=1, le=64, description="local cluster of processes")
+    workers_per_process: int = Field(
+        default=1, ge=1, le=64, description="worker threads per process (they share the GIL)"
+    )
+    process_id: int | None = Field(default=None, ge=0, description="this process in addresses")
+    addresses: list[str] | None = Field(
+        default=None, description="host:port of every process of the cluster, in id order"
+    )
+    recovery_dir: Path | None = Field(default=None, description="unset: <state_dir>/recovery")
+
+    @property
+    def total_processes(self) -> int:
+        return len(self.addresses) if self.addresses else self.processes
+
+    @property
+    def total_workers(self) -> int:
+        return self.total_processes * self.workers_per_process
+
+
 JobName = Literal["forecast", "warehouse-compact", "daily-summary"]
 """The batch jobs ``triage/scheduler.py`` knows."""
 
@@ -177,7 +205,12 @@ class AppSettings(BaseSettings):
     pipeline: PipelineSettings = PipelineSettings()
     jobs: JobsSettings = JobsSettings()
     metrics: MetricsSettings = MetricsSettings()
+    cluster: ClusterSettings = ClusterSettings()
     log_level: str = "WARNING"
+
+    @property
+    def recovery_dir(self) -> Path:
+        return self.cluster.recovery_dir or self.state_dir / "recovery"
 
     @property
     def publishes_alerts(self) -> bool:

@@ -101,14 +101,17 @@ def test_main_job_routes_every_ticket_and_api_serves_them(
         assert tid in [hit["ticket_id"] for hit in found.json()["hits"]]
 
 
+@pytest.mark.parametrize("processes", [1, 2])
 def test_pipeline_killed_mid_stream_loses_and_duplicates_nothing(
-    pg_dsn: str, redis_url: str, tmp_path: Path, unique: str
+    pg_dsn: str, redis_url: str, tmp_path: Path, unique: str, processes: int
 ) -> None:
     stack = Stack(source_dsn=pg_dsn, analytics_dsn=pg_dsn, redis_url=redis_url)
     migrate(stack)
     prefix = f"t{unique}"
     env = _env(stack, tmp_path, unique)
     extra = {k: v for k, v in env.items() if k.startswith("TRIAGE_")}
+    # Two processes: a local Bytewax cluster; the kill takes down every process of it.
+    extra["TRIAGE_CLUSTER__PROCESSES"] = str(processes)
     writer = WorkloadWriter(
         pg_dsn, WorkloadConfig(seed=3, customers=60, agents=12, tickets=400, rate=80)
     )

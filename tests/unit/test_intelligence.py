@@ -1,4 +1,9 @@
-"""The shared text models: prequential learning from human labels, sticky queues, KB."""
+"""The text models: prequential learning from human labels, sticky queues, KB, duplicates.
+
+``Helpdesk`` wires the pure pieces the way the dataflow does in one process: per-ticket
+text state, duplicates per scope, and one learning copy of the models that the
+predictions share.
+"""
 
 from __future__ import annotations
 
@@ -8,7 +13,15 @@ from typing import Any
 from models.enrichment import CustomerContext, TicketEnricher
 from models.events import ChangeEvent, SourcePosition
 from models.helpdesk import Customer
-from models.intelligence import TextIntelligence
+from models.duplicates import DuplicateDetector
+from models.intelligence import (
+    Classified,
+    TextModels,
+    TicketText,
+    classify_ticket,
+    find_duplicates,
+    on_ticket_comment,
+)
 from models.routing import RoutingPolicy
 from models.sla import TicketComment
 
@@ -30,21 +43,51 @@ def event(tid: int, op: str = "c", before: dict[str, Any] | None = None,
     )  # fmt: skip
 
 
-def feed(ti: TextIntelligence, ev: ChangeEvent) -> Any:
-    enricher = TicketEnricher(RoutingPolicy())
-    et = enricher.enrich(CustomerContext(customer=CUSTOMER), ev)
-    return ti.on_ticket(et, ev)
+class Helpdesk:
+    def __init__(self, **options: Any) -> None:
+        self.policy = RoutingPolicy()
+        self.models = TextModels(n_features=2**14, **options)
+        self.texts: dict[int, TicketText] = {}
+        self.duplicates: DuplicateDetector | None = None
+        self.enricher = TicketEnricher(self.policy)
+
+    def feed(self, ev: ChangeEvent) -> Classified:
+        et = self.enricher.enrich(CustomerContext(customer=CUSTOMER), ev)
+        self.duplicates, et = find_duplicates(self.duplicates, et, ev)
+        state, done = classify_ticket(
+            self.texts.get(et.ticket.id), self.models, self.policy, et, ev
+        )
+        if state is None:
+            self.texts.pop(et.ticket.id, None)
+        else:
+            self.texts[et.ticket.id] = state
+        if done.example is not None:
+            self.models.learn(done.example)
+        return done
+
+    def comment(self, comment: TicketComment, body: str) -> str | None:
+        state, queue, feedback = on_ticket_comment(self.texts.get(comment.ticket_id), comment, body)
+        if state is not None:
+            self.texts[comment.ticket_id] = state
+        if feedback is not None:
+            self.models.record_feedback(feedback)
+        return queue
+
+
+def feed(ti: Helpdesk, ev: ChangeEvent) -> Any:
+    done = ti.feed(ev)
+    return done.ticket, done
 
 
 def test_human_labels_teach_the_category_model_prequentially() -> None:
-    ti = TextIntelligence(RoutingPolicy(), min_examples=10, n_features=2**14)
+    ti = Helpdesk(min_examples=10)
     for n in range(40):
         for label, texts in (("billing", BILLING), ("shipping", SHIPPING)):
             text = texts[n % 2].format(n=n)
             feed(ti, event(1000 + 2 * n + (label == "shipping"), subject=text, category=label))
-    assert ti.category.metrics.n_seen == 80
+    assert ti.models.category.metrics.n_seen == 80
     # Predictions were scored before each lesson; by now the model is right.
-    assert ti.category.metrics.accuracy > 0.8
+    assert ti.models.category.metrics.accuracy > 0.8
     et, _ = feed(ti, event(5, subject="refund the double payment on invoice 77"))
     assert (et.category, et.category_source) == ("billing", "model")
     et, _ = feed(ti, event(6, subject="courier lost my package 12"))
@@ -52,7 +95,7 @@ def test_human_labels_teach_the_category_model_prequentially() -> None:
 
 
 def test_queue_is_sticky_while_open_and_a_correction_is_learned() -> None:
-    ti = TextIntelligence(RoutingPolicy(), n_features=2**14)
+    ti = Helpdesk()
     first, _ = feed(ti, event(1, subject="I was charged twice on invoice 9"))
     assert first.queue == "billing"
     before = {"category": None, "subject": first.ticket.subject, "description": ""}
@@ -60,16 +103,16 @@ def test_queue_is_sticky_while_open_and_a_correction_is_learned() -> None:
                                   category="shipping"))  # fmt: skip
     assert corrected.category == "shipping" and corrected.category_source == "ticket"
     assert corrected.queue == "billing"  # still counted where it was routed
-    assert ti.category.metrics.n_seen == 1
+    assert ti.models.category.metrics.n_seen == 1
     solved, _ = feed(ti, event(1, op="u", before=before, subject=first.ticket.subject,
                                category="shipping", status="solved"))  # fmt: skip
-    assert 1 not in ti.memory and solved.queue == "billing"
+    assert 1 not in ti.texts and solved.queue == "billing"
 
 
 def test_kb_articles_from_cdc_are_suggested_and_agent_links_teach_feedback() -> None:
-    ti = TextIntelligence(RoutingPolicy(), n_features=2**14)
+    ti = Helpdesk()
     for aid, title in ((1, "Refund a double charge"), (2, "Track a lost parcel")):
-        ti.on_kb_article(ChangeEvent(
+        ti.models.on_kb_article(ChangeEvent(
             table="kb_articles", op="c", key={"id": aid}, before=None,
             after={"id": aid, "title": title, "body": title + " step by step", "language": "en",
                    "published": True},
@@ -78,21 +121,23 @@ def test_kb_articles_from_cdc_are_suggested_and_agent_links_teach_feedback() -> 
     et, _ = feed(ti, event(3, subject="refund my double charge please"))
     assert et.kb_suggestions[0][0] == 1
     assert et.response_suggestion and "KB-1" in et.response_suggestion
-    key = ti.memory[3].kb_key
-    ti.on_comment(TicketComment(3, T0, "agent"), "Please follow KB-1")
-    assert ti.kb.feedback_prior(key, 1) > 0.5
+    key = ti.texts[3].kb_key
+    assert ti.comment(TicketComment(3, T0, "agent"), "Please follow KB-1") == "billing"
+    assert ti.models.kb.feedback_prior(key, 1) > 0.5
 
 
 def test_comments_before_their_ticket_wait_for_its_queue() -> None:
-    ti = TextIntelligence(RoutingPolicy(), n_features=2**14)
+    ti = Helpdesk()
     early = TicketComment(4, T0, "agent")
-    assert ti.on_comment(early, "hello") == []
-    et, _ = feed(ti, event(4, subject="I was charged twice on invoice 1"))
-    assert ti.release_comments(4, et.queue) == [("billing", early)]
+    assert ti.comment(early, "hello") is None
+    et, done = feed(ti, event(4, subject="I was charged twice on invoice 1"))
+    assert et.queue == "billing" and done.comments == (early,)
+    later = TicketComment(4, T0, "customer")
+    assert ti.comment(later, "any news?") == "billing"
 
 
 def test_duplicates_of_the_same_customer_are_reported() -> None:
-    ti = TextIntelligence(RoutingPolicy(), n_features=2**14)
+    ti = Helpdesk()
     text = "my order 5521 arrived damaged and the box was open when the courier came"
     feed(ti, event(10, subject="Damaged order", description=text))
     dup, _ = feed(ti, event(11, subject="Damaged order", description=text + " today"))
@@ -100,7 +145,7 @@ def test_duplicates_of_the_same_customer_are_reported() -> None:
 
 
 def test_multi_label_categories_can_name_more_than_one_category() -> None:
-    ti = TextIntelligence(RoutingPolicy(), n_features=2**14)
+    ti = Helpdesk()
     for n in range(40):
         feed(ti, event(2000 + n, subject=BILLING[n % 2].format(n=n), category="billing"))
         feed(ti, event(3000 + n, subject=SHIPPING[n % 2].format(n=n), category="shipping"))
