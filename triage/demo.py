@@ -137,6 +137,8 @@ def run_demo(
                             f"{pipeline.log_tail()}"
                         )
                     time.sleep(0.1)
+                # Redis is written first; the analytics store follows within a batch or two.
+                _wait_analytics(stack.analytics_dsn, created, timeout=opts.route_timeout)
             result = {
                 "tickets_created": len(created),
                 **summary,
@@ -166,6 +168,23 @@ def run_demo(
             follower.stop()
             api.stop()
             pipeline.stop()
+
+
+def _wait_analytics(dsn: str, ticket_ids: list[int], *, timeout: float) -> int:
+    """How many of ``ticket_ids`` have a decision in the analytics store, waiting for them."""
+    import psycopg
+
+    deadline = time.monotonic() + timeout
+    with psycopg.connect(dsn, autocommit=True) as conn:
+        while True:
+            row = conn.execute(
+                "SELECT count(*) FROM analytics.routing_decisions WHERE ticket_id = ANY(%s)",
+                (ticket_ids,),
+            ).fetchone()
+            done = int(row[0]) if row else 0
+            if done >= len(ticket_ids) or time.monotonic() > deadline:
+                return done
+            time.sleep(0.1)
 
 
 def _wait_warehouse(root: Path, ticket_ids: list[int], *, timeout: float) -> int:
