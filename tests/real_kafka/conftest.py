@@ -225,22 +225,27 @@ def register(connect_url: str, connector_file: Path) -> None:
         )
 
 
-@pytest.fixture(scope="session")
-def debezium(
-    kafka_connect: LocalKafkaConnect, source_db: SourceDb, kafka_state: Path
-) -> Iterator[SourceDb]:
-    """Both connectors registered and RUNNING; their slots are dropped afterwards."""
-    secrets = kafka_state / "helpdesk.properties"
+def register_all(connect_url: str, source: SourceDb, state: Path) -> None:
+    """Register both connectors (again, after a standalone worker restarted)."""
+    secrets = state / "helpdesk.properties"
     secrets.write_text("user=triage\npassword=unused-with-trust-auth\n")
     production = json.loads(CONNECTOR_FILE.read_text())
     for prefix in PREFIXES:
         document = {
             "name": f"{production['name']}-{prefix}",
-            "config": {**production["config"], **connector_overrides(source_db, prefix, secrets)},
+            "config": {**production["config"], **connector_overrides(source, prefix, secrets)},
         }
-        path = kafka_state / f"connector-{prefix}.json"
+        path = state / f"connector-{prefix}.json"
         path.write_text(json.dumps(document, indent=2))
-        register(kafka_connect.url, path)
+        register(connect_url, path)
+
+
+@pytest.fixture(scope="session")
+def debezium(
+    kafka_connect: LocalKafkaConnect, source_db: SourceDb, kafka_state: Path
+) -> Iterator[SourceDb]:
+    """Both connectors registered and RUNNING; their slots are dropped afterwards."""
+    register_all(kafka_connect.url, source_db, kafka_state)
     try:
         yield source_db
     finally:
@@ -369,12 +374,16 @@ def value_json(message: Message) -> dict[str, Any] | None:
 
 @pytest.hookimpl(hookwrapper=True)
 def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) -> Iterator[None]:
-    """On failure, name the log directory and show the end of the Connect log."""
+    """On failure, name the log directory and show the services' last warnings."""
     outcome = yield
     report = outcome.get_result()
     if report.failed and "kafka_state" in getattr(item, "fixturenames", ()):
         state: Path | None = getattr(item, "funcargs", {}).get("kafka_state")
         if state is not None:
-            connect_log = state / "connect" / "connect.log"
-            tail = connect_log.read_text(errors="replace")[-4000:] if connect_log.exists() else ""
-            report.sections.append(("real Kafka logs", f"logs kept in {state}\n{tail}"))
+            lines = [f"logs kept in {state}"]
+            for log_file in (state / "kafka" / "broker.log", state / "connect" / "connect.log"):
+                if log_file.exists():
+                    text = log_file.read_text(errors="replace").splitlines()
+                    problems = [line for line in text if " WARN " in line or " ERROR " in line]
+                    lines += [f"--- {log_file.name}: last warnings and errors", *problems[-15:]]
+            report.sections.append(("real Kafka logs", "\n".join(lines)))
