@@ -9,7 +9,7 @@ learned models (category, intent, learned priority, duplicates, KB) run afterwar
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 from models.categories import guess_category
 from models.events import ChangeEvent
@@ -26,16 +26,87 @@ from models.priority import score_priority
 from models.routing import RoutingPolicy
 from models.sentiment import SentimentAnalyzer
 
+MAX_WAITING_TICKETS = 1_000
+"""Ticket changes held per customer while the customer's own row has not arrived."""
+
+
+@dataclass(frozen=True)
+class CustomerWaitExpired:
+    """A ticket change whose customer never arrived within the wait: for the dead letters."""
+
+    event: ChangeEvent
+    reason: str
+
 
 @dataclass
 class CustomerContext:
-    """Keyed state per customer: profile plus the status of each open ticket."""
+    """Keyed state per customer: profile, the status of each open ticket, and ticket
+    changes waiting for the customer's row.
+
+    With Kafka, each table is its own topic and partitions are read independently, so a
+    ticket can arrive before the customer it references. Such a ticket waits (at most
+    ``wait``, then it goes to the dead letters) and is enriched, in arrival order, as soon
+    as the customer arrives: its tier, language and SLA policy are then the real ones, not
+    defaults. A customer whose row was deleted does not make tickets wait.
+    """
 
     customer: Customer | None = None
     ticket_status: dict[int, str] = field(default_factory=dict)
+    wait: timedelta = timedelta(0)
+    deleted: bool = False
+    waiting: list[tuple[datetime, ChangeEvent]] = field(default_factory=list)
 
     def is_empty(self) -> bool:
-        return self.customer is None and not self.ticket_status
+        return (
+            self.customer is None
+            and not self.ticket_status
+            and not self.waiting
+            and not self.deleted
+        )
+
+    def must_wait(self) -> bool:
+        """Whether a ticket change for this customer has to wait for the customer's row."""
+        return self.customer is None and not self.deleted and self.wait > timedelta(0)
+
+    def hold(self, event: ChangeEvent, now: datetime) -> list[CustomerWaitExpired]:
+        """Keep a ticket change until the customer arrives; the oldest leave when full."""
+        self.waiting.append((now, event))
+        dropped = []
+        while len(self.waiting) > MAX_WAITING_TICKETS:
+            _, old = self.waiting.pop(0)
+            dropped.append(CustomerWaitExpired(old, "too many ticket changes waiting for "
+                                               "their customer"))  # fmt: skip
+        return dropped
+
+    def release(self) -> list[ChangeEvent]:
+        """The held ticket changes, in arrival order, now that the customer is known."""
+        held, self.waiting = self.waiting, []
+        return [event for _, event in held]
+
+    # Timed state (the dataflow wakes the key at ``next_wakeup``).
+    def tick(self, now: datetime) -> list[CustomerWaitExpired]:
+        expired = [e for since, e in self.waiting if now - since >= self.wait]
+        self.waiting = [(since, e) for since, e in self.waiting if now - since < self.wait]
+        seconds = self.wait.total_seconds()
+        return [
+            CustomerWaitExpired(
+                e,
+                f"customer {(e.row or {}).get('customer_id')} unknown "
+                f"after {seconds:g} s: its row never arrived",
+            )
+            for e in expired
+        ]
+
+    def next_wakeup(self) -> datetime | None:
+        return self.waiting[0][0] + self.wait if self.waiting else None
+
+    def finish(self) -> list[CustomerWaitExpired]:
+        """A finite input ended (a replay): what still waits will never be enriched."""
+        held, self.waiting = self.waiting, []
+        return [CustomerWaitExpired(e, "input ended before the customer arrived") for _, e in held]
+
+    def is_idle(self) -> bool:
+        return self.is_empty()
 
 
 def merged_row(event: ChangeEvent) -> dict[str, object]:

@@ -10,6 +10,8 @@ installs it at start-up. Unless one is installed, each report is a no-op call pe
 from __future__ import annotations
 
 import json
+import threading
+import time
 from collections import Counter
 from collections.abc import Iterable, Mapping, Sequence
 from datetime import UTC, datetime
@@ -37,6 +39,9 @@ class Telemetry(Protocol):
     def decision_latencies(self, seconds: Sequence[float]) -> None:
         """Source commit → routing decision latency of each decision written."""
 
+    def stage_latencies(self, stage: str, seconds: Sequence[float]) -> None:
+        """Source commit → the moment items left ``stage`` (decode, enrich, ... sinks)."""
+
 
 class NoTelemetry:
     """The default: reports go nowhere."""
@@ -54,6 +59,9 @@ class NoTelemetry:
         pass
 
     def decision_latencies(self, seconds: Sequence[float]) -> None:
+        pass
+
+    def stage_latencies(self, stage: str, seconds: Sequence[float]) -> None:
         pass
 
 
@@ -191,3 +199,53 @@ def report_decisions(items: Iterable[object]) -> None:
         ]
         if latencies:
             _current.decision_latencies(latencies)
+
+
+def commit_time_of(item: object) -> datetime | None:
+    """The source commit time an in-flow item carries, if any."""
+    committed = getattr(item, "source_committed_at", None) or getattr(item, "committed_at", None)
+    return committed if isinstance(committed, datetime) else None
+
+
+def report_stage(stage: str, items: Iterable[object], now: datetime | None = None) -> None:
+    """Observe source commit → now for the items that just left ``stage``."""
+    if not enabled():
+        return
+    now = now or datetime.now(UTC)
+    seconds = [
+        max(0.0, (now - t).total_seconds())
+        for t in (commit_time_of(i) for i in items)
+        if t is not None
+    ]
+    if seconds:
+        _current.stage_latencies(stage, seconds)
+
+
+class StageRecorder:
+    """Collects items leaving a dataflow step and reports their latency in small batches.
+
+    One call per item (``op.inspect``) only appends; every ``every`` items, or when the
+    oldest waits longer than ``max_wait`` seconds, the batch is reported at once.
+    """
+
+    def __init__(self, stage: str, every: int = 256, max_wait: float = 0.5) -> None:
+        self.stage = stage
+        self.every = every
+        self.max_wait = max_wait
+        self._seconds: list[float] = []
+        self._first = 0.0
+        self._lock = threading.Lock()
+
+    def __call__(self, item: object) -> None:
+        committed = commit_time_of(item)
+        if committed is None:
+            return
+        now = datetime.now(UTC)
+        with self._lock:
+            if not self._seconds:
+                self._first = time.monotonic()
+            self._seconds.append(max(0.0, (now - committed).total_seconds()))
+            if len(self._seconds) < self.every and time.monotonic() - self._first <= self.max_wait:
+                return
+            batch, self._seconds = self._seconds, []
+        _current.stage_latencies(self.stage, batch)

@@ -49,7 +49,7 @@ from models.affinity import AffinityModel, LearnedRanker, RoundRobinRanker
 from models.anomaly import AnomalyAlert
 from models.burnout import WorkloadScore
 from models.duplicates import DuplicateDetector
-from models.enrichment import CustomerContext, TicketEnricher
+from models.enrichment import CustomerContext, CustomerWaitExpired, TicketEnricher
 from models.events import ChangeEvent, DeadLetter, RawChange, SourcePosition
 from models.helpdesk import (
     Agent,
@@ -77,6 +77,8 @@ from models.live_metrics import LiveMetrics, LiveOutput
 from models.queue_state import QueueOutput, QueueState
 from models.routing import AgentRanker, LeastLoadedRanker, RoutingPolicy
 from models.sla import SlaEvent, TicketComment
+from models.telemetry import StageRecorder
+from models.telemetry import enabled as telemetry_enabled
 from pipelines.settings import PipelineSettings
 from pipelines.state import stateful_flat_map, timed_stateful_flat_map
 
@@ -310,25 +312,45 @@ def ticket_comments(event: ChangeEvent) -> list[tuple[str, CommentIn]]:
     return [(str(comment.ticket_id), CommentIn(comment, str(row.get("body") or ""), event))]
 
 
-def make_enrich_step(enricher: TicketEnricher):
-    """Keyed mapper: customer context in, (enriched ticket, its change) out."""
+def make_enrich_step(enricher: TicketEnricher, wait: timedelta):
+    """Keyed mapper: customer context in, (enriched ticket, its change) out.
+
+    A ticket whose customer has not arrived yet waits for it (see :class:`CustomerContext`).
+    """
+
+    def enrich_one(ctx: CustomerContext, event: ChangeEvent) -> TicketChange | DeadLetter:
+        try:
+            FLOW_COUNTERS["tickets_enriched"] += 1
+            return (enricher.enrich(ctx, event), event)
+        except _DATA_ERRORS as exc:  # one bad held ticket must not block the others
+            return dead_letter_from_item(event, "enrich_ticket", _reason(exc))
 
     def enrich_step(
         ctx: CustomerContext | None, event: ChangeEvent
-    ) -> tuple[CustomerContext | None, list[TicketChange]]:
-        ctx = ctx or CustomerContext()
-        out: list[TicketChange] = []
+    ) -> tuple[CustomerContext | None, list[Any]]:
+        ctx = ctx or CustomerContext(wait=wait)
+        out: list[Any] = []
         if event.table == "customers":
             if event.op == "d" or event.after is None:
-                ctx.customer = None
+                ctx.customer, ctx.deleted = None, True
             else:
-                ctx.customer = Customer.from_row(event.after, version=event.version)
+                ctx.customer, ctx.deleted = (
+                    Customer.from_row(event.after, version=event.version),
+                    False,
+                )
+                out += [enrich_one(ctx, held) for held in ctx.release()]
+        elif ctx.must_wait():
+            FLOW_COUNTERS["tickets_waiting_for_customer"] += 1
+            out += ctx.hold(event, datetime.now(UTC))
         else:
-            out.append((enricher.enrich(ctx, event), event))
-            FLOW_COUNTERS["tickets_enriched"] += 1
+            out.append(enrich_one(ctx, event))
         return (None if ctx.is_empty() else ctx), out
 
     return enrich_step
+
+
+def expired_wait(item: CustomerWaitExpired) -> DeadLetter:
+    return dead_letter_from_item(item.event, "enrich_ticket", item.reason)
 
 
 def duplicate_scope(change: TicketChange) -> str:
@@ -610,6 +632,12 @@ def build_flow(
     flow = Dataflow(settings.flow_id)
     dead: list[Stream[Any]] = []
 
+    def observe(stage: str, stream: Stream[Any]) -> None:
+        # Per-stage latency (source commit → leaving the stage) when metrics are served.
+        if telemetry_enabled():
+            recorder = StageRecorder(stage)
+            op.inspect(f"observe_{stage}", stream, lambda _step, x: recorder(x))
+
     # cdc_in: raw records → change events (+ the source's own errors)
     if isinstance(source, Source):
         raw = op.input("read_cdc", flow, source)
@@ -619,6 +647,7 @@ def build_flow(
     decoded = _Split("decode", op.filter_map("decode_cdc", raw, decode))
     dead.append(decoded.of("errors", DeadLetter))
     events: Stream[ChangeEvent] = decoded.rest
+    observe("decode", events)
 
     def by_table(step_id: str, fn: Callable[[ChangeEvent], list[Any]]) -> _Split[Any]:
         split = _Split(step_id, op.flat_map(step_id, events, guarded(step_id, fn)))
@@ -632,9 +661,17 @@ def build_flow(
 
     # enrich: per customer, then duplicates per organisation
     enriched = _Split(
-        "enrich", _keyed_flat_map("enrich_ticket", to_customers, make_enrich_step(enricher))
+        "enrich",
+        _keyed_flat_map(
+            "enrich_ticket",
+            to_customers,
+            make_enrich_step(enricher, settings.customer_wait),
+            timed=True,
+        ),
     )
     dead.append(enriched.of("errors", DeadLetter))
+    dead.append(op.map("expired_waits", enriched.of("expired", CustomerWaitExpired), expired_wait))
+    observe("enrich", enriched.rest)
     deduped = _Split(
         "dedupe",
         _keyed_flat_map(
@@ -656,6 +693,7 @@ def build_flow(
         _keyed_flat_map("classify_ticket", classify_in, make_classify_step(policy, replica)),
     )
     final_tickets: Stream[EnrichedTicket] = classified.of("tickets", EnrichedTicket)
+    observe("classify", final_tickets)
     lessons = classified.of("lessons", (LabelExample, KbFeedback))
     dead.append(classified.of("errors", DeadLetter))
     comments_to_queues: Stream[tuple[str, TicketComment]] = classified.rest
@@ -697,6 +735,9 @@ def build_flow(
     )
     dead.append(routed.of("errors", DeadLetter))
     queue_out: Stream[QueueOutput] = routed.rest
+    observe(
+        "route", op.filter("select_decisions", queue_out, lambda x: isinstance(x, RoutingDecision))
+    )
 
     # metrics: one key (minute windows and anomaly baselines of the whole helpdesk)
     metrics_in = op.merge(

@@ -24,6 +24,11 @@ log = logging.getLogger(__name__)
 
 # From a healthy few milliseconds to a stalled minute.
 LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0)
+# Finer, for the per-stage breakdown that ``triage bench`` reads back.
+STAGE_BUCKETS = (
+    0.002, 0.005, 0.01, 0.015, 0.02, 0.03, 0.04, 0.05, 0.075, 0.1, 0.15, 0.2, 0.25, 0.3, 0.4,
+    0.5, 0.75, 1.0, 1.5, 2.5, 5.0, 10.0, 30.0, 60.0,
+)  # fmt: skip
 
 
 class _FlowCounters(Collector):
@@ -86,6 +91,14 @@ class PrometheusTelemetry:
             buckets=LATENCY_BUCKETS,
             registry=registry,
         )
+        self.stage_latency = Histogram(
+            "triage_stage_latency_seconds",
+            "Source commit to the moment an item left a stage (decode, enrich, classify, "
+            "route, write_analytics, write_live).",
+            ["stage"],
+            buckets=STAGE_BUCKETS,
+            registry=registry,
+        )
         registry.register(_FlowCounters())
 
     def changes_read(self, tables: Mapping[str, int], lag_seconds: float | None) -> None:
@@ -109,6 +122,11 @@ class PrometheusTelemetry:
     def decision_latencies(self, seconds: Sequence[float]) -> None:
         for value in seconds:
             self.decision_latency.observe(value)
+
+    def stage_latencies(self, stage: str, seconds: Sequence[float]) -> None:
+        child = self.stage_latency.labels(stage=stage)
+        for value in seconds:
+            child.observe(value)
 
 
 @functools.cache

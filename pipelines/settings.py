@@ -31,6 +31,9 @@ class PipelineSettings(BaseModel):
     min_examples: int = Field(default=30, ge=0)
     text_features: int = Field(default=2**16, ge=2**10)
     seed: int = 0
+    # A ticket that arrives before its customer (Kafka reads tables independently) waits
+    # this long for the customer's row, then goes to the dead letters; 0: never wait.
+    customer_wait: timedelta = Field(default=timedelta(seconds=30), ge=timedelta(0))
     warehouse_shards: int = Field(
         default=16, gt=0, description="warehouse buffers (and files per flush) per ticket shard"
     )

@@ -25,7 +25,7 @@ from models.helpdesk import EnrichedTicket, RoutingDecision
 from models.intelligence import ModelMetric
 from models.signals import BreachRiskScore
 from models.sla import SlaEvent
-from models.telemetry import report_dead_letters, telemetry
+from models.telemetry import report_dead_letters, report_stage, telemetry
 from models.windows import WindowResult
 from sinks.staged import StagedTable, StagedWriter
 
@@ -653,6 +653,7 @@ class _PostgresPartition(StatelessSinkPartition[AnalyticsItem]):
         self._writer.write(rows, describe=f"analytics write of {len(items)} items")
         telemetry().items_written("postgres", {t: len(r) for t, r in rows.items()})
         report_dead_letters((row[0], row[1]) for row in rows[DEAD_LETTERS])
+        report_stage("write_analytics", (i for i in items if isinstance(i, RoutingDecision)))
 
     def close(self) -> None:
         """Close the connection when the dataflow ends."""

@@ -39,7 +39,7 @@ from models.anomaly import AnomalyAlert
 from models.helpdesk import RoutingDecision
 from models.signals import BreachRiskScore
 from models.sla import SlaEvent
-from models.telemetry import report_decisions, report_written, telemetry
+from models.telemetry import report_decisions, report_stage, report_written, telemetry
 from sinks.retry import backoff
 
 log = logging.getLogger(__name__)
@@ -560,6 +560,7 @@ class _RedisPartition(StatelessSinkPartition[RedisItem]):
                 self.applied += sum(int(r) for r in results)
                 report_written("redis", items)
                 report_decisions(items)
+                report_stage("write_live", (i for i in items if isinstance(i, RoutingDecision)))
                 return
             except (redis.ConnectionError, redis.TimeoutError) as exc:
                 attempt += 1

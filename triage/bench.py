@@ -10,23 +10,36 @@ Two measurements on a fresh local stack, printed as JSON:
   (every event is a new ticket: the most expensive kind, enriched and routed);
 * mixed throughput: a helpdesk-shaped change stream of ``events`` changes, per ticket one
   insert, two comments (``ticket_events``) and two status updates, measured until the
-  analytics store holds every ticket's final status.
+  analytics store holds every ticket's final status;
+* stages: for the latency run, source commit → the moment a ticket's change left each
+  stage (decode, enrich, classify, route, write_analytics, write_live), read back from
+  the pipeline's own Prometheus histograms (upper bucket bounds, so ``≤`` values);
+* scale (``processes`` with more than one count): the throughput run again on a fresh
+  database per process count, the same rows each time; ``same_results`` compares what
+  the runs must share (:mod:`triage.compare`).
 """
 
 from __future__ import annotations
 
 import itertools
+import re
 import shutil
 import time
+import urllib.request
 from typing import Any
 
 import psycopg
 import redis
 from rich.console import Console
 
+from triage.compare import differing_parts, store_snapshot
 from triage.report import routed_summary
-from triage.runtime import PipelineProcess, migrate, open_stack
+from triage.runtime import PipelineProcess, Stack, migrate, open_stack
+from triage.services import free_port
 from triage.settings import AppSettings
+
+STAGES = ("decode", "enrich", "classify", "route", "write_analytics", "write_live")
+_BUCKET = re.compile(r'^triage_stage_latency_seconds_bucket\{le="([^"]+)",stage="([^"]+)"\} (\S+)$')
 
 _SUBJECTS = (
     ("Charged twice for invoice {n}", "My card was charged twice, please refund the duplicate."),
@@ -61,6 +74,74 @@ def _wait_routed(
         time.sleep(0.05)
 
 
+def _pipeline_env(processes: int, metrics_port: int | None = None) -> dict[str, str]:
+    # Batch jobs (forecast, compaction) would compete for the CPU being measured.
+    env = {"TRIAGE_JOBS__ENABLED": "false", "TRIAGE_CLUSTER__PROCESSES": str(processes)}
+    if metrics_port is not None:
+        env["TRIAGE_METRICS__PORT"] = str(metrics_port)
+    return env
+
+
+def _seed(dsn: str) -> None:
+    from connectors.workload import WorkloadConfig, WorkloadWriter
+
+    WorkloadWriter(
+        dsn, WorkloadConfig(seed=1, customers=500, agents=60, tickets=1)
+    ).seed_reference_data()
+
+
+def scrape_stages(ports: list[int]) -> dict[str, dict[float, float]]:
+    """Cumulative bucket counts of ``triage_stage_latency_seconds`` summed over processes."""
+    out: dict[str, dict[float, float]] = {}
+    for port in ports:
+        try:
+            with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5) as resp:
+                text = resp.read().decode()
+        except OSError:
+            continue
+        for line in text.splitlines():
+            m = _BUCKET.match(line)
+            if m:
+                le = float("inf") if m.group(1) == "+Inf" else float(m.group(1))
+                stage = out.setdefault(m.group(2), {})
+                stage[le] = stage.get(le, 0.0) + float(m.group(3))
+    return out
+
+
+def stage_percentiles(
+    before: dict[str, dict[float, float]], after: dict[str, dict[float, float]]
+) -> dict[str, dict[str, float | int | None]]:
+    """p50/p90/p99 (bucket upper bounds, ms) of what each stage observed between scrapes.
+
+    Example:
+        >>> a = {"route": {0.01: 0.0, 0.05: 0.0, float("inf"): 0.0}}
+        >>> b = {"route": {0.01: 60.0, 0.05: 99.0, float("inf"): 100.0}}
+        >>> stage_percentiles(a, b)["route"]
+        {'count': 100, 'p50_ms_at_most': 10.0, 'p90_ms_at_most': 50.0, 'p99_ms_at_most': 50.0}
+    """
+    result: dict[str, dict[str, float | int | None]] = {}
+    for stage in STAGES:
+        hist = after.get(stage)
+        if not hist:
+            continue
+        old = before.get(stage, {})
+        bounds = sorted(hist)
+        counts = [hist[b] - old.get(b, 0.0) for b in bounds]
+        total = counts[-1] if counts else 0
+        row: dict[str, float | int | None] = {"count": int(total)}
+        for q in (50, 90, 99):
+            bound = next(
+                (b for b, c in zip(bounds, counts, strict=True) if c >= total * q / 100), None
+            )
+            row[f"p{q}_ms_at_most"] = (
+                None
+                if bound is None or total == 0 or bound == float("inf")
+                else round(bound * 1000, 1)
+            )
+        result[stage] = row
+    return result
+
+
 def run_bench(
     settings: AppSettings,
     *,
@@ -68,22 +149,22 @@ def run_bench(
     rate: float,
     seconds: float,
     console: Console,
+    processes: list[int] | None = None,
+    scale_events: int | None = None,
 ) -> dict[str, Any]:
-    from connectors.workload import WorkloadConfig, WorkloadWriter
-
+    counts = processes or [1]
     state_dir = settings.state_dir / "bench"
     if state_dir.exists():
         shutil.rmtree(state_dir)
     prefix = settings.redis.key_prefix
     with open_stack(settings, state_dir / "services") as stack:
         migrate(stack)
-        WorkloadWriter(
-            stack.source_dsn, WorkloadConfig(seed=1, customers=500, agents=60, tickets=1)
-        ).seed_reference_data()
+        _seed(stack.source_dsn)
         client = redis.Redis.from_url(stack.redis_url)
-        # Batch jobs (forecast, compaction) would compete for the CPU being measured.
+        metrics_port = free_port()
+        ports = [metrics_port + i for i in range(counts[0])]
         pipeline = PipelineProcess(
-            stack, state_dir / "pipeline", extra_env={"TRIAGE_JOBS__ENABLED": "false"}
+            stack, state_dir / "pipeline", extra_env=_pipeline_env(counts[0], metrics_port)
         ).start()
         try:
             pipeline.wait_ready(settings.source.slot_name, flow_id=settings.pipeline.flow_id)
@@ -96,6 +177,7 @@ def run_bench(
                     raise RuntimeError(f"pipeline did not start:\n{pipeline.log_tail()}")
 
                 console.print(f"latency run: {rate:.0f} tickets/s for {seconds:.0f}s")
+                before = scrape_stages(ports)
                 rows = _ticket_rows(int(rate * seconds), customers, start=1)
                 ids: list[int] = []
                 t0 = time.perf_counter()
@@ -109,21 +191,12 @@ def run_bench(
                     ids.append(got[0])
                 offered_s = time.perf_counter() - t0
                 lat = _wait_routed(client, prefix, ids, 120)
+                time.sleep(1.0)  # the stage recorders report in batches of at most 0.5 s
+                stages = stage_percentiles(before, scrape_stages(ports))
 
                 console.print(f"throughput run: {events} tickets in bulk")
                 t1 = time.perf_counter()
-                bulk_ids: list[int] = []
-                batch = 5000
-                rows_iter = _ticket_rows(events, customers, start=10_000_000)
-                while chunk := list(itertools.islice(rows_iter, batch)):
-                    with conn.transaction(), conn.cursor() as cur:
-                        cur.executemany(_INSERT, chunk, returning=True)
-                        while True:
-                            got = cur.fetchone()
-                            if got is not None:
-                                bulk_ids.append(got[0])
-                            if not cur.nextset():
-                                break
+                bulk_ids = _insert_bulk(conn, _ticket_rows(events, customers, start=10_000_000))
                 insert_s = time.perf_counter() - t1
                 routed = _wait_decided(stack.analytics_dsn, bulk_ids, pipeline, timeout=900)
                 total_s = time.perf_counter() - t1
@@ -132,13 +205,18 @@ def run_bench(
                 mixed = _mixed_run(conn, stack.analytics_dsn, customers, events, pipeline)
         finally:
             pipeline.stop()
-    return {
+        scale = None
+        if len(counts) > 1:
+            scale = _scale_runs(settings, stack, counts, scale_events or events, state_dir, console)
+    result: dict[str, Any] = {
+        "processes": counts[0],
         "latency": {
             "offered_rate_per_s": rate,
             "achieved_rate_per_s": round(len(ids) / offered_s, 1),
             "tickets": len(ids),
             "routed": lat["tickets_routed"],
             "commit_to_redis_ms": lat["latency_ms"],
+            "stages_commit_to_exit_ms": stages,
         },
         "throughput": {
             "tickets": events,
@@ -149,6 +227,83 @@ def run_bench(
         },
         "mixed_throughput": mixed,
     }
+    if scale is not None:
+        result["scale"], result["same_results"] = scale
+    return result
+
+
+def _database(dsn: str, name: str) -> str:
+    """A fresh database beside ``dsn``'s (the bench's own private server)."""
+    from psycopg import sql
+    from psycopg.conninfo import make_conninfo
+
+    with psycopg.connect(dsn, autocommit=True) as conn:
+        conn.execute(sql.SQL("DROP DATABASE IF EXISTS {}").format(sql.Identifier(name)))
+        conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
+    return make_conninfo(dsn, dbname=name)
+
+
+def _scale_runs(
+    settings: AppSettings,
+    stack: Stack,
+    counts: list[int],
+    events: int,
+    state_dir: Any,
+    console: Console,
+) -> tuple[dict[str, Any], bool]:
+    """The throughput run once per process count, each on a fresh copy of the same rows."""
+    scale: dict[str, Any] = {}
+    snapshots = []
+    for n in counts:
+        dsn = _database(stack.source_dsn, f"bench_scale_{n}")
+        run_stack = Stack(source_dsn=dsn, analytics_dsn=dsn, redis_url=stack.redis_url)
+        migrate(run_stack)
+        _seed(dsn)
+        env = _pipeline_env(n)
+        env["TRIAGE_REDIS__KEY_PREFIX"] = f"bench{n}"
+        env["TRIAGE_SOURCE__SLOT_NAME"] = f"bench_scale_{n}"
+        pipeline = PipelineProcess(run_stack, state_dir / f"scale-{n}", extra_env=env).start()
+        try:
+            pipeline.wait_ready(f"bench_scale_{n}", flow_id=settings.pipeline.flow_id)
+            console.print(f"scale run: {n} process(es), {events} tickets in bulk")
+            with psycopg.connect(dsn, autocommit=True) as conn:
+                customers = [r[0] for r in conn.execute("SELECT id FROM customers ORDER BY id")]
+                t0 = time.perf_counter()
+                ids = _insert_bulk(conn, _ticket_rows(events, customers))
+            routed = _wait_decided(dsn, ids, pipeline, timeout=900)
+            total = time.perf_counter() - t0
+            # Let the last minute windows and rollups settle before comparing stores.
+            time.sleep(2.0)
+        finally:
+            pipeline.stop()
+        scale[str(n)] = {
+            "tickets": events,
+            "routed": routed,
+            "end_to_end_seconds": round(total, 2),
+            "events_per_s": round(routed / total, 1),
+        }
+        snapshots.append(store_snapshot(dsn))
+    first, last = scale[str(counts[0])], scale[str(counts[-1])]
+    scale["ratio"] = round(last["events_per_s"] / first["events_per_s"], 2)
+    differs = sorted({p for snap in snapshots[1:] for p in differing_parts(snapshots[0], snap)})
+    if differs:
+        scale["differing"] = differs
+    return scale, not differs
+
+
+def _insert_bulk(conn: psycopg.Connection[Any], rows: Any) -> list[int]:
+    ids: list[int] = []
+    rows_iter = iter(rows)
+    while chunk := list(itertools.islice(rows_iter, 5000)):
+        with conn.transaction(), conn.cursor() as cur:
+            cur.executemany(_INSERT, chunk, returning=True)
+            while True:
+                got = cur.fetchone()
+                if got is not None:
+                    ids.append(got[0])
+                if not cur.nextset():
+                    break
+    return ids
 
 
 def _wait_decided(

@@ -256,13 +256,34 @@ def bench(
     events: Annotated[int, typer.Option(min=100, help="Tickets for the throughput run.")] = 50000,
     rate: Annotated[float, typer.Option(min=1, help="Offered tickets/s for latency.")] = 200.0,
     seconds: Annotated[float, typer.Option(min=1, help="Length of the latency run.")] = 20.0,
+    processes: Annotated[
+        str,
+        typer.Option(
+            help="Process counts, e.g. 1,2: latency and throughput on the first; with more "
+            "than one, a scale run per count and the same-results check."
+        ),
+    ] = "1",
+    scale_events: Annotated[
+        int | None, typer.Option(min=100, help="Tickets per scale run (default --events).")
+    ] = None,
     state_dir: StateDir = None,
 ) -> None:
-    """Benchmark the embedded path; prints JSON (throughput and latency percentiles)."""
+    """Benchmark the embedded path; prints JSON (latency, stages, throughput, scale)."""
     from triage.bench import run_bench
 
+    try:
+        counts = [int(p) for p in processes.split(",") if p.strip()]
+    except ValueError:
+        counts = []
+    if not counts or any(not 1 <= c <= 64 for c in counts):
+        raise _fail(
+            f"--processes takes counts from 1 to 64 separated by commas, not {processes!r}", 2
+        )
     settings = _settings(state_dir)
-    result = run_bench(settings, events=events, rate=rate, seconds=seconds, console=console)
+    result = run_bench(
+        settings, events=events, rate=rate, seconds=seconds, console=console,
+        processes=counts, scale_events=scale_events,
+    )  # fmt: skip
     sys.stdout.write(json.dumps(result) + "\n")
 
 

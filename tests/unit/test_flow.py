@@ -153,3 +153,20 @@ def test_two_workers_end_in_the_same_state_as_one(feed: Feed) -> None:
         return sorted((e.ticket_id, e.ticket.status, e.category, e.queue, e.priority) for e in tickets)
 
     assert facts(analytics_one) == facts(analytics_two)
+
+
+def test_a_ticket_before_its_customer_waits_and_gets_the_real_tier() -> None:
+    f = Feed()
+    f.add("agents", "r", agent_row(1))
+    f.add("tickets", "c", ticket_row(20))  # customer 1 is not known yet
+    f.add("tickets", "c", ticket_row(21, customer_id=9))  # customer 9 never arrives
+    f.add("customers", "r", {"id": 1, "name": "Acme", "email": "c@x", "tier": "enterprise",
+                             "language": "en", "region": "us"})  # fmt: skip
+    analytics, decisions = run_flow(f.records, workers=1)
+    enriched = {x.ticket_id: x for x in analytics if isinstance(x, EnrichedTicket)}
+    assert enriched[20].customer_tier == "enterprise"
+    assert "customer unknown" not in enriched[20].priority_reasons
+    assert {d.ticket_id for d in decisions} == {20}
+    dead = [x for x in analytics if isinstance(x, DeadLetter)]
+    assert [(d.stage, "customer" in d.reason) for d in dead] == [("enrich_ticket", True)]
+    assert json.loads(dead[0].key or "{}") == {"id": 21}

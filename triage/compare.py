@@ -1,0 +1,75 @@
+"""What must be equal between two runs of the same history, read from the analytics store.
+
+Two runs of one database history (one process against a cluster, embedded against Kafka)
+must leave the same results. :func:`store_snapshot` reads exactly those: ticket facts that
+no learned model decides, the category, queue and sentiment where rules or people (not a
+model) set the category, one current routing decision per ticket, the SLA clock events,
+the minute metrics' totals and the dead-letter count. What may differ is left out on
+purpose, with the reason:
+
+* which agent got a ticket and whether it waited first: a queue receives tickets from
+  several workers, so two changes committed close together may arrive in either order;
+* fields learned models decide (model-applied labels, confidences, KB rankings shaped by
+  feedback): which published model version predicted a ticket depends on timing; the
+  version is recorded with each ticket;
+* SLA breaches, which fire on the wall clock.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import psycopg
+
+FACT_COLUMNS = (
+    "ticket_id, version, customer_id, customer_tier, channel, status, language, subject, "
+    "created_at, first_reply_at, solved_at, deleted"
+)
+
+_QUERIES = {
+    "facts": f"SELECT {FACT_COLUMNS} FROM analytics.ticket_facts ORDER BY 1",  # noqa: S608
+    "rule_categories": (
+        "SELECT ticket_id, category, queue, sentiment_label, organization, region "
+        "FROM analytics.ticket_facts "
+        "WHERE category_source IN ('ticket', 'keywords', 'fallback') ORDER BY 1"
+    ),
+    "decided_tickets": (
+        "SELECT ticket_id, count(*) FROM analytics.routing_decisions GROUP BY 1 ORDER BY 1"
+    ),
+    "sla_events": (
+        "SELECT ticket_id, metric, kind, at, deadline, policy FROM analytics.sla_events "
+        "WHERE kind <> 'breach' ORDER BY 1, 2, 4, 3, 5, 6"
+    ),
+    "metric_totals": (
+        "SELECT dimension, sum(created), sum(solved), sum(reopened) "
+        "FROM analytics.metrics_minute GROUP BY 1 ORDER BY 1"
+    ),
+    "dead_letters": "SELECT count(*) FROM analytics.dead_letters",
+}
+
+
+def store_snapshot(dsn: str) -> dict[str, list[tuple[Any, ...]]]:
+    """The parts of an analytics store that two runs of one history must share."""
+    with psycopg.connect(dsn) as conn:
+        return {part: conn.execute(query).fetchall() for part, query in _QUERIES.items()}  # type: ignore[arg-type]
+
+
+def differing_parts(
+    a: dict[str, list[tuple[Any, ...]]], b: dict[str, list[tuple[Any, ...]]]
+) -> list[str]:
+    """Names of the parts in which two snapshots differ (empty: the same results)."""
+    return [part for part in _QUERIES if a.get(part) != b.get(part)]
+
+
+def describe_difference(
+    a: dict[str, list[tuple[Any, ...]]], b: dict[str, list[tuple[Any, ...]]], *, limit: int = 10
+) -> dict[str, dict[str, list[tuple[Any, ...]]]]:
+    """For each differing part, up to ``limit`` rows found only in ``a`` and only in ``b``."""
+    out = {}
+    for part in differing_parts(a, b):
+        rows_a, rows_b = set(a.get(part, [])), set(b.get(part, []))
+        out[part] = {
+            "only_first": sorted(rows_a - rows_b, key=repr)[:limit],
+            "only_second": sorted(rows_b - rows_a, key=repr)[:limit],
+        }
+    return out
