@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from typing import Any
 
 import psycopg
 import redis
@@ -16,8 +17,10 @@ from redis.retry import Retry
 
 from api.metrics import instrument
 from api.routes import dashboard, health, reports, routing, search, sla
+from api.schemas import ErrorPublic
 from api.security import AccessControl, AccessMiddleware, require_scope, split_router
 from api.settings import ApiSettings
+from api.shedding import LoadShedMiddleware
 
 log = logging.getLogger(__name__)
 
@@ -27,8 +30,21 @@ SLA clocks with breach risk.
 
 Live state is served from Redis as the pipeline writes it; when Redis has no entry or is
 unreachable, the analytics database answers. Invalid input gets a 4xx answer, an
-unavailable store a 503.
+unavailable store, a query past its time limit or a server at its limit of requests
+in progress a 503 (the last with `Retry-After`).
 """
+
+_OVERLOAD = {
+    "model": ErrorPublic,
+    "description": "A store is unavailable or slow, or the API is overloaded (Retry-After).",
+}
+_KEYED = {
+    401: {"model": ErrorPublic, "description": "No API key, or an unknown or revoked one."},
+    403: {"model": ErrorPublic, "description": "The API key lacks the route's scope."},
+    429: {"model": ErrorPublic, "description": "The key's rate limit is exceeded (Retry-After)."},
+    503: _OVERLOAD,
+}
+"""Answers every key-protected route may give besides its own."""
 
 
 def _redis_client(settings: ApiSettings) -> redis.Redis:
@@ -43,17 +59,25 @@ def _redis_client(settings: ApiSettings) -> redis.Redis:
     )
 
 
+def _pg_options(settings: ApiSettings) -> str:
+    # Dashboard queries call time_bucket unqualified: TimescaleDB's in public, or the shim
+    # in the analytics schema on plain PostgreSQL. The statement timeout bounds every
+    # query the API makes, whichever route makes it.
+    return (
+        f"-c search_path={settings.analytics_schema},public"
+        f" -c statement_timeout={settings.statement_timeout_ms}"
+    )
+
+
 def _pg_pool(settings: ApiSettings) -> ConnectionPool:
     return ConnectionPool(
         settings.analytics_dsn,
-        min_size=1,
+        min_size=settings.pool_min_size,
         max_size=settings.pool_max_size,
         timeout=settings.store_timeout_s,
         kwargs={
             "connect_timeout": max(1, round(settings.store_timeout_s)),
-            # Dashboard queries call time_bucket unqualified: TimescaleDB's in public, or
-            # the shim in the analytics schema on plain PostgreSQL.
-            "options": f"-c search_path={settings.analytics_schema},public",
+            "options": _pg_options(settings),
         },
         name="analytics-api",
         open=False,
@@ -105,21 +129,31 @@ def create_app(settings: ApiSettings) -> FastAPI:
             content={"detail": f"store unavailable: {type(exc).__name__}"},
         )
 
-    for error in (redis.RedisError, psycopg.OperationalError, PoolTimeout):
+    # QueryCanceled: the statement timeout ended a slow query.
+    for error in (
+        redis.RedisError,
+        psycopg.OperationalError,
+        psycopg.errors.QueryCanceled,
+        PoolTimeout,
+    ):
         app.add_exception_handler(error, store_unavailable)
     app.add_middleware(AccessMiddleware)
+    app.add_middleware(
+        LoadShedMiddleware, limit=settings.max_in_flight, retry_after_s=settings.retry_after_s
+    )
     # Outermost: requests are timed and counted whatever the inner layers answer.
     instrument(app)
     app.include_router(health.router)
+    keyed: dict[int | str, dict[str, Any]] = dict(_KEYED)
     # Scopes and audit per router: see api.security.
     routing_scope = Depends(require_scope("read:routing", audit=True))
     tickets_scope = Depends(require_scope("read:tickets", audit=True))
     analytics_scope = Depends(require_scope("read:analytics"))
-    app.include_router(routing.router, dependencies=[routing_scope])
-    app.include_router(sla.router, dependencies=[tickets_scope])
-    app.include_router(search.router, dependencies=[tickets_scope])
-    app.include_router(reports.router, dependencies=[analytics_scope])
+    app.include_router(routing.router, dependencies=[routing_scope], responses=keyed)
+    app.include_router(sla.router, dependencies=[tickets_scope], responses=keyed)
+    app.include_router(search.router, dependencies=[tickets_scope], responses=keyed)
+    app.include_router(reports.router, dependencies=[analytics_scope], responses=keyed)
     dashboard_page, dashboard_panels = split_router(dashboard.router, ["/dashboard"])
     app.include_router(dashboard_page)
-    app.include_router(dashboard_panels, dependencies=[analytics_scope])
+    app.include_router(dashboard_panels, dependencies=[analytics_scope], responses=keyed)
     return app

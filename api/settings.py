@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import re
 
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator, model_validator
 
 _IDENTIFIER = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 
@@ -18,7 +18,14 @@ class ApiSettings(BaseModel):
         key_prefix: Redis key prefix; must match the ``RedisSink`` prefix.
         analytics_schema: Schema of the analytics tables.
         store_timeout_s: Seconds to wait for a store on connect, per reply and in health checks.
+        pool_min_size: PostgreSQL connections the API keeps open when idle.
         pool_max_size: Most PostgreSQL connections the API keeps open.
+        statement_timeout_ms: PostgreSQL cancels any API query running longer (the
+            request is answered 503); 0 turns the limit off.
+        max_in_flight: Requests the API answers at once; beyond that it refuses new ones
+            at once with 503 and ``Retry-After`` instead of queueing them without bound
+            (``/health`` and ``/metrics`` are never refused).
+        retry_after_s: The ``Retry-After`` of those refusals.
         auth_required: Require an API key with the route's scope (see ``api.security``);
             off, every request is served as an anonymous reader without rate limit.
         auth_cache_ttl_s: Seconds a resolved key is cached in-process; a revoked key is
@@ -37,12 +44,22 @@ class ApiSettings(BaseModel):
     key_prefix: str = Field(default="triage", min_length=1, pattern=r"^[^:\s]+$")
     analytics_schema: str = "analytics"
     store_timeout_s: float = Field(default=2.0, gt=0, le=60)
+    pool_min_size: int = Field(default=1, ge=0, le=100)
     pool_max_size: int = Field(default=4, ge=1, le=100)
+    statement_timeout_ms: int = Field(default=2000, ge=0, le=600_000)
+    max_in_flight: int = Field(default=64, ge=1, le=10_000)
+    retry_after_s: int = Field(default=1, ge=1, le=3600)
     auth_required: bool = False
     auth_cache_ttl_s: float = Field(default=5.0, ge=0, le=300)
     elasticsearch_url: str | None = Field(default=None, description="unset: PostgreSQL FTS")
     elasticsearch_api_key: SecretStr | None = None
     search_index_prefix: str = Field(default="triage", pattern=r"^[a-z0-9][a-z0-9_.-]{0,200}$")
+
+    @model_validator(mode="after")
+    def _pool_bounds(self) -> ApiSettings:
+        if self.pool_min_size > self.pool_max_size:
+            raise ValueError("pool_min_size must not exceed pool_max_size")
+        return self
 
     @field_validator("analytics_schema")
     @classmethod

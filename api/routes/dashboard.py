@@ -20,12 +20,20 @@ from pydantic import BaseModel, Field
 
 from api.deps import PgPoolDep
 from api.panels import PANELS, PANELS_BY_ID, Panel
+from api.params import Instant
+from api.schemas import ErrorPublic
 
 router = APIRouter(tags=["dashboard"])
 
-_RANGE = re.compile(r"^(\d{1,4})([mhdw])$")
+_RANGE = re.compile(r"^([1-9][0-9]{0,3})([mhdw])$")
 _UNITS = {"m": "minutes", "h": "hours", "d": "days", "w": "weeks"}
 MAX_RANGE = timedelta(days=400)
+# The ranges parse_range accepts, for the OpenAPI document: 1-9999 minutes, 1-9600 hours,
+# 1-400 days or 1-57 weeks (each at most MAX_RANGE).
+RANGE_PATTERN = (
+    r"^(?:[1-9][0-9]{0,3}m|(?:[1-9][0-9]{0,2}|[1-8][0-9]{3}|9[0-5][0-9]{2}|9600)h"
+    r"|(?:[1-9][0-9]?|[1-3][0-9]{2}|400)d|(?:[1-9]|[1-4][0-9]|5[0-7])w)$"
+)
 
 
 def parse_range(text: str) -> timedelta:
@@ -35,7 +43,7 @@ def parse_range(text: str) -> timedelta:
         >>> parse_range("24h")
         datetime.timedelta(days=1)
     """
-    match = _RANGE.match(text.strip())
+    match = _RANGE.match(text)
     if match is None:
         raise ValueError(f"range must look like 30m, 24h, 7d or 2w, got {text!r}")
     span = timedelta(**{_UNITS[match.group(2)]: int(match.group(1))})
@@ -118,14 +126,23 @@ def list_panels() -> list[PanelInfo]:
     responses={
         404: {"description": "No such panel."},
         422: {"description": "Malformed range or end."},
-        503: {"description": "The analytics store is unavailable."},
+        503: {"model": ErrorPublic, "description": "The analytics store is unavailable."},
     },
 )
 def get_panel(
     pool: PgPoolDep,
     panel_id: Annotated[str, Path(description="A panel id from /v1/dashboard/panels")],
-    range: Annotated[str, Query(description="Length of the range: 30m, 24h, 7d, 2w")] = "24h",
-    end: Annotated[datetime | None, Query(description="End of the range (default: now)")] = None,
+    range: Annotated[
+        str,
+        Query(
+            # Documented, and checked by parse_range, whose messages say what is wrong.
+            json_schema_extra={"pattern": RANGE_PATTERN},
+            description="Length of the range: 30m, 24h, 7d, 2w (at most 400 days)",
+        ),
+    ] = "24h",
+    end: Annotated[
+        Instant | None, Query(description="End of the range, years 2000..2099 (default: now)")
+    ] = None,
 ) -> PanelData:
     """Rows of the panel's query between ``end - range`` and ``end``."""
     panel = PANELS_BY_ID.get(panel_id)
@@ -136,12 +153,10 @@ def get_panel(
     except ValueError as exc:
         raise HTTPException(status_code=422, detail=str(exc)) from exc
     stop = end or datetime.now(UTC)
-    if stop.tzinfo is None:
-        stop = stop.replace(tzinfo=UTC)
     try:
         with pool.connection() as conn:
             return run_panel(conn, panel, stop - span, stop)
-    except psycopg.OperationalError as exc:
+    except psycopg.Error as exc:  # unreachable, or cancelled by statement_timeout
         raise HTTPException(status_code=503, detail="analytics store unavailable") from exc
 
 

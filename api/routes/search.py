@@ -56,12 +56,19 @@ _FRAGMENT_SIZE = 150
 _CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
 
 
+# At least one character that is neither white space nor a control character: what
+# clean_query leaves must not be empty.
+_HAS_TEXT = r"[^\s\x00-\x1f\x7f]"
 SearchText = Annotated[
     str,
     Query(
         min_length=1,
         max_length=256,
-        description='Web-search syntax: words (all must match), "a phrase", -exclude, or',
+        pattern=_HAS_TEXT,
+        description=(
+            'Web-search syntax: words (all must match), "a phrase", -exclude, or. '
+            "Control characters are ignored."
+        ),
         examples=["refund double charge"],
     ),
 ]
@@ -153,12 +160,14 @@ router = APIRouter(prefix="/v1/search", tags=["search"], lifespan=_elasticsearch
 
 
 def clean_query(text: str) -> str:
-    """The query with surrounding space removed; 422 when empty or holding control bytes."""
-    cleaned = unicodedata.normalize("NFC", text).strip()
+    """The query with control characters blanked and surrounding space removed.
+
+    Control characters (a pasted tab-separated line, a stray escape) are read as word
+    breaks rather than refused. Raises a 422 when nothing is left.
+    """
+    cleaned = _CONTROL.sub(" ", unicodedata.normalize("NFC", text)).strip()
     if not cleaned:
         raise HTTPException(status_code=422, detail="q must contain a word")
-    if _CONTROL.search(cleaned):
-        raise HTTPException(status_code=422, detail="q must not contain control characters")
     return cleaned
 
 

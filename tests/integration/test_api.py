@@ -6,6 +6,7 @@ from collections.abc import Iterator, Sequence
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
+import psycopg
 import pytest
 from fastapi.testclient import TestClient
 
@@ -312,3 +313,50 @@ def test_openapi_documents_the_routes(api: TestClient) -> None:
     } <= set(spec["paths"])
     assert {"RoutingDecisionPublic", "TicketSlaPublic"} <= set(spec["components"]["schemas"])
     assert api.get("/docs").status_code == 200
+
+
+class TestInputRanges:
+    """Dates and numbers outside what the stores can hold are 422s, never 500s."""
+
+    @pytest.mark.parametrize(
+        "url",
+        [
+            "/v1/reports/daily?day=0001-01-01",
+            "/v1/reports/daily?day=9999-12-31",
+            "/v1/reports/daily?day=0",
+            "/v1/dashboard/panels/volume?end=0001-01-01T00:00:00Z",
+            "/v1/dashboard/panels/volume?end=9999-12-31T23:59:59Z",
+            "/v1/dashboard/panels/volume?end=0.5",
+            "/v1/dashboard/panels/volume?range=0m",
+            "/v1/dashboard/panels/volume?range=9999w",
+            "/v1/dashboard/panels/volume?range=%D9%A1h",  # an Arabic-Indic digit
+        ],
+    )
+    def test_out_of_range_is_422(self, api: TestClient, url: str) -> None:
+        response = api.get(url)
+        assert response.status_code == 422, response.text
+        assert response.json()["detail"]
+
+    def test_edges_of_the_range_are_answered(self, api: TestClient) -> None:
+        for day in ("2000-01-01", "2099-12-31"):
+            response = api.get("/v1/reports/daily", params={"day": day, "format": "json"})
+            assert response.status_code == 200 and response.json()["day"] == day
+        panel = api.get("/v1/dashboard/panels/volume", params={"end": "2000-01-01T00:00:00Z"})
+        assert panel.status_code == 200 and panel.json()["rows"] == []
+        report = api.get("/v1/reports/daily", params={"day": "2099-12-31"})
+        assert report.headers["content-type"].startswith("text/markdown")
+
+
+def test_queries_run_under_the_statement_timeout(settings: ApiSettings) -> None:
+    app = create_app(settings.model_copy(update={"statement_timeout_ms": 300}))
+    with TestClient(app, raise_server_exceptions=False) as client:
+        with app.state.pg_pool.connection() as conn:
+            assert conn.execute("SHOW statement_timeout").fetchone() == ("300ms",)
+        # A query stuck behind a lock is cancelled at the limit and answered 503.
+        with psycopg.connect(settings.analytics_dsn) as locker:
+            locker.execute("LOCK TABLE analytics.ticket_facts IN ACCESS EXCLUSIVE MODE")
+            response = client.get("/v1/reports/daily", params={"day": "2026-03-02"})
+            locker.rollback()
+        assert response.status_code == 503
+        assert response.json() == {"detail": "analytics store unavailable"}
+        assert client.get("/v1/reports/daily", params={"day": "2026-03-02"}).status_code == 200

@@ -320,7 +320,7 @@ class TestSearchApi:
             {"q": ""},
             {"q": "   "},
             {"q": "x" * 257},
-            {"q": "refund\x00"},
+            {"q": "\x00\x1b"},
             {"q": "refund", "limit": 0},
             {"q": "refund", "limit": 101},
             {"q": "refund", "limit": "many"},
@@ -331,6 +331,11 @@ class TestSearchApi:
     )
     def test_bad_input_is_422(self, api: TestClient, params: dict[str, Any]) -> None:
         assert api.get("/v1/search/tickets", params=params).status_code == 422
+
+    def test_control_characters_in_the_query_are_ignored(self, api: TestClient) -> None:
+        body = api.get("/v1/search/tickets", params={"q": "refund\x00\x1b"}).json()
+        assert body["query"] == "refund"
+        assert body["hits"] == api.get("/v1/search/tickets", params={"q": "refund"}).json()["hits"]
 
     @pytest.mark.parametrize("params", [{"q": "a", "language": "english"}, {"q": "a", "limit": -1}])
     def test_bad_kb_input_is_422(self, api: TestClient, params: dict[str, Any]) -> None:

@@ -231,11 +231,18 @@ class TestPostgresRows:
 
 
 class TestApiQuery:
-    @pytest.mark.parametrize("bad", ["", "   ", "refund\x00", "a\x1bb"])
-    def test_empty_or_control_characters_are_refused(self, bad: str) -> None:
+    @pytest.mark.parametrize("bad", ["", "   ", "\x00", "\x1b\x7f \x01"])
+    def test_queries_without_words_are_refused(self, bad: str) -> None:
         with pytest.raises(HTTPException) as caught:
             clean_query(bad)
         assert caught.value.status_code == 422
+
+    @pytest.mark.parametrize(
+        ("raw", "cleaned"),
+        [("refund\x00", "refund"), ("a\x1bb", "a b"), ("\x07 double\x7f", "double")],
+    )
+    def test_control_characters_are_read_as_word_breaks(self, raw: str, cleaned: str) -> None:
+        assert clean_query(raw) == cleaned
 
     def test_query_is_trimmed_and_normalised(self) -> None:
         assert clean_query("  Rücke\u0301rstattung \n") == "Rückérstattung"
