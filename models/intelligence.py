@@ -26,7 +26,7 @@ from __future__ import annotations
 import re
 import threading
 from dataclasses import dataclass, field, replace
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Protocol
 
 from models.duplicates import DuplicateDetector
@@ -323,22 +323,49 @@ class TicketText:
     insights: dict[str, object] | None = None
     early_comments: list[TicketComment] = field(default_factory=list)
     dropped_comments: int = 0
+    # Comments wait here, briefly, for ticket changes committed before them (which take a
+    # longer path through the dataflow): (release deadline, source version, comment, body).
+    held: list[tuple[datetime, int, TicketComment, str]] = field(default_factory=list)
+    last_version: int = -1
 
     @property
     def seen(self) -> bool:
         return self.insights is not None
 
     def is_empty(self) -> bool:
-        return not self.seen and not self.early_comments
+        return not self.seen and not self.early_comments and not self.held
+
+    # Timed state: the dataflow wakes the key when a held comment's wait is over.
+    def tick(self, now: datetime) -> list[object]:
+        due = [h for h in self.held if h[0] <= now]
+        self.held = [h for h in self.held if h[0] > now]
+        return _comment_outputs(self, [(c, b) for _, _, c, b in sorted(due, key=_version)])
+
+    def next_wakeup(self) -> datetime | None:
+        return min(h[0] for h in self.held) if self.held else None
+
+    def finish(self) -> list[object]:
+        """A finite input ended (tests, replays): held comments go out now."""
+        due, self.held = sorted(self.held, key=_version), []
+        return _comment_outputs(self, [(c, b) for _, _, c, b in due])
+
+    def is_idle(self) -> bool:
+        return self.is_empty()
 
 
 @dataclass(frozen=True)
 class Classified:
-    """What :func:`classify_ticket` gives: the final ticket and what the learner needs."""
+    """What :func:`classify_ticket` gives: the final ticket and what the learner needs.
+
+    ``earlier`` are the outputs of comments committed before this change (``(queue,
+    comment)`` pairs and :class:`KbFeedback`), to be emitted before the ticket;
+    ``comments`` those that waited for the ticket's queue, emitted after it.
+    """
 
     ticket: EnrichedTicket
     example: LabelExample | None
     comments: tuple[TicketComment, ...]
+    earlier: tuple[object, ...] = ()
 
 
 def classify_ticket(
@@ -350,6 +377,11 @@ def classify_ticket(
 ) -> tuple[TicketText | None, Classified]:
     """Predict (for new or re-worded tickets), collect human labels, fix the queue."""
     state = state or TicketText()
+    # Comments committed before this change go first, in commit order.
+    earlier = sorted((h for h in state.held if h[1] < event.version), key=_version)
+    state.held = [h for h in state.held if h[1] >= event.version]
+    before_outputs = _comment_outputs(state, [(c, b) for _, _, c, b in earlier])
+    state.last_version = max(state.last_version, event.version)
     ticket = et.ticket
     before = event.before or {}
     text = f"{ticket.subject}\n{ticket.description}"
@@ -409,11 +441,56 @@ def classify_ticket(
     final = replace(et, **updates)  # type: ignore[arg-type]
     released = tuple(state.early_comments)
     state.early_comments = []
+    done = Classified(final, example, released, tuple(before_outputs))
     if event.op == "d" or not ticket.is_open:
-        # Leaving triage: forget it (its duplicate entry stays for the window).
-        return None, Classified(final, example, released)
+        # Leaving triage: forget it (its duplicate entry stays for the window); comments
+        # still held go out with their own wait.
+        if not state.held:
+            return None, done
+        state.insights, state.suggested, state.queue = None, (), queue
+        return state, done
     state.queue = queue
-    return state, Classified(final, example, released)
+    return state, done
+
+
+def _version(held: tuple[datetime, int, TicketComment, str]) -> int:
+    return held[1]
+
+
+def _comment_outputs(state: TicketText, comments: list[tuple[TicketComment, str]]) -> list[object]:
+    """Process comments in order: ``(queue, comment)`` for the queue, and KB feedback."""
+    out: list[object] = []
+    for comment, body in comments:
+        _, queue, feedback = on_ticket_comment(state, comment, body)
+        if feedback is not None:
+            out.append(feedback)
+        if queue is not None:
+            out.append((queue, comment))
+    return out
+
+
+def hold_comment(
+    state: TicketText | None,
+    comment: TicketComment,
+    body: str,
+    *,
+    version: int,
+    now: datetime,
+    hold: timedelta,
+) -> tuple[TicketText, list[object]]:
+    """A comment arrives: process it now, or hold it for earlier ticket changes.
+
+    Ticket changes reach a ticket's state later than its comments do (they are enriched
+    first), so a comment committed after a status change could overtake it and, say,
+    fulfil a clock that the change paused. A comment newer than every change seen so far
+    therefore waits up to ``hold`` for a change committed before it; the change releases
+    it in commit order, or the wait ends. With ``hold`` zero, comments are never held.
+    """
+    state = state or TicketText()
+    if hold <= timedelta(0) or version <= state.last_version:
+        return state, _comment_outputs(state, [(comment, body)])
+    state.held.append((now + hold, version, comment, body))
+    return state, []
 
 
 def on_ticket_comment(

@@ -69,7 +69,7 @@ from models.intelligence import (
     TicketText,
     classify_ticket,
     find_duplicates,
-    on_ticket_comment,
+    hold_comment,
 )
 from models.kb import KbArticle
 from models.language import LanguageDetector
@@ -396,21 +396,23 @@ class ModelReplica:
         return self.models
 
 
-def make_classify_step(policy: RoutingPolicy, replica: ModelReplica):
+def make_classify_step(policy: RoutingPolicy, replica: ModelReplica, hold: timedelta):
     """Keyed mapper per ticket: predictions with the shared models, labels for learning."""
 
     def classify_step(
         state: TicketText | None, item: TicketChange | CommentIn
     ) -> tuple[TicketText | None, list[Any]]:
         if isinstance(item, CommentIn):
-            state, queue, feedback = on_ticket_comment(state, item.comment, item.body)
-            out: list[Any] = [] if feedback is None else [feedback]
-            if queue is not None:
-                out.append((queue, item.comment))
-            return state, out
+            state, out = hold_comment(
+                state, item.comment, item.body,
+                version=item.event.version, now=datetime.now(UTC), hold=hold,
+            )  # fmt: skip
+            return (None if state.is_empty() else state), out
         et, event = item
         state, done = classify_ticket(state, replica.current(), policy, et, event)
-        out = [done.ticket]
+        # Tickets and comments leave as one stream of (queue, item): a queue must see a
+        # ticket's changes and comments in the order they were decided here.
+        out = [*done.earlier, (done.ticket.queue, done.ticket)]
         if done.example is not None:
             out.append(done.example)
         out += [(done.ticket.queue, c) for c in done.comments]
@@ -690,13 +692,20 @@ def build_flow(
     )
     classified = _Split(
         "classify",
-        _keyed_flat_map("classify_ticket", classify_in, make_classify_step(policy, replica)),
+        _keyed_flat_map(
+            "classify_ticket",
+            classify_in,
+            make_classify_step(policy, replica, settings.comment_hold),
+            timed=True,
+        ),
     )
-    final_tickets: Stream[EnrichedTicket] = classified.of("tickets", EnrichedTicket)
-    observe("classify", final_tickets)
     lessons = classified.of("lessons", (LabelExample, KbFeedback))
     dead.append(classified.of("errors", DeadLetter))
-    comments_to_queues: Stream[tuple[str, TicketComment]] = classified.rest
+    to_queues: Stream[tuple[str, EnrichedTicket | TicketComment]] = classified.rest
+    final_tickets: Stream[EnrichedTicket] = op.filter_map(
+        "final_tickets", to_queues, lambda kv: kv[1] if isinstance(kv[1], EnrichedTicket) else None
+    )
+    observe("classify", final_tickets)
 
     # learn: the one learning copy of the text models
     def learner(resume: bytes | None) -> _LearnLogic:
@@ -725,8 +734,7 @@ def build_flow(
     # route: per queue
     queue_in = op.merge(
         "merge_queue_inputs",
-        op.key_on("key_queue", final_tickets, lambda et: et.queue),
-        comments_to_queues,
+        to_queues,
         to_queues_agents,
     )
     routed = _Split(

@@ -34,6 +34,9 @@ class PipelineSettings(BaseModel):
     # A ticket that arrives before its customer (Kafka reads tables independently) waits
     # this long for the customer's row, then goes to the dead letters; 0: never wait.
     customer_wait: timedelta = Field(default=timedelta(seconds=30), ge=timedelta(0))
+    # Comments take a shorter path than ticket changes; one newer than every change seen
+    # for its ticket waits this long for earlier changes, so SLA clocks see commit order.
+    comment_hold: timedelta = Field(default=timedelta(seconds=1), ge=timedelta(0))
     warehouse_shards: int = Field(
         default=16, gt=0, description="warehouse buffers (and files per flush) per ticket shard"
     )
