@@ -113,6 +113,7 @@ def create_app(settings: ApiSettings) -> FastAPI:
         description=DESCRIPTION,
         version="0.1.0",
         lifespan=lifespan,
+        openapi_url="/openapi.json" if settings.docs_enabled else None,
         openapi_tags=[
             {"name": "routing", "description": "Routing decisions, agent queues, holding lists."},
             {"name": "sla", "description": "SLA clocks and breach risk per ticket."},
@@ -142,7 +143,7 @@ def create_app(settings: ApiSettings) -> FastAPI:
         LoadShedMiddleware, limit=settings.max_in_flight, retry_after_s=settings.retry_after_s
     )
     # Outermost: requests are timed and counted whatever the inner layers answer.
-    instrument(app)
+    instrument(app, expose=settings.metrics_enabled)
     app.include_router(health.router)
     keyed: dict[int | str, dict[str, Any]] = dict(_KEYED)
     # Scopes and audit per router: see api.security.

@@ -112,10 +112,12 @@ class MetricsMiddleware:
             self.metrics.requests.labels(method=method, route=route, status=str(status)).inc()
 
 
-def instrument(app: FastAPI) -> ApiMetrics:
-    """Measure ``app``'s requests and serve them at ``GET /metrics`` (open, not in the schema)."""
+def instrument(app: FastAPI, *, expose: bool = True) -> ApiMetrics:
+    """Measure ``app``'s requests and, with ``expose``, serve them at ``GET /metrics``
+    (open, not in the schema)."""
     metrics = ApiMetrics()
     app.add_middleware(MetricsMiddleware, metrics=metrics, routes=app.router.routes)
-    app.add_api_route("/metrics", metrics.exposition, methods=["GET"], include_in_schema=False)
+    if expose:
+        app.add_api_route("/metrics", metrics.exposition, methods=["GET"], include_in_schema=False)
     app.state.metrics = metrics
     return metrics

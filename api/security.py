@@ -18,8 +18,9 @@ not customer data, and are not audited; neither are requests refused with 401.
 
 A key's row is cached in-process for ``ApiSettings.auth_cache_ttl_s`` (5 s): a revoked key
 is refused at most that long after ``triage api-keys revoke``. With
-``ApiSettings.auth_required`` off (the embedded default) every request passes as the
-anonymous principal with the read scopes, without rate limit, and is still audited.
+``ApiSettings.auth_required`` off (only ``triage demo`` turns it off, and says so) every
+request passes as the anonymous principal with the read scopes, without rate limit, and
+is still audited.
 """
 
 from __future__ import annotations

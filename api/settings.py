@@ -26,8 +26,13 @@ class ApiSettings(BaseModel):
             at once with 503 and ``Retry-After`` instead of queueing them without bound
             (``/health`` and ``/metrics`` are never refused).
         retry_after_s: The ``Retry-After`` of those refusals.
-        auth_required: Require an API key with the route's scope (see ``api.security``);
-            off, every request is served as an anonymous reader without rate limit.
+        docs_enabled: Serve the OpenAPI document and its pages (``/openapi.json``,
+            ``/docs``, ``/redoc``); off, they answer 404.
+        metrics_enabled: Serve Prometheus metrics at ``/metrics`` (without a key: they
+            hold request counts and latencies per route, no customer data); off, 404.
+        auth_required: Require an API key with the route's scope (see ``api.security``;
+            the default); off, every request is served as an anonymous reader without
+            rate limit, which only a local demo should do.
         auth_cache_ttl_s: Seconds a resolved key is cached in-process; a revoked key is
             refused at most this long after its revocation (0: look up every request).
         elasticsearch_url: Elasticsearch holding the search indices (written by
@@ -49,7 +54,9 @@ class ApiSettings(BaseModel):
     statement_timeout_ms: int = Field(default=2000, ge=0, le=600_000)
     max_in_flight: int = Field(default=64, ge=1, le=10_000)
     retry_after_s: int = Field(default=1, ge=1, le=3600)
-    auth_required: bool = False
+    docs_enabled: bool = True
+    metrics_enabled: bool = True
+    auth_required: bool = True
     auth_cache_ttl_s: float = Field(default=5.0, ge=0, le=300)
     elasticsearch_url: str | None = Field(default=None, description="unset: PostgreSQL FTS")
     elasticsearch_api_key: SecretStr | None = None

@@ -80,8 +80,9 @@ def run_demo(
         writer.seed_reference_data()
 
         warehouse = settings.warehouse.path or state_dir / "warehouse"
+        api_run_settings = open_api_for_demo(settings, console, quiet=opts.quiet)
         # The API first: a port in use fails the demo before any process is started.
-        api = ApiServer(settings, stack, port=opts.api_port).start()
+        api = ApiServer(api_run_settings, stack, port=opts.api_port).start()
         pipeline = PipelineProcess(
             stack,
             state_dir / "pipeline",
@@ -168,6 +169,28 @@ def run_demo(
             follower.stop()
             api.stop()
             pipeline.stop()
+
+
+AUTH_OFF_NOTICE = (
+    "API keys are off for this local demo: every /v1 read is answered without a key "
+    "(set TRIAGE_API__AUTH_REQUIRED=true to require them)."
+)
+
+
+def open_api_for_demo(settings: AppSettings, console: Console, *, quiet: bool) -> AppSettings:
+    """The settings the demo serves its API with: keys off, and says so.
+
+    Keys are required by default; the demo is a local tour whose API answers curl and the
+    dashboard without a key. An explicit ``TRIAGE_API__AUTH_REQUIRED=true`` is kept.
+    """
+    if "auth_required" in settings.api.model_fields_set and settings.api.auth_required:
+        return settings
+    if quiet:  # --json keeps stdout for the summary line
+        Console(stderr=True).print(AUTH_OFF_NOTICE, style="yellow", soft_wrap=True)
+    else:
+        console.print(f"[yellow]{AUTH_OFF_NOTICE}[/]", soft_wrap=True)
+    api = settings.api.model_copy(update={"auth_required": False})
+    return settings.model_copy(update={"api": api})
 
 
 def _wait_analytics(dsn: str, ticket_ids: list[int], *, timeout: float) -> int:

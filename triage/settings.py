@@ -99,7 +99,9 @@ class ApiServerSettings(BaseModel):
     host: str = "127.0.0.1"
     port: int = Field(default=8000, ge=0, le=65535)
     auth_required: bool = Field(
-        default=False, description="require API keys with scopes (`triage api-keys create`)"
+        default=True,
+        description="require API keys with scopes (`triage api-keys create`); "
+        "`triage demo` turns this off unless it is set explicitly",
     )
 
 

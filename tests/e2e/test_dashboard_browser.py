@@ -49,7 +49,9 @@ def server(seeded_analytics: tuple[str, SeedSummary], redis_server: Any) -> Iter
     import uvicorn
 
     dsn, _ = seeded_analytics
-    app = create_app(ApiSettings(redis_url=redis_server.url, analytics_dsn=dsn))
+    app = create_app(
+        ApiSettings(redis_url=redis_server.url, analytics_dsn=dsn, auth_required=False)
+    )
     port = free_port()
     srv = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
     thread = threading.Thread(target=srv.run, daemon=True)

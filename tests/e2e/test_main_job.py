@@ -77,7 +77,9 @@ def test_main_job_routes_every_ticket_and_api_serves_them(
     assert row == [(40,)]
     assert summary["warehouse_tickets"] == 40
     app = create_app(
-        ApiSettings(redis_url=redis_url, analytics_dsn=pg_dsn, key_prefix=f"t{unique}")
+        ApiSettings(
+            redis_url=redis_url, analytics_dsn=pg_dsn, key_prefix=f"t{unique}", auth_required=False
+        )
     )
     with TestClient(app) as client:
         for tid in ticket_ids:

@@ -90,7 +90,13 @@ def analytics_dsn(pg_dsn: str) -> str:
 
 @pytest.fixture
 def settings(redis_url: str, analytics_dsn: str, unique: str) -> ApiSettings:
-    return ApiSettings(redis_url=redis_url, analytics_dsn=analytics_dsn, key_prefix=f"t{unique}")
+    # Keys are tested in test_api_security.py; here every read is open.
+    return ApiSettings(
+        redis_url=redis_url,
+        analytics_dsn=analytics_dsn,
+        key_prefix=f"t{unique}",
+        auth_required=False,
+    )
 
 
 @pytest.fixture
@@ -277,6 +283,7 @@ class TestHealth:
             redis_url=f"redis://127.0.0.1:{free_port()}/0",
             analytics_dsn=analytics_dsn,
             store_timeout_s=1.0,
+            auth_required=False,
         )
         with TestClient(create_app(settings), raise_server_exceptions=False) as client:
             response = client.get("/health")
@@ -293,6 +300,7 @@ class TestHealth:
             redis_url=redis_url,
             analytics_dsn=f"postgresql://nobody@127.0.0.1:{free_port()}/none",
             store_timeout_s=1.0,
+            auth_required=False,
         )
         with TestClient(create_app(settings), raise_server_exceptions=False) as client:
             response = client.get("/health")

@@ -29,7 +29,9 @@ END = datetime.fromisoformat("2026-03-02T00:00:00+00:00")
 @pytest.fixture(scope="module")
 def client(seeded_analytics: tuple[str, SeedSummary], redis_server: Any) -> Iterator[TestClient]:
     dsn, _ = seeded_analytics
-    app = create_app(ApiSettings(redis_url=redis_server.url, analytics_dsn=dsn))
+    app = create_app(
+        ApiSettings(redis_url=redis_server.url, analytics_dsn=dsn, auth_required=False)
+    )
     with TestClient(app) as c:
         yield c
 

@@ -76,7 +76,7 @@ def test_daily_report_endpoint_reads_the_analytics_store(pg_dsn: str, redis_url:
     part = PostgresSink(pg_dsn).build("write_analytics", 0, 1)
     part.write_batch([ALERT])
     part.close()
-    app = create_app(ApiSettings(redis_url=redis_url, analytics_dsn=pg_dsn))
+    app = create_app(ApiSettings(redis_url=redis_url, analytics_dsn=pg_dsn, auth_required=False))
     with TestClient(app) as client:
         md = client.get("/v1/reports/daily", params={"day": "2026-03-02"})
         assert md.status_code == 200 and md.headers["content-type"].startswith("text/markdown")

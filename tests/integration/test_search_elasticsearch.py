@@ -86,6 +86,7 @@ def api(es_url: str, prefix: str, pg_dsn: str, redis_url: str) -> Iterator[TestC
         elasticsearch_url=es_url,
         search_index_prefix=prefix,
         store_timeout_s=10,
+        auth_required=False,
     )
     with TestClient(create_app(settings), raise_server_exceptions=False) as client:
         yield client

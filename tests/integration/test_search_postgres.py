@@ -114,7 +114,12 @@ def row(dsn: str, table: str, key: str, value: int) -> dict[str, Any] | None:
 
 @pytest.fixture
 def settings(analytics_dsn: str, redis_url: str, unique: str) -> ApiSettings:
-    return ApiSettings(redis_url=redis_url, analytics_dsn=analytics_dsn, key_prefix=f"t{unique}")
+    return ApiSettings(
+        redis_url=redis_url,
+        analytics_dsn=analytics_dsn,
+        key_prefix=f"t{unique}",
+        auth_required=False,
+    )
 
 
 @pytest.fixture
@@ -342,7 +347,7 @@ class TestSearchApi:
         assert api.get("/v1/search/kb", params=params).status_code == 422
 
     def test_missing_tables_are_503(self, pg_dsn: str, redis_url: str) -> None:
-        settings = ApiSettings(redis_url=redis_url, analytics_dsn=pg_dsn)
+        settings = ApiSettings(redis_url=redis_url, analytics_dsn=pg_dsn, auth_required=False)
         with TestClient(create_app(settings), raise_server_exceptions=False) as client:
             response = client.get("/v1/search/tickets", params={"q": "refund"})
         assert response.status_code == 503
@@ -350,7 +355,9 @@ class TestSearchApi:
 
     def test_database_down_is_503(self, redis_url: str) -> None:
         dsn = f"postgresql://nobody@127.0.0.1:{free_port()}/analytics"
-        settings = ApiSettings(redis_url=redis_url, analytics_dsn=dsn, store_timeout_s=0.5)
+        settings = ApiSettings(
+            redis_url=redis_url, analytics_dsn=dsn, store_timeout_s=0.5, auth_required=False
+        )
         with TestClient(create_app(settings), raise_server_exceptions=False) as client:
             assert client.get("/v1/search/kb", params={"q": "refund"}).status_code == 503
 

@@ -206,6 +206,19 @@ class TestAuditEntry:
         entry = audit_entry(scope, key_id="key_1", status_code=422, at=AT)
         assert (entry.ticket_id, entry.client_addr) == (None, None)
 
+    def test_free_text_is_stored_as_a_hash(self) -> None:
+        scope = self.scope(query_string=b"q=ana%40example.com+refund&limit=5&note=call+me")
+        entry = audit_entry(scope, key_id="key_1", status_code=200, at=AT)
+        assert "ana" not in entry.query and "call" not in entry.query
+        digest = hashlib.sha256(b"ana@example.com refund").hexdigest()[:16]
+        note = hashlib.sha256(b"call me").hexdigest()[:16]
+        assert entry.query == f"q=sha256:{digest}&limit=5&note=sha256:{note}"
+
+    def test_bounded_parameters_are_kept(self) -> None:
+        query = b"status=open&category=billing&limit=20&day=2026-03-02&format=json"
+        entry = audit_entry(self.scope(query_string=query), key_id="k", status_code=200, at=AT)
+        assert entry.query == query.decode()
+
 
 class _FailingPool:
     def __init__(self) -> None:
