@@ -34,11 +34,11 @@ unavailable store, a query past its time limit or a server at its limit of reque
 in progress a 503 (the last with `Retry-After`).
 """
 
-_OVERLOAD = {
+_OVERLOAD: dict[str, Any] = {
     "model": ErrorPublic,
     "description": "A store is unavailable or slow, or the API is overloaded (Retry-After).",
 }
-_KEYED = {
+_KEYED: dict[int | str, dict[str, Any]] = {
     401: {"model": ErrorPublic, "description": "No API key, or an unknown or revoked one."},
     403: {"model": ErrorPublic, "description": "The API key lacks the route's scope."},
     429: {"model": ErrorPublic, "description": "The key's rate limit is exceeded (Retry-After)."},
