@@ -92,8 +92,13 @@ def kafka_state(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 @pytest.fixture(scope="session")
 def kafka_broker(jvm_ready: str, kafka_state: Path) -> Iterator[LocalKafka]:
-    """A single-node KRaft broker on a free loopback port."""
-    broker = LocalKafka(kafka_state / "kafka", heap="384m", num_partitions=1)
+    """A single-node KRaft broker on a free loopback port.
+
+    Four partitions per auto-created topic, as in the compose stack, so that ordering per
+    row (Debezium keys records by primary key) and pipeline processes sharing a topic's
+    partitions are both exercised.
+    """
+    broker = LocalKafka(kafka_state / "kafka", heap="384m", num_partitions=4)
     try:
         broker.start()
     except ServiceError as exc:

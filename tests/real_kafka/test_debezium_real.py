@@ -94,8 +94,9 @@ def test_rows_present_before_the_connector_started_arrive_as_snapshot_reads(
         for m in log.records
         if (value_json(m) or {}).get("op") == "r"
     ]
-    # Debezium marks the snapshot's first and last records; the decoder knows every marker.
-    assert markers[-1] in ("last", "last_in_data_collection"), markers
+    # Debezium marks the snapshot's last record (records of different topics arrive in no
+    # fixed order, so only its presence is checked).
+    assert markers.count("last") == 1, markers
 
 
 @pytest.mark.parametrize("prefix", PREFIXES)

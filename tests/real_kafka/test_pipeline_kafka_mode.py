@@ -2,14 +2,20 @@
 
 The pipeline runs as ``triage pipeline`` in Kafka mode (``TRIAGE_CDC__MODE=kafka``) against
 the session's real broker and reads the topics the production connector writes; the
-workload generator writes helpdesk activity into the source database.
+workload generator writes helpdesk activity into the source database. Each test has its
+own analytics database and Redis key prefix and reads the topics from the beginning, so
+every ticket in the source database must end up in its stores.
 """
 
 from __future__ import annotations
 
 import json
+import threading
 import time
 import uuid
+from collections import defaultdict
+from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 
 import psycopg
@@ -27,36 +33,84 @@ from triage.services import LocalPostgres, LocalRedis
 
 pytestmark = pytest.mark.real_kafka
 
-TICKETS = 40
-
 
 def _create_topics(bootstrap: str, topics: list[str]) -> None:
     admin = AdminClient({"bootstrap.servers": bootstrap})
     existing = set(admin.list_topics(timeout=10).topics)
-    missing = [NewTopic(topic, num_partitions=1) for topic in topics if topic not in existing]
+    missing = [NewTopic(topic, num_partitions=4) for topic in topics if topic not in existing]
+    if not missing:
+        return
     for future in admin.create_topics(missing).values():
         future.result(timeout=30)
 
 
-def test_pipeline_in_kafka_mode_routes_every_ticket_debezium_captured(
+@dataclass
+class KafkaModeRun:
+    """A pipeline in Kafka mode with its own stores, and the helpers to check them."""
+
+    pipeline: PipelineProcess
+    source_dsn: str
+    analytics_dsn: str
+    key_prefix: str
+    client: redis.Redis
+
+    def wait_routed(self, ticket_ids: list[int], *, timeout: float = 150.0) -> None:
+        deadline = time.monotonic() + timeout
+        summary = routed_summary(self.client, self.key_prefix, ticket_ids)
+        while summary["tickets_routed"] < len(ticket_ids) and time.monotonic() < deadline:
+            assert self.pipeline.alive(), self.pipeline.log_tail()
+            time.sleep(0.25)
+            summary = routed_summary(self.client, self.key_prefix, ticket_ids)
+        assert summary["tickets_routed"] == len(ticket_ids), (summary, self.pipeline.log_tail())
+        assert set(summary["routed_by_status"]) <= {"assigned", "queued", "released"}
+
+    def assert_facts_equal_source(self, *, timeout: float = 60.0) -> None:
+        deadline = time.monotonic() + timeout
+        while True:
+            with psycopg.connect(self.source_dsn) as conn:
+                source = dict(conn.execute("SELECT id, status FROM tickets").fetchall())
+            with psycopg.connect(self.analytics_dsn) as conn:
+                facts = dict(
+                    conn.execute("SELECT ticket_id, status FROM analytics.ticket_facts").fetchall()
+                )
+            if facts == source or time.monotonic() > deadline:
+                break
+            time.sleep(0.5)
+        assert facts == source
+
+    def assert_no_duplicate_decisions(self, ticket_ids: list[int]) -> None:
+        versions: dict[int, list[int]] = defaultdict(list)
+        for _, raw in self.client.xrange(f"{self.key_prefix}:decisions"):
+            versions[int(raw[b"ticket_id"])].append(int(raw[b"version"]))
+        assert set(ticket_ids) <= set(versions)
+        for ticket_id, seen in versions.items():
+            assert seen == sorted(set(seen)), (ticket_id, seen)
+        with psycopg.connect(self.analytics_dsn) as conn:
+            history = conn.execute(
+                "SELECT ticket_id, version, count(*) FROM analytics.routing_decision_history"
+                " GROUP BY ticket_id, version HAVING count(*) > 1"
+            ).fetchall()
+        assert history == []
+
+
+@pytest.fixture
+def kafka_mode(
+    request: pytest.FixtureRequest,
     postgres: LocalPostgres,
     redis_server: LocalRedis,
     kafka_broker: LocalKafka,
     debezium: SourceDb,
     tmp_path: Path,
-) -> None:
+) -> Iterator[KafkaModeRun]:
+    """Start ``triage pipeline`` in Kafka mode (``processes`` from the test's parameter)."""
+    processes = getattr(request, "param", 1)
     analytics_dsn = postgres.create_database(f"rk_analytics_{uuid.uuid4().hex[:6]}")
     stack = Stack(source_dsn=debezium.dsn, analytics_dsn=analytics_dsn, redis_url=redis_server.url)
     key_prefix = f"rk{uuid.uuid4().hex[:6]}"
-    writer = WorkloadWriter(
-        debezium.dsn, WorkloadConfig(seed=11, customers=15, agents=6, tickets=TICKETS, rate=40)
-    )
-    writer.seed_reference_data()
     # Debezium creates a table's topic with its first change, but Bytewax's KafkaSource
-    # refuses to start on a topic that does not exist yet (ticket_events has no rows so
-    # far). Production needs the same step before the pipeline starts.
+    # refuses to start on a topic that does not exist yet (a table without rows so far).
+    # Production needs the same step before the pipeline starts.
     _create_topics(kafka_broker.bootstrap, cdc_topics(KafkaSettings(topic_prefix=PLAIN_PREFIX)))
-
     pipeline = PipelineProcess(
         stack,
         tmp_path / "pipeline",
@@ -66,36 +120,60 @@ def test_pipeline_in_kafka_mode_routes_every_ticket_debezium_captured(
             "TRIAGE_KAFKA__BROKERS": json.dumps([kafka_broker.bootstrap]),
             "TRIAGE_REDIS__KEY_PREFIX": key_prefix,
             "TRIAGE_JOBS__ENABLED": "false",
+            "TRIAGE_CLUSTER__PROCESSES": str(processes),
         },
     ).start()
     client = redis.Redis.from_url(redis_server.url)
     try:
-        created = writer.run().created_ticket_ids
-        assert len(created) == TICKETS
-        deadline = time.monotonic() + 150
-        summary = routed_summary(client, key_prefix, created)
-        while summary["tickets_routed"] < len(created) and time.monotonic() < deadline:
-            assert pipeline.alive(), pipeline.log_tail()
-            time.sleep(0.25)
-            summary = routed_summary(client, key_prefix, created)
-        assert summary["tickets_routed"] == len(created), (summary, pipeline.log_tail())
-        assert set(summary["routed_by_status"]) <= {"assigned", "queued", "released"}
-
-        # The analytics facts converge to the source's tickets, through Kafka.
-        deadline = time.monotonic() + 60
-        while True:
-            with psycopg.connect(debezium.dsn) as conn:
-                source = dict(conn.execute("SELECT id, status FROM tickets").fetchall())
-            with psycopg.connect(analytics_dsn) as conn:
-                facts = dict(
-                    conn.execute("SELECT ticket_id, status FROM analytics.ticket_facts").fetchall()
-                )
-            if facts == source or time.monotonic() > deadline:
-                break
-            time.sleep(0.5)
-        assert facts == source
-        # Tombstones, heartbeats' messages and the probe table's truncates are skipped,
-        # never dead-lettered.
-        assert dead_letter_count(analytics_dsn) == 0, pipeline.log_tail()
+        yield KafkaModeRun(pipeline, debezium.dsn, analytics_dsn, key_prefix, client)
     finally:
         pipeline.stop()
+        client.close()
+
+
+def test_pipeline_in_kafka_mode_routes_every_ticket_debezium_captured(
+    kafka_mode: KafkaModeRun,
+) -> None:
+    writer = WorkloadWriter(
+        kafka_mode.source_dsn, WorkloadConfig(seed=11, customers=15, agents=6, tickets=40, rate=40)
+    )
+    writer.seed_reference_data()
+    created = writer.run().created_ticket_ids
+    assert len(created) == 40
+
+    kafka_mode.wait_routed(created)
+    kafka_mode.assert_facts_equal_source()
+    # Tombstones and the probe table's changes are skipped or ignored, never dead-lettered.
+    assert dead_letter_count(kafka_mode.analytics_dsn) == 0, kafka_mode.pipeline.log_tail()
+
+
+@pytest.mark.parametrize("kafka_mode", [2], indirect=True, ids=["2_processes"])
+def test_pipeline_processes_killed_mid_stream_lose_and_duplicate_nothing(
+    kafka_mode: KafkaModeRun,
+) -> None:
+    writer = WorkloadWriter(
+        kafka_mode.source_dsn,
+        WorkloadConfig(seed=23, customers=20, agents=8, tickets=80, rate=10),
+    )
+    writer.seed_reference_data()
+    created: list[int] = []
+    load = threading.Thread(target=lambda: created.extend(writer.run().created_ticket_ids))
+    load.start()
+    client, stream = kafka_mode.client, f"{kafka_mode.key_prefix}:decisions"
+    try:
+        # Kill every pipeline process once decisions flow, while tickets are still written.
+        deadline = time.monotonic() + 90
+        while client.xlen(stream) < 20 and time.monotonic() < deadline:
+            assert kafka_mode.pipeline.alive(), kafka_mode.pipeline.log_tail()
+            time.sleep(0.05)
+        assert client.xlen(stream) >= 20, kafka_mode.pipeline.log_tail()
+        kafka_mode.pipeline.kill()
+        kafka_mode.pipeline.start()
+    finally:
+        load.join(timeout=120)
+    assert len(created) == 80
+
+    kafka_mode.wait_routed(created)
+    kafka_mode.assert_facts_equal_source()
+    kafka_mode.assert_no_duplicate_decisions(created)
+    assert dead_letter_count(kafka_mode.analytics_dsn) == 0, kafka_mode.pipeline.log_tail()
