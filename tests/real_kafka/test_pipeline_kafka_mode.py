@@ -147,31 +147,43 @@ def test_pipeline_in_kafka_mode_routes_every_ticket_debezium_captured(
     assert dead_letter_count(kafka_mode.analytics_dsn) == 0, kafka_mode.pipeline.log_tail()
 
 
+def _wait_decisions(run: KafkaModeRun, count: int, *, timeout: float) -> None:
+    stream = f"{run.key_prefix}:decisions"
+    deadline = time.monotonic() + timeout
+    while run.client.xlen(stream) < count and time.monotonic() < deadline:
+        assert run.pipeline.alive(), run.pipeline.log_tail()
+        time.sleep(0.05)
+    assert run.client.xlen(stream) >= count, run.pipeline.log_tail()
+
+
 @pytest.mark.parametrize("kafka_mode", [2], indirect=True, ids=["2_processes"])
 def test_pipeline_processes_killed_mid_stream_lose_and_duplicate_nothing(
     kafka_mode: KafkaModeRun,
 ) -> None:
     writer = WorkloadWriter(
         kafka_mode.source_dsn,
-        WorkloadConfig(seed=23, customers=20, agents=8, tickets=80, rate=10),
+        WorkloadConfig(seed=23, customers=20, agents=8, tickets=100, rate=10),
     )
     writer.seed_reference_data()
+    client, stream = kafka_mode.client, f"{kafka_mode.key_prefix}:decisions"
+    # The topics already hold tickets (the snapshot's, earlier tests'): once those are
+    # decided the cluster is up and has caught up.
+    with psycopg.connect(kafka_mode.source_dsn) as conn:
+        earlier = [row[0] for row in conn.execute("SELECT id FROM tickets")]
+    kafka_mode.wait_routed(earlier)
     created: list[int] = []
     load = threading.Thread(target=lambda: created.extend(writer.run().created_ticket_ids))
     load.start()
-    client, stream = kafka_mode.client, f"{kafka_mode.key_prefix}:decisions"
     try:
-        # Kill every pipeline process once decisions flow, while tickets are still written.
-        deadline = time.monotonic() + 90
-        while client.xlen(stream) < 20 and time.monotonic() < deadline:
-            assert kafka_mode.pipeline.alive(), kafka_mode.pipeline.log_tail()
-            time.sleep(0.05)
-        assert client.xlen(stream) >= 20, kafka_mode.pipeline.log_tail()
+        # Kill every pipeline process once this test's tickets are being decided, while
+        # the rest are still being written (10 s of writing in all).
+        _wait_decisions(kafka_mode, client.xlen(stream) + 10, timeout=60)
+        assert load.is_alive(), "the workload ended before the kill; the test proves less"
         kafka_mode.pipeline.kill()
         kafka_mode.pipeline.start()
     finally:
         load.join(timeout=120)
-    assert len(created) == 80
+    assert len(created) == 100
 
     kafka_mode.wait_routed(created)
     kafka_mode.assert_facts_equal_source()
