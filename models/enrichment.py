@@ -32,9 +32,10 @@ MAX_WAITING_TICKETS = 1_000
 
 @dataclass(frozen=True)
 class CustomerWaitExpired:
-    """A ticket change whose customer never arrived within the wait: for the dead letters."""
+    """A ticket change (or a comment behind it) whose customer never arrived within the
+    wait: for the dead letters."""
 
-    event: ChangeEvent
+    item: object
     reason: str
 
 
@@ -54,7 +55,8 @@ class CustomerContext:
     ticket_status: dict[int, str] = field(default_factory=dict)
     wait: timedelta = timedelta(0)
     deleted: bool = False
-    waiting: list[tuple[datetime, ChangeEvent]] = field(default_factory=list)
+    # Ticket changes, and comments behind them, in arrival order.
+    waiting: list[tuple[datetime, object]] = field(default_factory=list)
 
     def is_empty(self) -> bool:
         return (
@@ -68,7 +70,7 @@ class CustomerContext:
         """Whether a ticket change for this customer has to wait for the customer's row."""
         return self.customer is None and not self.deleted and self.wait > timedelta(0)
 
-    def hold(self, event: ChangeEvent, now: datetime) -> list[CustomerWaitExpired]:
+    def hold(self, event: object, now: datetime) -> list[CustomerWaitExpired]:
         """Keep a ticket change until the customer arrives; the oldest leave when full."""
         self.waiting.append((now, event))
         dropped = []
@@ -78,7 +80,7 @@ class CustomerContext:
                                                "their customer"))  # fmt: skip
         return dropped
 
-    def release(self) -> list[ChangeEvent]:
+    def release(self) -> list[object]:
         """The held ticket changes, in arrival order, now that the customer is known."""
         held, self.waiting = self.waiting, []
         return [event for _, event in held]
@@ -89,11 +91,7 @@ class CustomerContext:
         self.waiting = [(since, e) for since, e in self.waiting if now - since < self.wait]
         seconds = self.wait.total_seconds()
         return [
-            CustomerWaitExpired(
-                e,
-                f"customer {(e.row or {}).get('customer_id')} unknown "
-                f"after {seconds:g} s: its row never arrived",
-            )
+            CustomerWaitExpired(e, f"customer unknown after {seconds:g} s: its row never arrived")
             for e in expired
         ]
 

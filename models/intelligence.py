@@ -302,7 +302,7 @@ class LocalModelStore:
 
     def latest(self, have: int) -> TextModels | None:
         models = self._models
-        if models is None or (models.version <= have and have >= 0):
+        if models is None or models.version <= have:
             return None
         return models
 
@@ -333,7 +333,7 @@ class TicketText:
         return self.insights is not None
 
     def is_empty(self) -> bool:
-        return not self.seen and not self.early_comments and not self.held
+        return not self.queue and not self.seen and not self.early_comments and not self.held
 
     # Timed state: the dataflow wakes the key when a held comment's wait is over.
     def tick(self, now: datetime) -> list[object]:
@@ -442,14 +442,17 @@ def classify_ticket(
     released = tuple(state.early_comments)
     state.early_comments = []
     done = Classified(final, example, released, tuple(before_outputs))
-    if event.op == "d" or not ticket.is_open:
-        # Leaving triage: forget it (its duplicate entry stays for the window); comments
+    state.queue = queue
+    if event.op == "d" or ticket.status == "closed":
+        # Gone for good: forget it (its duplicate entry stays for the window); comments
         # still held go out with their own wait.
         if not state.held:
             return None, done
-        state.insights, state.suggested, state.queue = None, (), queue
-        return state, done
-    state.queue = queue
+        state.insights, state.suggested = None, ()
+    elif not ticket.is_open:
+        # Solved: what was derived is dropped (a reopened ticket is analysed afresh), the
+        # queue is kept, so a customer's reply, which may reopen it, reaches its SLA clocks.
+        state.insights, state.suggested = None, ()
     return state, done
 
 

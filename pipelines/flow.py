@@ -34,9 +34,9 @@ import time
 import zlib
 from collections import Counter
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
-from typing import Any, Generic, TypeVar
+from typing import Any, TypeVar
 
 import bytewax.operators as op
 from bytewax.dataflow import Dataflow, Stream
@@ -90,7 +90,6 @@ KNOWN_TABLES = frozenset({"customers", "agents", "tickets", "ticket_events", "kb
 FLOW_COUNTERS: Counter[str] = Counter()
 
 T = TypeVar("T")
-U = TypeVar("U")
 
 
 @dataclass(frozen=True)
@@ -112,11 +111,17 @@ class AgentRemoval:
 
 @dataclass(frozen=True)
 class CommentIn:
-    """A ticket comment on its way to its ticket's text state (body kept for KB links)."""
+    """A ticket comment on its way to its ticket's text state (body kept for KB links).
+
+    It travels the same keyed path as its ticket's changes (ticket → customer →
+    organisation → ticket), so it reaches the ticket's state in commit order; ``scope`` is
+    the duplicate scope it passes through, set by the enrichment step.
+    """
 
     comment: TicketComment
     body: str
     event: ChangeEvent
+    scope: str = ""
 
 
 RoutingInput = AgentUpsert | AgentRemoval
@@ -270,13 +275,37 @@ def _row_id(event: ChangeEvent) -> int:
     return int(value)
 
 
-def customer_key(event: ChangeEvent) -> list[tuple[str, ChangeEvent]]:
-    """Tickets and customers keyed by customer id (enrichment state); others dropped."""
-    if event.table == "tickets":
-        return [(str(int((event.row or {})["customer_id"])), event)]
+UNOWNED = "unowned"
+"""Customer key of comments whose ticket is not (or no longer) known: they pass through."""
+
+
+def customer_changes(event: ChangeEvent) -> list[tuple[str, ChangeEvent]]:
+    """Customer changes keyed by customer id (enrichment state); others dropped."""
     if event.table == "customers":
         return [(str(_row_id(event)), event)]
     return []
+
+
+def ticket_items(event: ChangeEvent) -> list[tuple[str, ChangeEvent | CommentIn]]:
+    """Ticket changes and new comments keyed by ticket, in one stream (one order)."""
+    if event.table == "tickets":
+        return [(str(_row_id(event)), event)]
+    return ticket_comments(event)
+
+
+def owner_step(
+    customer: int | None, item: ChangeEvent | CommentIn
+) -> tuple[int | None, list[tuple[str, ChangeEvent | CommentIn]]]:
+    """Per ticket: remember its customer, and send its changes and comments to that key.
+
+    Forgotten when the ticket is closed or deleted; later comments pass through unowned.
+    """
+    if isinstance(item, CommentIn):
+        return customer, [(UNOWNED if customer is None else str(customer), item)]
+    row = item.row or {}
+    owner = int(row["customer_id"])
+    gone = item.op == "d" or row.get("status") == "closed"
+    return (None if gone else owner), [(str(owner), item)]
 
 
 def agent_changes(event: ChangeEvent) -> list[tuple[str, RoutingInput]]:
@@ -325,12 +354,23 @@ def make_enrich_step(enricher: TicketEnricher, wait: timedelta):
         except _DATA_ERRORS as exc:  # one bad held ticket must not block the others
             return dead_letter_from_item(event, "enrich_ticket", _reason(exc))
 
+    def scoped(ctx: CustomerContext, comment: CommentIn) -> CommentIn:
+        if ctx.customer is not None and ctx.customer.organization:
+            return replace(comment, scope=f"org:{ctx.customer.organization}")
+        return replace(comment, scope=f"customer:{ctx.customer.id}" if ctx.customer else UNOWNED)
+
+    def passed(ctx: CustomerContext, item: ChangeEvent | CommentIn) -> Any:
+        return scoped(ctx, item) if isinstance(item, CommentIn) else enrich_one(ctx, item)
+
     def enrich_step(
-        ctx: CustomerContext | None, event: ChangeEvent
+        ctx: CustomerContext | None, event: ChangeEvent | CommentIn
     ) -> tuple[CustomerContext | None, list[Any]]:
         ctx = ctx or CustomerContext(wait=wait)
         out: list[Any] = []
-        if event.table == "customers":
+        if isinstance(event, CommentIn):
+            # Behind its ticket's changes when they wait for the customer; else through.
+            out += ctx.hold(event, datetime.now(UTC)) if ctx.waiting else [scoped(ctx, event)]
+        elif event.table == "customers":
             if event.op == "d" or event.after is None:
                 ctx.customer, ctx.deleted = None, True
             else:
@@ -338,7 +378,7 @@ def make_enrich_step(enricher: TicketEnricher, wait: timedelta):
                     Customer.from_row(event.after, version=event.version),
                     False,
                 )
-                out += [enrich_one(ctx, held) for held in ctx.release()]
+                out += [passed(ctx, held) for held in ctx.release()]
         elif ctx.must_wait():
             FLOW_COUNTERS["tickets_waiting_for_customer"] += 1
             out += ctx.hold(event, datetime.now(UTC))
@@ -350,21 +390,31 @@ def make_enrich_step(enricher: TicketEnricher, wait: timedelta):
 
 
 def expired_wait(item: CustomerWaitExpired) -> DeadLetter:
-    return dead_letter_from_item(item.event, "enrich_ticket", item.reason)
+    return dead_letter_from_item(item.item, "enrich_ticket", item.reason)
 
 
-def duplicate_scope(change: TicketChange) -> str:
+def duplicate_scope(item: TicketChange | CommentIn) -> str:
     """Duplicates are searched among an organisation's tickets, else a customer's."""
-    et = change[0]
+    if isinstance(item, CommentIn):
+        return item.scope or UNOWNED
+    et = item[0]
     return f"org:{et.organization}" if et.organization else f"customer:{et.ticket.customer_id}"
 
 
 def duplicates_step(
-    detector: DuplicateDetector | None, change: TicketChange
-) -> tuple[DuplicateDetector | None, list[TicketChange]]:
-    et, event = change
+    detector: DuplicateDetector | None, item: TicketChange | CommentIn
+) -> tuple[DuplicateDetector | None, list[TicketChange | CommentIn]]:
+    if isinstance(item, CommentIn):
+        return detector, [item]
+    et, event = item
     detector, et = find_duplicates(detector, et, event)
     return detector, [(et, event)]
+
+
+def ticket_key(item: TicketChange | CommentIn) -> str:
+    if isinstance(item, CommentIn):
+        return str(item.comment.ticket_id)
+    return str(item[0].ticket.id)
 
 
 class ModelReplica:
@@ -381,16 +431,18 @@ class ModelReplica:
         self.factory = factory
         self.refresh = refresh
         self.models: TextModels | None = None
+        self._published = False
         self._checked = float("-inf")
 
     def current(self) -> TextModels:
         now = time.monotonic()
         if self.models is None or now - self._checked >= self.refresh:
             self._checked = now
-            have = self.models.version if self.models is not None else -1
+            # -1 until a published copy is held: any published one replaces the fresh models.
+            have = self.models.version if self.models is not None and self._published else -1
             newer = self.store.latest(have)
             if newer is not None:
-                self.models = newer
+                self.models, self._published = newer, True
             elif self.models is None:
                 self.models = self.factory()
         return self.models
@@ -556,18 +608,18 @@ def _is_breach(item: Any) -> bool:
 # -- wiring ------------------------------------------------------------------------------
 
 
-class _Split(Generic[T]):
-    """A stream split by item type: ``of(kind)`` is the stream of that type."""
+class _Split:
+    """A stream split by item type: ``of(kind)`` is the stream of that type, ``rest`` what
+    no ``of`` took so far."""
 
     def __init__(self, step_id: str, up: Stream[Any]) -> None:
         self.step_id = step_id
-        self.up = up
-        self.rest = up
+        self.rest: Stream[Any] = up
 
-    def of(self, name: str, kind: type[U] | tuple[type, ...]) -> Stream[U]:
+    def of(self, name: str, kind: type | tuple[type, ...]) -> Stream[Any]:
         parts = op.branch(f"{self.step_id}_{name}", self.rest, lambda x: isinstance(x, kind))
         self.rest = parts.falses
-        return parts.trues  # type: ignore[return-value]
+        return parts.trues
 
 
 def _value(kv: tuple[str, T]) -> T:
@@ -651,14 +703,22 @@ def build_flow(
     events: Stream[ChangeEvent] = decoded.rest
     observe("decode", events)
 
-    def by_table(step_id: str, fn: Callable[[ChangeEvent], list[Any]]) -> _Split[Any]:
+    def by_table(step_id: str, fn: Callable[[ChangeEvent], list[Any]]) -> _Split:
         split = _Split(step_id, op.flat_map(step_id, events, guarded(step_id, fn)))
         dead.append(split.of("errors", DeadLetter))
         return split
 
-    to_customers = by_table("select_customer_changes", customer_key).rest
+    to_customers = by_table("select_customer_changes", customer_changes).rest
     to_queues_agents = by_table("select_agent_changes", agent_changes).rest
-    to_tickets_comments = by_table("select_comments", ticket_comments).rest
+    # A ticket's changes and comments travel one keyed path (ticket → customer →
+    # organisation → ticket), so its text state and its queue see them in commit order.
+    owned = _Split(
+        "own",
+        _keyed_flat_map(
+            "own_ticket_items", by_table("select_ticket_items", ticket_items).rest, owner_step
+        ),
+    )
+    dead.append(owned.of("errors", DeadLetter))
     kb_changes = op.filter("select_kb_changes", events, lambda e: e.table == "kb_articles")
 
     # enrich: per customer, then duplicates per organisation
@@ -666,14 +726,14 @@ def build_flow(
         "enrich",
         _keyed_flat_map(
             "enrich_ticket",
-            to_customers,
+            op.merge("merge_enrich_inputs", to_customers, owned.rest),
             make_enrich_step(enricher, settings.customer_wait),
             timed=True,
         ),
     )
     dead.append(enriched.of("errors", DeadLetter))
     dead.append(op.map("expired_waits", enriched.of("expired", CustomerWaitExpired), expired_wait))
-    observe("enrich", enriched.rest)
+    observe("enrich", op.filter("select_enriched", enriched.rest, lambda x: isinstance(x, tuple)))
     deduped = _Split(
         "dedupe",
         _keyed_flat_map(
@@ -685,11 +745,7 @@ def build_flow(
     dead.append(deduped.of("errors", DeadLetter))
 
     # classify: per ticket, with the newest published models
-    classify_in = op.merge(
-        "merge_ticket_text",
-        op.key_on("key_ticket", deduped.rest, lambda c: str(c[0].ticket.id)),
-        to_tickets_comments,
-    )
+    classify_in = op.key_on("key_ticket", deduped.rest, ticket_key)
     classified = _Split(
         "classify",
         _keyed_flat_map(

@@ -66,7 +66,7 @@ class RedisModelStore:
         except redis.RedisError as exc:
             log.warning("cannot read text models: %s", exc)
             return None
-        if blob is None:
+        if not isinstance(blob, bytes):
             return None
         models: TextModels = pickle.loads(zlib.decompress(blob))
         return models

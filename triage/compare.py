@@ -51,14 +51,30 @@ _QUERIES = {
 def store_snapshot(dsn: str) -> dict[str, list[tuple[Any, ...]]]:
     """The parts of an analytics store that two runs of one history must share."""
     with psycopg.connect(dsn) as conn:
-        return {part: conn.execute(query).fetchall() for part, query in _QUERIES.items()}  # type: ignore[arg-type]
+        return {part: conn.execute(query).fetchall() for part, query in _QUERIES.items()}
+
+
+# Parts compared only on the tickets both runs hold (a category applied by a model in one
+# run may have stayed with the keyword rules in the other).
+_ON_COMMON_TICKETS = frozenset({"rule_categories"})
+
+
+def _comparable(
+    a: dict[str, list[tuple[Any, ...]]], b: dict[str, list[tuple[Any, ...]]], part: str
+) -> tuple[list[tuple[Any, ...]], list[tuple[Any, ...]]]:
+    rows_a, rows_b = a.get(part, []), b.get(part, [])
+    if part in _ON_COMMON_TICKETS:
+        common = {r[0] for r in rows_a} & {r[0] for r in rows_b}
+        rows_a = [r for r in rows_a if r[0] in common]
+        rows_b = [r for r in rows_b if r[0] in common]
+    return rows_a, rows_b
 
 
 def differing_parts(
     a: dict[str, list[tuple[Any, ...]]], b: dict[str, list[tuple[Any, ...]]]
 ) -> list[str]:
     """Names of the parts in which two snapshots differ (empty: the same results)."""
-    return [part for part in _QUERIES if a.get(part) != b.get(part)]
+    return [part for part in _QUERIES if _comparable(a, b, part)[0] != _comparable(a, b, part)[1]]
 
 
 def describe_difference(
@@ -67,7 +83,8 @@ def describe_difference(
     """For each differing part, up to ``limit`` rows found only in ``a`` and only in ``b``."""
     out = {}
     for part in differing_parts(a, b):
-        rows_a, rows_b = set(a.get(part, [])), set(b.get(part, []))
+        first, second = _comparable(a, b, part)
+        rows_a, rows_b = set(first), set(second)
         out[part] = {
             "only_first": sorted(rows_a - rows_b, key=repr)[:limit],
             "only_second": sorted(rows_b - rows_a, key=repr)[:limit],

@@ -106,7 +106,12 @@ def test_queue_is_sticky_while_open_and_a_correction_is_learned() -> None:
     assert ti.models.category.metrics.n_seen == 1
     solved, _ = feed(ti, event(1, op="u", before=before, subject=first.ticket.subject,
                                category="shipping", status="solved"))  # fmt: skip
-    assert 1 not in ti.texts and solved.queue == "billing"
+    # Solved: what was derived is dropped, the queue stays for replies that reopen it.
+    assert solved.queue == "billing" and ti.texts[1].insights is None
+    assert ti.comment(TicketComment(1, T0, "customer"), "still broken") == "billing"
+    closed, _ = feed(ti, event(1, op="u", before=before, subject=first.ticket.subject,
+                               category="shipping", status="closed"))  # fmt: skip
+    assert 1 not in ti.texts
 
 
 def test_kb_articles_from_cdc_are_suggested_and_agent_links_teach_feedback() -> None:

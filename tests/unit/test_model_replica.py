@@ -1,0 +1,58 @@
+"""The text models' learning copy and the replicas that predict with it."""
+
+from __future__ import annotations
+
+from models.intelligence import LabelExample, LocalModelStore, TextModels
+from pipelines.flow import ModelReplica
+
+
+def _models() -> TextModels:
+    return TextModels(n_features=2**12, min_examples=1)
+
+
+def test_one_process_shares_the_learning_copy_itself() -> None:
+    store = LocalModelStore()
+    replica = ModelReplica(store, _models, refresh=0.0)
+    before = replica.current()  # nothing published yet: fresh models
+    learner = _models()
+    store.publish(learner)
+    assert replica.current() is learner is not before
+    learner.learn(LabelExample(1, "refund my invoice", category="billing"))
+    # No copy: the next prediction sees the lesson at once.
+    assert replica.current().category.predict_one("invoice refund").label == "billing"
+
+
+class CopyingStore:
+    """A store that hands out copies, as a store shared between processes does."""
+
+    def __init__(self) -> None:
+        self.published: list[TextModels] = []
+        self.reads = 0
+
+    def publish(self, models: TextModels) -> None:
+        import pickle
+
+        self.published.append(pickle.loads(pickle.dumps(models)))
+
+    def latest(self, have: int) -> TextModels | None:
+        self.reads += 1
+        if not self.published or self.published[-1].version <= have:
+            return None
+        return self.published[-1]
+
+
+def test_a_replica_takes_newer_versions_only_and_asks_at_most_every_refresh() -> None:
+    store = CopyingStore()
+    learner = _models()
+    learner.learn(LabelExample(1, "refund my invoice", category="billing"))
+    store.publish(learner)
+    replica = ModelReplica(store, _models, refresh=3600.0)
+    first = replica.current()
+    assert first.version == 1
+    learner.learn(LabelExample(2, "parcel lost", category="shipping"))
+    store.publish(learner)
+    assert replica.current() is first  # within the refresh interval: no look-up
+    assert store.reads == 1
+    replica.refresh = 0.0
+    assert replica.current().version == 2
+    assert replica.current().version == 2 and store.reads == 3  # same version: kept
