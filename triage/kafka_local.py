@@ -22,7 +22,7 @@ import shutil
 import signal
 import subprocess
 import uuid
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -395,3 +395,85 @@ def local_kafka_connect(
         )
         with connect:
             yield kafka, connect
+
+
+CONNECTOR_FILE = JVM_DIR.parent / "debezium" / "helpdesk-connector.json"
+"""The connector configuration production registers."""
+
+
+def local_connector_overrides(
+    source_dsn: str,
+    secrets_file: Path,
+    *,
+    slot_name: str,
+    topic_prefix: str = "triage",
+    extra: Mapping[str, str] | None = None,
+) -> dict[str, str]:
+    """The settings of the production connector that differ for a local database.
+
+    The database address comes from ``source_dsn``; the user and password are written to
+    ``secrets_file`` and referenced through Connect's ``file`` config provider, as the
+    compose stack does with its mounted secrets.
+
+    Args:
+        source_dsn: libpq URL or key/value string of the helpdesk database (TCP host).
+        secrets_file: Where to write ``user=``/``password=`` (created or replaced).
+        slot_name: Replication slot for this connector (unique per PostgreSQL cluster).
+        topic_prefix: Debezium ``topic.prefix``.
+        extra: Further settings, applied last.
+
+    Returns:
+        Settings to pass as overrides to :func:`connectors.kafka_connect.load_connector`.
+
+    Raises:
+        ServiceError: The DSN has no TCP host, database or user.
+    """
+    from psycopg.conninfo import conninfo_to_dict
+
+    params = conninfo_to_dict(source_dsn)
+    host, dbname, user = params.get("host"), params.get("dbname"), params.get("user")
+    if not host or str(host).startswith("/") or not dbname or not user:
+        raise ServiceError(
+            f"Debezium needs a TCP host, a database and a user in the source DSN, got {params}"
+        )
+    secrets_file.write_text(f"user={user}\npassword={params.get('password') or ''}\n")
+    secrets_file.chmod(0o600)
+    overrides = {
+        "database.hostname": str(host),
+        "database.port": str(params.get("port") or 5432),
+        "database.dbname": str(dbname),
+        "database.user": f"${{file:{secrets_file}:user}}",
+        "database.password": f"${{file:{secrets_file}:password}}",
+        "topic.prefix": topic_prefix,
+        "slot.name": slot_name,
+    }
+    overrides.update(extra or {})
+    return overrides
+
+
+def ensure_topics(
+    bootstrap: str, topics: list[str], *, partitions: int = 4, timeout: float = 30.0
+) -> list[str]:
+    """Create the topics that do not exist yet; returns those created.
+
+    Debezium creates a table's topic with that table's first change, while the pipeline's
+    Kafka source refuses to start on a missing topic, so the CDC topics are created before
+    the pipeline starts.
+
+    Raises:
+        ServiceError: The broker did not answer or refused to create a topic.
+    """
+    from confluent_kafka import KafkaException
+    from confluent_kafka.admin import AdminClient, NewTopic
+
+    admin = AdminClient({"bootstrap.servers": bootstrap})
+    try:
+        existing = set(admin.list_topics(timeout=timeout).topics)
+        missing = [t for t in topics if t not in existing]
+        if missing:
+            futures = admin.create_topics([NewTopic(t, num_partitions=partitions) for t in missing])
+            for future in futures.values():
+                future.result(timeout=timeout)
+    except KafkaException as exc:
+        raise ServiceError(f"cannot create Kafka topics on {bootstrap}: {exc}") from exc
+    return missing

@@ -33,11 +33,16 @@ import pytest
 from confluent_kafka import Consumer, KafkaError, Message
 
 from models.events import RawChange, SourcePosition
-from triage.kafka_local import LocalKafka, LocalKafkaConnect, jvm_classpath
+from triage.kafka_local import (
+    CONNECTOR_FILE,
+    LocalKafka,
+    LocalKafkaConnect,
+    jvm_classpath,
+    local_connector_overrides,
+)
 from triage.services import LocalPostgres, ServiceError
 
 REPO = Path(__file__).resolve().parents[2]
-CONNECTOR_FILE = REPO / "infra" / "debezium" / "helpdesk-connector.json"
 
 PLAIN_PREFIX = "triage"
 SCHEMA_PREFIX = "triage_s"
@@ -194,20 +199,19 @@ def connector_overrides(source: SourceDb, prefix: str, secrets: Path) -> dict[st
     """What differs from the production connector file on this machine, per connector."""
     schemas = "true" if prefix == SCHEMA_PREFIX else "false"
     tables = json.loads(CONNECTOR_FILE.read_text())["config"]["table.include.list"]
-    return {
-        "database.hostname": "127.0.0.1",
-        "database.port": str(source.port),
-        "database.dbname": source.name,
-        "database.user": f"${{file:{secrets}:user}}",
-        "database.password": f"${{file:{secrets}:password}}",
-        "topic.prefix": prefix,
-        "slot.name": source.slots[prefix],
-        "table.include.list": f"{tables},public.type_probe",
-        # Heartbeats every second, so the tests see some without waiting long.
-        "heartbeat.interval.ms": "1000",
-        "key.converter.schemas.enable": schemas,
-        "value.converter.schemas.enable": schemas,
-    }
+    return local_connector_overrides(
+        source.dsn,
+        secrets,
+        slot_name=source.slots[prefix],
+        topic_prefix=prefix,
+        extra={
+            "table.include.list": f"{tables},public.type_probe",
+            # Heartbeats every second, so the tests see some without waiting long.
+            "heartbeat.interval.ms": "1000",
+            "key.converter.schemas.enable": schemas,
+            "value.converter.schemas.enable": schemas,
+        },
+    )
 
 
 def register(connect_url: str, connector_file: Path) -> None:
@@ -233,7 +237,6 @@ def register(connect_url: str, connector_file: Path) -> None:
 def register_all(connect_url: str, source: SourceDb, state: Path) -> None:
     """Register both connectors (again, after a standalone worker restarted)."""
     secrets = state / "helpdesk.properties"
-    secrets.write_text("user=triage\npassword=unused-with-trust-auth\n")
     production = json.loads(CONNECTOR_FILE.read_text())
     for prefix in PREFIXES:
         document = {

@@ -21,27 +21,16 @@ from pathlib import Path
 import psycopg
 import pytest
 import redis
-from confluent_kafka.admin import AdminClient, NewTopic
 
 from connectors.kafka import KafkaSettings, cdc_topics
 from connectors.workload import WorkloadConfig, WorkloadWriter
 from tests.real_kafka.conftest import PLAIN_PREFIX, SourceDb
-from triage.kafka_local import LocalKafka
+from triage.kafka_local import LocalKafka, ensure_topics
 from triage.report import dead_letter_count, routed_summary
 from triage.runtime import PipelineProcess, Stack
 from triage.services import LocalPostgres, LocalRedis
 
 pytestmark = pytest.mark.real_kafka
-
-
-def _create_topics(bootstrap: str, topics: list[str]) -> None:
-    admin = AdminClient({"bootstrap.servers": bootstrap})
-    existing = set(admin.list_topics(timeout=10).topics)
-    missing = [NewTopic(topic, num_partitions=4) for topic in topics if topic not in existing]
-    if not missing:
-        return
-    for future in admin.create_topics(missing).values():
-        future.result(timeout=30)
 
 
 @dataclass
@@ -110,7 +99,7 @@ def kafka_mode(
     # Debezium creates a table's topic with its first change, but Bytewax's KafkaSource
     # refuses to start on a topic that does not exist yet (a table without rows so far).
     # Production needs the same step before the pipeline starts.
-    _create_topics(kafka_broker.bootstrap, cdc_topics(KafkaSettings(topic_prefix=PLAIN_PREFIX)))
+    ensure_topics(kafka_broker.bootstrap, cdc_topics(KafkaSettings(topic_prefix=PLAIN_PREFIX)))
     pipeline = PipelineProcess(
         stack,
         tmp_path / "pipeline",
