@@ -234,18 +234,40 @@ def register(connect_url: str, connector_file: Path) -> None:
         )
 
 
+def register_production_connector(
+    connect_url: str, name: str, overrides: dict[str, str], state: Path
+) -> None:
+    """Write the production connector file with ``overrides`` applied and register it."""
+    production = json.loads(CONNECTOR_FILE.read_text())
+    document = {"name": name, "config": {**production["config"], **overrides}}
+    path = state / f"connector-{name}.json"
+    path.write_text(json.dumps(document, indent=2))
+    register(connect_url, path)
+
+
 def register_all(connect_url: str, source: SourceDb, state: Path) -> None:
     """Register both connectors (again, after a standalone worker restarted)."""
     secrets = state / "helpdesk.properties"
-    production = json.loads(CONNECTOR_FILE.read_text())
+    base = json.loads(CONNECTOR_FILE.read_text())["name"]
     for prefix in PREFIXES:
-        document = {
-            "name": f"{production['name']}-{prefix}",
-            "config": {**production["config"], **connector_overrides(source, prefix, secrets)},
-        }
-        path = state / f"connector-{prefix}.json"
-        path.write_text(json.dumps(document, indent=2))
-        register(connect_url, path)
+        overrides = connector_overrides(source, prefix, secrets)
+        register_production_connector(connect_url, f"{base}-{prefix}", overrides, state)
+
+
+def drop_slot_when_released(dsn: str, slot: str, *, timeout: float = 30.0) -> None:
+    """Drop a replication slot once its consumer has let go of it."""
+    with psycopg.connect(dsn, autocommit=True) as conn:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            row = conn.execute(
+                "SELECT active FROM pg_replication_slots WHERE slot_name = %s", (slot,)
+            ).fetchone()
+            if row is None:
+                return
+            if not row[0]:
+                conn.execute("SELECT pg_drop_replication_slot(%s)", (slot,))
+                return
+            time.sleep(0.2)
 
 
 @pytest.fixture(scope="session")
@@ -272,19 +294,8 @@ def _delete_connectors(url: str) -> None:
 
 
 def _drop_slots(source: SourceDb) -> None:
-    with psycopg.connect(source.dsn, autocommit=True) as conn:
-        for slot in source.slots.values():
-            deadline = time.monotonic() + 30
-            while time.monotonic() < deadline:
-                row = conn.execute(
-                    "SELECT active FROM pg_replication_slots WHERE slot_name = %s", (slot,)
-                ).fetchone()
-                if row is None:
-                    break
-                if not row[0]:
-                    conn.execute("SELECT pg_drop_replication_slot(%s)", (slot,))
-                    break
-                time.sleep(0.2)
+    for slot in source.slots.values():
+        drop_slot_when_released(source.dsn, slot)
 
 
 @dataclass

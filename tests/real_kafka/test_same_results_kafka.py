@@ -1,0 +1,179 @@
+"""One database history, two inbound paths: the embedded reader and Debezium through Kafka.
+
+A fresh helpdesk database gets its own Debezium connector (the production file, topic
+prefix ``triage_e``) and its own embedded replication slot before anything is written, so
+both paths see the same history from its first change. Each pipeline writes to its own
+analytics database and Redis key prefix; afterwards :mod:`triage.compare` says whether
+the stores hold the same results (what may differ between two runs, and why, is listed
+there).
+"""
+
+from __future__ import annotations
+
+import json
+import time
+import uuid
+from collections import Counter
+from pathlib import Path
+from pprint import pformat
+from typing import Any
+
+import httpx
+import psycopg
+import pytest
+
+from connectors.kafka import KafkaSettings, cdc_topics
+from connectors.pg_cdc import drop_slot
+from connectors.workload import WorkloadConfig, WorkloadWriter
+from tests.real_kafka.conftest import drop_slot_when_released, register_production_connector
+from triage.assignments import AssignmentFollower
+from triage.compare import describe_difference, differing_parts, store_snapshot
+from triage.kafka_local import (
+    CONNECTOR_FILE,
+    LocalKafka,
+    LocalKafkaConnect,
+    ensure_topics,
+    local_connector_overrides,
+)
+from triage.runtime import PipelineProcess, Stack, migrate
+from triage.services import LocalPostgres, LocalRedis
+
+pytestmark = pytest.mark.real_kafka
+
+PREFIX = "triage_e"
+TICKETS = 120
+
+
+def _rows(dsn: str, query: str) -> list[tuple[Any, ...]]:
+    with psycopg.connect(dsn) as conn:
+        return conn.execute(query).fetchall()  # type: ignore[arg-type]
+
+
+def _settled(source_dsn: str, analytics_dsn: str) -> bool:
+    source = set(_rows(source_dsn, "SELECT id, status FROM tickets"))
+    facts = set(_rows(analytics_dsn, "SELECT ticket_id, status FROM analytics.ticket_facts"))
+    decided = _rows(analytics_dsn, "SELECT count(*) FROM analytics.routing_decisions")[0][0]
+    return bool(source) and source == facts and decided == len(source)
+
+
+# Seen on the real path: SLA pause/resume events of a ticket differed between the two runs
+# while facts, versions, decisions and metrics were equal. The embedded reader delivers all
+# tables in commit order; Kafka delivers each topic (tickets, ticket_events) and partition
+# in its own order, so a ticket's status change and its comment can reach the SLA clocks
+# in the opposite order. Only a difference of the stores is expected; anything else (a
+# timeout, a crash, dead letters) still fails.
+@pytest.mark.xfail(
+    reason="Kafka mode does not restore commit order across the tickets and ticket_events "
+    "topics; SLA clock events can differ from the embedded run",
+    raises=pytest.fail.Exception,
+    strict=False,
+)
+def test_embedded_and_kafka_paths_give_the_same_stores(
+    postgres: LocalPostgres,
+    redis_server: LocalRedis,
+    kafka_broker: LocalKafka,
+    kafka_connect: LocalKafkaConnect,
+    kafka_state: Path,
+    tmp_path: Path,
+) -> None:
+    token = uuid.uuid4().hex[:6]
+    source_dsn = postgres.create_database(f"rk_same_{token}")
+    stacks = {
+        mode: Stack(
+            source_dsn=source_dsn,
+            analytics_dsn=postgres.create_database(f"rk_{mode}_{token}"),
+            redis_url=redis_server.url,
+        )
+        for mode in ("embedded", "kafka")
+    }
+    for stack in stacks.values():
+        migrate(stack)
+    embedded_slot, debezium_slot = f"rk_emb_{token}", f"rk_dbz_{token}"
+    connector = f"{json.loads(CONNECTOR_FILE.read_text())['name']}-{PREFIX}-{token}"
+    overrides = local_connector_overrides(
+        source_dsn,
+        kafka_state / f"helpdesk-{token}.properties",
+        slot_name=debezium_slot,
+        topic_prefix=PREFIX,
+    )
+    register_production_connector(kafka_connect.url, connector, overrides, kafka_state)
+    ensure_topics(kafka_broker.bootstrap, cdc_topics(KafkaSettings(topic_prefix=PREFIX)))
+    common = {"TRIAGE_JOBS__ENABLED": "false", "TRIAGE_WAREHOUSE__ENABLED": "false"}
+    pipelines = {
+        "embedded": PipelineProcess(
+            stacks["embedded"],
+            tmp_path / "embedded",
+            {
+                **common,
+                "TRIAGE_SOURCE__SLOT_NAME": embedded_slot,
+                "TRIAGE_REDIS__KEY_PREFIX": f"e{token}",
+            },
+        ),
+        "kafka": PipelineProcess(
+            stacks["kafka"],
+            tmp_path / "kafka",
+            {
+                **common,
+                "TRIAGE_CDC__MODE": "kafka",
+                "TRIAGE_CDC__TOPIC_PREFIX": PREFIX,
+                "TRIAGE_KAFKA__BROKERS": json.dumps([kafka_broker.bootstrap]),
+                "TRIAGE_REDIS__KEY_PREFIX": f"k{token}",
+            },
+        ),
+    }
+    writer = WorkloadWriter(
+        source_dsn,
+        WorkloadConfig(
+            seed=5,
+            customers=25,
+            agents=8,
+            tickets=TICKETS,
+            rate=40,
+            time_compression=900,
+            linger_seconds=6,
+        ),
+    )
+    # Agents work the tickets the embedded pipeline assigns (written back to the source),
+    # so the history has replies, pauses and solves; both paths read that same history.
+    follower = AssignmentFollower(redis_server.url, source_dsn, key_prefix=f"e{token}")
+    try:
+        for pipeline in pipelines.values():
+            pipeline.start()
+        pipelines["embedded"].wait_ready(embedded_slot, timeout=180)
+        writer.seed_reference_data()
+        follower.start()
+        report = writer.run()
+        assert len(report.created_ticket_ids) == TICKETS
+        deadline = time.monotonic() + 240
+        while not all(_settled(source_dsn, s.analytics_dsn) for s in stacks.values()):
+            assert time.monotonic() < deadline, [p.log_tail() for p in pipelines.values()]
+            assert all(p.alive() for p in pipelines.values()), [
+                p.log_tail() for p in pipelines.values()
+            ]
+            time.sleep(0.5)
+        follower.stop()
+        deadline = time.monotonic() + 120
+        while not all(_settled(source_dsn, s.analytics_dsn) for s in stacks.values()):
+            assert time.monotonic() < deadline, [p.log_tail() for p in pipelines.values()]
+            time.sleep(0.5)
+        # The last minute windows close on event time: poll until both stores agree.
+        deadline = time.monotonic() + 30
+        while True:
+            embedded, kafka = (store_snapshot(stacks[mode].analytics_dsn) for mode in stacks)
+            if not differing_parts(embedded, kafka) or time.monotonic() > deadline:
+                break
+            time.sleep(0.5)
+    finally:
+        follower.stop()
+        for pipeline in pipelines.values():
+            pipeline.stop()
+        httpx.delete(f"{kafka_connect.url}/connectors/{connector}", timeout=30)
+        drop_slot_when_released(source_dsn, debezium_slot)
+        drop_slot(source_dsn, embedded_slot)
+
+    assert len(embedded["facts"]) == TICKETS
+    for run in (embedded, kafka):
+        assert Counter(n for _, n in run["decided_tickets"]) == Counter({1: TICKETS})
+        assert run["dead_letters"] == [(0,)]
+    if differing_parts(embedded, kafka):
+        pytest.fail(f"the stores differ:\n{pformat(describe_difference(embedded, kafka))}")
