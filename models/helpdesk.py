@@ -25,6 +25,8 @@ CHANNELS = ("email", "web", "chat", "phone", "api")
 CUSTOMER_TIERS = ("free", "standard", "premium", "enterprise")
 AGENT_STATUSES = ("online", "away", "offline")
 
+BIGINT_MAX = 2**63 - 1
+
 MAX_SUBJECT_CHARS = 1_024
 """Longest subject kept; longer ones are cut and end with :data:`TRUNCATION_MARKER`."""
 MAX_DESCRIPTION_CHARS = 65_536
@@ -148,17 +150,30 @@ def _req(row: Mapping[str, Any], name: str) -> Any:
     return row[name]
 
 
-def _int(value: Any, name: str) -> int:
-    if isinstance(value, bool):
+def _int(value: Any, name: str, lo: int | None = None, hi: int | None = None) -> int:
+    """An integer column, within ``lo..hi`` when given (the schema's CHECK constraints)."""
+    if isinstance(value, bool) or (isinstance(value, float) and not value.is_integer()):
         raise RowError(f"column {name!r} is not an integer: {value!r}")
     try:
-        return int(value)
-    except (TypeError, ValueError) as exc:
-        raise RowError(f"column {name!r} is not an integer: {value!r}") from exc
+        number = int(value)
+    except (TypeError, ValueError, OverflowError) as exc:
+        raise RowError(f"column {name!r} is not an integer: {str(value)[:80]!r}") from exc
+    if (lo is not None and number < lo) or (hi is not None and number > hi):
+        raise RowError(f"column {name!r} is {number}, outside {lo}..{hi}")
+    return number
 
 
-def _opt_int(value: Any, name: str) -> int | None:
-    return None if value is None else _int(value, name)
+def _opt_int(value: Any, name: str, lo: int | None = None, hi: int | None = None) -> int | None:
+    return None if value is None else _int(value, name, lo, hi)
+
+
+def _id(value: Any, name: str) -> int:
+    """A row id: a positive PostgreSQL bigint."""
+    return _int(value, name, 1, BIGINT_MAX)
+
+
+def _opt_id(value: Any, name: str) -> int | None:
+    return None if value is None else _id(value, name)
 
 
 def _opt_str(value: Any) -> str | None:
@@ -206,7 +221,7 @@ class Customer:
     @classmethod
     def from_row(cls, row: Mapping[str, Any], *, version: int = 0) -> Customer:
         return cls(
-            id=_int(_req(row, "id"), "id"),
+            id=_id(_req(row, "id"), "id"),
             name=str(row.get("name") or ""),
             organization=_opt_str(row.get("organization")),
             tier=_enum(row.get("tier"), "tier", CUSTOMER_TIERS, "standard"),
@@ -242,15 +257,15 @@ class Agent:
         if isinstance(languages, str):  # a Postgres array literal such as {en,de}
             languages = [x for x in languages.strip("{}").split(",") if x]
         return cls(
-            id=_int(_req(row, "id"), "id"),
+            id=_id(_req(row, "id"), "id"),
             name=str(row.get("name") or ""),
             team=str(_req(row, "team")),
             skills=skills,
             languages=tuple(str(x) for x in languages),
-            capacity=_int(row.get("capacity", 5), "capacity"),
+            capacity=_int(row.get("capacity", 5), "capacity", 0, 2**31 - 1),
             status=_enum(row.get("status"), "status", AGENT_STATUSES, "online"),
-            shift_start=_int(row.get("shift_start", 0), "shift_start"),
-            shift_end=_int(row.get("shift_end", 24), "shift_end"),
+            shift_start=_int(row.get("shift_start", 0), "shift_start", 0, 23),
+            shift_end=_int(row.get("shift_end", 24), "shift_end", 1, 24),
             version=version,
         )
 
@@ -305,8 +320,8 @@ class Ticket:
         created = parse_timestamp(_req(row, "created_at"), name="created_at", valid=valid)
         assert created is not None
         return cls(
-            id=_int(_req(row, "id"), "id"),
-            customer_id=_int(_req(row, "customer_id"), "customer_id"),
+            id=_id(_req(row, "id"), "id"),
+            customer_id=_id(_req(row, "customer_id"), "customer_id"),
             subject=bounded_text(row.get("subject"), MAX_SUBJECT_CHARS),
             description=bounded_text(row.get("description"), MAX_DESCRIPTION_CHARS),
             channel=_enum(row.get("channel"), "channel", CHANNELS, "email"),
@@ -314,12 +329,12 @@ class Ticket:
             priority=_opt_enum(row.get("priority"), "priority", PRIORITIES),
             category=_opt_str(row.get("category")),
             intent=_opt_str(row.get("intent")),
-            assigned_agent_id=_opt_int(row.get("assigned_agent_id"), "assigned_agent_id"),
+            assigned_agent_id=_opt_id(row.get("assigned_agent_id"), "assigned_agent_id"),
             created_at=created,
             updated_at=timestamp("updated_at"),
             first_reply_at=timestamp("first_reply_at"),
             solved_at=timestamp("solved_at"),
-            csat=_opt_int(row.get("csat"), "csat"),
+            csat=_opt_int(row.get("csat"), "csat", 1, 5),
             version=version,
         )
 

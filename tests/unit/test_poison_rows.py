@@ -257,3 +257,38 @@ def test_an_endless_business_duration_is_refused_not_walked() -> None:
         calendar.business_time_between(datetime.min.replace(tzinfo=UTC), start)
     # Ordinary spans are unaffected.
     assert calendar.business_time_between(start, start + timedelta(days=7)) > timedelta(0)
+
+
+# ---------------------------------------------------------------------------- ids and numbers
+
+
+@pytest.mark.parametrize(
+    ("changes", "reason"),
+    [
+        ({"id": 0}, "'id' is 0, outside 1..9223372036854775807"),
+        ({"id": -5}, "'id' is -5, outside 1"),
+        ({"id": 2**63}, "outside 1..9223372036854775807"),
+        ({"id": "12abc"}, "'id' is not an integer"),
+        ({"id": 1.5}, "'id' is not an integer"),
+        ({"id": float("inf")}, "'id' is not an integer"),
+        ({"customer_id": 0}, "'customer_id' is 0"),
+        ({"assigned_agent_id": -1}, "'assigned_agent_id' is -1"),
+        ({"csat": 9}, "'csat' is 9, outside 1..5"),
+    ],
+)
+def test_ids_and_bounded_numbers_are_checked(changes: dict[str, Any], reason: str) -> None:
+    with pytest.raises(RowError) as raised:
+        Ticket.from_row(_row(**changes))
+    assert reason in str(raised.value)
+
+
+def test_agent_shift_and_capacity_follow_the_schema() -> None:
+    base = {"id": 2, "team": "billing"}
+    assert Agent.from_row({**base, "id": 2.0}).id == 2  # an integral float is an integer
+    for changes, reason in [
+        ({"shift_start": 24}, "'shift_start' is 24, outside 0..23"),
+        ({"shift_end": 0}, "'shift_end' is 0, outside 1..24"),
+        ({"capacity": -1}, "'capacity' is -1"),
+    ]:
+        with pytest.raises(RowError, match=reason):
+            Agent.from_row({**base, **changes})
