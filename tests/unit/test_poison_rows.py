@@ -7,6 +7,7 @@ megabyte-long subject made the text models crawl.
 
 from __future__ import annotations
 
+import json
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -19,13 +20,14 @@ from models.calendar import (
     calendar_for_region,
 )
 from models.enrichment import CustomerContext, TicketEnricher
-from models.events import ChangeEvent, SourcePosition
+from models.events import ChangeEvent, DeadLetter, SourcePosition
 from models.helpdesk import (
     MAX_DESCRIPTION_CHARS,
     MAX_SUBJECT_CHARS,
     TRUNCATION_MARKER,
     Agent,
     Customer,
+    EnrichedTicket,
     RowError,
     Ticket,
     TimestampRange,
@@ -34,6 +36,7 @@ from models.helpdesk import (
 from models.kb import MAX_KB_BODY_CHARS, KbArticle
 from models.routing import RoutingPolicy
 from models.sentiment import MAX_SCORED_CHARS, SentimentAnalyzer
+from tests.unit.test_flow import Feed, agent_row, run_flow, ticket_row
 
 T0 = datetime(2026, 3, 2, 9, 30, tzinfo=UTC)
 
@@ -292,3 +295,43 @@ def test_agent_shift_and_capacity_follow_the_schema() -> None:
     ]:
         with pytest.raises(RowError, match=reason):
             Agent.from_row({**base, **changes})
+
+
+# ------------------------------------------------------------------- through the whole dataflow
+
+_POISON = {
+    101: {"created_at": "9999-12-31T00:00:00Z"},
+    102: {"created_at": "1970-01-01T00:00:00Z"},
+    103: {"created_at": "infinity"},
+    104: {"status": "escalated"},
+    105: {"priority": "p0"},
+    106: {"channel": "fax"},
+    107: {"first_reply_at": "-infinity"},
+}
+
+
+def test_poison_tickets_become_dead_letters_and_the_next_ticket_is_routed() -> None:
+    feed = Feed()
+    feed.add("agents", "r", agent_row(1, capacity=50))
+    feed.add("customers", "r", {"id": 1, "name": "Acme", "email": "c@x", "tier": "premium",
+                                "language": "en", "region": "us"})  # fmt: skip
+    for tid, changes in _POISON.items():
+        feed.add("tickets", "c", ticket_row(tid, **changes))
+    huge = "refund " * 150_000  # ~1 MB
+    feed.add("tickets", "c", ticket_row(200, subject=huge, description=huge))
+    feed.add("tickets", "c", ticket_row(201))
+    analytics, decisions = run_flow(feed.records, workers=1)
+
+    dead = [x for x in analytics if isinstance(x, DeadLetter)]
+    by_ticket = {json.loads(d.key or "{}").get("id"): d for d in dead}
+    assert set(by_ticket) == set(_POISON)
+    for tid, changes in _POISON.items():
+        (column,) = changes
+        assert by_ticket[tid].stage == "enrich_ticket"
+        assert column in by_ticket[tid].reason, by_ticket[tid].reason
+    assert "allowed: new, open" in by_ticket[104].reason
+    # The oversize ticket is routed from its bounded text; so is the healthy one after it.
+    routed = {d.ticket_id for d in decisions}
+    assert {200, 201} <= routed and not routed & set(_POISON)
+    enriched = {e.ticket_id: e for e in analytics if isinstance(e, EnrichedTicket)}
+    assert enriched[200].ticket.subject.endswith(TRUNCATION_MARKER)
