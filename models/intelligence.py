@@ -541,5 +541,7 @@ def find_duplicates(
             ticket.id, f"{ticket.subject}\n{ticket.description}",
             customer_id=ticket.customer_id, organization=et.organization, at=et.committed_at,
         )  # fmt: skip
-        et = replace(et, duplicates=tuple((m.ticket_id, round(m.similarity, 3)) for m in matches))
+        found = tuple((m.ticket_id, round(m.similarity, 3)) for m in matches)
+        if found != et.duplicates:  # replace() copies ~40 fields: only when needed
+            et = replace(et, duplicates=found)
     return (detector if len(detector) else None), et

@@ -12,6 +12,7 @@ published corpus plus a capped feedback table.
 
 from __future__ import annotations
 
+import functools
 import math
 import re
 import unicodedata
@@ -63,8 +64,7 @@ def tokenize(text: str) -> list[str]:
         >>> tokenize("Les factures ne sont pas arrivées")
         ['factur', 'arriv']
     """
-    folded = unicodedata.normalize("NFKD", text.casefold())
-    folded = "".join(ch for ch in folded if not unicodedata.combining(ch))
+    folded = _fold(text)
     tokens = []
     for word in _WORD.findall(folded):
         if word in _STOP_WORDS or word.strip("_") == "":
@@ -82,8 +82,7 @@ def content_words(text: str, *, min_length: int = 4, limit: int = 5) -> list[str
         >>> content_words("Payment gateway TIMEOUT: payment failed at checkout")
         ['payment', 'gateway', 'timeout', 'failed', 'checkout']
     """
-    folded = unicodedata.normalize("NFKD", text.casefold())
-    folded = "".join(ch for ch in folded if not unicodedata.combining(ch))
+    folded = _fold(text)
     words: list[str] = []
     for word in _WORD.findall(folded):
         word = word.strip("_")
@@ -95,7 +94,18 @@ def content_words(text: str, *, min_length: int = 4, limit: int = 5) -> list[str
     return words
 
 
+def _fold(text: str) -> str:
+    """Casefolded, accents removed (ASCII text, the common case, skips the decomposition)."""
+    folded = text.casefold()
+    if folded.isascii():
+        return folded
+    folded = unicodedata.normalize("NFKD", folded)
+    return "".join(ch for ch in folded if not unicodedata.combining(ch))
+
+
+@functools.lru_cache(maxsize=65_536)
 def _stem(word: str) -> str:
+    # Pure and called for every word of every ticket: cached (words recur constantly).
     if word.isdigit():
         return word
     # Two passes so "chargers" and "charger" (and "charges", "charge") end up together.
