@@ -30,6 +30,11 @@ import numpy as np
 from river import drift, metrics
 
 _TOKEN = re.compile(r"\w+", re.UNICODE)
+# Character n-grams come from at most this many leading characters of a word. Words in any
+# language are far shorter; longer "words" are pasted hashes, base64 or logs, where
+# n-grams carry no meaning and would cost ~3 hashes per character (and as much memory in
+# the word cache).
+MAX_NGRAM_WORD_CHARS = 64
 
 FloatArray = np.ndarray[Any, np.dtype[np.float32]]
 IndexArray = np.ndarray[Any, np.dtype[np.int64]]
@@ -47,9 +52,11 @@ class HashedTextFeatures:
 
     Features are word unigrams and bigrams (``word_ngrams=2``), optionally character
     n-grams of each word padded with ``<`` and ``>`` (``char_ngrams=(3, 5)``), which make
-    inflections and typos share features. Counts are damped to ``1 + log(count)`` so one
-    word repeated in a pasted log does not dominate. Index ``n_features`` is a constant
-    intercept feature, so vectors have ``n_features + 1`` dimensions.
+    inflections and typos share features; a word longer than :data:`MAX_NGRAM_WORD_CHARS`
+    gives the n-grams of its start only, so the work per word is bounded. Counts are
+    damped to ``1 + log(count)`` so one word repeated in a pasted log does not dominate.
+    Index ``n_features`` is a constant intercept feature, so vectors have
+    ``n_features + 1`` dimensions.
 
     Hashed words and word pairs are cached in bounded dictionaries that are not part of
     the pickled state.
@@ -95,7 +102,11 @@ class HashedTextFeatures:
         indices = [_hash("w " + word, n)]
         if self.char_ngrams is not None:
             lo, hi = self.char_ngrams
-            padded = f"<{word}>"
+            padded = (
+                f"<{word}>"
+                if len(word) <= MAX_NGRAM_WORD_CHARS
+                else f"<{word[:MAX_NGRAM_WORD_CHARS]}"
+            )
             for size in range(lo, hi + 1):
                 for start in range(len(padded) - size + 1):
                     indices.append(_hash("c " + padded[start : start + size], n))

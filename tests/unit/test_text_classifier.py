@@ -9,6 +9,8 @@ import pytest
 
 from models.text_classifier import (
     INTENTS,
+    MAX_NGRAM_WORD_CHARS,
+    HashedTextFeatures,
     IntentClassifier,
     MultiLabelTextClassifier,
     OnlineTextClassifier,
@@ -184,3 +186,17 @@ def test_multilabel_learns_two_labels() -> None:
     assert model.metrics["macro_f1"] > 0.9
     restored = pickle.loads(pickle.dumps(model))
     assert restored.predict_one("invoice outage") == model.predict_one("invoice outage")
+
+
+def test_character_ngrams_of_a_pasted_megabyte_word_are_bounded() -> None:
+    features = HashedTextFeatures(2**18, char_ngrams=(3, 5))
+    head = "x" * MAX_NGRAM_WORD_CHARS
+    long_word = head + "y" * 1_000_000
+    indices, _ = features.transform(long_word)
+    # The word's own feature, the n-grams of its first characters and the intercept.
+    assert len(indices) <= 3 * (MAX_NGRAM_WORD_CHARS + 2)
+    assert len(features._word_features(long_word)) < 3 * (MAX_NGRAM_WORD_CHARS + 2)
+    # Up to the limit, every n-gram counts: the word's end changes its features.
+    a, _ = features.transform(head[:-1] + "a")
+    b, _ = features.transform(head[:-1] + "b")
+    assert len(set(a.tolist()) ^ set(b.tolist())) > 2
