@@ -41,7 +41,7 @@ from triage.services import LocalPostgres, LocalRedis
 pytestmark = pytest.mark.real_kafka
 
 PREFIX = "triage_e"
-TICKETS = 120
+TICKETS = 80
 
 
 def _rows(dsn: str, query: str) -> list[tuple[Any, ...]]:
