@@ -175,6 +175,17 @@ class _JavaProcess:
                 f"see {self.log_file}:\n{_log_tail(self.log_file)}\n{_log_tail(self.out_file)}"
             )
 
+    def _ready(self) -> bool:
+        raise NotImplementedError
+
+    def _wait_started(self, timeout: float, what: str) -> None:
+        """Poll readiness; a process that does not become ready is stopped, not leaked."""
+        try:
+            wait_until(self._ready, timeout=timeout, what=what)
+        except BaseException:
+            self.stop(timeout=10)
+            raise
+
     def running(self) -> bool:
         """Whether the process is alive."""
         return self._proc is not None and self._proc.poll() is None
@@ -266,7 +277,7 @@ class LocalKafka(_JavaProcess):
         if not (self.data_dir / "meta.properties").exists():
             self._format(config)
         self._spawn(self._java("kafka.Kafka", str(config)))
-        wait_until(self._ready, timeout=timeout, what=f"Kafka broker on {self.bootstrap}")
+        self._wait_started(timeout, f"Kafka broker on {self.bootstrap}")
         log.info("Kafka broker ready at %s (logs in %s)", self.bootstrap, self.state_dir)
         return self
 
@@ -348,7 +359,7 @@ class LocalKafkaConnect(_JavaProcess):
             },
         )
         self._spawn(self._java("org.apache.kafka.connect.cli.ConnectStandalone", str(config)))
-        wait_until(self._ready, timeout=timeout, what=f"Kafka Connect on {self.url}")
+        self._wait_started(timeout, f"Kafka Connect on {self.url}")
         log.info("Kafka Connect ready at %s (logs in %s)", self.url, self.state_dir)
         return self
 
