@@ -185,10 +185,17 @@ def test_anomaly_drilldown_explains_the_strongest(
 def test_anomaly_drilldown_takes_an_anomaly_id(
     seeded_dsn: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    (other,) = _row(seeded_dsn, "SELECT id FROM analytics.anomalies WHERE series = 'volume:all'")
+    other, start = _row(
+        seeded_dsn,
+        "SELECT id, bucket_start FROM analytics.anomalies WHERE series = 'volume:all' "
+        "ORDER BY bucket_start LIMIT 1",
+    )
+    # The surge of one category shows in the total within the incident's three hours.
+    assert INCIDENT.start <= start < INCIDENT.start + timedelta(hours=INCIDENT.hours)
     nb = _execute("anomaly_drilldown", seeded_dsn, monkeypatch, f"ANOMALY_ID = {other}")
     printed = "".join(_outputs(nb, "stream"))
-    assert f"Anomaly #{other}: volume:all, hour from Mon 2024-06-03 10:00 UTC" in printed
+    hour = start.astimezone(UTC).strftime("%a %Y-%m-%d %H:%M")
+    assert f"Anomaly #{other}: volume:all, hour from {hour} UTC" in printed
     # Over all tickets, the category is a driver and the technical surge shows in it.
     breakdown = _table_with(nb, "detector_lift")
     assert "category" in {row["dimension"] for row in breakdown}
