@@ -46,6 +46,17 @@ def _settings(state_dir: Path | None = None):
     return settings
 
 
+def _stop_on_sigterm() -> None:
+    """SIGTERM (what supervisors send) stops a command as Ctrl-C does: its ``finally``
+    blocks run, so child processes and private services are stopped, not orphaned."""
+    import signal
+
+    def interrupt(signum: int, _frame: object) -> None:
+        raise KeyboardInterrupt(f"signal {signum}")
+
+    signal.signal(signal.SIGTERM, interrupt)
+
+
 def _fail(message: str, code: int = 1) -> typer.Exit:
     console.print(f"[red]error:[/] {message}")
     return typer.Exit(code)
@@ -84,10 +95,14 @@ def demo(
         else:
             render_summary(summary, Console())
 
+    _stop_on_sigterm()
     try:
         summary = run_demo(settings, opts, console, on_summary=show)
     except (ServiceError, DemoError) as exc:
         raise _fail(str(exc)) from exc
+    except KeyboardInterrupt:
+        console.print("stopped: pipeline, API and local services shut down")
+        raise typer.Exit(130) from None
     if summary["tickets_routed"] != summary["tickets_created"]:
         raise typer.Exit(1)
 
@@ -179,6 +194,7 @@ def pipeline(
         )
     if c.addresses and c.processes > 1:
         raise _fail("give either --processes (one host) or --addresses (one process per host)")
+    _stop_on_sigterm()  # Bytewax and the cluster supervisor take signals over once running
     try:
         with open_stack(settings, settings.state_dir / "services") as stack:
             if migrate_first:
@@ -213,9 +229,13 @@ def api(
     from triage.runtime import api_settings, open_stack
 
     settings = _settings(state_dir)
-    with open_stack(settings, settings.state_dir / "services") as stack:
-        app_ = create_app(api_settings(settings, stack))
-        uvicorn.run(app_, host=settings.api.host, port=port or settings.api.port)
+    _stop_on_sigterm()  # until uvicorn takes the signals over (it stops gracefully on both)
+    try:
+        with open_stack(settings, settings.state_dir / "services") as stack:
+            app_ = create_app(api_settings(settings, stack))
+            uvicorn.run(app_, host=settings.api.host, port=port or settings.api.port)
+    except KeyboardInterrupt:
+        raise typer.Exit(130) from None
 
 
 @app.command()

@@ -12,6 +12,7 @@ run as the ``postgres`` system user (as packaged PostgreSQL does).
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import logging
 import os
 import pwd
@@ -19,6 +20,7 @@ import shutil
 import signal
 import socket
 import subprocess
+import tempfile
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -101,7 +103,14 @@ class LocalPostgres:
 
     @property
     def socket_dir(self) -> Path:
-        return self.state_dir / "pgsock"
+        # A Unix socket path holds at most 107 bytes; a deep state directory gets a short
+        # one under /tmp instead, named after the state directory so restarts reuse it.
+        # (Clients connect over TCP; the socket only has to exist for the server.)
+        preferred = self.state_dir / "pgsock"
+        if len(str(preferred)) + len("/.s.PGSQL.65535") <= 107:
+            return preferred
+        digest = hashlib.sha256(str(self.state_dir).encode()).hexdigest()[:16]
+        return Path(tempfile.gettempdir()) / f"triage-pgsock-{digest}"
 
     @property
     def dsn(self) -> str:
