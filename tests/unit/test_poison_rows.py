@@ -12,6 +12,8 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from models.calendar import (
     ALWAYS_OPEN,
@@ -335,3 +337,45 @@ def test_poison_tickets_become_dead_letters_and_the_next_ticket_is_routed() -> N
     assert {200, 201} <= routed and not routed & set(_POISON)
     enriched = {e.ticket_id: e for e in analytics if isinstance(e, EnrichedTicket)}
     assert enriched[200].ticket.subject.endswith(TRUNCATION_MARKER)
+
+
+# ----------------------------------------------------------------------- property: total parsers
+
+_ANY_VALUE = st.one_of(
+    st.none(),
+    st.booleans(),
+    st.integers(),
+    st.floats(allow_nan=True, allow_infinity=True),
+    st.text(max_size=40),
+    st.datetimes(timezones=st.none() | st.just(UTC)),
+    st.sampled_from(["infinity", "-infinity", "9999-12-31T23:59:59-23:59", "0001-01-01", ""]),
+    st.lists(st.integers(), max_size=3),
+    st.dictionaries(st.text(max_size=5), st.integers(), max_size=2),
+)
+
+
+@given(_ANY_VALUE)
+@settings(max_examples=500, deadline=None)
+def test_parse_timestamp_returns_an_instant_in_range_or_a_row_error(value: object) -> None:
+    try:
+        parsed = parse_timestamp(value, name="created_at")
+    except RowError as exc:
+        assert "created_at" in str(exc)
+    else:
+        valid = TimestampRange()
+        assert parsed is None or valid.earliest <= parsed < valid.latest
+
+
+_TICKET_COLUMNS = ("id", "customer_id", "subject", "description", "channel", "status",
+                   "priority", "assigned_agent_id", "created_at", "solved_at", "csat")  # fmt: skip
+
+
+@given(st.dictionaries(st.sampled_from(_TICKET_COLUMNS), _ANY_VALUE, max_size=6))
+@settings(max_examples=500, deadline=None)
+def test_any_ticket_row_parses_or_is_a_row_error(changes: dict[str, Any]) -> None:
+    try:
+        ticket = Ticket.from_row(_row(**changes))
+    except RowError:
+        return
+    assert ticket.status in ("new", "open", "pending", "on_hold", "solved", "closed")
+    assert ticket.id >= 1 and len(ticket.subject) <= MAX_SUBJECT_CHARS + len(TRUNCATION_MARKER)
