@@ -103,6 +103,17 @@ class ApiServerSettings(BaseModel):
         description="require API keys with scopes (`triage api-keys create`); "
         "`triage demo` turns this off unless it is set explicitly",
     )
+    pool_min_size: int = Field(default=1, ge=0, le=100, description="idle PostgreSQL connections")
+    pool_max_size: int = Field(default=4, ge=1, le=100, description="most PostgreSQL connections")
+    statement_timeout_ms: int = Field(
+        default=2000, ge=0, le=600_000, description="PostgreSQL cancels longer API queries (503)"
+    )
+    max_in_flight: int = Field(
+        default=64, ge=1, le=10_000, description="requests at once; beyond: 503 + Retry-After"
+    )
+    retry_after_s: int = Field(default=1, ge=1, le=3600)
+    docs_enabled: bool = Field(default=True, description="serve /docs and /openapi.json")
+    metrics_enabled: bool = Field(default=True, description="serve /metrics")
 
 
 class MetricsSettings(BaseModel):
