@@ -44,7 +44,7 @@ from bytewax.inputs import Source
 from bytewax.operators import StatefulLogic
 from bytewax.outputs import Sink
 
-from connectors.debezium import DecodeError, decode_change_event
+from connectors.debezium import DecodeError, SkippedRecord, decode_record
 from models.affinity import AffinityModel, LearnedRanker, RoundRobinRanker
 from models.anomaly import AnomalyAlert
 from models.burnout import WorkloadScore
@@ -250,7 +250,7 @@ def guarded(stage: str, fn: Callable[[Any], Iterable[Any]]) -> Callable[[Any], l
 def decode(raw: RawChange) -> ChangeEvent | DeadLetter | None:
     """Decode one record; malformed ones become dead letters, tombstones are skipped."""
     try:
-        event = decode_change_event(raw)
+        event = decode_record(raw)
     except DecodeError as exc:
         FLOW_COUNTERS["dead_letters"] += 1
         return dead_letter_from_raw(raw, "decode_cdc", str(exc))
@@ -258,8 +258,9 @@ def decode(raw: RawChange) -> ChangeEvent | DeadLetter | None:
         log.exception("unexpected decoder failure on %s", raw.topic)
         FLOW_COUNTERS["dead_letters"] += 1
         return dead_letter_from_raw(raw, "decode_cdc", f"unexpected {type(exc).__name__}: {exc}")
-    if event is None:
-        FLOW_COUNTERS["tombstones"] += 1
+    if isinstance(event, SkippedRecord):
+        # Tombstones, logical decoding messages, heartbeats, transaction metadata.
+        FLOW_COUNTERS["tombstones" if event.kind == "tombstone" else f"skipped:{event.kind}"] += 1
         return None
     FLOW_COUNTERS["events"] += 1
     if event.table not in KNOWN_TABLES:
@@ -733,7 +734,12 @@ def build_flow(
     )
     dead.append(enriched.of("errors", DeadLetter))
     dead.append(op.map("expired_waits", enriched.of("expired", CustomerWaitExpired), expired_wait))
-    observe("enrich", op.filter("select_enriched", enriched.rest, lambda x: isinstance(x, tuple)))
+    observe(
+        "enrich",
+        op.filter_map(
+            "select_enriched", enriched.rest, lambda x: x[0] if isinstance(x, tuple) else None
+        ),
+    )
     deduped = _Split(
         "dedupe",
         _keyed_flat_map(

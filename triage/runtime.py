@@ -108,6 +108,12 @@ def build_pipeline(settings: AppSettings, stack: Stack, recovery_dir: Path):
             brokers=settings.kafka.brokers,
             topic_prefix=settings.cdc.topic_prefix,
         )
+        # Debezium creates a table's topic with its first change; the source refuses to
+        # start on a missing topic, so every captured table's topic exists before it does.
+        from connectors.kafka import cdc_topics
+        from triage.kafka_local import ensure_topics
+
+        ensure_topics(",".join(settings.kafka.brokers), cdc_topics(kafka))
 
         def source(flow: Dataflow) -> tuple[Stream[RawChange], Stream[DeadLetter]]:
             out = read_cdc("read_cdc", flow, kafka)
@@ -208,6 +214,18 @@ def model_store(settings: AppSettings, stack: Stack):
     )
 
 
+def _interrupted(exc: BaseException) -> bool:
+    """Whether a KeyboardInterrupt is anywhere in the exception's chain."""
+    seen: set[int] = set()
+    current: BaseException | None = exc
+    while current is not None and id(current) not in seen:
+        if isinstance(current, KeyboardInterrupt):
+            return True
+        seen.add(id(current))
+        current = current.__cause__ or current.__context__
+    return False
+
+
 def run_pipeline(settings: AppSettings, stack: Stack, recovery_dir: Path | None = None) -> None:
     """Run this process's part of the dataflow until it is interrupted.
 
@@ -252,9 +270,10 @@ def run_pipeline(settings: AppSettings, stack: Stack, recovery_dir: Path | None 
             recovery_config=RecoveryConfig(str(recovery_dir)),
         )
     except Exception as exc:
-        # Bytewax turns SIGINT/SIGTERM into this error; it is a normal stop, and recovery
-        # resumes from the last complete epoch.
-        if "signal received" in str(exc):
+        # Bytewax turns SIGINT/SIGTERM into this error, or into a failed step whose cause is
+        # the KeyboardInterrupt; either is a normal stop: recovery resumes from the last
+        # complete epoch and the sinks' idempotent writes absorb the replay.
+        if "signal received" in str(exc) or _interrupted(exc):
             log.info("pipeline stopped by signal")
             return
         raise
