@@ -108,12 +108,6 @@ def build_pipeline(settings: AppSettings, stack: Stack, recovery_dir: Path):
             brokers=settings.kafka.brokers,
             topic_prefix=settings.cdc.topic_prefix,
         )
-        # Debezium creates a table's topic with its first change; the source refuses to
-        # start on a missing topic, so every captured table's topic exists before it does.
-        from connectors.kafka import cdc_topics
-        from triage.kafka_local import ensure_topics
-
-        ensure_topics(",".join(settings.kafka.brokers), cdc_topics(kafka))
 
         def source(flow: Dataflow) -> tuple[Stream[RawChange], Stream[DeadLetter]]:
             out = read_cdc("read_cdc", flow, kafka)
@@ -250,6 +244,16 @@ def run_pipeline(settings: AppSettings, stack: Stack, recovery_dir: Path | None 
 
         port = settings.metrics.port + process_id if settings.metrics.port else 0
         serve_metrics(settings.metrics.host, port)
+    if settings.cdc.mode == "kafka":
+        # Debezium creates a table's topic with its first change; the source refuses to
+        # start on a missing topic, so every captured table's topic exists before it does.
+        from connectors.kafka import KafkaSettings, cdc_topics
+        from triage.kafka_local import ensure_topics
+
+        topics = cdc_topics(
+            KafkaSettings(brokers=settings.kafka.brokers, topic_prefix=settings.cdc.topic_prefix)
+        )
+        ensure_topics(",".join(settings.kafka.brokers), topics)
     flow = build_pipeline(settings, stack, recovery_dir)
     # Keyed state holds millions of small objects; the default cyclic-GC thresholds made
     # full collections walk all of them every few seconds (tail-latency spikes). Objects
