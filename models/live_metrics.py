@@ -114,8 +114,12 @@ class LiveMetrics:
     flush_every: timedelta = timedelta(seconds=15)
     next_flush: datetime | None = None
     last_ticket_at: datetime | None = None
+    # Processing time of the latest input: a quiet stream's watermark moves on from the
+    # latest event time by the wall time since then (see :meth:`tick`).
+    last_input_seen: datetime | None = None
 
     def on_ticket(self, et: EnrichedTicket) -> list[LiveOutput]:
+        self.last_input_seen = datetime.now(UTC)
         ticket = et.ticket
         dims = {"category": et.category, "priority": et.priority, "channel": ticket.channel}
         kind: str | None = None
@@ -155,6 +159,7 @@ class LiveMetrics:
         return out
 
     def on_sla(self, event: SlaEvent) -> list[LiveOutput]:
+        self.last_input_seen = datetime.now(UTC)
         dims = self.categories.get(event.ticket_id, {})
         outcome = sla_outcome(event)
         kind: str | None = None
@@ -282,8 +287,19 @@ class LiveMetrics:
     # Timer protocol of the dataflow's timed state: quiet streams still close windows.
 
     def tick(self, now: datetime) -> list[LiveOutput]:
+        """Close the windows a quiet stream would have closed by now.
+
+        The watermark moves on from the latest event time by the wall time passed since the
+        latest input, not to the wall clock itself: a replay or a backlog of old changes,
+        read back to back, keeps its own event time, so no window closes under events still
+        on their way (which would count them as too late). A live stream's event time is
+        the wall clock, so there both agree.
+        """
         self.next_flush = now + self.flush_every
-        return self.flush(now)
+        event_time, seen = self.windows.watermark, self.last_input_seen
+        if event_time is None or seen is None:
+            return self.flush(now)
+        return self.flush(event_time + max(timedelta(0), now - seen))
 
     def next_wakeup(self) -> datetime | None:
         if not self.windows.open_windows:

@@ -221,3 +221,21 @@ def test_each_target_counts_once_and_a_solve_keeps_its_category() -> None:
     assert 1 not in lm.sla_context and list(lm.sla_context) == [2]
     # The hour was handed to the detector: only the new hour's volume is being counted.
     assert set(lm.counts) == {"volume:all", "volume:category=billing"}
+
+
+def test_a_replayed_backlog_keeps_its_event_time_when_the_timer_fires() -> None:
+    """Old changes read back to back: the timer must not close their windows early."""
+    metrics = LiveMetrics()
+    old = datetime.now(UTC).replace(second=0, microsecond=0) - timedelta(hours=3)
+    metrics.on_ticket(created(1, old))
+    # The timer fires a moment later in wall time: the watermark moves by that moment only.
+    assert metrics.tick(datetime.now(UTC) + timedelta(seconds=1)) == []
+    metrics.on_ticket(created(2, old + timedelta(seconds=30)))
+    windows = [w for w in metrics.finish() if isinstance(w, WindowResult) and w.dimension == "all"]
+    assert sum(w.counts["created"] for w in windows) == 2
+    assert metrics.windows.too_late_total == 0
+    # A quiet stream still closes its windows as wall time passes.
+    quiet = LiveMetrics()
+    quiet.on_ticket(created(3, old))
+    closed = quiet.tick(datetime.now(UTC) + timedelta(minutes=5))
+    assert any(isinstance(w, WindowResult) and w.counts["created"] == 1 for w in closed)
