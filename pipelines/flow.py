@@ -34,7 +34,7 @@ import time
 import zlib
 from collections import Counter
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from typing import Any, TypeVar
 
@@ -294,19 +294,74 @@ def ticket_items(event: ChangeEvent) -> list[tuple[str, ChangeEvent | CommentIn]
     return ticket_comments(event)
 
 
-def owner_step(
-    customer: int | None, item: ChangeEvent | CommentIn
-) -> tuple[int | None, list[tuple[str, ChangeEvent | CommentIn]]]:
-    """Per ticket: remember its customer, and send its changes and comments to that key.
+def _version_of(item: ChangeEvent | CommentIn) -> int:
+    return item.event.version if isinstance(item, CommentIn) else item.version
 
-    Forgotten when the ticket is closed or deleted; later comments pass through unowned.
+
+@dataclass
+class TicketOwner:
+    """Per ticket: its customer, and (with a reorder window) its items waiting for order.
+
+    With Kafka a ticket's changes and comments come from two topics read independently,
+    so they can arrive out of commit order. Within ``window`` of its arrival an item waits
+    here and leaves in source-version (commit) order; one that arrives after a later item
+    already left goes at once. Embedded CDC delivers one ordered stream: no window.
     """
-    if isinstance(item, CommentIn):
-        return customer, [(UNOWNED if customer is None else str(customer), item)]
-    row = item.row or {}
-    owner = int(row["customer_id"])
-    gone = item.op == "d" or row.get("status") == "closed"
-    return (None if gone else owner), [(str(owner), item)]
+
+    window: timedelta
+    customer: int | None = None
+    held: list[tuple[datetime, int, ChangeEvent | CommentIn]] = field(default_factory=list)
+    emitted: int = -1
+
+    def route(self, item: ChangeEvent | CommentIn) -> list[tuple[str, ChangeEvent | CommentIn]]:
+        """Send an item to its customer's key; a ticket change updates the customer."""
+        self.emitted = max(self.emitted, _version_of(item))
+        if isinstance(item, CommentIn):
+            return [(UNOWNED if self.customer is None else str(self.customer), item)]
+        row = item.row or {}
+        owner = int(row["customer_id"])
+        gone = item.op == "d" or row.get("status") == "closed"
+        self.customer = None if gone else owner
+        return [(str(owner), item)]
+
+    def _release(self, until: datetime | None) -> list[tuple[str, ChangeEvent | CommentIn]]:
+        due = [h for h in self.held if until is None or h[0] <= until]
+        if not due:
+            return []
+        # Everything held that was committed before the newest due item goes with it.
+        newest = max(h[1] for h in due)
+        out = sorted((h for h in self.held if h[1] <= newest), key=lambda h: h[1])
+        self.held = [h for h in self.held if h[1] > newest]
+        return [kv for _, _, item in out for kv in self.route(item)]
+
+    def tick(self, now: datetime) -> list[tuple[str, ChangeEvent | CommentIn]]:
+        return self._release(now)
+
+    def next_wakeup(self) -> datetime | None:
+        return min(h[0] for h in self.held) if self.held else None
+
+    def is_idle(self) -> bool:
+        return self.customer is None and not self.held
+
+    def finish(self) -> list[tuple[str, ChangeEvent | CommentIn]]:
+        return self._release(None)
+
+
+def make_owner_step(window: timedelta):
+    """Keyed mapper per ticket: route its items to its customer, in commit order."""
+
+    def owner_step(
+        state: TicketOwner | None, item: ChangeEvent | CommentIn
+    ) -> tuple[TicketOwner | None, list[tuple[str, ChangeEvent | CommentIn]]]:
+        state = state or TicketOwner(window)
+        if window <= timedelta(0) or _version_of(item) <= state.emitted:
+            out = state.route(item)
+        else:
+            state.held.append((datetime.now(UTC) + window, _version_of(item), item))
+            out = []
+        return (None if state.is_idle() else state), out
+
+    return owner_step
 
 
 def agent_changes(event: ChangeEvent) -> list[tuple[str, RoutingInput]]:
@@ -716,7 +771,10 @@ def build_flow(
     owned = _Split(
         "own",
         _keyed_flat_map(
-            "own_ticket_items", by_table("select_ticket_items", ticket_items).rest, owner_step
+            "own_ticket_items",
+            by_table("select_ticket_items", ticket_items).rest,
+            make_owner_step(settings.reorder_window or timedelta(0)),
+            timed=True,
         ),
     )
     dead.append(owned.of("errors", DeadLetter))

@@ -36,6 +36,10 @@ class PipelineSettings(BaseModel):
     customer_wait: timedelta = Field(default=timedelta(seconds=30), ge=timedelta(0))
     # Comments take a shorter path than ticket changes; one newer than every change seen
     # for its ticket waits this long for earlier changes, so SLA clocks see commit order.
+    # Kafka delivers a ticket's changes and comments on two topics read independently:
+    # they wait this long at the per-ticket step and leave in commit order. Unset: 1 s in
+    # Kafka mode, none for the embedded reader (one ordered stream).
+    reorder_window: timedelta | None = Field(default=None, ge=timedelta(0))
     comment_hold: timedelta = Field(default=timedelta(seconds=1), ge=timedelta(0))
     warehouse_shards: int = Field(
         default=16, gt=0, description="warehouse buffers (and files per flush) per ticket shard"

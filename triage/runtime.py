@@ -12,6 +12,7 @@ import sys
 import threading
 from collections.abc import Iterator
 from dataclasses import dataclass
+from datetime import timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -141,8 +142,11 @@ def build_pipeline(settings: AppSettings, stack: Stack, recovery_dir: Path):
         from sinks.kafka_alerts import KafkaAlertSink
 
         alerts = KafkaAlertSink(settings.kafka.brokers, topic=settings.kafka.alerts_topic)
+    pipeline = settings.pipeline
+    if pipeline.reorder_window is None and settings.cdc.mode == "kafka":
+        pipeline = pipeline.model_copy(update={"reorder_window": timedelta(seconds=1)})
     return build_flow(
-        settings.pipeline,
+        pipeline,
         source=source,
         analytics_sink=PostgresSink(stack.analytics_dsn),
         decision_sink=RedisSink(stack.redis_url, prefix=settings.redis.key_prefix),

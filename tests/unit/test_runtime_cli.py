@@ -2,33 +2,64 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 from typer.testing import CliRunner
 
 from models.events import ChangeEvent, SourcePosition
 from models.sla import TicketComment
-from pipelines.flow import UNOWNED, CommentIn, owner_step
+from pipelines.flow import UNOWNED, CommentIn, make_owner_step
 from triage.cli import app
 from triage.settings import ClusterSettings
 
 T0 = datetime(2026, 3, 2, 9, 0, tzinfo=UTC)
 
 
-def _ticket(status: str, customer: int = 4, op: str = "u") -> ChangeEvent:
+def _ticket(status: str, customer: int = 4, op: str = "u", version: int = 1) -> ChangeEvent:
     row = {"id": 9, "customer_id": customer, "status": status}
-    return ChangeEvent("tickets", op, {"id": 9}, None, row, T0, 1, SourcePosition(lsn=1))  # type: ignore[arg-type]
+    return ChangeEvent(
+        "tickets",
+        op,
+        {"id": 9},
+        None,
+        row,
+        T0,
+        version,
+        SourcePosition(lsn=version),  # type: ignore[arg-type]
+    )
+
+
+def _comment(version: int) -> CommentIn:
+    return CommentIn(TicketComment(9, T0, "agent"), "hi", _ticket("open", version=version))
 
 
 def test_the_owner_step_sends_a_tickets_items_to_its_customer_until_it_is_closed() -> None:
-    comment = CommentIn(TicketComment(9, T0, "agent"), "hi", _ticket("open"))
-    assert owner_step(None, comment) == (None, [(UNOWNED, comment)])
-    state, out = owner_step(None, _ticket("open"))
-    assert state == 4 and out[0][0] == "4"
-    assert owner_step(state, comment)[1] == [("4", comment)]
-    moved, out = owner_step(state, _ticket("open", customer=5))  # ticket moved customer
-    assert moved == 5 and out[0][0] == "5"
-    assert owner_step(moved, _ticket("closed", customer=5))[0] is None
+    step = make_owner_step(timedelta(0))
+    comment = _comment(1)
+    assert step(None, comment) == (None, [(UNOWNED, comment)])
+    state, out = step(None, _ticket("open"))
+    assert state is not None and state.customer == 4 and out[0][0] == "4"
+    assert step(state, comment)[1] == [("4", comment)]
+    moved, out = step(state, _ticket("open", customer=5))  # the ticket moved customer
+    assert moved is not None and moved.customer == 5 and out[0][0] == "5"
+    assert step(moved, _ticket("closed", customer=5))[0] is None
+
+
+def test_with_a_reorder_window_items_leave_in_commit_order() -> None:
+    step = make_owner_step(timedelta(seconds=1))
+    later_comment, earlier_change = _comment(20), _ticket("pending", version=10)
+    state, out = step(None, later_comment)  # arrived first, committed later
+    assert out == []
+    state, out = step(state, earlier_change)
+    assert out == [] and state is not None
+    wake = state.next_wakeup()
+    assert wake is not None
+    released = state.tick(wake)
+    assert [item for _, item in released] == [earlier_change, later_comment]
+    assert released[1][0] == "4"  # the comment follows its ticket's customer
+    # Something older than what already left goes at once.
+    late = _comment(15)
+    assert step(state, late)[1] == [("4", late)]
 
 
 def test_cluster_sizes_follow_the_addresses_or_the_process_count() -> None:
