@@ -90,3 +90,14 @@ def describe_difference(
             "only_second": sorted(rows_b - rows_a, key=repr)[:limit],
         }
     return out
+
+
+def caught_up(source_dsn: str, analytics_dsn: str) -> bool:
+    """Whether the analytics store holds every source ticket at its current status, each
+    with a current routing decision (a run has processed the whole history so far)."""
+    with psycopg.connect(source_dsn) as conn:
+        source = set(conn.execute("SELECT id, status FROM tickets").fetchall())
+    with psycopg.connect(analytics_dsn) as conn:
+        facts = set(conn.execute("SELECT ticket_id, status FROM analytics.ticket_facts").fetchall())
+        row = conn.execute("SELECT count(*) FROM analytics.routing_decisions").fetchone()
+    return bool(source) and source == facts and (row[0] if row else 0) == len(source)

@@ -23,7 +23,7 @@ import pytest
 
 from connectors.workload import WorkloadConfig, WorkloadWriter
 from triage.assignments import AssignmentFollower
-from triage.compare import describe_difference, differing_parts, store_snapshot
+from triage.compare import caught_up, describe_difference, differing_parts, store_snapshot
 from triage.runtime import PipelineProcess, Stack, migrate
 
 pytestmark = pytest.mark.e2e
@@ -33,15 +33,6 @@ def _count(dsn: str, query: str) -> int:
     with psycopg.connect(dsn) as conn:
         row = conn.execute(query).fetchone()  # type: ignore[arg-type]
         return int(row[0]) if row else 0
-
-
-def _settled(source_dsn: str, analytics_dsn: str) -> bool:
-    with psycopg.connect(source_dsn) as conn:
-        source = set(conn.execute("SELECT id, status FROM tickets").fetchall())
-    with psycopg.connect(analytics_dsn) as conn:
-        facts = set(conn.execute("SELECT ticket_id, status FROM analytics.ticket_facts").fetchall())
-    decided = _count(analytics_dsn, "SELECT count(*) FROM analytics.routing_decisions")
-    return bool(source) and source == facts and decided == len(source)
 
 
 def test_five_kills_of_a_cluster_leave_the_same_stores_as_a_clean_run(
@@ -98,12 +89,12 @@ def test_five_kills_of_a_cluster_leave_the_same_stores_as_a_clean_run(
                 recoveries.append(round(time.monotonic() - restarted, 1))
         load.join(timeout=180)
         deadline = time.monotonic() + 240
-        while not all(_settled(pg_dsn, s.analytics_dsn) for s, _ in runs.values()):
+        while not all(caught_up(pg_dsn, s.analytics_dsn) for s, _ in runs.values()):
             assert time.monotonic() < deadline, [p.log_tail() for _, p in runs.values()]
             time.sleep(0.5)
         follower.stop()
         deadline = time.monotonic() + 120
-        while not all(_settled(pg_dsn, s.analytics_dsn) for s, _ in runs.values()):
+        while not all(caught_up(pg_dsn, s.analytics_dsn) for s, _ in runs.values()):
             assert time.monotonic() < deadline, [p.log_tail() for _, p in runs.values()]
             time.sleep(0.5)
         time.sleep(3)

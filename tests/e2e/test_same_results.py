@@ -17,32 +17,19 @@ differ, and why:
 from __future__ import annotations
 
 import time
-from pprint import pformat
 from collections import Counter
 from pathlib import Path
+from pprint import pformat
 from typing import Any
 
-import psycopg
 import pytest
 
 from connectors.workload import WorkloadConfig, WorkloadWriter
 from triage.assignments import AssignmentFollower
-from triage.compare import describe_difference, differing_parts, store_snapshot
+from triage.compare import caught_up, describe_difference, differing_parts, store_snapshot
 from triage.runtime import PipelineProcess, Stack, migrate
 
 pytestmark = pytest.mark.e2e
-
-
-def _rows(dsn: str, query: str) -> list[tuple[Any, ...]]:
-    with psycopg.connect(dsn) as conn:
-        return conn.execute(query).fetchall()  # type: ignore[arg-type]
-
-
-def _settled(source_dsn: str, analytics_dsn: str) -> bool:
-    source = set(_rows(source_dsn, "SELECT id, status FROM tickets"))
-    facts = set(_rows(analytics_dsn, "SELECT ticket_id, status FROM analytics.ticket_facts"))
-    decided = _rows(analytics_dsn, "SELECT count(*) FROM analytics.routing_decisions")[0][0]
-    return bool(source) and source == facts and decided == len(source)
 
 
 def test_one_and_two_processes_give_the_same_stores(
@@ -86,12 +73,12 @@ def test_one_and_two_processes_give_the_same_stores(
         report = writer.run()
         assert len(report.created_ticket_ids) == 250
         deadline = time.monotonic() + 240
-        while not all(_settled(pg_dsn, s.analytics_dsn) for s, _ in runs.values()):
+        while not all(caught_up(pg_dsn, s.analytics_dsn) for s, _ in runs.values()):
             assert time.monotonic() < deadline, [p.log_tail() for _, p in runs.values()]
             time.sleep(0.5)
         follower.stop()
         deadline = time.monotonic() + 120
-        while not all(_settled(pg_dsn, s.analytics_dsn) for s, _ in runs.values()):
+        while not all(caught_up(pg_dsn, s.analytics_dsn) for s, _ in runs.values()):
             assert time.monotonic() < deadline, [p.log_tail() for _, p in runs.values()]
             time.sleep(0.5)
         # The minute windows of the last minutes close on event time; give them a moment.

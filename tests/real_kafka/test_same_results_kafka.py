@@ -16,10 +16,8 @@ import uuid
 from collections import Counter
 from pathlib import Path
 from pprint import pformat
-from typing import Any
 
 import httpx
-import psycopg
 import pytest
 
 from connectors.kafka import KafkaSettings, cdc_topics
@@ -27,7 +25,7 @@ from connectors.pg_cdc import drop_slot
 from connectors.workload import WorkloadConfig, WorkloadWriter
 from tests.real_kafka.conftest import drop_slot_when_released, register_production_connector
 from triage.assignments import AssignmentFollower
-from triage.compare import describe_difference, differing_parts, store_snapshot
+from triage.compare import caught_up, describe_difference, differing_parts, store_snapshot
 from triage.kafka_local import (
     CONNECTOR_FILE,
     LocalKafka,
@@ -42,18 +40,6 @@ pytestmark = pytest.mark.real_kafka
 
 PREFIX = "triage_e"
 TICKETS = 80
-
-
-def _rows(dsn: str, query: str) -> list[tuple[Any, ...]]:
-    with psycopg.connect(dsn) as conn:
-        return conn.execute(query).fetchall()  # type: ignore[arg-type]
-
-
-def _settled(source_dsn: str, analytics_dsn: str) -> bool:
-    source = set(_rows(source_dsn, "SELECT id, status FROM tickets"))
-    facts = set(_rows(analytics_dsn, "SELECT ticket_id, status FROM analytics.ticket_facts"))
-    decided = _rows(analytics_dsn, "SELECT count(*) FROM analytics.routing_decisions")[0][0]
-    return bool(source) and source == facts and decided == len(source)
 
 
 # Seen on the real path before the pipeline reordered them: SLA pause/resume events of a
@@ -139,7 +125,7 @@ def test_embedded_and_kafka_paths_give_the_same_stores(
         report = writer.run()
         assert len(report.created_ticket_ids) == TICKETS
         deadline = time.monotonic() + 240
-        while not all(_settled(source_dsn, s.analytics_dsn) for s in stacks.values()):
+        while not all(caught_up(source_dsn, s.analytics_dsn) for s in stacks.values()):
             assert time.monotonic() < deadline, [p.log_tail() for p in pipelines.values()]
             assert all(p.alive() for p in pipelines.values()), [
                 p.log_tail() for p in pipelines.values()
@@ -147,7 +133,7 @@ def test_embedded_and_kafka_paths_give_the_same_stores(
             time.sleep(0.5)
         follower.stop()
         deadline = time.monotonic() + 120
-        while not all(_settled(source_dsn, s.analytics_dsn) for s in stacks.values()):
+        while not all(caught_up(source_dsn, s.analytics_dsn) for s in stacks.values()):
             assert time.monotonic() < deadline, [p.log_tail() for p in pipelines.values()]
             time.sleep(0.5)
         # The last minute windows close on event time: poll until both stores agree.
