@@ -135,7 +135,7 @@ def test_tickets_are_enriched_routed_released_and_rerouted(feed: Feed) -> None:
 def test_two_workers_end_in_the_same_state_as_one(feed: Feed) -> None:
     """Tickets take different workers, so a queue may see two tickets' changes in either
     order: ticket 12 is held and then assigned, or assigned at once when ticket 10's
-    release came first. The outcome is the same: every ticket's last decision."""
+    release came first, and 10 and 11 may take either agent. The outcome is the same."""
 
     def final(ds: list[RoutingDecision]) -> dict[int, tuple[str, int | None]]:
         last: dict[int, RoutingDecision] = {}
@@ -145,12 +145,21 @@ def test_two_workers_end_in_the_same_state_as_one(feed: Feed) -> None:
 
     analytics_one, one = run_flow(feed.records, workers=1)
     analytics_two, two = run_flow(feed.records, workers=2)
-    assert final(one) == final(two)
-    assert final(one)[12] == ("assigned", final(one)[11][1] ^ 3)  # the agent 10 freed
+    for run in (final(one), final(two)):
+        # Which of the two agents took 10 and 11 depends on arrival order; the outcome
+        # does not: 10 released, 11 and 12 assigned, 12 to the agent 10 freed.
+        assert {t: status for t, (status, _) in run.items()} == {
+            10: "released",
+            11: "assigned",
+            12: "assigned",
+        }
+        assert run[12][1] == run[10][1] != run[11][1]
 
     def facts(items: list[Any]) -> list[tuple[int, str, str, str, str]]:
         tickets = [x for x in items if isinstance(x, EnrichedTicket)]
-        return sorted((e.ticket_id, e.ticket.status, e.category, e.queue, e.priority) for e in tickets)
+        return sorted(
+            (e.ticket_id, e.ticket.status, e.category, e.queue, e.priority) for e in tickets
+        )
 
     assert facts(analytics_one) == facts(analytics_two)
 
