@@ -120,6 +120,9 @@ def test_pipeline_killed_mid_stream_loses_and_duplicates_nothing(
     writer.seed_reference_data()
 
     pipeline = PipelineProcess(stack, tmp_path / "state", extra_env=extra).start()
+    # Tickets are written only once the pipeline captures, so the kill below lands while
+    # they are still arriving (a pipeline still importing would find them all waiting).
+    pipeline.wait_ready(f"slot_{unique}", timeout=180)
     follower = AssignmentFollower(redis_url, pg_dsn, key_prefix=prefix).start()
     created: list[int] = []
     load = threading.Thread(target=lambda: created.extend(writer.run().created_ticket_ids))
@@ -145,7 +148,8 @@ def test_pipeline_killed_mid_stream_loses_and_duplicates_nothing(
         assert summary["tickets_routed"] == len(created), pipeline.log_tail()
         follower.stop()  # no more write-backs: the source is final from here on
 
-        # Nothing missing: the facts converge to the source's final state.
+        # Nothing missing: the facts converge to the source's final state and the decision
+        # history (written after the facts, by a later step) holds every ticket.
         deadline = time.monotonic() + 120
         while True:
             with psycopg.connect(pg_dsn) as conn:
@@ -153,7 +157,13 @@ def test_pipeline_killed_mid_stream_loses_and_duplicates_nothing(
                 facts = dict(
                     conn.execute("SELECT ticket_id, status FROM analytics.ticket_facts").fetchall()
                 )
-            if facts == source or time.monotonic() > deadline:
+                decided = {
+                    tid
+                    for (tid,) in conn.execute(
+                        "SELECT DISTINCT ticket_id FROM analytics.routing_decision_history"
+                    )
+                }
+            if (facts == source and set(created) <= decided) or time.monotonic() > deadline:
                 break
             time.sleep(0.5)
     finally:
