@@ -1,5 +1,6 @@
-"""The dashboard page with auth on, in headless Chromium: without a key it says how to
-give one; ``?key=`` loads every panel and is remembered.
+"""The dashboard page with auth on, in headless Chromium: without a key it asks for one;
+a key given in the address fragment loads every panel, is sent only as a header and is
+not remembered beyond the browser session; ``?key=`` is ignored.
 
 Skipped without Chromium like ``test_dashboard_browser.py`` (whose launcher it reuses).
 """
@@ -68,17 +69,22 @@ def _loaded(dom: str) -> int:
     return int(found.group(1)) if found else 0
 
 
-def test_page_sends_the_key_and_remembers_it(secured: tuple[str, str], tmp_path: Path) -> None:
+def test_page_sends_the_key_from_the_fragment_only_in_a_header(
+    secured: tuple[str, str], tmp_path: Path
+) -> None:
     server, key = secured
     profile = tmp_path / "profile"
     without = _dom(f"{server}/dashboard", profile)
-    assert "cannot list panels: HTTP 401 (open /dashboard?key=&lt;API key&gt;)" in without
+    assert "cannot list panels: HTTP 401 (enter an API key with read:analytics)" in without
+    assert 'id="key-form"' in without and 'type="password"' in without
     assert _loaded(without) == 0
 
-    with_key = _dom(f"{server}/dashboard?key={key}&range=7d", profile)
+    # The fragment never reaches the server; the page sends the key as X-API-Key.
+    with_key = _dom(f"{server}/dashboard?range=7d#key={key}", profile)
     assert _loaded(with_key) == len(PANELS)
+    assert key not in with_key
 
-    # Same profile, no ?key=: the key comes from localStorage.
-    assert _loaded(_dom(f"{server}/dashboard", profile)) == len(PANELS)
-    # An empty ?key= forgets it.
-    assert _loaded(_dom(f"{server}/dashboard?key=", profile)) == 0
+    # A key in the query string is not used, and a new browser session (same profile) has
+    # forgotten the key: it lived in this tab's sessionStorage only.
+    assert _loaded(_dom(f"{server}/dashboard?key={key}", profile)) == 0
+    assert _loaded(_dom(f"{server}/dashboard", profile)) == 0
