@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import sys
+from enum import StrEnum
 from pathlib import Path
 from typing import Annotated
 
@@ -67,6 +69,13 @@ StateDir = Annotated[
 ]
 
 
+class CdcPath(StrEnum):
+    """Where the demo's and the bench's changes come from."""
+
+    embedded = "embedded"
+    kafka = "kafka"
+
+
 @app.command()
 def demo(
     tickets: Annotated[int, typer.Option(min=1, help="Tickets to create.")] = 300,
@@ -77,9 +86,17 @@ def demo(
     ] = False,
     serve: Annotated[bool, typer.Option(help="Keep the API serving after the run.")] = False,
     fresh: Annotated[bool, typer.Option(help="Start from empty stores.")] = True,
+    cdc: Annotated[
+        CdcPath | None,
+        typer.Option(
+            help="kafka: a local KRaft broker and Kafka Connect with the production Debezium "
+            "connector feed the pipeline (jars from `make setup`); default: TRIAGE_CDC__MODE."
+        ),
+    ] = None,
     state_dir: StateDir = None,
 ) -> None:
-    """Run the whole system on the embedded default and print a summary."""
+    """Run the whole system on the embedded default (or through Debezium and a local Kafka
+    with --cdc kafka) and print a summary."""
     from triage.demo import DemoError, DemoOptions, render_summary, run_demo
     from triage.services import ServiceError
 
@@ -95,9 +112,20 @@ def demo(
         else:
             render_summary(summary, Console())
 
+    if cdc is CdcPath.embedded:
+        settings = settings.model_copy(
+            update={"cdc": settings.cdc.model_copy(update={"mode": "embedded"})}
+        )
+        # The pipeline runs as a child process that reads its settings from the environment.
+        os.environ["TRIAGE_CDC__MODE"] = "embedded"
     _stop_on_sigterm()
     try:
-        summary = run_demo(settings, opts, console, on_summary=show)
+        if cdc is CdcPath.kafka:
+            from triage.demo_kafka import run_kafka_demo
+
+            summary = run_kafka_demo(settings, opts, console, on_summary=show)
+        else:
+            summary = run_demo(settings, opts, console, on_summary=show)
     except (ServiceError, DemoError) as exc:
         raise _fail(str(exc)) from exc
     except KeyboardInterrupt:

@@ -488,3 +488,171 @@ def ensure_topics(
     except KafkaException as exc:
         raise ServiceError(f"cannot create Kafka topics on {bootstrap}: {exc}") from exc
     return missing
+
+
+@dataclass
+class LocalCdcPath:
+    """The production inbound path running locally: broker, Connect, Debezium connector.
+
+    Made by :func:`local_production_cdc`; tells a pipeline where to read
+    (:meth:`pipeline_env`) and how far behind it is (:meth:`consumer_lag`).
+    """
+
+    kafka: LocalKafka
+    connect: LocalKafkaConnect
+    connector: str
+    topic_prefix: str
+    topics: list[str]
+
+    @property
+    def bootstrap(self) -> str:
+        """``host:port`` of the broker."""
+        return self.kafka.bootstrap
+
+    def pipeline_env(self) -> dict[str, str]:
+        """Environment that runs ``triage pipeline`` in Kafka mode on these topics."""
+        import json
+
+        return {
+            "TRIAGE_CDC__MODE": "kafka",
+            "TRIAGE_CDC__TOPIC_PREFIX": self.topic_prefix,
+            "TRIAGE_KAFKA__BROKERS": json.dumps([self.bootstrap]),
+            "TRIAGE_KAFKA__CONNECT_URL": self.connect.url,
+        }
+
+    def connector_state(self) -> str:
+        """The connector's state as Kafka Connect reports it (``RUNNING``, ``FAILED``, ...)."""
+        try:
+            resp = httpx.get(f"{self.connect.url}/connectors/{self.connector}/status", timeout=5)
+            return str(resp.json()["connector"]["state"]) if resp.status_code == 200 else "?"
+        except (httpx.HTTPError, KeyError, ValueError):
+            return "unreachable"
+
+    def consumer_lag(self, recovery_dir: Path, *, flow_id: str = "triage") -> TopicLag:
+        """How far the pipeline's durable positions are behind the topics' ends."""
+        return consumer_lag(self.bootstrap, self.topics, recovery_dir, flow_id=flow_id)
+
+
+@dataclass(frozen=True)
+class TopicLag:
+    """Per topic: records in it, and records after the pipeline's durable position."""
+
+    records: dict[str, int]
+    lag: dict[str, int]
+
+    @property
+    def total(self) -> int:
+        """Records not yet durable downstream, over every topic."""
+        return sum(self.lag.values())
+
+    def as_dict(self) -> dict[str, object]:
+        """The JSON form used in summaries."""
+        return {"total": self.total, "by_topic": dict(self.lag), "records": dict(self.records)}
+
+
+def consumer_lag(
+    bootstrap: str, topics: list[str], recovery_dir: Path, *, flow_id: str = "triage"
+) -> TopicLag:
+    """Consumer lag of a Kafka-mode pipeline, per topic, from its recovery store.
+
+    The pipeline commits no consumer-group offsets: Bytewax keeps each partition's next
+    offset in its recovery snapshots. The lag is a partition's end offset minus the
+    offset of the last epoch that completed the whole dataflow (sinks included), so a
+    record counts as consumed only once its results are stored.
+
+    Args:
+        bootstrap: ``host:port`` of the broker.
+        topics: The CDC topics the pipeline reads.
+        recovery_dir: The pipeline's recovery directory (read only; the files are
+            Bytewax's, so call this from another process than the pipeline's).
+        flow_id: The dataflow's id (``TRIAGE_PIPELINE__FLOW_ID``).
+
+    Raises:
+        ServiceError: The broker did not answer.
+    """
+    from confluent_kafka import Consumer, KafkaException, TopicPartition
+
+    from pipelines.recovery import committed_state
+
+    step = f"{flow_id}.read_cdc.kafka_input"
+    consumer = Consumer({"bootstrap.servers": bootstrap, "group.id": "triage-lag-probe"})
+    records: dict[str, int] = {}
+    lag: dict[str, int] = {}
+    try:
+        metadata = consumer.list_topics(timeout=10)
+        for topic in topics:
+            partitions = metadata.topics.get(topic)
+            records[topic] = lag[topic] = 0
+            if partitions is None:
+                continue
+            for idx in sorted(partitions.partitions):
+                low, high = consumer.get_watermark_offsets(TopicPartition(topic, idx), timeout=10)
+                durable = committed_state(recovery_dir, step, f"{idx}-{topic}")
+                # No snapshot yet, or one from before the first read (OFFSET_BEGINNING).
+                start = durable if isinstance(durable, int) and durable >= 0 else low
+                records[topic] += high - low
+                lag[topic] += max(high - max(start, low), 0)
+    except KafkaException as exc:
+        raise ServiceError(f"cannot read offsets from {bootstrap}: {exc}") from exc
+    finally:
+        consumer.close()
+    return TopicLag(records=records, lag=lag)
+
+
+@contextlib.contextmanager
+def local_production_cdc(
+    source_dsn: str,
+    state_dir: Path,
+    *,
+    connector_file: Path = CONNECTOR_FILE,
+    partitions: int = 4,
+    lib_dir: Path | None = None,
+) -> Iterator[LocalCdcPath]:
+    """Broker, Connect and the production Debezium connector for a local database.
+
+    The connector file is registered as ``triage connect register`` does (the same
+    :func:`~connectors.kafka_connect.load_connector` and
+    :func:`~connectors.kafka_connect.register_connector`), with only
+    :func:`local_connector_overrides` applied, and the CDC topics are created with
+    ``partitions`` partitions as in the compose stack. Everything is stopped on exit
+    (Connect first, so it flushes its offsets while the broker is still there); state and
+    logs stay in ``state_dir`` (``kafka/``, ``connect/``), so a second run resumes.
+
+    Args:
+        source_dsn: The helpdesk database (TCP host; its publication must exist).
+        state_dir: Parent of the services' state directories.
+        connector_file: The connector JSON (defaults to the production file).
+        partitions: Partitions per CDC topic.
+        lib_dir: Folder of jars; defaults to :data:`JVM_LIB`.
+
+    Raises:
+        ServiceError: Java or the jars are missing, a service did not start, or Kafka
+            Connect refused the connector.
+    """
+    from connectors.kafka import KafkaSettings, cdc_topics
+    from connectors.kafka_connect import ConnectError, load_connector, register_connector
+
+    jvm_classpath(lib_dir)  # fail before starting anything when setup has not run
+    state_dir.mkdir(parents=True, exist_ok=True)
+    _, production = load_connector(connector_file)
+    overrides = local_connector_overrides(
+        source_dsn,
+        state_dir / "helpdesk.properties",
+        slot_name=production["slot.name"],
+        topic_prefix=production["topic.prefix"],
+    )
+    name, config = load_connector(connector_file, overrides)
+    prefix = config["topic.prefix"]
+    topics = cdc_topics(KafkaSettings(topic_prefix=prefix))
+    with LocalKafka(state_dir / "kafka", lib_dir=lib_dir, num_partitions=partitions) as kafka:
+        ensure_topics(kafka.bootstrap, topics, partitions=partitions)
+        with LocalKafkaConnect(
+            state_dir / "connect", lib_dir=lib_dir, bootstrap=kafka.bootstrap
+        ) as connect:
+            try:
+                register_connector(connect.url, name, config, wait_running=120.0)
+            except ConnectError as exc:
+                raise ServiceError(
+                    f"{exc}; Connect log: {connect.log_file}\n{_log_tail(connect.log_file)}"
+                ) from exc
+            yield LocalCdcPath(kafka, connect, name, prefix, topics)
