@@ -17,6 +17,9 @@ Two measurements on a fresh local stack, printed as JSON:
 * scale (``processes`` with more than one count): the throughput run again on a fresh
   database per process count, the same rows each time; ``same_results`` compares what
   the runs must share (:mod:`triage.compare`).
+
+``run_kafka_bench`` is the latency run on the production inbound path instead (Debezium
+in Kafka Connect and a local KRaft broker in front of the pipeline in Kafka mode).
 """
 
 from __future__ import annotations
@@ -176,23 +179,9 @@ def run_bench(
                 if _wait_routed(client, prefix, [warm[0]], 120)["tickets_routed"] != 1:
                     raise RuntimeError(f"pipeline did not start:\n{pipeline.log_tail()}")
 
-                console.print(f"latency run: {rate:.0f} tickets/s for {seconds:.0f}s")
-                before = scrape_stages(ports)
-                rows = _ticket_rows(int(rate * seconds), customers, start=1)
-                ids: list[int] = []
-                t0 = time.perf_counter()
-                for n, row in enumerate(rows):
-                    due = t0 + n / rate
-                    pause = due - time.perf_counter()
-                    if pause > 0:
-                        time.sleep(pause)
-                    got = conn.execute(_INSERT, row).fetchone()
-                    assert got is not None
-                    ids.append(got[0])
-                offered_s = time.perf_counter() - t0
-                lat = _wait_routed(client, prefix, ids, 120)
-                time.sleep(1.0)  # the stage recorders report in batches of at most 0.5 s
-                stages = stage_percentiles(before, scrape_stages(ports))
+                latency = _latency_run(
+                    conn, client, prefix, customers, rate, seconds, ports, console
+                )
 
                 console.print(f"throughput run: {events} tickets in bulk")
                 t1 = time.perf_counter()
@@ -213,14 +202,7 @@ def run_bench(
             scale = _scale_runs(settings, stack, counts, scale_events or events, state_dir, console)
     result: dict[str, Any] = {
         "processes": counts[0],
-        "latency": {
-            "offered_rate_per_s": rate,
-            "achieved_rate_per_s": round(len(ids) / offered_s, 1),
-            "tickets": len(ids),
-            "routed": lat["tickets_routed"],
-            "commit_to_redis_ms": lat["latency_ms"],
-            "stages_commit_to_exit_ms": stages,
-        },
+        "latency": latency,
         "throughput": {
             "tickets": events,
             "routed": routed,
@@ -234,6 +216,86 @@ def run_bench(
     if scale is not None:
         result["scale"], result["same_results"] = scale
     return result
+
+
+def _latency_run(
+    conn: psycopg.Connection[Any],
+    client: redis.Redis,
+    prefix: str,
+    customers: list[int],
+    rate: float,
+    seconds: float,
+    ports: list[int],
+    console: Console,
+) -> dict[str, Any]:
+    """One ticket per transaction at ``rate``/s for ``seconds``: commit → decision in Redis."""
+    console.print(f"latency run: {rate:.0f} tickets/s for {seconds:.0f}s")
+    before = scrape_stages(ports)
+    rows = _ticket_rows(int(rate * seconds), customers, start=1)
+    ids: list[int] = []
+    t0 = time.perf_counter()
+    for n, row in enumerate(rows):
+        due = t0 + n / rate
+        pause = due - time.perf_counter()
+        if pause > 0:
+            time.sleep(pause)
+        got = conn.execute(_INSERT, row).fetchone()
+        assert got is not None
+        ids.append(got[0])
+    offered_s = time.perf_counter() - t0
+    lat = _wait_routed(client, prefix, ids, 120)
+    time.sleep(1.0)  # the stage recorders report in batches of at most 0.5 s
+    return {
+        "offered_rate_per_s": rate,
+        "achieved_rate_per_s": round(len(ids) / offered_s, 1),
+        "tickets": len(ids),
+        "routed": lat["tickets_routed"],
+        "commit_to_redis_ms": lat["latency_ms"],
+        "stages_commit_to_exit_ms": stage_percentiles(before, scrape_stages(ports)),
+    }
+
+
+def run_kafka_bench(
+    settings: AppSettings, *, rate: float, seconds: float, console: Console, processes: int = 1
+) -> dict[str, Any]:
+    """The latency run on the production inbound path: commit → Debezium in Kafka Connect
+    → a local KRaft broker → the pipeline in Kafka mode → decision in Redis.
+
+    Same JSON as the embedded bench's ``latency`` part (and ``processes``), plus
+    ``cdc: kafka``; the broker, Connect and the production connector are started as in
+    ``triage demo --cdc kafka`` (:func:`triage.kafka_local.local_production_cdc`).
+    """
+    from triage.kafka_local import local_production_cdc
+
+    state_dir = settings.state_dir / "bench-kafka"
+    if state_dir.exists():
+        shutil.rmtree(state_dir)
+    prefix = settings.redis.key_prefix
+    with open_stack(settings, state_dir / "services") as stack:
+        migrate(stack)
+        _seed(stack.source_dsn)
+        console.print("starting a KRaft broker and Kafka Connect with Debezium")
+        with local_production_cdc(stack.source_dsn, state_dir) as cdc:
+            metrics_port = free_port()
+            ports = [metrics_port + i for i in range(processes)]
+            env = {**_pipeline_env(processes, metrics_port), **cdc.pipeline_env()}
+            pipeline = PipelineProcess(stack, state_dir / "pipeline", extra_env=env).start()
+            client = redis.Redis.from_url(stack.redis_url)
+            try:
+                with psycopg.connect(stack.source_dsn, autocommit=True) as conn:
+                    customers = [r[0] for r in conn.execute("SELECT id FROM customers ORDER BY id")]
+                    # Warm-up: the snapshot of reference data and the first decision.
+                    warm = conn.execute(_INSERT, next(_ticket_rows(1, customers))).fetchone()
+                    assert warm is not None
+                    if _wait_routed(client, prefix, [warm[0]], 180)["tickets_routed"] != 1:
+                        raise RuntimeError(f"pipeline did not start:\n{pipeline.log_tail()}")
+                    latency = _latency_run(
+                        conn, client, prefix, customers, rate, seconds, ports, console
+                    )
+            finally:
+                pipeline.stop()
+                client.close()
+    return {"processes": processes, "cdc": "kafka", "latency": latency}
 
 
 def _recovery_run(
