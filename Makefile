@@ -6,7 +6,7 @@ BIN := $(VENV)/bin
 TICKETS ?= 300
 RATE ?= 25
 
-.PHONY: help setup demo demo-json test test-unit lint typecheck bench clean
+.PHONY: help setup demo demo-json demo-kafka test test-unit lint typecheck bench clean
 
 help: ## Show this help.
 	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z_-]+:.*## / {printf "  \033[36m%-12s\033[0m %s\n", $$1, $$2}' $(MAKEFILE_LIST)
@@ -19,6 +19,9 @@ demo: setup ## Run the main job on the embedded default (TICKETS, RATE) with pro
 
 demo-json: setup ## The main job, non-interactive; prints the summary as JSON.
 	$(BIN)/triage demo --tickets $(TICKETS) --rate $(RATE) --json
+
+demo-kafka: setup ## The main job through Debezium, Kafka Connect and a local KRaft broker.
+	$(BIN)/triage demo --cdc kafka --tickets $(TICKETS) --rate $(RATE)
 
 test: ## Run the whole test suite (unit, integration, end-to-end) on real services.
 	@bash infra/bootstrap.sh --with-browser
