@@ -22,13 +22,18 @@ from bytewax.dataflow import Dataflow, Stream, operator
 from confluent_kafka import OFFSET_BEGINNING, OFFSET_END
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
+from connectors.kafka_config import KafkaSecuritySettings, TopicSpec
 from models.events import DeadLetter, RawChange, SourcePosition
 from models.telemetry import report_changes
 
 __all__ = [
     "DEFAULT_TABLES",
+    "KafkaSecuritySettings",
     "KafkaSettings",
+    "KafkaTopicError",
     "cdc_topics",
+    "consumer_config",
+    "ensure_topic_specs",
     "kafka_cdc_source",
     "kafka_error_to_dead_letter",
     "read_cdc",
@@ -65,8 +70,12 @@ class KafkaSettings(BaseModel):
         default=True, description="Keep waiting for new changes; False stops at the end (tests)"
     )
     batch_size: int = Field(default=1000, ge=1, description="Max messages per partition poll")
+    security: KafkaSecuritySettings = Field(
+        default_factory=KafkaSecuritySettings, description="SASL/TLS of the consumer"
+    )
     extra_config: dict[str, str] = Field(
-        default_factory=dict, description="Additional librdkafka consumer properties"
+        default_factory=dict,
+        description="Additional librdkafka consumer properties (applied last, they win)",
     )
 
     @field_validator("brokers")
@@ -91,6 +100,16 @@ def cdc_topics(settings: KafkaSettings) -> list[str]:
     return [f"{settings.topic_prefix}.{settings.schema_name}.{table}" for table in settings.tables]
 
 
+def consumer_config(settings: KafkaSettings) -> dict[str, str]:
+    """librdkafka properties the CDC consumer adds to Bytewax's: security, then extras.
+
+    Example:
+        >>> consumer_config(KafkaSettings(extra_config={"fetch.max.bytes": "1048576"}))
+        {'security.protocol': 'PLAINTEXT', 'fetch.max.bytes': '1048576'}
+    """
+    return {**settings.security.client_config(), **settings.extra_config}
+
+
 def kafka_cdc_source(settings: KafkaSettings) -> KafkaSource:
     """A Bytewax source over the CDC topics that emits errors instead of raising.
 
@@ -111,7 +130,7 @@ def kafka_cdc_source(settings: KafkaSettings) -> KafkaSource:
         topics=cdc_topics(settings),
         tail=settings.tail,
         starting_offset=offset,
-        add_config=dict(settings.extra_config),
+        add_config=consumer_config(settings),
         batch_size=settings.batch_size,
         raise_on_errors=False,
     )
@@ -210,3 +229,74 @@ def _text(data: bytes | None, *, limit: int | None = None) -> str | None:
         return None
     text = data.decode("utf-8", errors="backslashreplace")
     return text if limit is None else text[:limit]
+
+
+class KafkaTopicError(RuntimeError):
+    """The brokers did not answer, or refused to create or configure a topic."""
+
+
+def ensure_topic_specs(
+    config: dict[str, str], specs: list[TopicSpec], *, timeout: float = 30.0
+) -> tuple[list[str], list[str]]:
+    """Create the missing topics with their configuration and set it on existing ones.
+
+    Idempotent: a second run creates nothing and sets the same values again. Existing
+    topics get the spec's configuration with incremental ``SET`` operations (other
+    settings are left alone); their partition count is never changed, since that would
+    move keys to other partitions.
+
+    Args:
+        config: Admin client properties (``bootstrap.servers`` and security).
+        specs: The topics (:func:`connectors.kafka_config.topic_specs`).
+        timeout: Seconds to wait for each broker answer.
+
+    Returns:
+        The names of the topics created and of the existing topics configured.
+
+    Raises:
+        KafkaTopicError: The broker did not answer or refused a topic or a setting.
+    """
+    from confluent_kafka import KafkaException
+    from confluent_kafka.admin import (
+        AdminClient,
+        AlterConfigOpType,
+        ConfigEntry,
+        ConfigResource,
+        NewTopic,
+    )
+
+    admin = AdminClient(dict(config))
+    try:
+        existing = set(admin.list_topics(timeout=timeout).topics)
+        missing = [s for s in specs if s.name not in existing]
+        present = [s for s in specs if s.name in existing and s.config]
+        if missing:
+            futures = admin.create_topics(
+                [
+                    NewTopic(s.name, num_partitions=s.partitions, config=dict(s.config))
+                    for s in missing
+                ],
+                request_timeout=timeout,
+            )
+            for future in futures.values():
+                future.result(timeout=timeout)
+        if present:
+            resources = [
+                ConfigResource(
+                    ConfigResource.Type.TOPIC,
+                    s.name,
+                    incremental_configs=[
+                        ConfigEntry(k, v, incremental_operation=AlterConfigOpType.SET)
+                        for k, v in s.config.items()
+                    ],
+                )
+                for s in present
+            ]
+            for future in admin.incremental_alter_configs(resources).values():
+                future.result(timeout=timeout)
+    except KafkaException as exc:
+        raise KafkaTopicError(
+            f"cannot create or configure Kafka topics on {config.get('bootstrap.servers')}: "
+            f"{exc}; check TRIAGE_KAFKA__BROKERS and TRIAGE_KAFKA__SECURITY__*"
+        ) from exc
+    return [s.name for s in missing], [s.name for s in present]

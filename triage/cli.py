@@ -673,3 +673,41 @@ def connect_register(
     except ConnectError as exc:
         raise _fail(str(exc)) from exc
     console.print(f"connector {name}: {status['connector']['state']}")
+
+
+kafka_app = typer.Typer(help="Production path: the Kafka topics the project relies on.")
+app.add_typer(kafka_app, name="kafka")
+
+
+@kafka_app.command("create-topics")
+def kafka_create_topics(
+    partitions: Annotated[int, typer.Option(min=1, help="Partitions of new topics.")] = 4,
+) -> None:
+    """Create the CDC and alerts topics with their cleanup policies (idempotent).
+
+    CDC topics are compacted and kept forever (a replay rebuilds state from the
+    snapshot); the alerts topic is compacted by alert id. Existing topics get the same
+    settings; their partition count is never changed.
+    """
+    from connectors.kafka import KafkaSettings, KafkaTopicError, cdc_topics, ensure_topic_specs
+    from connectors.kafka_config import topic_specs
+
+    settings = _settings()
+    topics = cdc_topics(
+        KafkaSettings(brokers=settings.kafka.brokers, topic_prefix=settings.cdc.topic_prefix)
+    )
+    specs = topic_specs(
+        topics,
+        alerts_topic=settings.kafka.alerts_topic if settings.publishes_alerts else None,
+        partitions=partitions,
+    )
+    config = {
+        **settings.kafka.client_config(),
+        "bootstrap.servers": ",".join(settings.kafka.brokers),
+    }
+    try:
+        created, configured = ensure_topic_specs(config, specs)
+    except KafkaTopicError as exc:
+        raise _fail(str(exc)) from exc
+    console.print(f"topics created: {', '.join(created) or 'none'}")
+    console.print(f"topics configured: {', '.join(configured) or 'none'}")

@@ -463,13 +463,21 @@ def local_connector_overrides(
 
 
 def ensure_topics(
-    bootstrap: str, topics: list[str], *, partitions: int = 4, timeout: float = 30.0
+    bootstrap: str,
+    topics: list[str],
+    *,
+    partitions: int = 4,
+    timeout: float = 30.0,
+    config: Mapping[str, str] | None = None,
+    client_config: Mapping[str, str] | None = None,
 ) -> list[str]:
     """Create the topics that do not exist yet; returns those created.
 
     Debezium creates a table's topic with that table's first change, while the pipeline's
     Kafka source refuses to start on a missing topic, so the CDC topics are created before
-    the pipeline starts.
+    the pipeline starts. They get the CDC topics' configuration
+    (:data:`connectors.kafka_config.CDC_TOPIC_CONFIG`: compacted, kept forever) unless
+    ``config`` says otherwise, the same as ``triage kafka create-topics`` gives them.
 
     Raises:
         ServiceError: The broker did not answer or refused to create a topic.
@@ -477,12 +485,17 @@ def ensure_topics(
     from confluent_kafka import KafkaException
     from confluent_kafka.admin import AdminClient, NewTopic
 
-    admin = AdminClient({"bootstrap.servers": bootstrap})
+    from connectors.kafka_config import CDC_TOPIC_CONFIG
+
+    topic_config = dict(CDC_TOPIC_CONFIG if config is None else config)
+    admin = AdminClient({**(client_config or {}), "bootstrap.servers": bootstrap})
     try:
         existing = set(admin.list_topics(timeout=timeout).topics)
         missing = [t for t in topics if t not in existing]
         if missing:
-            futures = admin.create_topics([NewTopic(t, num_partitions=partitions) for t in missing])
+            futures = admin.create_topics(
+                [NewTopic(t, num_partitions=partitions, config=topic_config) for t in missing]
+            )
             for future in futures.values():
                 future.result(timeout=timeout)
     except KafkaException as exc:

@@ -108,6 +108,8 @@ def build_pipeline(settings: AppSettings, stack: Stack, recovery_dir: Path):
         kafka = KafkaSettings(
             brokers=settings.kafka.brokers,
             topic_prefix=settings.cdc.topic_prefix,
+            security=settings.kafka.security,
+            extra_config=settings.kafka.extra_config,
         )
 
         def source(flow: Dataflow) -> tuple[Stream[RawChange], Stream[DeadLetter]]:
@@ -141,7 +143,11 @@ def build_pipeline(settings: AppSettings, stack: Stack, recovery_dir: Path):
     if settings.publishes_alerts:
         from sinks.kafka_alerts import KafkaAlertSink
 
-        alerts = KafkaAlertSink(settings.kafka.brokers, topic=settings.kafka.alerts_topic)
+        alerts = KafkaAlertSink(
+            settings.kafka.brokers,
+            topic=settings.kafka.alerts_topic,
+            extra_config=settings.kafka.client_config(),
+        )
     pipeline = settings.pipeline
     if pipeline.reorder_window is None and settings.cdc.mode == "kafka":
         pipeline = pipeline.model_copy(update={"reorder_window": timedelta(seconds=1)})
@@ -257,7 +263,9 @@ def run_pipeline(settings: AppSettings, stack: Stack, recovery_dir: Path | None 
         topics = cdc_topics(
             KafkaSettings(brokers=settings.kafka.brokers, topic_prefix=settings.cdc.topic_prefix)
         )
-        ensure_topics(",".join(settings.kafka.brokers), topics)
+        ensure_topics(
+            ",".join(settings.kafka.brokers), topics, client_config=settings.kafka.client_config()
+        )
     flow = build_pipeline(settings, stack, recovery_dir)
     # Keyed state holds millions of small objects; the default cyclic-GC thresholds made
     # full collections walk all of them every few seconds (tail-latency spikes). Objects

@@ -16,6 +16,7 @@ from typing import Literal
 from pydantic import BaseModel, Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from connectors.kafka_config import KafkaSecuritySettings
 from pipelines.settings import PipelineSettings
 
 
@@ -45,6 +46,17 @@ class KafkaAppSettings(BaseModel):
     publish_alerts: bool | None = Field(
         default=None, description="unset: publish alerts to Kafka when cdc.mode is kafka"
     )
+    security: KafkaSecuritySettings = Field(
+        default_factory=KafkaSecuritySettings,
+        description="SASL/TLS of every client: consumer, alerts producer, topic admin",
+    )
+    extra_config: dict[str, str] = Field(
+        default_factory=dict, description="more librdkafka properties for every client"
+    )
+
+    def client_config(self) -> dict[str, str]:
+        """Properties every Kafka client of the application starts from (no brokers)."""
+        return {**self.security.client_config(), **self.extra_config}
 
 
 class AnalyticsSettings(BaseModel):
