@@ -11,6 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 
+from models.budget import TimeBudget
 from models.categories import guess_category
 from models.events import ChangeEvent
 from models.helpdesk import (
@@ -24,7 +25,7 @@ from models.helpdesk import (
 from models.language import LanguageDetector
 from models.priority import score_priority
 from models.routing import RoutingPolicy
-from models.sentiment import SentimentAnalyzer
+from models.sentiment import UNKNOWN_SENTIMENT, SentimentAnalyzer
 
 MAX_WAITING_TICKETS = 1_000
 """Ticket changes held per customer while the customer's own row has not arrived."""
@@ -133,8 +134,13 @@ class TicketEnricher:
         self.detector = detector or LanguageDetector()
         self.sentiment = sentiment or SentimentAnalyzer()
 
-    def enrich(self, ctx: CustomerContext, event: ChangeEvent) -> EnrichedTicket:
+    def enrich(
+        self, ctx: CustomerContext, event: ChangeEvent, budget: TimeBudget | None = None
+    ) -> EnrichedTicket:
         """Enrich one ticket change and update the customer's context in place.
+
+        With a ``budget`` that is spent after language detection, sentiment is skipped
+        (label ``unknown``, no escalation) and the ticket's ``degraded`` says so.
 
         Raises:
             RowError: the row lacks required columns or holds malformed values (unknown
@@ -157,7 +163,10 @@ class TicketEnricher:
             explicit=ticket.priority,
         )
         reasons = priority.reasons if customer else (*priority.reasons, "customer unknown")
-        mood = self.sentiment.score(text, lang.language)
+        if budget is None or budget.allows("sentiment"):
+            mood = self.sentiment.score(text, lang.language)
+        else:
+            mood = UNKNOWN_SENTIMENT
         if (
             mood.label == "negative"
             and mood.score <= -0.6
@@ -195,4 +204,5 @@ class TicketEnricher:
             sentiment=None if mood.label == "unknown" else mood.score,
             sentiment_label=mood.label,
             sentiment_confidence=mood.confidence,
+            degraded=tuple(budget.skipped) if budget is not None else (),
         )

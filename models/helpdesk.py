@@ -380,6 +380,8 @@ class EnrichedTicket:
     sla_policy: str | None = None
     sla_breached: bool = False
     model_versions: tuple[tuple[str, str], ...] = ()
+    # Optional parts skipped to keep within the per-event time budget, with the reason.
+    degraded: tuple[str, ...] = ()
 
     @property
     def ticket_id(self) -> int:

@@ -29,6 +29,7 @@ from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from typing import Protocol
 
+from models.budget import TimeBudget
 from models.duplicates import DuplicateDetector
 from models.events import ChangeEvent
 from models.helpdesk import PRIORITIES, EnrichedTicket
@@ -208,10 +209,21 @@ class TextModels:
 
     # -- prediction (any worker) ---------------------------------------------------------
 
-    def predict(self, et: EnrichedTicket, text: str) -> dict[str, object]:
-        """Category, categories, intent, learned priority, KB articles and a draft reply."""
+    def predict(
+        self, et: EnrichedTicket, text: str, budget: TimeBudget | None = None
+    ) -> dict[str, object]:
+        """Category, categories, intent, learned priority, KB articles and a draft reply.
+
+        Category and intent always run; the multi-label categories, the learned priority
+        and the KB suggestions with the draft are skipped once ``budget`` is spent (the
+        skipped parts are in ``budget.skipped``).
+        """
         ticket = et.ticket
         out: dict[str, object] = {}
+
+        def allows(part: str) -> bool:
+            return budget is None or budget.allows(part)
+
         # Category: a human label wins; a confident model applies; else keep keywords.
         if ticket.category:
             out.update(category=ticket.category, category_source="ticket",
@@ -223,7 +235,7 @@ class TextModels:
                            category_confidence=round(pred.confidence, 4))  # fmt: skip
             else:
                 out.update(category_suggestion=pred.label)
-        if self.categories.n_seen > 0:
+        if self.categories.n_seen > 0 and allows("categories"):
             out["categories"] = tuple(sorted(self.categories.labels_above(text)))
         if ticket.intent:
             out.update(intent=ticket.intent, intent_source="ticket", intent_confidence=1.0)
@@ -233,7 +245,11 @@ class TextModels:
             out.update(intent=pred.label, intent_source=source,
                        intent_confidence=round(pred.confidence, 4))  # fmt: skip
         # Until agents have taught it enough to auto-apply, the model is not consulted.
-        if not ticket.priority and self.priority.metrics.n_seen >= self.priority.min_examples:
+        if (
+            not ticket.priority
+            and self.priority.metrics.n_seen >= self.priority.min_examples
+            and allows("learned_priority")
+        ):
             meta = replace(et, **out)  # type: ignore[arg-type]
             pred = self.priority.predict_one(text + _meta_tokens(meta))
             if pred.auto_apply and pred.label in PRIORITIES:
@@ -243,7 +259,11 @@ class TextModels:
         category = str(out.get("category", et.category))
         intent = str(out.get("intent") or "other")
         kb_key = f"{category}:{intent}"
-        articles = self.kb.suggest(text, language=et.language, k=3, feedback_key=kb_key)
+        articles = (
+            self.kb.suggest(text, language=et.language, k=3, feedback_key=kb_key)
+            if allows("kb_suggestions")
+            else []
+        )
         out["kb_suggestions"] = tuple((a.article_id, a.title, round(a.score, 3)) for a in articles)
         best: KbSuggestion | None = articles[0] if articles else None
         draft = self.responses.suggest(
@@ -374,8 +394,13 @@ def classify_ticket(
     policy: RoutingPolicy,
     et: EnrichedTicket,
     event: ChangeEvent,
+    budget: TimeBudget | None = None,
 ) -> tuple[TicketText | None, Classified]:
-    """Predict (for new or re-worded tickets), collect human labels, fix the queue."""
+    """Predict (for new or re-worded tickets), collect human labels, fix the queue.
+
+    ``budget``: the event's time allowance in this step (see :class:`TimeBudget`); what
+    it made the models skip is added to the ticket's ``degraded``.
+    """
     state = state or TicketText()
     # Comments committed before this change go first, in commit order.
     earlier = sorted((h for h in state.held if h[1] < event.version), key=_version)
@@ -392,13 +417,16 @@ def classify_ticket(
     )
     updates: dict[str, object] = {}
     if is_new or reworded or state.insights is None:
-        updates.update(models.predict(et, text))
+        updates.update(models.predict(et, text, budget))
+        if budget is not None and budget.skipped:
+            updates["degraded"] = (*et.degraded, *budget.skipped)
         updates["duplicates"] = et.duplicates
         state.suggested = tuple(updates.pop("_suggested"))  # type: ignore[arg-type]
         state.kb_key = str(updates.pop("_kb_key"))
         state.category = str(updates.get("category", et.category))
         state.intent = updates.get("intent")  # type: ignore[assignment]
-        state.insights = dict(updates)
+        # Parts skipped for time are tried again at the ticket's next change.
+        state.insights = None if "degraded" in updates else dict(updates)
     else:
         # Same text: keep what was derived when it was first seen.
         updates.update(state.insights)

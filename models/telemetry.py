@@ -10,6 +10,7 @@ installs it at start-up. Unless one is installed, each report is a no-op call pe
 from __future__ import annotations
 
 import json
+import logging
 import threading
 import time
 from collections import Counter
@@ -19,6 +20,8 @@ from typing import Protocol
 
 from models.events import RawChange
 from models.helpdesk import RoutingDecision
+
+log = logging.getLogger(__name__)
 
 
 class Telemetry(Protocol):
@@ -42,6 +45,9 @@ class Telemetry(Protocol):
     def stage_latencies(self, stage: str, seconds: Sequence[float]) -> None:
         """Source commit → the moment items left ``stage`` (decode, enrich, ... sinks)."""
 
+    def degraded(self, stage: str, parts: Sequence[str]) -> None:
+        """Optional parts one event skipped in ``stage`` because its time budget was spent."""
+
 
 class NoTelemetry:
     """The default: reports go nowhere."""
@@ -62,6 +68,9 @@ class NoTelemetry:
         pass
 
     def stage_latencies(self, stage: str, seconds: Sequence[float]) -> None:
+        pass
+
+    def degraded(self, stage: str, parts: Sequence[str]) -> None:
         pass
 
 
@@ -205,6 +214,24 @@ def commit_time_of(item: object) -> datetime | None:
     """The source commit time an in-flow item carries, if any."""
     committed = getattr(item, "source_committed_at", None) or getattr(item, "committed_at", None)
     return committed if isinstance(committed, datetime) else None
+
+
+_degraded_logged = 0.0
+
+
+def report_degraded(stage: str, parts: Sequence[str]) -> None:
+    """Count the parts an event skipped for time; log it at most every 10 s."""
+    global _degraded_logged
+    telemetry().degraded(stage, parts)
+    now = time.monotonic()
+    if now - _degraded_logged >= 10.0:
+        _degraded_logged = now
+        log.warning(
+            "%s skipped %s for an event to keep within its time budget (counted in "
+            "triage_degraded_parts_total; the ticket's `degraded` lists them)",
+            stage,
+            ", ".join(parts),
+        )
 
 
 def report_stage(stage: str, items: Iterable[object], now: datetime | None = None) -> None:

@@ -47,6 +47,7 @@ from bytewax.outputs import Sink
 from connectors.debezium import DecodeError, SkippedRecord, decode_record
 from models.affinity import AffinityModel, LearnedRanker, RoundRobinRanker
 from models.anomaly import AnomalyAlert
+from models.budget import TimeBudget
 from models.burnout import WorkloadScore
 from models.duplicates import DuplicateDetector
 from models.enrichment import CustomerContext, CustomerWaitExpired, TicketEnricher
@@ -77,7 +78,7 @@ from models.live_metrics import LiveMetrics, LiveOutput
 from models.queue_state import QueueOutput, QueueState
 from models.routing import AgentRanker, LeastLoadedRanker, RoutingPolicy
 from models.sla import SlaEvent, TicketComment
-from models.telemetry import StageRecorder
+from models.telemetry import StageRecorder, report_degraded
 from models.telemetry import enabled as telemetry_enabled
 from pipelines.settings import PipelineSettings
 from pipelines.state import stateful_flat_map, timed_stateful_flat_map
@@ -397,16 +398,29 @@ def ticket_comments(event: ChangeEvent) -> list[tuple[str, CommentIn]]:
     return [(str(comment.ticket_id), CommentIn(comment, str(row.get("body") or ""), event))]
 
 
-def make_enrich_step(enricher: TicketEnricher, wait: timedelta):
+def _budget(limit: timedelta) -> TimeBudget | None:
+    return TimeBudget(limit.total_seconds()) if limit > timedelta(0) else None
+
+
+def _count_degraded(stage: str, budget: TimeBudget | None) -> None:
+    if budget is not None and budget.skipped:
+        report_degraded(stage, [note.split(":", 1)[0] for note in budget.skipped])
+
+
+def make_enrich_step(enricher: TicketEnricher, wait: timedelta, budget: timedelta = timedelta(0)):
     """Keyed mapper: customer context in, (enriched ticket, its change) out.
 
     A ticket whose customer has not arrived yet waits for it (see :class:`CustomerContext`).
+    Each change gets ``budget`` of time (see :class:`models.budget.TimeBudget`).
     """
 
     def enrich_one(ctx: CustomerContext, event: ChangeEvent) -> TicketChange | DeadLetter:
         try:
             FLOW_COUNTERS["tickets_enriched"] += 1
-            return (enricher.enrich(ctx, event), event)
+            allowance = _budget(budget)
+            enriched = enricher.enrich(ctx, event, allowance)
+            _count_degraded("enrich_ticket", allowance)
+            return (enriched, event)
         except _DATA_ERRORS as exc:  # one bad held ticket must not block the others
             return dead_letter_from_item(event, "enrich_ticket", _reason(exc))
 
@@ -504,8 +518,16 @@ class ModelReplica:
         return self.models
 
 
-def make_classify_step(policy: RoutingPolicy, replica: ModelReplica, hold: timedelta):
-    """Keyed mapper per ticket: predictions with the shared models, labels for learning."""
+def make_classify_step(
+    policy: RoutingPolicy,
+    replica: ModelReplica,
+    hold: timedelta,
+    budget: timedelta = timedelta(0),
+):
+    """Keyed mapper per ticket: predictions with the shared models, labels for learning.
+
+    Each change gets ``budget`` of time (see :class:`models.budget.TimeBudget`).
+    """
 
     def classify_step(
         state: TicketText | None, item: TicketChange | CommentIn
@@ -517,7 +539,9 @@ def make_classify_step(policy: RoutingPolicy, replica: ModelReplica, hold: timed
             )  # fmt: skip
             return (None if state.is_empty() else state), out
         et, event = item
-        state, done = classify_ticket(state, replica.current(), policy, et, event)
+        allowance = _budget(budget)
+        state, done = classify_ticket(state, replica.current(), policy, et, event, allowance)
+        _count_degraded("classify_ticket", allowance)
         # Tickets and comments leave as one stream of (queue, item): a queue must see a
         # ticket's changes and comments in the order they were decided here.
         out = [*done.earlier, (done.ticket.queue, done.ticket)]
@@ -786,7 +810,7 @@ def build_flow(
         _keyed_flat_map(
             "enrich_ticket",
             op.merge("merge_enrich_inputs", to_customers, owned.rest),
-            make_enrich_step(enricher, settings.customer_wait),
+            make_enrich_step(enricher, settings.customer_wait, settings.event_budget),
             timed=True,
         ),
     )
@@ -815,7 +839,7 @@ def build_flow(
         _keyed_flat_map(
             "classify_ticket",
             classify_in,
-            make_classify_step(policy, replica, settings.comment_hold),
+            make_classify_step(policy, replica, settings.comment_hold, settings.event_budget),
             timed=True,
         ),
     )

@@ -85,6 +85,13 @@ class PrometheusTelemetry:
             ["stage", "kind"],
             registry=registry,
         )
+        self.degraded_parts = Counter(
+            "triage_degraded_parts",
+            "Optional parts (sentiment, categories, learned_priority, kb_suggestions) events "
+            "skipped because their per-step time budget was spent.",
+            ["stage", "part"],
+            registry=registry,
+        )
         self.decision_latency = Histogram(
             "triage_decision_latency_seconds",
             "Source commit to routing decision, per decision written to Redis.",
@@ -127,6 +134,10 @@ class PrometheusTelemetry:
         child = self.stage_latency.labels(stage=stage)
         for value in seconds:
             child.observe(value)
+
+    def degraded(self, stage: str, parts: Sequence[str]) -> None:
+        for part in parts:
+            self.degraded_parts.labels(stage=stage, part=part).inc()
 
 
 @functools.cache

@@ -41,6 +41,10 @@ class PipelineSettings(BaseModel):
     # Kafka mode, none for the embedded reader (one ordered stream).
     reorder_window: timedelta | None = Field(default=None, ge=timedelta(0))
     comment_hold: timedelta = Field(default=timedelta(seconds=1), ge=timedelta(0))
+    # Per ticket change and step (enrich, classify): once this is spent, optional parts
+    # (sentiment, multi-label categories, learned priority, KB suggestions) are skipped
+    # and the ticket's ``degraded`` says so; what decides the route always runs. 0: none.
+    event_budget: timedelta = Field(default=timedelta(milliseconds=250), ge=timedelta(0))
     warehouse_shards: int = Field(
         default=16, gt=0, description="warehouse buffers (and files per flush) per ticket shard"
     )

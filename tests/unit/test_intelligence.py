@@ -163,3 +163,62 @@ def test_multi_label_categories_can_name_more_than_one_category() -> None:
     assert {"billing", "shipping"} <= set(both.categories)
     single, _ = feed(ti, event(10, subject="refund the double payment on invoice 8"))
     assert single.categories == ("billing",)
+
+
+class _SpentAfter:
+    """A clock for :class:`TimeBudget` that jumps past the limit after ``calls`` reads."""
+
+    def __init__(self, calls: int) -> None:
+        self.calls = calls
+
+    def __call__(self) -> float:
+        self.calls -= 1
+        return 0.0 if self.calls >= 0 else 10.0
+
+
+def test_a_spent_time_budget_skips_kb_suggestions_and_says_so() -> None:
+    from models.budget import TimeBudget
+
+    ti = Helpdesk()
+    ti.models.on_kb_article(ChangeEvent(
+        table="kb_articles", op="c", key={"id": 1}, before=None,
+        after={"id": 1, "title": "Refund a double charge", "body": "Refund step by step",
+               "language": "en", "published": True},
+        committed_at=T0, version=1, position=SourcePosition(lsn=1),
+    ))  # fmt: skip
+    ev = event(3, subject="refund my double charge please")
+    et = ti.enricher.enrich(CustomerContext(customer=CUSTOMER), ev)
+
+    roomy = TimeBudget(5.0)
+    _, done = classify_ticket(None, ti.models, ti.policy, et, ev, roomy)
+    assert done.ticket.kb_suggestions and done.ticket.degraded == () and roomy.skipped == []
+
+    spent = TimeBudget(0.05, clock=_SpentAfter(1))
+    state, done = classify_ticket(None, ti.models, ti.policy, et, ev, spent)
+    assert done.ticket.kb_suggestions == ()
+    assert done.ticket.degraded == ("kb_suggestions: skipped, 50 ms time budget spent",)
+    # The route-deciding parts still ran, and the next change tries the skipped part again.
+    assert done.ticket.queue == "billing" and done.ticket.intent is not None
+    assert state is not None and state.insights is None
+    before = {"subject": ev.after["subject"], "description": ""}  # type: ignore[index]
+    again = event(3, op="u", before=before, subject="refund my double charge please")
+    _, later = classify_ticket(state, ti.models, ti.policy, et, again, TimeBudget(5.0))
+    assert later.ticket.kb_suggestions and later.ticket.degraded == ()
+
+
+def test_a_spent_time_budget_skips_sentiment_but_not_the_priority_rules() -> None:
+    from models.budget import TimeBudget
+
+    angry = event(4, subject="This is awful, terrible, the worst service ever, I hate it")
+    enricher = TicketEnricher(RoutingPolicy())
+    full = enricher.enrich(CustomerContext(customer=CUSTOMER), angry, TimeBudget(5.0))
+    assert full.sentiment_label == "negative" and full.degraded == ()
+    cut = enricher.enrich(
+        CustomerContext(customer=CUSTOMER), angry, TimeBudget(0.01, clock=_SpentAfter(1))
+    )
+    assert (cut.sentiment_label, cut.sentiment) == ("unknown", None)
+    assert cut.degraded == ("sentiment: skipped, 10 ms time budget spent",)
+    assert cut.language == full.language and cut.category == full.category
+    assert cut.priority_reasons == tuple(
+        r for r in full.priority_reasons if not r.startswith("negative sentiment")
+    )
