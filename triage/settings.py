@@ -110,6 +110,9 @@ class TimescaleSettings(BaseModel):
 class ApiServerSettings(BaseModel):
     host: str = "127.0.0.1"
     port: int = Field(default=8000, ge=0, le=65535)
+    workers: int = Field(
+        default=1, ge=1, le=64, description="uvicorn worker processes sharing the port"
+    )
     auth_required: bool = Field(
         default=True,
         description="require API keys with scopes (`triage api-keys create`); "
