@@ -1,13 +1,17 @@
-"""Kafka Connect killed and the broker restarted while the source keeps changing.
+"""Kafka Connect killed and the broker restarted while the pipeline runs and the source
+keeps changing.
 
-Runs after the other real-Kafka tests (it restarts the session's services). Delivery on
-this path is at-least-once: after ``kill -9`` of the worker, changes since its last
-offset flush are sent again, so every row must arrive at least once, none may be lost,
-and the connector must resume from its stored offset instead of snapshotting again.
+Restarts the session's services (they are up again afterwards). Delivery into Kafka is
+at-least-once: after ``kill -9`` of the worker, changes since its last offset flush are
+sent again, so every row must arrive at least once and the connector must resume from
+its stored offset instead of snapshotting again. The pipeline in Kafka mode reads through
+both restarts; its stores must hold every ticket exactly as the source does, with one
+decision per ticket version (the sinks are idempotent on the change's position).
 """
 
 from __future__ import annotations
 
+import threading
 import time
 import uuid
 from collections.abc import Callable
@@ -17,14 +21,18 @@ import psycopg
 import pytest
 from confluent_kafka import Message
 
+from connectors.workload import WorkloadConfig, WorkloadWriter
 from tests.real_kafka.conftest import (
     PREFIXES,
+    KafkaModeRun,
     SourceDb,
     TopicLog,
     register_all,
     value_json,
+    wait_decisions,
 )
 from triage.kafka_local import LocalKafka, LocalKafkaConnect
+from triage.report import dead_letter_count
 
 pytestmark = pytest.mark.real_kafka
 
@@ -74,42 +82,61 @@ def _assert_all_arrive(logs: dict[str, TopicLog], ids: list[int]) -> None:
         assert seen == set(ids), f"{prefix}: missing {sorted(set(ids) - seen)}"
 
 
-def test_connect_killed_mid_stream_resumes_from_its_offsets(
+def test_connect_killed_and_broker_restarted_under_load_lose_and_duplicate_nothing(
+    kafka_mode: KafkaModeRun,
+    kafka_broker: LocalKafka,
     kafka_connect: LocalKafkaConnect,
     debezium: SourceDb,
     topic_logs: dict[str, TopicLog],
     kafka_state: Path,
 ) -> None:
-    label = f"connect-{uuid.uuid4().hex[:6]}"
+    label = f"restart-{uuid.uuid4().hex[:6]}"
     before = _insert_probes(debezium.dsn, label, ROWS_PER_PHASE)
     _assert_all_arrive(topic_logs, before)
     reads = {prefix: _snapshot_reads(topic_logs[prefix]) for prefix in PREFIXES}
+    # Tickets (and agents' replies and status changes) until the restarts are over.
+    writer = WorkloadWriter(
+        debezium.dsn, WorkloadConfig(seed=31, customers=20, agents=8, tickets=None, rate=6)
+    )
+    writer.seed_reference_data()
+    # The topics already hold tickets (the snapshot's, earlier tests'): once those are
+    # decided the pipeline is up and has caught up.
+    with psycopg.connect(debezium.dsn) as conn:
+        earlier = [row[0] for row in conn.execute("SELECT id FROM tickets")]
+    kafka_mode.wait_routed(earlier)
+    stream = f"{kafka_mode.key_prefix}:decisions"
+    created: list[int] = []
+    stop = threading.Event()
+    load = threading.Thread(
+        target=lambda: created.extend(writer.run(stop_event=stop).created_ticket_ids)
+    )
+    load.start()
+    try:
+        wait_decisions(kafka_mode, kafka_mode.client.xlen(stream) + 5, timeout=60)
+        kafka_broker.stop()
+        during_broker = _insert_probes(debezium.dsn, label, ROWS_PER_PHASE)
+        kafka_broker.start()
 
-    kafka_connect.kill()
-    during = _insert_probes(debezium.dsn, label, ROWS_PER_PHASE)
-    kafka_connect.start()
-    # A standalone worker keeps connector configs in memory only: register again, as an
-    # operator would after a restart. The offsets file makes it resume, not re-snapshot.
-    register_all(kafka_connect.url, debezium, kafka_state)
-    after = _insert_probes(debezium.dsn, label, ROWS_PER_PHASE)
+        # Connect's producer and the pipeline's consumers reconnect on their own.
+        kafka_connect.kill()
+        during_connect = _insert_probes(debezium.dsn, label, ROWS_PER_PHASE)
+        kafka_connect.start()
+        # A standalone worker keeps connector configs in memory only: register again, as
+        # an operator would after a restart. The offsets file makes it resume.
+        register_all(kafka_connect.url, debezium, kafka_state)
+        after = _insert_probes(debezium.dsn, label, ROWS_PER_PHASE)
+        assert kafka_mode.pipeline.alive(), kafka_mode.pipeline.log_tail()
+        assert load.is_alive(), "the workload stopped writing during the restarts"
+    finally:
+        stop.set()
+        load.join(timeout=60)
+    assert len(created) >= 20, created
 
-    _assert_all_arrive(topic_logs, during + after)
+    _assert_all_arrive(topic_logs, during_broker + during_connect + after)
     for prefix in PREFIXES:
         assert _snapshot_reads(topic_logs[prefix]) == reads[prefix], f"{prefix} re-snapshotted"
-
-
-def test_broker_restart_mid_stream_loses_nothing(
-    kafka_broker: LocalKafka,
-    kafka_connect: LocalKafkaConnect,
-    debezium: SourceDb,
-    topic_logs: dict[str, TopicLog],
-) -> None:
-    label = f"broker-{uuid.uuid4().hex[:6]}"
-    kafka_broker.stop()
-    during = _insert_probes(debezium.dsn, label, ROWS_PER_PHASE)
-    kafka_broker.start()
-    after = _insert_probes(debezium.dsn, label, ROWS_PER_PHASE)
-
-    # Connect's producer and the test's consumer reconnect on their own.
-    _assert_all_arrive(topic_logs, during + after)
     assert kafka_connect.running()
+    kafka_mode.wait_routed(created, timeout=240)
+    kafka_mode.assert_facts_equal_source(timeout=120)
+    kafka_mode.assert_no_duplicate_decisions(created)
+    assert dead_letter_count(kafka_mode.analytics_dsn) == 0, kafka_mode.pipeline.log_tail()

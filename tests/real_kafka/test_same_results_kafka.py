@@ -2,10 +2,11 @@
 
 A fresh helpdesk database gets its own Debezium connector (the production file, topic
 prefix ``triage_e``) and its own embedded replication slot before anything is written, so
-both paths see the same history from its first change. Each pipeline writes to its own
-analytics database and Redis key prefix; afterwards :mod:`triage.compare` says whether
-the stores hold the same results (what may differ between two runs, and why, is listed
-there).
+both paths see the same history from its first change. Two Kafka-mode pipelines read the
+topics side by side: one process, and a local cluster of two processes that share the
+topics' four partitions. Each pipeline writes to its own analytics database and Redis key
+prefix; afterwards :mod:`triage.compare` says whether each Kafka-mode store holds the same
+results as the embedded one (what may differ between two runs, and why, is listed there).
 """
 
 from __future__ import annotations
@@ -40,6 +41,7 @@ pytestmark = pytest.mark.real_kafka
 
 PREFIX = "triage_e"
 TICKETS = 80
+MODES = ("embedded", "kafka", "kafka_2_processes")
 
 
 # Seen on the real path before the pipeline reordered them: SLA pause/resume events of a
@@ -64,7 +66,7 @@ def test_embedded_and_kafka_paths_give_the_same_stores(
             analytics_dsn=postgres.create_database(f"rk_{mode}_{token}"),
             redis_url=redis_server.url,
         )
-        for mode in ("embedded", "kafka")
+        for mode in MODES
     }
     for stack in stacks.values():
         migrate(stack)
@@ -79,6 +81,12 @@ def test_embedded_and_kafka_paths_give_the_same_stores(
     register_production_connector(kafka_connect.url, connector, overrides, kafka_state)
     ensure_topics(kafka_broker.bootstrap, cdc_topics(KafkaSettings(topic_prefix=PREFIX)))
     common = {"TRIAGE_JOBS__ENABLED": "false", "TRIAGE_WAREHOUSE__ENABLED": "false"}
+    kafka_env = {
+        **common,
+        "TRIAGE_CDC__MODE": "kafka",
+        "TRIAGE_CDC__TOPIC_PREFIX": PREFIX,
+        "TRIAGE_KAFKA__BROKERS": json.dumps([kafka_broker.bootstrap]),
+    }
     pipelines = {
         "embedded": PipelineProcess(
             stacks["embedded"],
@@ -92,12 +100,15 @@ def test_embedded_and_kafka_paths_give_the_same_stores(
         "kafka": PipelineProcess(
             stacks["kafka"],
             tmp_path / "kafka",
+            {**kafka_env, "TRIAGE_REDIS__KEY_PREFIX": f"k{token}"},
+        ),
+        "kafka_2_processes": PipelineProcess(
+            stacks["kafka_2_processes"],
+            tmp_path / "kafka_2_processes",
             {
-                **common,
-                "TRIAGE_CDC__MODE": "kafka",
-                "TRIAGE_CDC__TOPIC_PREFIX": PREFIX,
-                "TRIAGE_KAFKA__BROKERS": json.dumps([kafka_broker.bootstrap]),
-                "TRIAGE_REDIS__KEY_PREFIX": f"k{token}",
+                **kafka_env,
+                "TRIAGE_REDIS__KEY_PREFIX": f"k2{token}",
+                "TRIAGE_CLUSTER__PROCESSES": "2",
             },
         ),
     }
@@ -136,11 +147,14 @@ def test_embedded_and_kafka_paths_give_the_same_stores(
         while not all(caught_up(source_dsn, s.analytics_dsn) for s in stacks.values()):
             assert time.monotonic() < deadline, [p.log_tail() for p in pipelines.values()]
             time.sleep(0.5)
-        # The last minute windows close on event time: poll until both stores agree.
+        # The last minute windows close on event time: poll until the stores agree.
         deadline = time.monotonic() + 30
         while True:
-            embedded, kafka = (store_snapshot(stacks[mode].analytics_dsn) for mode in stacks)
-            if not differing_parts(embedded, kafka) or time.monotonic() > deadline:
+            runs = {mode: store_snapshot(stack.analytics_dsn) for mode, stack in stacks.items()}
+            embedded = runs["embedded"]
+            if time.monotonic() > deadline or not any(
+                differing_parts(embedded, runs[mode]) for mode in MODES[1:]
+            ):
                 break
             time.sleep(0.5)
     finally:
@@ -152,8 +166,13 @@ def test_embedded_and_kafka_paths_give_the_same_stores(
         drop_slot(source_dsn, embedded_slot)
 
     assert len(embedded["facts"]) == TICKETS
-    for run in (embedded, kafka):
+    for run in runs.values():
         assert Counter(n for _, n in run["decided_tickets"]) == Counter({1: TICKETS})
         assert run["dead_letters"] == [(0,)]
-    if differing_parts(embedded, kafka):
-        pytest.fail(f"the stores differ:\n{pformat(describe_difference(embedded, kafka))}")
+    differences = {
+        mode: describe_difference(embedded, runs[mode])
+        for mode in MODES[1:]
+        if differing_parts(embedded, runs[mode])
+    }
+    if differences:
+        pytest.fail(f"the stores differ from the embedded run's:\n{pformat(differences)}")
