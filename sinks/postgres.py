@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import json
 import logging
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -27,6 +27,7 @@ from models.signals import BreachRiskScore
 from models.sla import SlaEvent
 from models.telemetry import report_dead_letters, report_stage, telemetry
 from models.windows import WindowResult
+from sinks.dead_letters import rejected_dead_letter, store_reason, write_isolating
 from sinks.staged import StagedTable, StagedWriter
 
 log = logging.getLogger(__name__)
@@ -43,6 +44,9 @@ AnalyticsItem = (
     | WorkloadScore
 )
 """What the analytics sink accepts."""
+
+REJECTED_STAGE = "write_analytics"
+"""Stage of the dead letters for items the analytics store rejected."""
 
 TICKET_FACTS = "ticket_facts"
 ROUTING_DECISIONS = "routing_decisions"
@@ -645,8 +649,24 @@ class _PostgresPartition(StatelessSinkPartition[AnalyticsItem]):
         """Upsert the batch; returns only once it is committed.
 
         Connection loss is retried with exponential backoff on a fresh connection, which
-        slows the flow down instead of dropping data. Other errors propagate.
+        slows the flow down instead of dropping data. Items the store rejects (a constraint
+        violation, a value a column cannot hold) are isolated by splitting the batch and
+        written to ``dead_letters`` with PostgreSQL's reason; the rest is written. Other
+        errors (a missing table, a bug) propagate.
         """
+        rejected = write_isolating(items, self._write)
+        if not rejected:
+            return
+        letters = []
+        for item, exc in rejected:
+            reason = store_reason(exc)
+            log.error("analytics store rejected %s: %s", type(item).__name__, reason)
+            letters.append(rejected_dead_letter(item, stage=REJECTED_STAGE, reason=reason))
+        # Escaped text and no constraints beyond the table's own: these are accepted.
+        for letter, exc in write_isolating(letters, self._write):
+            log.error("dead letter refused too, dropped: %r (%s)", letter, store_reason(exc))
+
+    def _write(self, items: Sequence[AnalyticsItem]) -> None:
         rows = batch_to_rows(items)
         if not any(rows.values()):
             return
@@ -676,7 +696,9 @@ class PostgresSink(DynamicSink[AnalyticsItem]):
     ``routing_decision_history`` by ``(ticket_id, version)``, ``dead_letters`` by
     ``(stage, topic, position_key)``, ``sla_events`` by ``(ticket_id, metric, kind, at)``,
     ``model_metrics`` by ``(model, n_seen)``. Each batch is one transaction, so a crash
-    leaves either all or none of it.
+    leaves either all or none of it. An item the store rejects becomes a dead letter
+    (stage ``write_analytics``, the store's reason) and the rest of the batch is written,
+    so one bad row never stops the flow.
 
     Args:
         dsn: libpq connection string of the analytics database.
@@ -715,3 +737,58 @@ class PostgresSink(DynamicSink[AnalyticsItem]):
             backoff_max=self._backoff_max,
             max_retries=self._max_retries,
         )
+
+
+class DeadLetterWriter:
+    """Dead letters into the analytics store's ``dead_letters``, for the other sinks.
+
+    The search sinks record the documents their store refused here. Insert-if-absent on
+    ``(stage, topic, position_key)``, so a replayed refusal is stored once; one
+    transaction per call; a lost connection is retried with backoff as in
+    :class:`PostgresSink`. The connection is opened (and the table checked) at once.
+
+    Args:
+        dsn: libpq connection string of the analytics database.
+        schema: Schema holding ``dead_letters``.
+        sink: Name of the sink that owns the writer, for logs and retry metrics.
+    """
+
+    def __init__(
+        self,
+        dsn: str,
+        *,
+        schema: str = "analytics",
+        sink: str = "dead_letters",
+        connect_timeout: int = 10,
+        backoff_initial: float = 0.2,
+        backoff_max: float = 30.0,
+        max_retries: int | None = None,
+    ) -> None:
+        self._writer = StagedWriter(
+            dsn,
+            schema=schema,
+            tables={DEAD_LETTERS: _statements(schema, DEAD_LETTERS)},
+            sink=sink,
+            connect_timeout=connect_timeout,
+            backoff_initial=backoff_initial,
+            backoff_max=backoff_max,
+            max_retries=max_retries,
+        )
+
+    def write(self, letters: Sequence[DeadLetter]) -> None:
+        """Store the dead letters; returns once they are committed."""
+        if not letters:
+            return
+
+        def write(part: Sequence[DeadLetter]) -> None:
+            rows = {DEAD_LETTERS: [dead_letter_row(d) for d in part]}
+            self._writer.write(rows, describe=f"{len(part)} dead letters")
+
+        for letter, exc in write_isolating(letters, write):
+            # Only possible for text the table cannot hold; escaped, it is accepted.
+            write([rejected_dead_letter(letter, stage=letter.stage, reason=store_reason(exc))])
+        report_dead_letters((d.stage, d.reason) for d in letters)
+
+    def close(self) -> None:
+        """Close the connection."""
+        self._writer.close()

@@ -18,24 +18,31 @@ applies it only when its version is greater than the stored one, so a replay or 
 change arriving late is refused with a version conflict (409), which the sink counts and
 ignores. Deletes are indexed as tombstones (``deleted: true``, text emptied) rather than
 deleted, since a real delete's version is forgotten after ``index.gc_deletes`` and a late
-older version could then resurrect the document. Any other rejected document raises, which
-fails the epoch; connection errors and unavailable clusters are retried with backoff.
+older version could then resurrect the document. A document Elasticsearch refuses for good
+(a mapping or parsing error, 4xx) becomes a dead letter with Elasticsearch's reason
+(:func:`refused_dead_letters`, stored in the analytics ``dead_letters`` table when a
+dead-letter DSN is given) and the rest of the batch is written; documents refused for
+back-pressure or a server error (429, 5xx), connection errors and unavailable clusters are
+retried with backoff.
 """
 
 from __future__ import annotations
 
+import json
 import logging
 import time
 from collections.abc import Iterable
-from dataclasses import asdict
-from datetime import datetime
+from dataclasses import asdict, dataclass, field
+from datetime import UTC, datetime
 from typing import Any
 
 import elasticsearch
 from bytewax.outputs import DynamicSink, StatelessSinkPartition
 from elasticsearch import helpers
 
-from models.telemetry import telemetry
+from models.events import DeadLetter, SourcePosition
+from models.telemetry import report_dead_letters, telemetry
+from sinks.dead_letters import PAYLOAD_CHARS, printable
 from sinks.retry import backoff
 from sinks.search import (
     KbDocument,
@@ -59,6 +66,10 @@ LANGUAGE_ANALYZERS: dict[str, str] = {
 
 _RETRYABLE_STATUS = frozenset({502, 503, 504})
 _CONFLICT = 409
+_TOO_MANY_REQUESTS = 429
+
+REJECTED_STAGE = "write_search"
+"""Stage of the dead letters for documents Elasticsearch refused."""
 
 
 class SearchIndexError(RuntimeError):
@@ -211,6 +222,105 @@ def rejected(results: Iterable[tuple[bool, dict[str, Any]]]) -> tuple[int, list[
     return conflicts, errors
 
 
+@dataclass
+class BulkOutcome:
+    """Failed bulk items by what to do with them (pure result of :func:`classify_bulk`).
+
+    Attributes:
+        conflicts: Version conflicts: a newer or equal version is stored (replays); ignored.
+        transient: Refused for back-pressure or a server error (429, 5xx): send again.
+        refused: Refused for good (mapping, parsing, a too-large document): dead letters.
+    """
+
+    conflicts: int = 0
+    transient: list[dict[str, Any]] = field(default_factory=list)
+    refused: list[dict[str, Any]] = field(default_factory=list)
+
+
+def classify_bulk(results: Iterable[tuple[bool, dict[str, Any]]]) -> BulkOutcome:
+    """Sort the failed items of a bulk response (``streaming_bulk`` results).
+
+    Example:
+        >>> out = classify_bulk([(True, {"index": {"status": 201}}),
+        ...                      (False, {"index": {"status": 409, "_id": "1"}}),
+        ...                      (False, {"index": {"status": 429, "_id": "2"}}),
+        ...                      (False, {"index": {"status": 400, "_id": "3"}})])
+        >>> out.conflicts, [i["index"]["_id"] for i in out.transient + out.refused]
+        (1, ['2', '3'])
+    """
+    outcome = BulkOutcome()
+    for ok, item in results:
+        if ok:
+            continue
+        status = next(iter(item.values())).get("status", 500)
+        if status == _CONFLICT:
+            outcome.conflicts += 1
+        elif status == _TOO_MANY_REQUESTS or status >= 500:
+            outcome.transient.append(item)
+        else:
+            outcome.refused.append(item)
+    return outcome
+
+
+def _error_text(error: Any) -> str:
+    if not isinstance(error, dict):
+        return str(error)
+    text = f"{error.get('type', 'error')}: {error.get('reason', '')}"
+    cause = error.get("caused_by")
+    return f"{text} (caused by {_error_text(cause)})" if cause else text
+
+
+def refused_dead_letters(
+    refused: list[dict[str, Any]],
+    actions: list[dict[str, Any]],
+    *,
+    now: datetime | None = None,
+) -> list[DeadLetter]:
+    """Dead letters for the documents Elasticsearch refused, with its reason (pure).
+
+    Each refused bulk item is matched to the action that sent it by index and id, for the
+    document (the payload, JSON with non-ASCII escaped, cut to a preview) and its version
+    (the source LSN, the dead letter's position: a replayed refusal is the same dead
+    letter). Topic is the index, key the document id.
+
+    Example:
+        >>> action = {"_index": "triage-tickets", "_id": "42", "version": 7,
+        ...           "_source": {"ticket_id": 42, "created_at": "not a date"}}
+        >>> item = {"index": {"_index": "triage-tickets", "_id": "42", "status": 400,
+        ...         "error": {"type": "document_parsing_exception", "reason": "[1:20] bad date"}}}
+        >>> letter, = refused_dead_letters([item], [action])
+        >>> letter.reason
+        'elasticsearch 400 document_parsing_exception: [1:20] bad date'
+        >>> (letter.topic, letter.key, letter.position.lsn)
+        ('triage-tickets', '42', 7)
+    """
+    by_id = {(a["_index"], a["_id"]): a for a in actions}
+    failed_at = now or datetime.now(UTC)
+    letters = []
+    for item in refused:
+        result = next(iter(item.values()))
+        index, doc_id = str(result.get("_index", "")), str(result.get("_id", ""))
+        action = by_id.get((index, doc_id), {})
+        source = action.get("_source")
+        payload = None
+        if source is not None:
+            payload = json.dumps(source, ensure_ascii=True, default=str)[:PAYLOAD_CHARS]
+        reason = f"elasticsearch {result.get('status')} {_error_text(result.get('error'))}"
+        version = action.get("version")
+        letters.append(
+            DeadLetter(
+                stage=REJECTED_STAGE,
+                reason=printable(reason, PAYLOAD_CHARS),
+                topic=index,
+                key=printable(doc_id),
+                payload=payload,
+                position=SourcePosition(lsn=version if isinstance(version, int) else None),
+                failed_at=failed_at,
+            )
+        )
+    return letters
+
+
 def _unreachable(url: str, exc: Exception) -> RuntimeError:
     return RuntimeError(
         f"Elasticsearch at {url} is unavailable ({type(exc).__name__}: {exc}); set "
@@ -239,8 +349,11 @@ class _ElasticsearchPartition(StatelessSinkPartition[SearchItem]):
         backoff_initial: float,
         backoff_max: float,
         max_retries: int | None,
+        dead_letter_dsn: str | None,
     ) -> None:
         self._url = url
+        self._dead_letter_dsn = dead_letter_dsn
+        self._dead_letters: Any = None  # a sinks.postgres.DeadLetterWriter, opened when needed
         self._prefix = prefix
         self._allow_pii = allow_pii
         self._backoff_initial = backoff_initial
@@ -281,24 +394,28 @@ class _ElasticsearchPartition(StatelessSinkPartition[SearchItem]):
                 self._client.indices.put_mapping(index=name, **mappings)
 
     def write_batch(self, items: list[SearchItem]) -> None:
-        """Index the batch; returns once Elasticsearch holds every document's newest version.
+        """Index the batch; returns once Elasticsearch holds every document's newest version
+        or refused it for good (then the document is a dead letter, the rest is written).
 
         Raises:
-            SearchIndexError: When documents are refused for another reason than a
-                version conflict (e.g. a mapping error); the epoch then fails.
+            SearchIndexError: Documents were refused for back-pressure or a server error
+                more than ``max_retries`` times in a row (the epoch then fails).
         """
         docs = batch_to_documents(items, allow_pii=self._allow_pii)
         if not len(docs):
             return
         actions = bulk_actions(docs, self._prefix)
+        by_id = {(a["_index"], a["_id"]): a for a in actions}
+        pending = actions
+        refused: list[dict[str, Any]] = []
         delays = backoff(self._backoff_initial, self._backoff_max)
         attempt = 0
-        while True:
+        while pending:
             try:
-                conflicts, errors = rejected(
+                outcome = classify_bulk(
                     helpers.streaming_bulk(
                         self._client,
-                        actions,
+                        pending,
                         raise_on_error=False,
                         raise_on_exception=True,
                         yield_ok=False,
@@ -308,38 +425,67 @@ class _ElasticsearchPartition(StatelessSinkPartition[SearchItem]):
                         max_backoff=self._backoff_max,
                     )
                 )
-                break
             except Exception as exc:
                 if not _retryable(exc):
                     raise
                 attempt += 1
                 if self._max_retries is not None and attempt > self._max_retries:
                     raise _unreachable(self._url, exc) from exc
-                telemetry().sink_retry("elasticsearch")
-                delay = next(delays)
-                log.warning(
-                    "search index write of %d documents failed (attempt %d): %s; retrying in %.1fs",
-                    len(actions),
-                    attempt,
-                    exc,
-                    delay,
+                self._wait(next(delays), attempt, len(pending), exc)
+                continue
+            self.conflicts += outcome.conflicts
+            refused += outcome.refused
+            if not outcome.transient:
+                break
+            # Only the documents refused for back-pressure or a server error go again.
+            pending = [
+                by_id[(str(r.get("_index")), str(r.get("_id")))]
+                for r in (next(iter(item.values())) for item in outcome.transient)
+            ]
+            attempt += 1
+            first = next(iter(outcome.transient[0].values()))
+            if self._max_retries is not None and attempt > self._max_retries:
+                raise SearchIndexError(
+                    f"Elasticsearch kept refusing {len(pending)} of {len(actions)} search "
+                    f"documents (first: {first.get('status')} {_error_text(first.get('error'))})",
+                    outcome.transient,
                 )
-                time.sleep(delay)
-        self.conflicts += conflicts
-        if errors:
-            first = next(iter(errors[0].values()))
-            raise SearchIndexError(
-                f"Elasticsearch refused {len(errors)} of {len(actions)} search documents; "
-                f"first: {first.get('_index')}/{first.get('_id')}: {first.get('error')}",
-                errors,
-            )
+            self._wait(next(delays), attempt, len(pending), first.get("error"))
+        if refused:
+            self._dead_letter(refused_dead_letters(refused, actions))
         telemetry().items_written(
             "elasticsearch", {"tickets": len(docs.tickets), "kb_articles": len(docs.articles)}
         )
 
+    def _wait(self, delay: float, attempt: int, documents: int, error: Any) -> None:
+        telemetry().sink_retry("elasticsearch")
+        log.warning(
+            "search index write of %d documents failed (attempt %d): %s; retrying in %.1fs",
+            documents,
+            attempt,
+            error,
+            delay,
+        )
+        time.sleep(delay)
+
+    def _dead_letter(self, letters: list[DeadLetter]) -> None:
+        for letter in letters:
+            log.error("Elasticsearch refused %s/%s: %s", letter.topic, letter.key, letter.reason)
+        if self._dead_letter_dsn is None:
+            # Nowhere to keep them: the log above and the dead-letter metric record them.
+            report_dead_letters((d.stage, d.reason) for d in letters)
+            return
+        if self._dead_letters is None:
+            from sinks.postgres import DeadLetterWriter
+
+            self._dead_letters = DeadLetterWriter(self._dead_letter_dsn, sink="elasticsearch")
+        self._dead_letters.write(letters)
+
     def close(self) -> None:
-        """Close the client when the dataflow ends."""
+        """Close the client (and the dead-letter connection) when the dataflow ends."""
         self._client.close()
+        if self._dead_letters is not None:
+            self._dead_letters.close()
 
 
 class ElasticsearchSearchSink(DynamicSink[SearchItem]):
@@ -348,7 +494,9 @@ class ElasticsearchSearchSink(DynamicSink[SearchItem]):
     Delivery guarantee: at-least-once from the flow, effectively-once in the index.
     Idempotency key: the document id (ticket id / article id) with the source LSN as its
     external version: only a strictly greater version replaces a document; conflicts from
-    replays are ignored. PII is masked in the indexed text unless ``allow_pii``.
+    replays are ignored. A document refused for good becomes a dead letter (stage
+    ``write_search``) and the rest of the batch is written. PII is masked in the indexed
+    text unless ``allow_pii``.
 
     Args:
         url: Elasticsearch URL (``TRIAGE_ELASTICSEARCH__URL``).
@@ -360,6 +508,8 @@ class ElasticsearchSearchSink(DynamicSink[SearchItem]):
         backoff_max: Longest retry delay, in seconds.
         max_retries: Give up after this many failed attempts of one batch; ``None``
             retries for as long as it takes (the flow stalls rather than drop documents).
+        dead_letter_dsn: The analytics database, whose ``dead_letters`` table receives the
+            documents Elasticsearch refuses; unset, they are logged and counted only.
     """
 
     def __init__(
@@ -373,8 +523,10 @@ class ElasticsearchSearchSink(DynamicSink[SearchItem]):
         backoff_initial: float = 0.5,
         backoff_max: float = 30.0,
         max_retries: int | None = None,
+        dead_letter_dsn: str | None = None,
     ) -> None:
         self._url = url
+        self._dead_letter_dsn = dead_letter_dsn
         self._api_key = api_key
         self._prefix = index_prefix
         self._allow_pii = allow_pii
@@ -394,4 +546,5 @@ class ElasticsearchSearchSink(DynamicSink[SearchItem]):
             backoff_initial=self._backoff_initial,
             backoff_max=self._backoff_max,
             max_retries=self._max_retries,
+            dead_letter_dsn=self._dead_letter_dsn,
         )

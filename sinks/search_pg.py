@@ -10,12 +10,15 @@ and ``analytics.kb_search`` (``sql/analytics/009_search.sql``), whose generated
 from __future__ import annotations
 
 import logging
+from collections.abc import Sequence
 from typing import Any
 
 from bytewax.outputs import DynamicSink, StatelessSinkPartition
 from psycopg import sql
 
 from models.telemetry import telemetry
+from sinks.dead_letters import rejected_dead_letter, store_reason, write_isolating
+from sinks.postgres import DeadLetterWriter
 from sinks.search import (
     KbDocument,
     SearchDocuments,
@@ -26,6 +29,9 @@ from sinks.search import (
 from sinks.staged import StagedTable, StagedWriter
 
 log = logging.getLogger(__name__)
+
+REJECTED_STAGE = "write_search"
+"""Stage of the dead letters for documents a search store rejected."""
 
 TICKET_SEARCH = "ticket_search"
 KB_SEARCH = "kb_search"
@@ -177,6 +183,16 @@ class _PostgresSearchPartition(StatelessSinkPartition[SearchItem]):
         max_retries: int | None,
     ) -> None:
         self._allow_pii = allow_pii
+        self._dsn = dsn
+        self._schema = schema
+        self._retry: dict[str, Any] = {
+            "connect_timeout": connect_timeout,
+            "backoff_initial": backoff_initial,
+            "backoff_max": backoff_max,
+            "max_retries": max_retries,
+        }
+        # Opened at the first rejected document only.
+        self._dead_letters: DeadLetterWriter | None = None
         self._writer = StagedWriter(
             dsn,
             schema=schema,
@@ -195,8 +211,25 @@ class _PostgresSearchPartition(StatelessSinkPartition[SearchItem]):
         """Upsert the batch's documents; returns only once they are committed.
 
         Connection loss is retried with exponential backoff on a fresh connection (the flow
-        slows down instead of dropping documents); other errors propagate.
+        slows down instead of dropping documents). Items whose documents PostgreSQL rejects
+        are isolated and stored in ``dead_letters`` (stage ``write_search``) with its
+        reason; the rest is written. Other errors propagate.
         """
+        rejected = write_isolating(items, self._write)
+        if not rejected:
+            return
+        letters = []
+        for item, exc in rejected:
+            reason = store_reason(exc)
+            log.error("search index rejected %s: %s", type(item).__name__, reason)
+            letters.append(rejected_dead_letter(item, stage=REJECTED_STAGE, reason=reason))
+        if self._dead_letters is None:
+            self._dead_letters = DeadLetterWriter(
+                self._dsn, schema=self._schema, sink="search_pg", **self._retry
+            )
+        self._dead_letters.write(letters)
+
+    def _write(self, items: Sequence[SearchItem]) -> None:
         rows = documents_to_rows(batch_to_documents(items, allow_pii=self._allow_pii))
         if not any(rows.values()):
             return
@@ -204,8 +237,10 @@ class _PostgresSearchPartition(StatelessSinkPartition[SearchItem]):
         telemetry().items_written("search_pg", {t: len(r) for t, r in rows.items()})
 
     def close(self) -> None:
-        """Close the connection when the dataflow ends."""
+        """Close the connection(s) when the dataflow ends."""
         self._writer.close()
+        if self._dead_letters is not None:
+            self._dead_letters.close()
 
 
 class PostgresSearchSink(DynamicSink[SearchItem]):
@@ -218,7 +253,8 @@ class PostgresSearchSink(DynamicSink[SearchItem]):
     Delivery guarantee: at-least-once from the flow, effectively-once in the tables.
     Idempotency key: ``ticket_id`` / ``article_id``; only a strictly greater ``version``
     (source LSN) replaces a row, so replays and out-of-order redelivery never regress it.
-    Each batch is one transaction.
+    Each batch is one transaction. A document PostgreSQL rejects goes to ``dead_letters``
+    (stage ``write_search``) with its reason, and the rest of the batch is written.
 
     Args:
         dsn: libpq connection string of the analytics database.

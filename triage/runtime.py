@@ -177,6 +177,8 @@ def search_sink(settings: AppSettings, stack: Stack) -> Sink[Any] | None:
             api_key=es.api_key.get_secret_value() if es.api_key is not None else None,
             index_prefix=es.index_prefix,
             allow_pii=es.allow_pii,
+            # Documents Elasticsearch refuses go to the analytics store's dead letters.
+            dead_letter_dsn=stack.analytics_dsn,
         )
     from sinks.search_pg import PostgresSearchSink
 

@@ -2,8 +2,9 @@
 
 The fake speaks just enough of Elasticsearch 8 (product header, index templates, index
 creation, mappings, ``_bulk`` with external versions) to check what the sink sends and how
-it treats the answers: version conflicts ignored, other rejections raised, an unavailable
-cluster retried, an unreachable one named by its setting. A real cluster is used by
+it treats the answers: version conflicts ignored, documents refused for good turned into
+dead letters while the rest is written, documents refused for a server error sent again,
+an unavailable cluster retried, an unreachable one named by its setting. A real cluster is used by
 ``tests/integration/test_search_elasticsearch.py`` when one is configured.
 """
 
@@ -18,6 +19,7 @@ from typing import Any
 
 import pytest
 
+from models.events import DeadLetter
 from models.helpdesk import EnrichedTicket, Ticket
 from models.kb import KbArticle
 from sinks.search import KbDocument, SearchDocuments
@@ -25,9 +27,11 @@ from sinks.search_es import (
     ElasticsearchSearchSink,
     SearchIndexError,
     bulk_actions,
+    classify_bulk,
     document_source,
     index_templates,
     kb_mappings,
+    refused_dead_letters,
     rejected,
     ticket_mappings,
 )
@@ -57,6 +61,7 @@ class FakeElasticsearch:
         self.docs: dict[tuple[str, str], tuple[int, dict[str, Any]]] = {}
         self.unavailable = 0  # answer this many next _bulk requests with 503
         self.refuse_ids: set[str] = set()  # answer 400 for these document ids
+        self.fail_ids: dict[str, int] = {}  # answer 500 for these ids, this many times
 
     def handle(self, method: str, path: str, body: bytes) -> tuple[int, Any]:
         path = path.split("?")[0]
@@ -98,6 +103,10 @@ class FakeElasticsearch:
             if meta["_id"] in self.refuse_ids:
                 result |= {"status": 400, "error": {"type": "document_parsing_exception",
                                                     "reason": "bad field"}}  # fmt: skip
+            elif self.fail_ids.get(meta["_id"], 0) > 0:
+                self.fail_ids[meta["_id"]] -= 1
+                result |= {"status": 500, "error": {"type": "exception",
+                                                    "reason": "shard failure"}}  # fmt: skip
             elif stored is not None and stored[0] >= meta["version"]:
                 result |= {"status": 409, "error": {"type": "version_conflict_engine_exception",
                                                     "reason": "conflict"}}  # fmt: skip
@@ -240,14 +249,124 @@ def test_writes_newest_versions_and_ignores_conflicts(
     part.close()
 
 
-def test_refused_documents_fail_the_batch(fake_es: tuple[FakeElasticsearch, str]) -> None:
+class _DeadLetterRecorder:
+    def __init__(self) -> None:
+        self.letters: list[DeadLetter] = []
+
+    def write(self, letters: list[DeadLetter]) -> None:
+        self.letters.extend(letters)
+
+    def close(self) -> None:
+        pass
+
+
+def test_refused_documents_become_dead_letters_and_the_rest_is_written(
+    fake_es: tuple[FakeElasticsearch, str],
+) -> None:
+    fake, url = fake_es
+    fake.refuse_ids = {"2"}
+    sink = ElasticsearchSearchSink(url, dead_letter_dsn="postgresql://unused")
+    part = sink.build("write_search", 0, 1)
+    part._dead_letters = recorder = _DeadLetterRecorder()
+    part.write_batch([make_ticket(1, 10), make_ticket(2, 11), make_ticket(3, 12)])
+    assert sorted(k[1] for k in fake.docs) == ["1", "3"]
+    (letter,) = recorder.letters
+    assert (letter.stage, letter.topic, letter.key) == ("write_search", "triage-tickets", "2")
+    assert letter.reason == "elasticsearch 400 document_parsing_exception: bad field"
+    assert letter.position.lsn == 11
+    assert json.loads(letter.payload or "")["ticket_id"] == 2
+    # The pipeline goes on: the next batch is written as usual.
+    part.write_batch([make_ticket(4, 13)])
+    assert ("triage-tickets", "4") in fake.docs
+    part.close()
+
+
+def test_without_a_dead_letter_store_refusals_are_logged_not_raised(
+    fake_es: tuple[FakeElasticsearch, str], caplog: pytest.LogCaptureFixture
+) -> None:
     fake, url = fake_es
     fake.refuse_ids = {"2"}
     part = ElasticsearchSearchSink(url).build("write_search", 0, 1)
-    with pytest.raises(SearchIndexError, match="refused 1 of 2 search documents") as caught:
-        part.write_batch([make_ticket(1, 10), make_ticket(2, 10)])
-    assert "document_parsing_exception" in str(caught.value)
+    part.write_batch([make_ticket(1, 10), make_ticket(2, 11)])
+    assert ("triage-tickets", "1") in fake.docs
+    assert "Elasticsearch refused triage-tickets/2" in caplog.text
     part.close()
+
+
+def test_documents_refused_for_a_server_error_are_sent_again_alone(
+    fake_es: tuple[FakeElasticsearch, str],
+) -> None:
+    fake, url = fake_es
+    fake.fail_ids = {"2": 2}
+    part = ElasticsearchSearchSink(url, backoff_initial=0.01).build("write_search", 0, 1)
+    part.write_batch([make_ticket(1, 10), make_ticket(2, 11)])
+    assert fake.docs[("triage-tickets", "2")][0] == 11
+    bulks = [r[2] for r in fake.requests if r[1] == "/_bulk"]
+    assert [len(b) // 2 for b in bulks] == [2, 1, 1]
+    part.close()
+
+
+def test_server_errors_give_up_after_max_retries(fake_es: tuple[FakeElasticsearch, str]) -> None:
+    fake, url = fake_es
+    fake.fail_ids = {"1": 100}
+    sink = ElasticsearchSearchSink(url, backoff_initial=0.01, max_retries=2)
+    part = sink.build("write_search", 0, 1)
+    with pytest.raises(SearchIndexError, match="kept refusing 1 of 1") as caught:
+        part.write_batch([make_ticket(1, 10)])
+    assert "shard failure" in str(caught.value)
+    part.close()
+
+
+def test_bulk_errors_are_sorted_by_what_to_do() -> None:
+    outcome = classify_bulk(
+        [
+            (True, {"index": {"status": 200}}),
+            (False, {"index": {"status": 409, "_id": "1"}}),
+            (False, {"index": {"status": 429, "_id": "2"}}),
+            (False, {"index": {"status": 503, "_id": "3"}}),
+            (False, {"index": {"status": 400, "_id": "4"}}),
+            (False, {"index": {"status": 413, "_id": "5"}}),
+        ]
+    )
+    assert outcome.conflicts == 1
+    assert [i["index"]["_id"] for i in outcome.transient] == ["2", "3"]
+    assert [i["index"]["_id"] for i in outcome.refused] == ["4", "5"]
+
+
+def test_refusal_reasons_and_documents_are_read_from_the_bulk_response() -> None:
+    actions = bulk_actions(
+        SearchDocuments([], [KbDocument(7, 1042, False, "R\x00", "é", "b", "en", None)]),
+        "triage",
+    )
+    item = {
+        "index": {
+            "_index": "triage-kb",
+            "_id": "7",
+            "status": 400,
+            "error": {
+                "type": "mapper_parsing_exception",
+                "reason": "failed to parse field [updated_at]",
+                "caused_by": {"type": "illegal_argument_exception", "reason": "bad date"},
+            },
+        }
+    }
+    unknown = {"index": {"_index": "triage-kb", "_id": "8", "status": 400, "error": "gone"}}
+    letter, orphan = refused_dead_letters([item, unknown], actions, now=T0)
+    assert letter.reason == (
+        "elasticsearch 400 mapper_parsing_exception: failed to parse field [updated_at] "
+        "(caused by illegal_argument_exception: bad date)"
+    )
+    assert (letter.stage, letter.topic, letter.key, letter.failed_at) == (
+        "write_search",
+        "triage-kb",
+        "7",
+        T0,
+    )
+    assert letter.position.lsn == 1042
+    # The payload is ASCII JSON: no NUL or non-ASCII byte reaches the dead-letter store.
+    assert letter.payload is not None and letter.payload.isascii()
+    assert json.loads(letter.payload)["body"] == "é"
+    assert (orphan.key, orphan.payload, orphan.reason) == ("8", None, "elasticsearch 400 gone")
 
 
 def test_unavailable_cluster_is_retried(fake_es: tuple[FakeElasticsearch, str]) -> None:
