@@ -12,6 +12,8 @@ from __future__ import annotations
 import contextlib
 import os
 import shutil
+import signal
+import threading
 import time
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import replace
@@ -58,7 +60,7 @@ def run_kafka_demo(
     root.mkdir(parents=True, exist_ok=True)
     say = (lambda *_: None) if opts.quiet else console.print
 
-    with open_stack(settings, root / "services") as stack:
+    with _stop_signals_once(), open_stack(settings, root / "services") as stack:
         migrate(stack)
         say("[bold]Kafka[/] starting a KRaft broker and Kafka Connect with Debezium")
         started = time.monotonic()
@@ -90,6 +92,8 @@ def run_kafka_demo(
                 summary["kafka"] = kafka_summary(cdc, settle_lag(cdc, recovery_dir, flow_id))
                 if on_summary is not None:
                     on_summary(summary)
+                if not opts.serve:
+                    _ignore_stop_signals()  # only the shutdown is left: let it finish
 
             with _inherited_env(cdc.pipeline_env()):
                 return run_demo(
@@ -139,3 +143,35 @@ def _inherited_env(values: Mapping[str, str]) -> Iterator[None]:
                 os.environ.pop(key, None)
             else:
                 os.environ[key] = value
+
+
+_STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)
+
+
+def _ignore_stop_signals() -> None:
+    if threading.current_thread() is threading.main_thread():
+        for signum in _STOP_SIGNALS:
+            signal.signal(signum, signal.SIG_IGN)
+
+
+@contextlib.contextmanager
+def _stop_signals_once() -> Iterator[None]:
+    """Ctrl-C or SIGTERM stops the run once; later ones are ignored until it has stopped.
+
+    A second signal would interrupt the shutdown itself and leave the pipeline, Connect or
+    the broker running without a parent. Previous handlers are restored on exit.
+    """
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def stop(signum: int, _frame: object) -> None:
+        _ignore_stop_signals()
+        raise KeyboardInterrupt(f"signal {signum}")
+
+    previous = {signum: signal.signal(signum, stop) for signum in _STOP_SIGNALS}
+    try:
+        yield
+    finally:
+        for signum, handler in previous.items():
+            signal.signal(signum, handler)

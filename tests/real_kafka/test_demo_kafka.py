@@ -2,14 +2,16 @@
 
 The command starts everything itself (PostgreSQL, Redis, a KRaft broker, Kafka Connect
 with the production connector, the pipeline in Kafka mode and the API), drives a small
-workload and prints the summary as one JSON line; afterwards nothing it started may be
-left running.
+workload and prints the summary as one JSON line. With ``--serve`` it then keeps serving
+until SIGTERM, after which nothing it started may be left running.
 """
 
 from __future__ import annotations
 
 import json
 import os
+import select
+import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -25,36 +27,50 @@ TICKETS = 12
 
 
 def _processes_under(path: Path) -> list[str]:
-    """Command lines of running processes that mention ``path`` (services keep their state
-    directories on their command lines)."""
+    """Running processes whose command line or state directory (``TRIAGE_STATE_DIR``, how
+    the pipeline is told where it lives) mentions ``path``."""
     found = []
     for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit():
+        if not entry.name.isdigit() or int(entry.name) == os.getpid():
             continue
         try:
             cmdline = (entry / "cmdline").read_bytes().replace(b"\0", b" ").decode()
+            environ = (entry / "environ").read_bytes().split(b"\0")
         except OSError:
             continue
-        if str(path) in cmdline and "pytest" not in cmdline:
+        state_dirs = [v.decode() for v in environ if v.startswith(b"TRIAGE_STATE_DIR=")]
+        if str(path) in cmdline or any(str(path) in v for v in state_dirs):
             found.append(f"{entry.name}: {cmdline[:200]}")
     return found
 
 
-def test_demo_through_debezium_and_kafka_routes_every_ticket_and_reports_lag(
+def test_demo_through_kafka_routes_every_ticket_reports_lag_and_stops_cleanly(
     jvm_ready: str, tmp_path: Path
 ) -> None:
     env = {k: v for k, v in os.environ.items() if not k.startswith("TRIAGE_")}
     env["TRIAGE_API__PORT"] = str(free_port())
     state = tmp_path / "state"
-    result = subprocess.run(
-        [
-            sys.executable, "-m", "triage", "demo", "--cdc", "kafka", "--json",
-            "--tickets", str(TICKETS), "--rate", "12", "--state-dir", str(state),
-        ],
-        cwd=REPO, env=env, capture_output=True, text=True, timeout=300, check=False,
-    )  # fmt: skip
-    assert result.returncode == 0, result.stderr[-3000:]
-    summary = json.loads(result.stdout.strip().splitlines()[-1])
+    errors = tmp_path / "demo.err"
+    with errors.open("wb") as stderr:
+        proc = subprocess.Popen(
+            [
+                sys.executable, "-m", "triage", "demo", "--cdc", "kafka", "--json", "--serve",
+                "--tickets", str(TICKETS), "--rate", "12", "--state-dir", str(state),
+            ],
+            cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=stderr, text=True,
+        )  # fmt: skip
+    try:
+        line = _read_line(proc, timeout=300)
+        assert line, errors.read_text()[-3000:]
+        summary = json.loads(line)
+        proc.send_signal(signal.SIGTERM)
+        code = proc.wait(timeout=120)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    assert code == 0, errors.read_text()[-3000:]
+    assert _processes_under(state) == []
 
     assert summary["tickets_created"] == TICKETS
     assert summary["tickets_routed"] == TICKETS
@@ -71,4 +87,10 @@ def test_demo_through_debezium_and_kafka_routes_every_ticket_and_reports_lag(
     assert lag["total"] == 0, lag
     assert set(lag["by_topic"]) == set(lag["records"])
     assert (state / "demo" / "connect" / "connect.log").exists()
-    assert _processes_under(state) == []
+
+
+def _read_line(proc: subprocess.Popen[str], *, timeout: float) -> str:
+    """The first line the process prints, or "" when it exits or ``timeout`` passes."""
+    assert proc.stdout is not None
+    ready, _, _ = select.select([proc.stdout], [], [], timeout)
+    return proc.stdout.readline().strip() if ready else ""
