@@ -1,0 +1,128 @@
+"""Least-privilege database logins of the production stack (sql/roles), on real PostgreSQL.
+
+In the same order as the compose stack: the roles first (the database's first start),
+then the migrations as the owner. Then each login does what its service does, and is
+refused what it must not do.
+"""
+
+from __future__ import annotations
+
+import uuid
+from pathlib import Path
+
+import psycopg
+import pytest
+from psycopg.conninfo import make_conninfo
+
+from sinks.migrations import apply_migrations
+from sinks.postgres import PostgresSink
+from tests.integration.test_postgres_sink import make_decision, make_enriched
+
+pytestmark = pytest.mark.integration
+
+SQL = Path(__file__).resolve().parents[2] / "sql"
+
+
+def run_file(dsn: str, path: Path) -> None:
+    with psycopg.connect(dsn, autocommit=True) as conn:
+        conn.execute(path.read_bytes())
+
+
+def as_role(dsn: str, role: str) -> str:
+    # The private test cluster trusts local connections: no password needed here.
+    return make_conninfo(dsn, user=role)
+
+
+def refused(dsn: str, statement: str) -> bool:
+    with psycopg.connect(dsn) as conn:
+        try:
+            conn.execute(statement.encode())
+        except psycopg.errors.InsufficientPrivilege:
+            return True
+    return False
+
+
+def run(dsn: str, statement: str) -> None:
+    with psycopg.connect(dsn) as conn:
+        conn.execute(statement.encode())
+
+
+@pytest.fixture
+def analytics(pg_dsn: str) -> str:
+    run_file(pg_dsn, SQL / "roles" / "analytics_roles.sql")
+    apply_migrations(pg_dsn, SQL / "analytics")
+    return pg_dsn
+
+
+def test_the_pipeline_login_writes_rows_but_changes_no_schema(analytics: str) -> None:
+    dsn = as_role(analytics, "triage_pipeline")
+    part = PostgresSink(dsn, max_retries=0).build("write_analytics", 0, 1)
+    try:
+        part.write_batch([make_enriched(1, 10), make_decision(1, 10)])
+    finally:
+        part.close()
+    with psycopg.connect(analytics) as conn:
+        assert conn.execute("SELECT count(*) FROM analytics.routing_decisions").fetchone() == (1,)
+    assert refused(dsn, "CREATE TABLE analytics.extra (id int)")
+    assert refused(dsn, "DROP TABLE analytics.ticket_facts")
+
+
+def test_the_api_login_reads_and_writes_only_its_audit(analytics: str) -> None:
+    dsn = as_role(analytics, "triage_api")
+    with psycopg.connect(analytics) as conn:
+        conn.execute(
+            "INSERT INTO analytics.api_keys (key_id, name, key_hash, scopes) "
+            "VALUES ('k1', 'ops', %s, '{admin}')",
+            ("a" * 64,),
+        )
+    with psycopg.connect(dsn) as conn:
+        assert conn.execute("SELECT count(*) FROM analytics.ticket_facts").fetchone() == (0,)
+    run(dsn, "INSERT INTO analytics.api_audit (at, key_id, method, path, status_code) "
+             "VALUES (now(), 'k1', 'GET', '/v1/tickets/1', 200)")  # fmt: skip
+    run(dsn, "UPDATE analytics.api_keys SET last_used_at = now() WHERE key_id = 'k1'")
+    assert refused(dsn, "UPDATE analytics.api_keys SET revoked_at = NULL WHERE key_id = 'k1'")
+    assert refused(dsn, "INSERT INTO analytics.ticket_facts (ticket_id) VALUES (1)")
+    assert refused(dsn, "DELETE FROM analytics.api_audit")
+    assert refused(dsn, "CREATE TABLE analytics.extra (id int)")
+
+
+def test_the_bi_login_only_reads_including_tables_added_later(analytics: str) -> None:
+    dsn = as_role(analytics, "triage_bi")
+    # A table a later migration adds, created by the owner: default privileges cover it.
+    run(analytics, "CREATE TABLE analytics.added_later (id int)")
+    with psycopg.connect(dsn) as conn:
+        assert conn.execute("SELECT count(*) FROM analytics.added_later").fetchone() == (0,)
+    assert refused(dsn, "INSERT INTO analytics.added_later VALUES (1)")
+    assert refused(
+        dsn,
+        "INSERT INTO analytics.api_audit (at, key_id, method, path, status_code) "
+        "VALUES (now(), 'k', 'GET', '/', 200)",
+    )
+    run(as_role(analytics, "triage_pipeline"), "INSERT INTO analytics.added_later VALUES (1)")
+
+
+def test_the_cdc_login_reads_only_the_published_tables(pg_dsn: str) -> None:
+    apply_migrations(pg_dsn, SQL / "source", schema="public")
+    run(pg_dsn, "CREATE TABLE public.payroll (id int)")
+    run_file(pg_dsn, SQL / "roles" / "source_roles.sql")
+    dsn = as_role(pg_dsn, "triage_cdc")
+    with psycopg.connect(dsn) as conn:
+        assert conn.execute("SELECT count(*) FROM public.tickets").fetchone() == (0,)
+        replication = conn.execute(
+            "SELECT rolreplication FROM pg_roles WHERE rolname = current_user"
+        ).fetchone()
+        assert replication == (True,)
+    assert refused(dsn, "SELECT * FROM public.payroll")
+    assert refused(dsn, "INSERT INTO public.customers (name, email) VALUES ('a', 'a@b.c')")
+    # What Debezium and the embedded reader do: a logical slot with pgoutput, peeked.
+    slot = f"roles_{uuid.uuid4().hex[:8]}"
+    with psycopg.connect(dsn, autocommit=True) as conn:
+        conn.execute("SELECT pg_create_logical_replication_slot(%s, 'pgoutput')", (slot,))
+        try:
+            conn.execute(
+                "SELECT count(*) FROM pg_logical_slot_peek_binary_changes(%s, NULL, NULL, "
+                "'proto_version', '1', 'publication_names', 'triage_cdc')",
+                (slot,),
+            )
+        finally:
+            conn.execute("SELECT pg_drop_replication_slot(%s)", (slot,))
