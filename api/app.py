@@ -12,6 +12,8 @@ import redis
 from fastapi import Depends, FastAPI, Request
 from fastapi.responses import JSONResponse
 from psycopg_pool import ConnectionPool, PoolTimeout
+from redis import asyncio as aioredis
+from redis.asyncio.retry import Retry as AsyncRetry
 from redis.backoff import ExponentialBackoff
 from redis.retry import Retry
 
@@ -59,6 +61,18 @@ def _redis_client(settings: ApiSettings) -> redis.Redis:
     )
 
 
+def _async_redis_client(settings: ApiSettings) -> aioredis.Redis:
+    """The event loop's client, for the hottest reads (no thread hop per request)."""
+    timeout = settings.store_timeout_s
+    return aioredis.Redis.from_url(
+        settings.redis_url,
+        decode_responses=True,
+        socket_timeout=timeout,
+        socket_connect_timeout=timeout,
+        retry=AsyncRetry(ExponentialBackoff(cap=0.2, base=0.05), 1),
+    )
+
+
 def _pg_options(settings: ApiSettings) -> str:
     # Dashboard queries call time_bucket unqualified: TimescaleDB's in public, or the shim
     # in the analytics schema on plain PostgreSQL. The statement timeout bounds every
@@ -95,17 +109,21 @@ def create_app(settings: ApiSettings) -> FastAPI:
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         app.state.settings = settings
         app.state.redis = _redis_client(settings)
+        app.state.aredis = _async_redis_client(settings)
         pool = _pg_pool(settings)
         # Not waiting: the pool keeps connecting in the background while the API serves.
         pool.open(wait=False)
         app.state.pg_pool = pool
-        app.state.access = AccessControl(settings, pool=pool, client=app.state.redis).start()
+        app.state.access = AccessControl(
+            settings, pool=pool, client=app.state.redis, aclient=app.state.aredis
+        ).start()
         try:
             yield
         finally:
             app.state.access.close()
             pool.close()
             app.state.redis.close()
+            await app.state.aredis.aclose()
 
     app = FastAPI(
         title="Smart Triage API",

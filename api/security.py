@@ -32,7 +32,7 @@ import re
 import secrets
 import threading
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Annotated, Any
@@ -44,6 +44,8 @@ from fastapi.security import APIKeyHeader, HTTPAuthorizationCredentials, HTTPBea
 from psycopg import sql
 from psycopg.rows import dict_row
 from psycopg_pool import ConnectionPool
+from redis import asyncio as aioredis
+from starlette.concurrency import run_in_threadpool
 from starlette.datastructures import MutableHeaders
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
@@ -329,9 +331,15 @@ class RateLimiter:
     """
 
     def __init__(
-        self, client: redis.Redis, *, prefix: str, clock: Callable[[], float] = time.time
+        self,
+        client: redis.Redis,
+        *,
+        prefix: str,
+        clock: Callable[[], float] = time.time,
+        aclient: aioredis.Redis | None = None,
     ) -> None:
         self._client = client
+        self._aclient = aclient
         self._prefix = prefix
         self.clock = clock
 
@@ -348,6 +356,22 @@ class RateLimiter:
             pipe.incr(counter)
             pipe.expire(counter, RATE_WINDOW_S + reset_s)
             used, _ = pipe.execute()
+        except redis.RedisError as exc:
+            log.warning("rate limit not applied to %s, redis unavailable: %s", key_id, exc)
+            return None
+        return RateLimit(limit=limit, used=int(used), reset_s=reset_s)
+
+    async def hit_async(self, key_id: str, limit: int) -> RateLimit | None:
+        """:meth:`hit` on the event loop (the asyncio client); same counter, same rules."""
+        if self._aclient is None:
+            return await run_in_threadpool(self.hit, key_id, limit)
+        window, reset_s = fixed_window(self.clock())
+        counter = f"{self._prefix}:ratelimit:{key_id}:{window}"
+        try:
+            async with self._aclient.pipeline(transaction=True) as pipe:
+                pipe.incr(counter)
+                pipe.expire(counter, RATE_WINDOW_S + reset_s)
+                used, _ = await pipe.execute()
         except redis.RedisError as exc:
             log.warning("rate limit not applied to %s, redis unavailable: %s", key_id, exc)
             return None
@@ -374,6 +398,16 @@ class KeyCache:
         self._lock = threading.Lock()
         self._entries: dict[str, tuple[float, ApiKey | None]] = {}
 
+    def peek(self, key_hash: str) -> tuple[bool, ApiKey | None]:
+        """``(True, key)`` when ``key_hash`` is cached and fresh, else ``(False, None)``."""
+        if self._ttl <= 0:
+            return False, None
+        with self._lock:
+            hit = self._entries.get(key_hash)
+        if hit is not None and hit[0] > self.clock():
+            return True, hit[1]
+        return False, None
+
     def lookup(self, key_hash: str, load: Callable[[], ApiKey | None]) -> ApiKey | None:
         """The cached key for ``key_hash``, else ``load()`` (cached for next time)."""
         if self._ttl <= 0:
@@ -394,6 +428,18 @@ class KeyCache:
         return value
 
 
+def _principal(found: ApiKey | None) -> Principal:
+    if found is None:
+        raise _unauthorized("unknown API key", invalid=True)
+    if found.revoked_at is not None:
+        raise _unauthorized("revoked API key", invalid=True)
+    return Principal(
+        key_id=found.key_id,
+        scopes=frozenset(found.scopes),
+        rate_limit_per_minute=found.rate_limit_per_minute,
+    )
+
+
 def _unauthorized(detail: str, *, invalid: bool) -> HTTPException:
     challenge = f'Bearer realm="{REALM}"' + (', error="invalid_token"' if invalid else "")
     return HTTPException(status_code=401, detail=detail, headers={"WWW-Authenticate": challenge})
@@ -403,12 +449,17 @@ class AccessControl:
     """Per-app security state: the key cache, the rate limiter and the audit writer."""
 
     def __init__(
-        self, settings: ApiSettings, *, pool: ConnectionPool[Any], client: redis.Redis
+        self,
+        settings: ApiSettings,
+        *,
+        pool: ConnectionPool[Any],
+        client: redis.Redis,
+        aclient: aioredis.Redis | None = None,
     ) -> None:
         self.settings = settings
         self._pool = pool
         self.keys = KeyCache(settings.auth_cache_ttl_s)
-        self.limiter = RateLimiter(client, prefix=settings.key_prefix)
+        self.limiter = RateLimiter(client, prefix=settings.key_prefix, aclient=aclient)
         self.audit = AuditWriter(pool, schema=settings.analytics_schema)
 
     def start(self) -> AccessControl:
@@ -435,16 +486,16 @@ class AccessControl:
         if not is_well_formed_key(key):
             raise _unauthorized("unknown API key", invalid=True)
         key_hash = hash_api_key(key)
-        found = self.keys.lookup(key_hash, lambda: self._load(key_hash))
-        if found is None:
-            raise _unauthorized("unknown API key", invalid=True)
-        if found.revoked_at is not None:
-            raise _unauthorized("revoked API key", invalid=True)
-        return Principal(
-            key_id=found.key_id,
-            scopes=frozenset(found.scopes),
-            rate_limit_per_minute=found.rate_limit_per_minute,
-        )
+        return _principal(self.keys.lookup(key_hash, lambda: self._load(key_hash)))
+
+    async def authenticate_async(self, key: str | None) -> Principal:
+        """:meth:`authenticate` from the event loop: a cached key costs no thread hop;
+        only a cache miss (a database query) goes to the thread pool."""
+        if key and is_well_formed_key(key):
+            cached, found = self.keys.peek(hash_api_key(key))
+            if cached:
+                return _principal(found)
+        return await run_in_threadpool(self.authenticate, key)
 
     def _load(self, key_hash: str) -> ApiKey | None:
         with self._pool.connection() as conn:
@@ -479,7 +530,7 @@ _api_key_header = APIKeyHeader(
 )
 
 
-def require_scope(scope: str, *, audit: bool = False) -> Callable[..., Principal]:
+def require_scope(scope: str, *, audit: bool = False) -> Callable[..., Awaitable[Principal]]:
     """A dependency that admits requests holding ``scope``; ``audit`` records them.
 
     Answers 401 (with ``WWW-Authenticate``) for a missing, unknown or revoked key, 429
@@ -492,7 +543,9 @@ def require_scope(scope: str, *, audit: bool = False) -> Callable[..., Principal
     if scope not in SCOPES:
         raise ValueError(f"unknown scope {scope!r}; known: {', '.join(SCOPES)}")
 
-    def check_access(
+    # Async: on the event loop a cached key and the rate-limit count (one Redis round
+    # trip on the asyncio client) cost no thread hop; that hop was most of a cheap read.
+    async def check_access(
         request: Request,
         bearer: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
         api_key: Annotated[str | None, Depends(_api_key_header)],
@@ -505,10 +558,12 @@ def require_scope(scope: str, *, audit: bool = False) -> Callable[..., Principal
             seen.principal = ANONYMOUS
             return ANONYMOUS
         if seen.principal is None:
-            seen.principal = control.authenticate(bearer.credentials if bearer else api_key)
+            seen.principal = await control.authenticate_async(
+                bearer.credentials if bearer else api_key
+            )
             limit = seen.principal.rate_limit_per_minute
             if limit is not None:
-                seen.rate = control.limiter.hit(seen.principal.key_id, limit)
+                seen.rate = await control.limiter.hit_async(seen.principal.key_id, limit)
         principal = seen.principal
         if seen.rate is not None and seen.rate.exceeded:
             raise HTTPException(

@@ -18,8 +18,9 @@ from psycopg import sql
 from psycopg.rows import dict_row
 from psycopg_pool import ConnectionPool
 from pydantic import ValidationError
+from starlette.concurrency import run_in_threadpool
 
-from api.deps import PgPoolDep, RedisDep, SettingsDep
+from api.deps import AsyncRedisDep, PgPoolDep, RedisDep, SettingsDep
 from api.schemas import (
     AgentQueuePublic,
     ErrorPublic,
@@ -109,6 +110,12 @@ def get_decision(
         log.warning("redis unavailable for ticket %d, reading analytics: %s", ticket_id, exc)
     except (KeyError, ValueError, ValidationError):
         log.exception("malformed routing hash for ticket %d, reading analytics", ticket_id)
+    return _analytics_decision(pool=pool, schema=schema, ticket_id=ticket_id)
+
+
+def _analytics_decision(
+    *, pool: ConnectionPool[Any], schema: str, ticket_id: int
+) -> RoutingDecisionPublic | None:
     query = sql.SQL("SELECT {cols} FROM {table} WHERE ticket_id = %s").format(
         cols=sql.SQL(", ").join(map(sql.Identifier, _DECISION_COLUMNS)),
         table=sql.Identifier(schema, "routing_decisions"),
@@ -181,16 +188,25 @@ def _redis_page(
     ),
     responses={404: {"model": ErrorPublic, "description": "No decision for this ticket"}},
 )
-def read_ticket_routing(
-    ticket_id: TicketId, client: RedisDep, pool: PgPoolDep, settings: SettingsDep
+async def read_ticket_routing(
+    ticket_id: TicketId, aclient: AsyncRedisDep, pool: PgPoolDep, settings: SettingsDep
 ) -> RoutingDecisionPublic:
-    decision = get_decision(
-        client=client,
-        pool=pool,
-        prefix=settings.key_prefix,
-        schema=settings.analytics_schema,
-        ticket_id=ticket_id,
-    )
+    # The hottest read: Redis on the event loop; only the fallback takes a thread.
+    decision: RoutingDecisionPublic | None = None
+    try:
+        fields: dict[str, str] = await aclient.hgetall(  # type: ignore[assignment]
+            f"{settings.key_prefix}:ticket:{ticket_id}:routing"
+        )
+        if fields:
+            decision = _decision_from_hash(fields)
+    except redis.RedisError as exc:
+        log.warning("redis unavailable for ticket %d, reading analytics: %s", ticket_id, exc)
+    except (KeyError, ValueError, ValidationError):
+        log.exception("malformed routing hash for ticket %d, reading analytics", ticket_id)
+    if decision is None:
+        decision = await run_in_threadpool(
+            _analytics_decision, pool=pool, schema=settings.analytics_schema, ticket_id=ticket_id
+        )
     if decision is None:
         raise HTTPException(status_code=404, detail=f"no routing decision for ticket {ticket_id}")
     return decision
