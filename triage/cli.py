@@ -711,3 +711,35 @@ def kafka_create_topics(
         raise _fail(str(exc)) from exc
     console.print(f"topics created: {', '.join(created) or 'none'}")
     console.print(f"topics configured: {', '.join(configured) or 'none'}")
+
+
+rebuild_app = typer.Typer(help="Re-create a derived store from the analytics store.")
+app.add_typer(rebuild_app, name="rebuild")
+
+
+@rebuild_app.command("redis")
+def rebuild_redis_command(
+    page: Annotated[int, typer.Option(min=1, help="Rows per read and per Redis batch.")] = 5000,
+    state_dir: StateDir = None,
+) -> None:
+    """Re-create Redis live state (routing, queues, SLA clocks, risk) from the analytics
+    store (TRIAGE_ANALYTICS__DSN → TRIAGE_REDIS__URL). Idempotent and resumable: safe to
+    run again, and while the pipeline runs."""
+    from rich.progress import Progress
+
+    from triage.rebuild import count_rows, rebuild_redis
+    from triage.runtime import open_stack
+
+    settings = _settings(state_dir)
+    with open_stack(settings, settings.state_dir / "services") as stack:
+        totals = count_rows(stack.analytics_dsn)
+        with Progress(console=console) as bar:
+            tasks = {table: bar.add_task(table, total=n) for table, n in totals.items()}
+            read = rebuild_redis(
+                stack.analytics_dsn,
+                stack.redis_url,
+                prefix=settings.redis.key_prefix,
+                page=page,
+                progress=lambda table, n: bar.advance(tasks[table], n),
+            )
+    console.print("applied to Redis: " + ", ".join(f"{t} {n}" for t, n in read.items()))
