@@ -257,6 +257,7 @@ def run_api_bench(
             "TRIAGE_API__AUTH_REQUIRED": "true",
             "TRIAGE_STATE_DIR": str(state_dir),
         }
+        state_dir.mkdir(parents=True, exist_ok=True)
         log = (state_dir / "api.log").open("ab")
         server = subprocess.Popen(
             [sys.executable, "-m", "uvicorn", "triage.api_server:app_from_env", "--factory",

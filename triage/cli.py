@@ -248,20 +248,26 @@ def pipeline(
 @app.command()
 def api(
     port: Annotated[int | None, typer.Option(help="Port (default TRIAGE_API__PORT).")] = None,
+    workers: Annotated[
+        int | None,
+        typer.Option(min=1, max=64, help="Worker processes (default TRIAGE_API__WORKERS)."),
+    ] = None,
     state_dir: StateDir = None,
 ) -> None:
     """Serve the read API (routing decisions, agent queues, health)."""
-    import uvicorn
-
-    from api.app import create_app
-    from triage.runtime import api_settings, open_stack
+    from triage.api_server import serve
+    from triage.runtime import open_stack
 
     settings = _settings(state_dir)
     _stop_on_sigterm()  # until uvicorn takes the signals over (it stops gracefully on both)
     try:
         with open_stack(settings, settings.state_dir / "services") as stack:
-            app_ = create_app(api_settings(settings, stack))
-            uvicorn.run(app_, host=settings.api.host, port=port or settings.api.port)
+            serve(
+                settings,
+                stack,
+                port=port or settings.api.port,
+                workers=workers or settings.api.workers,
+            )
     except KeyboardInterrupt:
         raise typer.Exit(130) from None
 
@@ -299,8 +305,15 @@ def generate(
     console.print(f"created {len(report.created_ticket_ids)} tickets")
 
 
-@app.command()
+bench_app = typer.Typer(
+    help="Benchmarks that print JSON: the pipeline (default) and the read API (`bench api`).",
+    invoke_without_command=True,
+)
+
+
+@bench_app.callback()
 def bench(
+    ctx: typer.Context,
     events: Annotated[int, typer.Option(min=100, help="Tickets for the throughput run.")] = 50000,
     rate: Annotated[float, typer.Option(min=1, help="Offered tickets/s for latency.")] = 200.0,
     seconds: Annotated[float, typer.Option(min=1, help="Length of the latency run.")] = 20.0,
@@ -325,7 +338,10 @@ def bench(
 ) -> None:
     """Benchmark the embedded path; prints JSON (latency, stages, throughput, scale).
 
-    With --cdc kafka: the latency run through Debezium and Kafka, same JSON."""
+    With --cdc kafka: the latency run through Debezium and Kafka, same JSON. `triage bench
+    api` benchmarks the read API instead."""
+    if ctx.invoked_subcommand is not None:
+        return
     from triage.bench import run_bench, run_kafka_bench
 
     try:
@@ -348,6 +364,40 @@ def bench(
         processes=counts, scale_events=scale_events,
     )  # fmt: skip
     sys.stdout.write(json.dumps(result) + "\n")
+
+
+@bench_app.command("api")
+def bench_api(
+    rate: Annotated[
+        float,
+        typer.Option(min=0, help="Offered requests/s (open loop); 0: as fast as it answers."),
+    ] = 1000.0,
+    seconds: Annotated[float, typer.Option(min=1, help="Length of the measured run.")] = 20.0,
+    connections: Annotated[int, typer.Option(min=1, max=1024, help="Keep-alive connections.")] = 64,
+    workers: Annotated[
+        int | None, typer.Option(min=1, max=64, help="API processes (default TRIAGE_API__WORKERS).")
+    ] = None,
+    tickets: Annotated[int, typer.Option(min=1, help="Routing decisions to read.")] = 10000,
+    state_dir: StateDir = None,
+) -> None:
+    """Benchmark `GET /v1/tickets/{id}/routing` (auth on, audit on); prints JSON with
+    achieved rate, status counts, errors and p50/p90/p99 latency from each request's due
+    time (no coordinated omission)."""
+    from triage.api_bench import run_api_bench
+    from triage.services import ServiceError
+
+    settings = _settings(state_dir)
+    try:
+        result = run_api_bench(
+            settings, rate=rate, seconds=seconds, connections=connections,
+            workers=workers or settings.api.workers, tickets=tickets, console=console,
+        )  # fmt: skip
+    except (ServiceError, RuntimeError) as exc:
+        raise _fail(str(exc)) from exc
+    sys.stdout.write(json.dumps(result) + "\n")
+
+
+app.add_typer(bench_app, name="bench")
 
 
 @app.command()
