@@ -28,7 +28,9 @@ from models.sla import SlaEvent
 from models.telemetry import report_dead_letters, report_stage, telemetry
 from models.windows import WindowResult
 from sinks.dead_letters import rejected_dead_letter, store_reason, write_isolating
+from sinks.retry import retry_connection_loss
 from sinks.staged import StagedTable, StagedWriter
+from sinks.timescale import continuous_aggregates_present, refresh_late_hours
 
 log = logging.getLogger(__name__)
 
@@ -609,7 +611,15 @@ class _PostgresPartition(StatelessSinkPartition[AnalyticsItem]):
         max_retries: int | None,
     ) -> None:
         self._schema = schema
+        self._dsn = dsn
+        self._connect_timeout = connect_timeout
+        self._backoff = (backoff_initial, backoff_max)
+        self._max_retries = max_retries
         self._refresh_rollups: sql.Composed | None = None
+        # TimescaleDB: the continuous aggregates late rows must refresh, and the autocommit
+        # connection that refreshes them (opened at the first late row).
+        self._caggs: list[str] = []
+        self._refresh_conn: psycopg.Connection[Any] | None = None
         self._writer = StagedWriter(
             dsn,
             schema=schema,
@@ -637,6 +647,7 @@ class _PostgresPartition(StatelessSinkPartition[AnalyticsItem]):
             if found is not None and found[0] is not None
             else None
         )
+        self._caggs = continuous_aggregates_present(conn, self._schema)
 
     def _refresh_touched_hours(
         self, conn: psycopg.Connection[Any], rows: dict[str, list[tuple[Any, ...]]]
@@ -655,6 +666,8 @@ class _PostgresPartition(StatelessSinkPartition[AnalyticsItem]):
         errors (a missing table, a bug) propagate.
         """
         rejected = write_isolating(items, self._write)
+        if self._caggs:
+            self._refresh_late_hours(items)
         if not rejected:
             return
         letters = []
@@ -666,6 +679,59 @@ class _PostgresPartition(StatelessSinkPartition[AnalyticsItem]):
         for letter, exc in write_isolating(letters, self._write):
             log.error("dead letter refused too, dropped: %r (%s)", letter, store_reason(exc))
 
+    def _refresh_late_hours(self, items: Sequence[AnalyticsItem]) -> None:
+        """TimescaleDB: refresh the exact hours of each continuous aggregate that rows
+        older than its policy window touched (after the commit, on an autocommit
+        connection, as TimescaleDB requires). A crash before this replays the batch,
+        whose rows are the same, so the refresh happens then."""
+        metric_hours, load_hours, sla_hours = rollup_hours(batch_to_rows(items))
+        touched = {
+            "metrics_hourly": metric_hours,
+            "agent_load_hourly": load_hours,
+            "sla_hourly": sla_hours,
+        }
+        wanted = {name: hours for name, hours in touched.items() if hours and name in self._caggs}
+        if not wanted:
+            return
+
+        def attempt() -> None:
+            if self._refresh_conn is None or self._refresh_conn.closed:
+                self._refresh_conn = psycopg.connect(
+                    self._dsn, autocommit=True, connect_timeout=self._connect_timeout
+                )
+            try:
+                done = refresh_late_hours(
+                    self._refresh_conn, self._schema, wanted, now=datetime.now(UTC)
+                )
+            except psycopg.errors.InsufficientPrivilege as exc:
+                # The rows are committed; only the aggregates lag. Not worth stopping the
+                # flow for: say once what fixes it, and stop trying.
+                log.error(
+                    "cannot refresh continuous aggregates for late rows (%s); run the "
+                    "pipeline as the aggregates' owner, or refresh them with "
+                    "refresh_continuous_aggregate after back-fills",
+                    exc,
+                )
+                self._caggs = []
+                return
+            for name, start, end in done:
+                log.info("refreshed %s for late rows in [%s, %s)", name, start, end)
+
+        retry_connection_loss(
+            attempt,
+            on_loss=self._drop_refresh_connection,
+            describe="continuous aggregate refresh",
+            on_retry=lambda: telemetry().sink_retry("postgres"),
+            initial=self._backoff[0],
+            maximum=self._backoff[1],
+            max_retries=self._max_retries,
+        )
+
+    def _drop_refresh_connection(self) -> None:
+        conn, self._refresh_conn = self._refresh_conn, None
+        if conn is not None:
+            conn.close()
+
     def _write(self, items: Sequence[AnalyticsItem]) -> None:
         rows = batch_to_rows(items)
         if not any(rows.values()):
@@ -676,8 +742,9 @@ class _PostgresPartition(StatelessSinkPartition[AnalyticsItem]):
         report_stage("write_analytics", (i for i in items if isinstance(i, RoutingDecision)))
 
     def close(self) -> None:
-        """Close the connection when the dataflow ends."""
+        """Close the connection(s) when the dataflow ends."""
         self._writer.close()
+        self._drop_refresh_connection()
 
 
 class PostgresSink(DynamicSink[AnalyticsItem]):

@@ -12,6 +12,10 @@ place when TimescaleDB is there:
 * compression and retention policies are added;
 * the ``time_bucket`` shim is dropped so that the extension's own function is used.
 
+A continuous aggregate's policy refreshes only its recent window (3 days; 7 for
+``sla_hourly``): the analytics sink refreshes the exact hours that late or back-filled rows
+touch before that window (:func:`refresh_late_hours`, after its commit).
+
 Tables keyed without their time column cannot be hypertables, so ``ticket_facts`` (one
 current row per ticket, upserted by ticket id) and ``routing_decision_history`` stay plain
 tables, and the report views over them (``volume_hourly``, ``volume_daily``,
@@ -25,7 +29,7 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 import psycopg
@@ -422,3 +426,80 @@ def _qualified(conn: psycopg.Connection[Any], schema: str, name: str) -> str:
 def _scalar(conn: psycopg.Connection[Any], query: str, params: tuple[Any, ...] = ()) -> Any:
     row = conn.execute(query, params).fetchone()
     return None if row is None else row[0]
+
+
+HOUR = timedelta(hours=1)
+
+
+def late_refresh_windows(
+    hours: list[datetime], *, now: datetime, start_offset: timedelta
+) -> list[tuple[datetime, datetime]]:
+    """The ranges of a continuous aggregate to refresh for rows written to ``hours`` (pure).
+
+    The aggregate's policy refreshes ``[now - start_offset, now - end_offset)`` on every
+    run, and real-time aggregation answers for what is newer; an hour that starts before
+    ``now - start_offset`` is never refreshed again by the policy, so a late or back-filled
+    row there would stay out of the aggregate forever. Those hours, and only those, are
+    returned as ``[start, end)`` ranges, consecutive hours merged into one range.
+
+    Example:
+        >>> from datetime import UTC, datetime, timedelta
+        >>> now = datetime(2026, 3, 10, 12, tzinfo=UTC)
+        >>> h = [datetime(2026, 3, 1, x, tzinfo=UTC) for x in (3, 4, 7)]
+        >>> h.append(now - timedelta(hours=2))  # the policy's own window
+        >>> [(a.hour, b.hour) for a, b in late_refresh_windows(h, now=now,
+        ...                                                    start_offset=timedelta(days=3))]
+        [(3, 5), (7, 8)]
+    """
+    horizon = now - start_offset
+    late = sorted({h for h in hours if h < horizon})
+    windows: list[tuple[datetime, datetime]] = []
+    for hour in late:
+        if windows and windows[-1][1] == hour:
+            windows[-1] = (windows[-1][0], hour + HOUR)
+        else:
+            windows.append((hour, hour + HOUR))
+    return windows
+
+
+def continuous_aggregates_present(conn: psycopg.Connection[Any], schema: str) -> list[str]:
+    """The names of :data:`CONTINUOUS_AGGREGATES` that exist as continuous aggregates."""
+    if _scalar(conn, "SELECT count(*) FROM pg_extension WHERE extname = 'timescaledb'") == 0:
+        return []
+    rows = conn.execute(
+        "SELECT view_name FROM timescaledb_information.continuous_aggregates"
+        " WHERE view_schema = %s",
+        (schema,),
+    ).fetchall()
+    names = {name for (name,) in rows}
+    return [c.name for c in CONTINUOUS_AGGREGATES if c.name in names]
+
+
+def refresh_late_hours(
+    conn: psycopg.Connection[Any],
+    schema: str,
+    hours_by_aggregate: dict[str, list[datetime]],
+    *,
+    now: datetime,
+) -> list[tuple[str, datetime, datetime]]:
+    """Refresh the ranges of each continuous aggregate that late rows touched.
+
+    ``conn`` must be in autocommit mode: TimescaleDB refuses to refresh inside a
+    transaction block, so this runs after the rows' own transaction committed.
+
+    Returns:
+        ``(aggregate, start, end)`` for every range refreshed.
+    """
+    offsets = {c.name: c.start_offset for c in CONTINUOUS_AGGREGATES}
+    ts_schema = _extension_schema(conn)
+    done = []
+    for name, hours in hours_by_aggregate.items():
+        for start, end in late_refresh_windows(hours, now=now, start_offset=offsets[name]):
+            conn.execute(
+                sql.SQL("CALL {}.refresh_continuous_aggregate(%s::regclass, %s, %s)").format(
+                    sql.Identifier(ts_schema)
+                ),
+                (f"{schema}.{name}", start, end),
+            )
+            done.append((name, start, end))
+    return done
