@@ -126,3 +126,5 @@ def test_the_cdc_login_reads_only_the_published_tables(pg_dsn: str) -> None:
             )
         finally:
             conn.execute("SELECT pg_drop_replication_slot(%s)", (slot,))
+        # The connector's heartbeat.action.query (infra/debezium/helpdesk-connector.json).
+        conn.execute("SELECT pg_logical_emit_message(false, 'triage-heartbeat', now()::text)")
