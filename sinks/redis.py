@@ -39,13 +39,22 @@ from models.anomaly import AnomalyAlert
 from models.helpdesk import RoutingDecision
 from models.signals import BreachRiskScore
 from models.sla import SlaEvent
-from models.telemetry import report_decisions, report_stage, report_written, telemetry
+from models.telemetry import (
+    report_dead_letters,
+    report_decisions,
+    report_stage,
+    report_written,
+    telemetry,
+)
 from sinks.retry import backoff
 
 log = logging.getLogger(__name__)
 
 RedisItem = RoutingDecision | SlaEvent | BreachRiskScore | AnomalyAlert
 """What the Redis sink accepts."""
+
+REJECTED_STAGE = "write_live"
+"""Stage under which items live state cannot hold are counted as dead letters."""
 
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
@@ -529,16 +538,26 @@ class _RedisPartition(StatelessSinkPartition[RedisItem]):
         Connection loss is retried with exponential backoff; re-running the whole batch
         is safe because the script skips items that are not newer than the stored state.
         """
-        calls = [
-            item_to_redis_call(
-                item,
-                self._prefix,
-                stream_maxlen=self._stream_maxlen,
-                released_ttl=self._released_ttl,
-                sla_ttl=self._sla_ttl,
-            )
-            for item in items
-        ]
+        calls = []
+        refused: list[tuple[str, str]] = []
+        for item in items:
+            try:
+                calls.append(
+                    item_to_redis_call(
+                        item,
+                        self._prefix,
+                        stream_maxlen=self._stream_maxlen,
+                        released_ttl=self._released_ttl,
+                        sla_ttl=self._sla_ttl,
+                    )
+                )
+            except ValueError as exc:
+                # An item live state cannot hold (an assignment without an agent, say):
+                # skipped, not fatal. The analytics store has it (or its dead letter).
+                log.error("redis live state skips %s: %s", type(item).__name__, exc)
+                refused.append((REJECTED_STAGE, f"redis: {exc}"))
+        if refused:
+            report_dead_letters(refused)
         if not calls:
             return
         # Bounded script runs: Redis serves nobody else while a script executes.
@@ -598,6 +617,10 @@ class RedisSink(DynamicSink[RedisItem]):
       the live clock, the analytics store keeps every event;
     - breach-risk score: the ticket id with the score's ``version``; only a greater one
       replaces the stored score.
+
+    An item live state cannot hold (an assignment without an agent, a negative version,
+    an SLA event before 1970) is skipped with an error log and counted as a dead letter of
+    stage ``write_live``; the rest of the batch is applied.
 
     Key layout: see the module docstring. Keys of one decision are computed inside the
     script (the previous agent's queue), so this targets a standalone Redis, not a cluster.

@@ -189,3 +189,21 @@ def test_elasticsearch_refusals_are_stored_once(analytics_dsn: str) -> None:
     assert (stage, topic, key) == ("write_search", "triage-tickets", "42")
     assert reason == "elasticsearch 400 document_parsing_exception: failed to parse"
     assert '"subject": "x\\u0000y"' in payload
+
+
+def test_redis_skips_items_live_state_cannot_hold(redis_url: str, unique: str) -> None:
+    import redis
+
+    from sinks.redis import RedisSink
+
+    prefix = f"rj{unique}"
+    part = RedisSink(redis_url, prefix=prefix, max_retries=2).build("write_live", 0, 1)
+    try:
+        nobody = replace(make_decision(2, 20), agent_id=None)  # "assigned" without an agent
+        part.write_batch([make_decision(1, 10), nobody, make_decision(3, 30)])
+        part.write_batch([make_decision(4, 40)])
+    finally:
+        part.close()
+    client = redis.Redis.from_url(redis_url)
+    routed = sorted(k.decode() for k in client.scan_iter(f"{prefix}:ticket:*:routing"))
+    assert routed == [f"{prefix}:ticket:{t}:routing" for t in (1, 3, 4)]
