@@ -793,3 +793,35 @@ def rebuild_redis_command(
                 progress=lambda table, n: bar.advance(tasks[table], n),
             )
     console.print("applied to Redis: " + ", ".join(f"{t} {n}" for t, n in read.items()))
+
+
+@rebuild_app.command("search")
+def rebuild_search_command(
+    page: Annotated[int, typer.Option(min=1, help="Rows per read and per write.")] = 2000,
+    state_dir: StateDir = None,
+) -> None:
+    """Index every ticket (ticket_facts + helpdesk descriptions) and KB article again in the
+    configured search store (TRIAGE_ELASTICSEARCH__URL, else PostgreSQL full-text search).
+    Idempotent and resumable: safe to run again, and while the pipeline runs."""
+    from rich.progress import Progress
+
+    from triage.rebuild import rebuild_search
+    from triage.runtime import open_stack, search_sink
+
+    settings = _settings(state_dir)
+    with open_stack(settings, settings.state_dir / "services") as stack:
+        sink = search_sink(settings, stack)
+        if sink is None:
+            raise _fail("search is disabled (TRIAGE_ELASTICSEARCH__ENABLED=false)")
+        with Progress(console=console) as bar:
+            tasks = {
+                name: bar.add_task(name, total=None) for name in ("ticket_facts", "kb_articles")
+            }
+            counts = rebuild_search(
+                stack.analytics_dsn,
+                stack.source_dsn,
+                sink,  # type: ignore[arg-type]
+                page=page,
+                progress=lambda name, n: bar.advance(tasks[name], n),
+            )
+    console.print("indexed: " + ", ".join(f"{t} {n}" for t, n in counts.items()))

@@ -1,4 +1,10 @@
-"""Re-create Redis live state from the analytics store (``triage rebuild redis``).
+"""Re-create Redis and the search index from the stores of record (``triage rebuild``).
+
+Search (``triage rebuild search``): every ticket of ``ticket_facts`` (with its
+description from the helpdesk database) and every KB article of the helpdesk database is
+written again through the configured search sink; see :func:`rebuild_search`.
+
+Redis (``triage rebuild redis``):
 
 Redis holds the live view (each ticket's routing decision, agent and holding queues, SLA
 clocks, breach risk) of what the analytics store also records. When Redis is lost, this
@@ -21,13 +27,15 @@ from __future__ import annotations
 import json
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, cast
 
 import psycopg
 import redis
+from bytewax.outputs import DynamicSink, StatelessSinkPartition
 from psycopg import sql
 
-from models.helpdesk import RoutingDecision
+from models.helpdesk import EnrichedTicket, RoutingDecision, Ticket
+from models.kb import KbArticle
 from models.signals import BreachRiskScore
 from models.sla import SlaEvent
 from sinks.postgres import (
@@ -38,7 +46,7 @@ from sinks.postgres import (
     TICKET_SLA,
     TICKET_SLA_COLUMNS,
 )
-from sinks.redis import RedisItem, RedisSink, agents_key
+from sinks.redis import RedisSink, agents_key
 
 
 def decision_from_row(row: tuple[Any, ...]) -> RoutingDecision:
@@ -100,7 +108,7 @@ class _Source:
     table: str
     columns: tuple[str, ...]
     order: tuple[str, ...]
-    to_item: Callable[[tuple[Any, ...]], RedisItem]
+    to_item: Callable[[tuple[Any, ...]], Any]
     newest: int | None = None  # per ticket, only this many newest versions
 
     def relation(self, schema: str) -> sql.Composable:
@@ -208,3 +216,143 @@ def rebuild_redis(
     finally:
         partition.close()
     return read
+
+
+FACT_COLUMNS = (
+    "ticket_id",
+    "version",
+    "deleted",
+    "customer_id",
+    "customer_tier",
+    "channel",
+    "status",
+    "priority",
+    "category",
+    "intent",
+    "queue",
+    "language",
+    "language_confidence",
+    "organization",
+    "assigned_agent_id",
+    "subject",
+    "created_at",
+    "updated_at",
+    "first_reply_at",
+    "solved_at",
+    "csat",
+    "source_committed_at",
+    "enriched_at",
+)
+"""The ``ticket_facts`` columns a search document is made of (with the description)."""
+
+
+def ticket_from_fact(row: tuple[Any, ...], description: str) -> EnrichedTicket:
+    """A ``ticket_facts`` row (:data:`FACT_COLUMNS`) and the ticket's description as the
+    enriched ticket the search sinks index (flow's category, priority, language, queue)."""
+    r = dict(zip(FACT_COLUMNS, row, strict=True))
+    ticket = Ticket(
+        id=r["ticket_id"],
+        customer_id=r["customer_id"],
+        subject=r["subject"],
+        description=description,
+        channel=r["channel"],
+        status=r["status"],
+        priority=r["priority"],
+        category=r["category"],
+        intent=r["intent"],
+        assigned_agent_id=r["assigned_agent_id"],
+        created_at=r["created_at"],
+        updated_at=r["updated_at"],
+        first_reply_at=r["first_reply_at"],
+        solved_at=r["solved_at"],
+        csat=r["csat"],
+        version=r["version"],
+    )
+    return EnrichedTicket(
+        ticket=ticket,
+        op="d" if r["deleted"] else "u",
+        committed_at=r["source_committed_at"],
+        customer_tier=r["customer_tier"],
+        customer_language=r["language"],
+        language=r["language"],
+        language_confidence=r["language_confidence"],
+        priority=r["priority"],
+        priority_reasons=(),
+        category=r["category"],
+        queue=r["queue"],
+        enriched_at=r["enriched_at"],
+        organization=r["organization"],
+        intent=r["intent"],
+    )
+
+
+KB_COLUMNS = ("id", "title", "body", "category", "language", "published", "updated_at")
+
+
+def rebuild_search(
+    analytics_dsn: str,
+    source_dsn: str,
+    sink: DynamicSink[Any],
+    *,
+    schema: str = "analytics",
+    page: int = 2000,
+    progress: Callable[[str, int], None] | None = None,
+) -> dict[str, int]:
+    """Index every ticket and KB article again through a search sink; returns counts.
+
+    Tickets come from ``ticket_facts`` (the flow's classification, in ticket-id pages) with
+    their descriptions from the helpdesk database; KB articles from the helpdesk database.
+    Tickets keep their version (the source LSN); KB articles get version 1, so any newer
+    document already in the index wins and any later change replaces them. The sink masks
+    PII and ignores versions that are not newer, so a rebuild is idempotent, resumable, and
+    safe while the pipeline runs.
+
+    Args:
+        analytics_dsn: The analytics database.
+        source_dsn: The helpdesk database (``TRIAGE_SOURCE__DSN``; read-only use).
+        sink: The configured search sink (Elasticsearch or PostgreSQL full-text search).
+        schema: Schema of the analytics tables.
+        page: Rows per read and per write.
+        progress: Called with ``("ticket_facts" | "kb_articles", rows)`` per page.
+    """
+    partition = cast(StatelessSinkPartition[Any], sink.build("rebuild_search", 0, 1))
+    counts = {"ticket_facts": 0, "kb_articles": 0}
+    facts = _Source("ticket_facts", FACT_COLUMNS, ("ticket_id",), lambda row: row)
+    try:
+        with psycopg.connect(analytics_dsn) as analytics, psycopg.connect(source_dsn) as source:
+            for rows in _pages(analytics, schema, facts, page):
+                ids = [row[0] for row in rows]
+                descriptions: dict[int, str] = dict(
+                    source.execute(
+                        "SELECT id, description FROM tickets WHERE id = ANY(%s)", (ids,)
+                    ).fetchall()
+                )
+                partition.write_batch(
+                    [ticket_from_fact(row, descriptions.get(row[0], "")) for row in rows]
+                )
+                counts["ticket_facts"] += len(rows)
+                if progress is not None:
+                    progress("ticket_facts", len(rows))
+            kb = _Source("kb_articles", KB_COLUMNS, ("id",), lambda row: row)
+            for rows in _pages(source, "public", kb, page):
+                partition.write_batch(
+                    [
+                        KbArticle(
+                            id=r[0],
+                            version=1,
+                            title=r[1],
+                            body=r[2],
+                            category=r[3],
+                            language=r[4],
+                            published=r[5],
+                            updated_at=r[6],
+                        )
+                        for r in rows
+                    ]
+                )
+                counts["kb_articles"] += len(rows)
+                if progress is not None:
+                    progress("kb_articles", len(rows))
+    finally:
+        partition.close()
+    return counts

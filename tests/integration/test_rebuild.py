@@ -13,6 +13,7 @@ from sinks.migrations import apply_migrations
 from sinks.postgres import PostgresSink
 from sinks.redis import RedisSink
 from tests.integration.test_postgres_sink import make_decision, make_risk, make_sla_event
+from tests.unit.test_search_es import FakeElasticsearch, fake_es  # noqa: F401 (fixture)
 from triage.rebuild import rebuild_redis
 
 pytestmark = pytest.mark.integration
@@ -53,7 +54,8 @@ def snapshot(client: redis.Redis, prefix: str) -> dict[str, Any]:
         key = raw.decode()
         if key in {f"{prefix}:{name}" for name in HISTORY}:
             continue
-        kind = client.type(key).decode()
+        found = client.type(key)
+        kind = found.decode() if isinstance(found, bytes) else found
         if kind == "hash":
             state[key] = {f: v for f, v in client.hgetall(key).items() if f != WALL_CLOCK}
         elif kind == "zset":
@@ -124,3 +126,125 @@ def test_the_rebuild_command(
     assert "routing_decision_history 7" in result.output
     status = redis.Redis.from_url(redis_url).hget(f"{prefix}:ticket:3:routing", "status")
     assert status == b"assigned"
+
+
+TICKET_INDEX = (
+    "SELECT ticket_id, version, deleted, subject, description, status, priority, category,"
+    " intent, queue, channel, language, search_config::text, customer_id, customer_tier,"
+    " organization, assigned_agent_id, created_at, updated_at, solved_at, document::text"
+    " FROM analytics.ticket_search ORDER BY 1"
+)
+# KB articles are re-indexed with version 1 (any later change replaces them).
+KB_INDEX = (
+    "SELECT article_id, deleted, title, body, category, language, document::text"
+    " FROM analytics.kb_search ORDER BY 1"
+)
+
+
+def _helpdesk_and_analytics(dsn: str) -> list[Any]:
+    """One database holding the helpdesk tables and the analytics schema (the embedded
+    layout), with three tickets and two KB articles; returns the flow's items for them."""
+    from dataclasses import replace
+
+    import psycopg
+
+    from models.kb import KbArticle
+    from tests.integration.test_postgres_sink import T0, make_enriched
+
+    apply_migrations(dsn, ANALYTICS_SQL.parent / "source", schema="public")
+    apply_migrations(dsn, ANALYTICS_SQL)
+    descriptions = {1: "Charged twice", 2: "Call me on +44 20 7946 0958 or a@b.co", 3: "gone"}
+    with psycopg.connect(dsn) as conn:
+        conn.execute("INSERT INTO customers (id, name, email) VALUES (7, 'Ada', 'ada@x.io')")
+        for ticket_id, description in descriptions.items():
+            conn.execute(
+                "INSERT INTO tickets (id, customer_id, subject, description)"
+                " VALUES (%s, 7, %s, %s)",
+                (ticket_id, f"Ticket {ticket_id}", description),
+            )
+        conn.execute(
+            "INSERT INTO kb_articles (id, title, body, category, updated_at) VALUES"
+            " (1, 'Refunds', 'Write to refunds@shop.io', 'billing', %s),"
+            " (2, 'Passwords', 'Reset it', 'account', %s)",
+            (T0, T0),
+        )
+    tickets = [
+        make_enriched(1, 10),
+        make_enriched(2, 20),
+        make_enriched(3, 30, op_code="d"),
+    ]
+    tickets = [
+        replace(t, ticket=replace(t.ticket, description=descriptions[t.ticket_id])) for t in tickets
+    ]
+    articles = [
+        KbArticle(1, 101, "Refunds", "Write to refunds@shop.io", "billing", "en", True, T0),
+        KbArticle(2, 102, "Passwords", "Reset it", "account", "en", True, T0),
+    ]
+    return [*tickets, *articles]
+
+
+def test_rebuild_search_recreates_the_postgres_index(pg_dsn: str) -> None:
+    import psycopg
+
+    from sinks.search_pg import PostgresSearchSink
+    from triage.rebuild import rebuild_search
+
+    items = _helpdesk_and_analytics(pg_dsn)
+    analytics = PostgresSink(pg_dsn, max_retries=2).build("write_analytics", 0, 1)
+    live = PostgresSearchSink(pg_dsn, max_retries=2).build("write_search", 0, 1)
+    try:
+        analytics.write_batch([i for i in items if hasattr(i, "ticket")])
+        live.write_batch(items)
+    finally:
+        analytics.close()
+        live.close()
+
+    def index() -> tuple[list[Any], list[Any]]:
+        with psycopg.connect(pg_dsn) as conn:
+            return (
+                conn.execute(TICKET_INDEX).fetchall(),
+                conn.execute(KB_INDEX).fetchall(),
+            )
+
+    before = index()
+    assert "[phone]" in before[0][1][4] and "[email]" in before[1][0][3]  # PII masked
+    with psycopg.connect(pg_dsn) as conn:
+        conn.execute("TRUNCATE analytics.ticket_search, analytics.kb_search")
+    assert index() == ([], [])
+
+    sink = PostgresSearchSink(pg_dsn, max_retries=2)
+    assert rebuild_search(pg_dsn, pg_dsn, sink, page=2) == {"ticket_facts": 3, "kb_articles": 2}
+    assert index() == before
+    rebuild_search(pg_dsn, pg_dsn, sink, page=2)  # again: nothing changes
+    assert index() == before
+
+
+def test_rebuild_search_fills_a_wiped_elasticsearch(
+    pg_dsn: str,
+    fake_es: tuple[FakeElasticsearch, str],  # noqa: F811
+) -> None:
+    from sinks.search_es import ElasticsearchSearchSink
+    from triage.rebuild import rebuild_search
+
+    items = _helpdesk_and_analytics(pg_dsn)
+    analytics = PostgresSink(pg_dsn, max_retries=2).build("write_analytics", 0, 1)
+    try:
+        analytics.write_batch([i for i in items if hasattr(i, "ticket")])
+    finally:
+        analytics.close()
+    fake, url = fake_es
+    counts = rebuild_search(pg_dsn, pg_dsn, ElasticsearchSearchSink(url), page=2)
+    assert counts == {"ticket_facts": 3, "kb_articles": 2}
+    assert sorted(fake.docs) == [
+        ("triage-kb", "1"),
+        ("triage-kb", "2"),
+        ("triage-tickets", "1"),
+        ("triage-tickets", "2"),
+        ("triage-tickets", "3"),
+    ]
+    version, ticket = fake.docs[("triage-tickets", "2")]
+    assert version == 20
+    assert ticket["description"] == "Call me on [phone] or [email]"
+    assert ticket["category"] == "billing" and ticket["queue"] == "billing"
+    assert fake.docs[("triage-tickets", "3")][1]["deleted"] is True
+    assert fake.docs[("triage-kb", "1")][1]["body"] == "Write to [email]"
