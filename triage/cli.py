@@ -825,3 +825,43 @@ def rebuild_search_command(
                 progress=lambda name, n: bar.advance(tasks[name], n),
             )
     console.print("indexed: " + ", ".join(f"{t} {n}" for t, n in counts.items()))
+
+
+dead_letters_app = typer.Typer(help="Records the flow or a store could not take, with why.")
+app.add_typer(dead_letters_app, name="dead-letters")
+
+
+@dead_letters_app.command("list")
+def dead_letters_list(
+    stage: Annotated[
+        str | None, typer.Option(help="Only this stage (decode_cdc, write_analytics, ...).")
+    ] = None,
+    limit: Annotated[int, typer.Option(min=1, max=10_000)] = 20,
+    json_out: Annotated[bool, typer.Option("--json", help="Print JSON lines.")] = False,
+    state_dir: StateDir = None,
+) -> None:
+    """The newest dead letters (TRIAGE_ANALYTICS__DSN) and the count per stage."""
+    from rich.table import Table
+
+    from triage.dead_letters import count_by_stage, list_dead_letters
+    from triage.runtime import open_stack
+
+    settings = _settings(state_dir)
+    with open_stack(settings, settings.state_dir / "services") as stack:
+        letters = list_dead_letters(stack.analytics_dsn, stage=stage, limit=limit)
+        counts = count_by_stage(stack.analytics_dsn)
+    if json_out:
+        for letter in letters:
+            sys.stdout.write(json.dumps(letter, default=str) + "\n")
+        return
+    table = Table("failed at", "stage", "topic", "key", "reason")
+    for letter in letters:
+        table.add_row(
+            str(letter["failed_at"]),
+            letter["stage"],
+            letter["topic"],
+            letter["key"] or "",
+            letter["reason"][:200],
+        )
+    Console().print(table)
+    console.print("per stage: " + (", ".join(f"{s} {n}" for s, n in counts.items()) or "none"))

@@ -207,3 +207,34 @@ def test_redis_skips_items_live_state_cannot_hold(redis_url: str, unique: str) -
     client = redis.Redis.from_url(redis_url)
     routed = sorted(k.decode() for k in client.scan_iter(f"{prefix}:ticket:*:routing"))
     assert routed == [f"{prefix}:ticket:{t}:routing" for t in (1, 3, 4)]
+
+
+def test_dead_letters_are_listed_newest_first_with_counts(
+    analytics_dsn: str, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    import json
+
+    from typer.testing import CliRunner
+
+    from triage.cli import app
+    from triage.dead_letters import count_by_stage, list_dead_letters
+
+    part = PostgresSink(analytics_dsn, max_retries=2).build("write_analytics", 0, 1)
+    try:
+        part.write_batch(poisoned_batch())
+    finally:
+        part.close()
+    assert count_by_stage(analytics_dsn) == {"write_analytics": 2, "decode_cdc": 1}
+    rejected = list_dead_letters(analytics_dsn, stage="write_analytics")
+    assert {d["topic"] for d in rejected} == {"RoutingDecision", "EnrichedTicket"}
+    assert list_dead_letters(analytics_dsn, limit=1)[0]["failed_at"] >= rejected[-1]["failed_at"]
+
+    monkeypatch.setenv("TRIAGE_SOURCE__DSN", analytics_dsn)
+    monkeypatch.setenv("TRIAGE_REDIS__URL", "redis://127.0.0.1:1/0")  # not used
+    result = CliRunner().invoke(
+        app,
+        ["dead-letters", "list", "--stage", "decode_cdc", "--json", "--state-dir", str(tmp_path)],
+    )
+    assert result.exit_code == 0, result.output
+    (line,) = [json.loads(x) for x in result.stdout.splitlines() if x.startswith("{")]
+    assert (line["stage"], line["key"], line["payload"]) == ("decode_cdc", "9", "{\\x00")
