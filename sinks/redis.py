@@ -529,6 +529,7 @@ class _RedisPartition(StatelessSinkPartition[RedisItem]):
         # Fail at start-up, not at the first batch, when Redis is unreachable.
         self._client.ping()
         self._apply = self._client.register_script(_APPLY_DECISIONS)
+        self._client.script_load(_APPLY_DECISIONS)
         self.applied = 0
         """Items applied so far (stale or replayed ones are not counted)."""
 
@@ -572,10 +573,17 @@ class _RedisPartition(StatelessSinkPartition[RedisItem]):
         attempt = 0
         while True:
             try:
+                # EVALSHA straight into the pipeline: a registered Script would first ask
+                # SCRIPT EXISTS, one more round trip per batch. A Redis that lost the
+                # script (restart, flush) answers NOSCRIPT to every call, so none ran.
                 pipe = self._client.pipeline(transaction=False)
                 for chunk in chunks:
-                    self._apply(keys=[], args=[chunk], client=pipe)
-                results = pipe.execute()
+                    pipe.evalsha(self._apply.sha, 0, chunk)
+                try:
+                    results = pipe.execute()
+                except redis.exceptions.NoScriptError:
+                    self._client.script_load(_APPLY_DECISIONS)
+                    continue
                 self.applied += sum(int(r) for r in results)
                 report_written("redis", items)
                 report_decisions(items)

@@ -76,6 +76,7 @@ class StagedWriter:
         self._on_connect = on_connect
         self._after_merge = after_merge
         self._conn: psycopg.Connection[Any] | None = None
+        self._rendered: dict[str, tuple[bytes, bytes]] = {}
         # Fail at start-up, not at the first batch, when the store or a table is missing.
         self._conn = self._connect()
 
@@ -99,6 +100,12 @@ class StagedWriter:
                     conn.execute(statements.create_staging)
                 if self._on_connect is not None:
                     self._on_connect(conn)
+            # Composed statements are rendered to bytes once per connection: rendering them
+            # at every execution was a tenth of the pipeline's busy time at low load.
+            self._rendered = {
+                table: (st.copy.as_bytes(conn), st.merge.as_bytes(conn))
+                for table, st in self._tables.items()
+            }
         except BaseException:
             conn.close()
             raise
@@ -127,11 +134,11 @@ class StagedWriter:
             for table, table_rows in rows.items():
                 if not table_rows:
                     continue
-                statements = self._tables[table]
-                with cur.copy(statements.copy) as copy:
+                copy_sql, merge_sql = self._rendered[table]
+                with cur.copy(copy_sql) as copy:
                     for row in table_rows:
                         copy.write_row(row)
-                cur.execute(statements.merge)
+                cur.execute(merge_sql)
             if self._after_merge is not None:
                 self._after_merge(conn, rows)
 

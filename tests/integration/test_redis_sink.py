@@ -153,6 +153,18 @@ def test_replay_changes_nothing(
     assert {k: client.dump(k) for k in state} == state
 
 
+def test_a_redis_that_lost_its_scripts_gets_them_again(
+    partition: _RedisPartition, client: redis.Redis, prefix: str
+) -> None:
+    partition.write_batch([make_decision(1, 10)])
+    client.script_flush()  # what a Redis restart without persistence does to scripts
+    partition.write_batch([make_decision(2, 11), make_decision(1, 12, agent_id=4)])
+    assert partition.applied == 3
+    assert client.hget(f"{prefix}:ticket:2:routing", "version") == "11"
+    assert client.hget(f"{prefix}:ticket:1:routing", "agent_id") == "4"
+    assert client.xlen(f"{prefix}:decisions") == 3
+
+
 def test_older_version_does_not_regress(
     partition: _RedisPartition, client: redis.Redis, prefix: str
 ) -> None:
