@@ -10,6 +10,7 @@ equal to the ones the tests run (``infra/jvm/pom.xml``).
 
 from __future__ import annotations
 
+import os
 import re
 import xml.etree.ElementTree as ET
 from pathlib import Path
@@ -314,3 +315,27 @@ def test_dockerfile_is_multi_stage_frozen_and_unprivileged() -> None:
     ignored = (ROOT / ".dockerignore").read_text().split()
     for needed in ("uv.lock", "sql", "triage", "infra/debezium"):
         assert needed not in ignored
+
+
+@pytest.mark.parametrize("name", sorted(APP_SERVICES))
+def test_application_services_environment_is_valid_settings(
+    name: str, services: dict[str, dict[str, Any]], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from triage.settings import AppSettings
+
+    for key in [k for k in os.environ if k.startswith("TRIAGE_")]:
+        monkeypatch.delenv(key)
+    for key, value in (services[name].get("environment") or {}).items():
+        monkeypatch.setenv(key, str(value))
+    settings = AppSettings()
+    if name in ("pipeline", "kafka-topics"):
+        assert settings.cdc.mode == "kafka" and settings.publishes_alerts
+        assert settings.kafka.brokers == ["kafka:9092"]
+    if name in ("pipeline", "api"):
+        # Every store is named: nothing falls back to a private local service.
+        assert settings.source.dsn and settings.analytics.dsn and settings.redis.url
+        assert settings.elasticsearch.url
+    if name == "pipeline":
+        assert settings.metrics.port == 9464 and settings.metrics.host == "0.0.0.0"
+    if name == "api":
+        assert settings.api.host == "0.0.0.0" and settings.api.auth_required
