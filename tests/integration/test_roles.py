@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import uuid
 from pathlib import Path
+from typing import Any
 
 import psycopg
 import pytest
@@ -128,3 +129,62 @@ def test_the_cdc_login_reads_only_the_published_tables(pg_dsn: str) -> None:
             conn.execute("SELECT pg_drop_replication_slot(%s)", (slot,))
         # The connector's heartbeat.action.query (infra/debezium/helpdesk-connector.json).
         conn.execute("SELECT pg_logical_emit_message(false, 'triage-heartbeat', now()::text)")
+
+
+def _run_init_script(script: str, dsn: str, tmp_path: Path, **secrets: str) -> str:
+    """Run an infra/postgres init script as the database image would on its first start
+    (``/triage/roles`` mounted from sql/roles), against the test database."""
+    import glob
+    import os
+    import subprocess
+
+    from psycopg.conninfo import conninfo_to_dict
+
+    info = conninfo_to_dict(dsn)
+    text = (SQL.parent / "infra" / "postgres" / script).read_text()
+    local = tmp_path / script
+    local.write_text(text.replace("/triage/roles", str(SQL / "roles")))
+    psql = sorted(glob.glob("/usr/lib/postgresql/*/bin/psql"))
+    path = os.path.dirname(psql[-1]) + os.pathsep + os.environ["PATH"] if psql else None
+    env = {
+        **os.environ,
+        "POSTGRES_USER": str(info["user"]),
+        "POSTGRES_DB": str(info["dbname"]),
+        "PGHOST": str(info["host"]),
+        "PGPORT": str(info["port"]),
+        "PGDATA": str(tmp_path),
+        **({"PATH": path} if path else {}),
+        **secrets,
+    }
+    result = subprocess.run(["bash", str(local)], env=env, capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr
+    return result.stdout
+
+
+def test_init_scripts_create_the_logins_with_their_passwords(
+    pg_dsn: str, postgres: Any, tmp_path: Path
+) -> None:
+    (tmp_path / "pg_hba.conf").write_text("")
+    _run_init_script(
+        "analytics-roles.sh",
+        pg_dsn,
+        tmp_path,
+        ANALYTICS_PIPELINE_PASSWORD="it's-a-secret",
+        ANALYTICS_API_PASSWORD="a",
+        ANALYTICS_BI_PASSWORD="b",
+    )
+    source = postgres.create_database(f"src_{uuid.uuid4().hex[:8]}")
+    apply_migrations(source, SQL / "source", schema="public")
+    _run_init_script("source-roles.sh", source, tmp_path, HELPDESK_CDC_PASSWORD="c")
+    with psycopg.connect(pg_dsn) as conn:
+        found = conn.execute(
+            "SELECT rolname FROM pg_authid WHERE rolname LIKE 'triage\\_%' AND rolpassword"
+            " IS NOT NULL ORDER BY 1"
+        ).fetchall()
+    assert {"triage_api", "triage_bi", "triage_cdc", "triage_pipeline"} <= {r for (r,) in found}
+    # Debezium connects for replication: the CDC login is admitted for that.
+    hba = (tmp_path / "pg_hba.conf").read_text()
+    assert "host replication triage_cdc all scram-sha-256" in hba
+    # Missing secrets stop the first start instead of creating logins without a password.
+    with pytest.raises(AssertionError, match="ANALYTICS_API_PASSWORD"):
+        _run_init_script("analytics-roles.sh", pg_dsn, tmp_path, ANALYTICS_PIPELINE_PASSWORD="x")
