@@ -23,6 +23,7 @@ deleted, so a later relabel does not leave its load counted in two queues.
 
 from __future__ import annotations
 
+import pickle
 import re
 import threading
 from dataclasses import dataclass, field, replace
@@ -325,6 +326,36 @@ class LocalModelStore:
         if models is None or models.version <= have:
             return None
         return models
+
+
+class SnapshotModelStore:
+    """Models passed between the worker threads of one process as immutable copies.
+
+    With several workers in a process, sharing the learner's own object would let one
+    thread read models another is updating. Here the learner publishes a pickled snapshot
+    (at most every ``model_publish_interval``) and predictors get one unpickled copy per
+    version, which nobody mutates. Predictions lag learning by up to that interval, as
+    they do across processes.
+    """
+
+    def __init__(self) -> None:
+        self._data: bytes | None = None
+        self._version = -1
+        self._copy: TextModels | None = None
+        self._lock = threading.Lock()
+
+    def publish(self, models: TextModels) -> None:
+        data = pickle.dumps(models, protocol=pickle.HIGHEST_PROTOCOL)
+        with self._lock:
+            self._data, self._version, self._copy = data, models.version, None
+
+    def latest(self, have: int) -> TextModels | None:
+        with self._lock:
+            if self._data is None or self._version <= have:
+                return None
+            if self._copy is None:
+                self._copy = pickle.loads(self._data)
+            return self._copy
 
 
 @dataclass

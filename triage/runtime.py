@@ -209,9 +209,14 @@ def api_settings(settings: AppSettings, stack: Stack) -> ApiSettings:
 
 
 def model_store(settings: AppSettings, stack: Stack):
-    """Where the text models travel between processes: Redis in a cluster, else ``None``
-    (the flow then shares them by reference inside its one process)."""
+    """Where the text models travel between workers: Redis in a cluster of processes,
+    immutable in-memory copies between the threads of one process, else ``None`` (one
+    worker: the flow shares them by reference)."""
     if settings.cluster.total_processes <= 1:
+        if settings.cluster.workers_per_process > 1:
+            from models.intelligence import SnapshotModelStore
+
+            return SnapshotModelStore()
         return None
     from sinks.model_store import RedisModelStore
 

@@ -56,3 +56,26 @@ def test_a_replica_takes_newer_versions_only_and_asks_at_most_every_refresh() ->
     replica.refresh = 0.0
     assert replica.current().version == 2
     assert replica.current().version == 2 and store.reads == 3  # same version: kept
+
+
+def test_worker_threads_get_an_immutable_copy_per_published_version() -> None:
+    from models.intelligence import SnapshotModelStore
+
+    store = SnapshotModelStore()
+    replica = ModelReplica(store, _models, refresh=0.0)
+    learner = _models()
+    learner.learn(LabelExample(1, "refund my invoice", category="billing"))
+    store.publish(learner)
+    copy = replica.current()
+    assert copy is not learner and copy.version == learner.version
+    assert copy.category.predict_one("invoice refund").label == "billing"
+    # The learner goes on learning; the copy other threads predict with does not change
+    # until the next publication, which brings a new copy.
+    for n in range(5):
+        learner.learn(LabelExample(10 + n, "parcel lost in transit", category="shipping"))
+    assert replica.current() is copy
+    assert copy.category.metrics.n_seen == 1
+    store.publish(learner)
+    newer = replica.current()
+    assert newer is not copy and newer.category.metrics.n_seen == 6
+    assert store.latest(newer.version) is None
