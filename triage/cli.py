@@ -865,3 +865,36 @@ def dead_letters_list(
         )
     Console().print(table)
     console.print("per stage: " + (", ".join(f"{s} {n}" for s, n in counts.items()) or "none"))
+
+
+@dead_letters_app.command("replay")
+def dead_letters_replay(
+    stage: Annotated[str | None, typer.Option(help="Only dead letters of this stage.")] = None,
+    ids: Annotated[
+        list[int] | None, typer.Option("--id", help="Only this dead letter; repeat for several.")
+    ] = None,
+    state_dir: StateDir = None,
+) -> None:
+    """Send dead-lettered Kafka records through the flow again, after a fix: each is read
+    back from its topic and produced to it again (TRIAGE_KAFKA__*). Done once per record."""
+    from triage.dead_letters import replay_kafka_dead_letters
+    from triage.runtime import open_stack
+
+    settings = _settings(state_dir)
+    config = {
+        **settings.kafka.client_config(),
+        "bootstrap.servers": ",".join(settings.kafka.brokers),
+    }
+    with open_stack(settings, settings.state_dir / "services") as stack:
+        try:
+            result = replay_kafka_dead_letters(
+                stack.analytics_dsn, config, stage=stage, ids=ids or None
+            )
+        except RuntimeError as exc:
+            raise _fail(str(exc)) from exc
+    console.print(f"replayed {len(result.replayed)} record(s)")
+    if result.gone:
+        console.print(
+            f"no longer in Kafka (compacted or expired): dead letters {result.gone}; "
+            "their payload is in `triage dead-letters list --json`"
+        )

@@ -2,18 +2,31 @@
 
 Every record a step could not process and every row a store refused is kept in the
 analytics store's ``dead_letters`` table with its stage, the reason and the record (see
-``sinks/dead_letters.py``). This lists them, newest first, and counts them per stage.
+``sinks/dead_letters.py``). This lists them, newest first, and counts them per stage,
+and sends records that came from Kafka through the flow again once the cause is fixed.
 """
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
 import psycopg
 from psycopg import sql
 
-COLUMNS = ("id", "stage", "reason", "topic", "key", "payload", "failed_at", "recorded_at")
+COLUMNS = (
+    "id",
+    "stage",
+    "reason",
+    "topic",
+    "key",
+    "payload",
+    "failed_at",
+    "recorded_at",
+    "replayed_at",
+)
 
 
 def list_dead_letters(
@@ -46,3 +59,91 @@ def count_by_stage(dsn: str, *, schema: str = "analytics") -> dict[str, int]:
     ).format(sql.Identifier(schema, "dead_letters"))
     with psycopg.connect(dsn) as conn:
         return {stage: count for stage, count in conn.execute(query).fetchall()}
+
+
+@dataclass(frozen=True)
+class ReplayResult:
+    """What :func:`replay_kafka_dead_letters` did, by dead-letter id."""
+
+    replayed: list[int]
+    gone: list[int]  # the record is no longer in its topic (compacted or expired)
+
+
+def replay_kafka_dead_letters(
+    dsn: str,
+    client_config: Mapping[str, str],
+    *,
+    stage: str | None = None,
+    ids: list[int] | None = None,
+    schema: str = "analytics",
+    timeout: float = 10.0,
+) -> ReplayResult:
+    """Send dead-lettered Kafka records through the flow again, after a fix.
+
+    Each pending dead letter with a Kafka coordinate (topic, partition, offset) has its
+    original record read back from the topic and produced to the same topic and partition
+    again, with its key, value and headers: the pipeline consumes it as a new message. The
+    sinks keep only newer versions (the record's LSN), so a record older than what the
+    stores hold changes nothing. Replayed dead letters get ``replayed_at``, so a second
+    run skips them. Records of the embedded reader (an LSN, no Kafka coordinate) cannot be
+    read back.
+
+    Args:
+        dsn: The analytics database.
+        client_config: Kafka client properties: ``bootstrap.servers`` and security.
+        stage: Only dead letters of this stage.
+        ids: Only these dead letters.
+        schema: Schema of ``dead_letters``.
+        timeout: Seconds to wait for each record and for the deliveries.
+    """
+    from confluent_kafka import Consumer, Producer, TopicPartition
+
+    table = sql.Identifier(schema, "dead_letters")
+    query = sql.SQL(
+        "SELECT id, kafka_topic, kafka_partition, kafka_offset FROM {} WHERE replayed_at IS NULL"
+        " AND kafka_topic IS NOT NULL AND kafka_offset IS NOT NULL"
+        " AND (%(stage)s::text IS NULL OR stage = %(stage)s)"
+        " AND (%(ids)s::bigint[] IS NULL OR id = ANY(%(ids)s)) ORDER BY id"
+    ).format(table)
+    with psycopg.connect(dsn) as conn:
+        pending = conn.execute(query, {"stage": stage, "ids": ids}).fetchall()
+    replayed: list[int] = []
+    gone: list[int] = []
+    if not pending:
+        return ReplayResult(replayed, gone)
+    consumer = Consumer(
+        {**client_config, "group.id": "triage-dead-letter-replay", "enable.auto.commit": False}
+    )
+    producer = Producer({**client_config, "enable.idempotence": True, "acks": "all"})
+    failed: list[str] = []
+    try:
+        for letter_id, topic, partition, offset in pending:
+            consumer.assign([TopicPartition(topic, partition, offset)])
+            msg = consumer.poll(timeout)
+            if msg is None or msg.error() is not None or msg.offset() != offset:
+                gone.append(letter_id)
+                continue
+            producer.produce(
+                topic,
+                # The original's partition: Debezium (Java) and librdkafka hash keys
+                # differently, and a key's records must stay on one partition, in order.
+                partition=partition,
+                key=msg.key(),
+                value=msg.value(),
+                headers=msg.headers(),
+                on_delivery=lambda err, _m: failed.append(str(err)) if err else None,
+            )
+            replayed.append(letter_id)
+        if producer.flush(timeout) or failed:
+            raise RuntimeError(
+                f"Kafka did not acknowledge every replayed record ({failed[:1] or 'timeout'}); "
+                "nothing was marked replayed, run the replay again"
+            )
+    finally:
+        consumer.close()
+    with psycopg.connect(dsn) as conn:
+        conn.execute(
+            sql.SQL("UPDATE {} SET replayed_at = now() WHERE id = ANY(%s)").format(table),
+            (replayed,),
+        )
+    return ReplayResult(replayed, gone)
