@@ -331,9 +331,11 @@ def test_application_services_environment_is_valid_settings(
     if name in ("pipeline", "kafka-topics"):
         assert settings.cdc.mode == "kafka" and settings.publishes_alerts
         assert settings.kafka.brokers == ["kafka:9092"]
-    if name in ("pipeline", "api"):
-        # Every store is named: nothing falls back to a private local service.
+    if name in ("pipeline", "api", "migrate"):
+        # Every store is named: nothing falls back to a private local service (the image
+        # has no PostgreSQL or Redis server to start).
         assert settings.source.dsn and settings.analytics.dsn and settings.redis.url
+    if name in ("pipeline", "api"):
         assert settings.elasticsearch.url
     if name == "pipeline":
         assert settings.metrics.port == 9464 and settings.metrics.host == "0.0.0.0"
