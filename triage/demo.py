@@ -21,6 +21,7 @@ from triage.assignments import AssignmentFollower
 from triage.report import dead_letter_count, enrichment_summary, routed_summary, sla_summary
 from triage.runtime import ApiServer, PipelineProcess, migrate, open_stack
 from triage.settings import AppSettings
+from triage.signals import ignore_stop_signals, stop_signals_once
 
 log = logging.getLogger(__name__)
 
@@ -63,7 +64,7 @@ def run_demo(
     say = (lambda *_: None) if opts.quiet else console.print
 
     started = time.monotonic()
-    with open_stack(settings, state_dir / "services") as stack:
+    with stop_signals_once(), open_stack(settings, state_dir / "services") as stack:
         say(f"[bold]stores[/] source={stack.source_dsn} redis={stack.redis_url}")
         migrate(stack)
         cfg = WorkloadConfig(
@@ -100,6 +101,7 @@ def run_demo(
                 stack.redis_url, stack.source_dsn, key_prefix=settings.redis.key_prefix
             ).start()
         except BaseException:
+            ignore_stop_signals()
             pipeline.stop()
             api.stop()
             raise
@@ -165,6 +167,7 @@ def run_demo(
                     pass
             return result
         finally:
+            ignore_stop_signals()  # only the shutdown is left: a second signal must not cut it
             stop.set()
             follower.stop()
             api.stop()

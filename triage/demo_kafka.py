@@ -12,8 +12,6 @@ from __future__ import annotations
 import contextlib
 import os
 import shutil
-import signal
-import threading
 import time
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import replace
@@ -25,6 +23,7 @@ from triage.demo import DemoOptions, run_demo
 from triage.kafka_local import LocalCdcPath, TopicLag, local_production_cdc
 from triage.runtime import migrate, open_stack
 from triage.settings import AppSettings
+from triage.signals import ignore_stop_signals, stop_signals_once
 
 LAG_SETTLE_SECONDS = 15.0
 """How long the summary waits for the consumer lag to reach zero once every ticket is
@@ -60,7 +59,7 @@ def run_kafka_demo(
     root.mkdir(parents=True, exist_ok=True)
     say = (lambda *_: None) if opts.quiet else console.print
 
-    with _stop_signals_once(), open_stack(settings, root / "services") as stack:
+    with stop_signals_once(), open_stack(settings, root / "services") as stack:
         migrate(stack)
         say("[bold]Kafka[/] starting a KRaft broker and Kafka Connect with Debezium")
         started = time.monotonic()
@@ -93,7 +92,7 @@ def run_kafka_demo(
                 if on_summary is not None:
                     on_summary(summary)
                 if not opts.serve:
-                    _ignore_stop_signals()  # only the shutdown is left: let it finish
+                    ignore_stop_signals()  # only the shutdown is left: let it finish
 
             with _inherited_env(cdc.pipeline_env()):
                 return run_demo(
@@ -143,35 +142,3 @@ def _inherited_env(values: Mapping[str, str]) -> Iterator[None]:
                 os.environ.pop(key, None)
             else:
                 os.environ[key] = value
-
-
-_STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)
-
-
-def _ignore_stop_signals() -> None:
-    if threading.current_thread() is threading.main_thread():
-        for signum in _STOP_SIGNALS:
-            signal.signal(signum, signal.SIG_IGN)
-
-
-@contextlib.contextmanager
-def _stop_signals_once() -> Iterator[None]:
-    """Ctrl-C or SIGTERM stops the run once; later ones are ignored until it has stopped.
-
-    A second signal would interrupt the shutdown itself and leave the pipeline, Connect or
-    the broker running without a parent. Previous handlers are restored on exit.
-    """
-    if threading.current_thread() is not threading.main_thread():
-        yield
-        return
-
-    def stop(signum: int, _frame: object) -> None:
-        _ignore_stop_signals()
-        raise KeyboardInterrupt(f"signal {signum}")
-
-    previous = {signum: signal.signal(signum, stop) for signum in _STOP_SIGNALS}
-    try:
-        yield
-    finally:
-        for signum, handler in previous.items():
-            signal.signal(signum, handler)

@@ -55,16 +55,19 @@ def _wait(check, timeout: float, what: str, proc: subprocess.Popen[bytes], log: 
 
 
 @pytest.mark.parametrize(
-    ("command", "sig"),
+    ("command", "sig", "repeat"),
     [
-        (["demo", "--tickets", "5000", "--rate", "20", "--json"], signal.SIGTERM),
-        (["pipeline", "--processes", "2"], signal.SIGTERM),
-        (["api"], signal.SIGINT),
+        (["demo", "--tickets", "5000", "--rate", "20", "--json"], signal.SIGTERM, 1),
+        # A supervisor that signals again while the demo shuts down must not cut the
+        # shutdown short (the pipeline and the private services would stay behind).
+        (["demo", "--tickets", "5000", "--rate", "20", "--json"], signal.SIGTERM, 3),
+        (["pipeline", "--processes", "2"], signal.SIGTERM, 1),
+        (["api"], signal.SIGINT, 1),
     ],
-    ids=["demo-sigterm", "pipeline-cluster-sigterm", "api-sigint"],
+    ids=["demo-sigterm", "demo-sigterm-repeated", "pipeline-cluster-sigterm", "api-sigint"],
 )
 def test_a_signal_stops_the_command_and_everything_it_started(
-    tmp_path: Path, command: list[str], sig: signal.Signals
+    tmp_path: Path, command: list[str], sig: signal.Signals, repeat: int
 ) -> None:
     state = tmp_path / "state"
     port = free_port()
@@ -95,6 +98,10 @@ def test_a_signal_stops_the_command_and_everything_it_started(
             time.sleep(3)  # the workload and the pipeline are busy
         assert len(_processes_of(state)) >= 2  # the command's services and children
         proc.send_signal(sig)
+        for _ in range(repeat - 1):
+            time.sleep(0.3)
+            if proc.poll() is None:
+                proc.send_signal(sig)
         proc.wait(timeout=60)
     finally:
         if proc.poll() is None:
