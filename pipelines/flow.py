@@ -292,7 +292,7 @@ def ticket_items(event: ChangeEvent) -> list[tuple[str, ChangeEvent | CommentIn]
     """Ticket changes and new comments keyed by ticket, in one stream (one order)."""
     if event.table == "tickets":
         return [(str(_row_id(event)), event)]
-    return ticket_comments(event)
+    return list(ticket_comments(event))
 
 
 def _version_of(item: ChangeEvent | CommentIn) -> int:
@@ -448,7 +448,7 @@ def make_enrich_step(enricher: TicketEnricher, wait: timedelta, budget: timedelt
                     Customer.from_row(event.after, version=event.version),
                     False,
                 )
-                out += [passed(ctx, held) for held in ctx.release()]
+                out += [passed(ctx, held) for held in ctx.release()]  # type: ignore[arg-type]
         elif ctx.must_wait():
             FLOW_COUNTERS["tickets_waiting_for_customer"] += 1
             out += ctx.hold(event, datetime.now(UTC))
