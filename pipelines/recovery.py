@@ -64,6 +64,26 @@ def committed_state(recovery_dir: Path, step_id: str, state_key: str) -> Any | N
     return None if blob is None else pickle.loads(blob)
 
 
+def epochs_completed(recovery_dir: Path) -> bool:
+    """Whether every worker has completed at least one epoch (the flow is running).
+
+    Read from another process than the dataflow's (see :class:`RecoveryWatermark`).
+    """
+    frontiers: list[tuple[int, int]] = []
+    for file in sorted(recovery_dir.glob("part-*.sqlite3")):
+        conn = sqlite3.connect(f"file:{file}?mode=ro", uri=True, timeout=1.0)
+        try:
+            frontiers += conn.execute("SELECT ex_num, worker_frontier FROM fronts").fetchall()
+        except sqlite3.Error:
+            return False
+        finally:
+            conn.close()
+    if not frontiers:
+        return False
+    latest_ex = max(ex for ex, _ in frontiers)
+    return min(front for ex, front in frontiers if ex == latest_ex) > 1
+
+
 def _follow_committed(
     recovery_dir: str,
     step_id: str,

@@ -97,6 +97,9 @@ def run_demo(
             pipeline.start()
             if settings.cdc.mode == "embedded":
                 pipeline.wait_ready(settings.source.slot_name, flow_id=settings.pipeline.flow_id)
+            else:
+                # Kafka: tickets written before the flow runs would count its start-up.
+                pipeline.wait_running(timeout=opts.route_timeout)
             follower = AssignmentFollower(
                 stack.redis_url, stack.source_dsn, key_prefix=settings.redis.key_prefix
             ).start()

@@ -338,6 +338,23 @@ class PipelineProcess:
 
         wait_until(ready, timeout=timeout, what="pipeline replication slot")
 
+    def wait_running(self, *, timeout: float = 90.0) -> None:
+        """Wait until every worker has completed an epoch: the flow, whatever its source
+        (the Kafka path too), has started and passed its first items through."""
+        from pipelines.recovery import epochs_completed
+        from triage.services import ServiceError, wait_until
+
+        def running() -> bool:
+            if not self.alive():
+                code = self.proc.returncode if self.proc is not None else None
+                raise ServiceError(
+                    f"pipeline exited during start-up (exit code {code}); log "
+                    f"{self.state_dir / 'pipeline.log'}:\n{self.log_tail()}"
+                )
+            return epochs_completed(self.state_dir / "recovery")
+
+        wait_until(running, timeout=timeout, what="pipeline's first epoch")
+
     def start(self) -> PipelineProcess:
         env = {**os.environ, **self.stack.env(), **self.extra_env}
         env["TRIAGE_STATE_DIR"] = str(self.state_dir)
