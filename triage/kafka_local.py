@@ -645,6 +645,10 @@ def local_production_cdc(
     from connectors.kafka import KafkaSettings, cdc_topics
     from connectors.kafka_connect import ConnectError, load_connector, register_connector
 
+    # The JVMs read files named in their configs (the connector's secrets file): a path
+    # relative to this process's directory (the default `.state`) would not resolve there.
+    state_dir = state_dir.resolve()
+
     jvm_classpath(lib_dir)  # fail before starting anything when setup has not run
     state_dir.mkdir(parents=True, exist_ok=True)
     _, production = load_connector(connector_file)
