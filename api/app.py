@@ -49,13 +49,19 @@ _KEYED: dict[int | str, dict[str, Any]] = {
 """Answers every key-protected route may give besides its own."""
 
 
-def _redis_client(settings: ApiSettings) -> redis.Redis:
+def _redis_options(settings: ApiSettings) -> dict[str, Any]:
     timeout = settings.store_timeout_s
+    return {
+        "decode_responses": True,
+        "socket_timeout": timeout,
+        "socket_connect_timeout": timeout,
+    }
+
+
+def _redis_client(settings: ApiSettings) -> redis.Redis:
     return redis.Redis.from_url(
         settings.redis_url,
-        decode_responses=True,
-        socket_timeout=timeout,
-        socket_connect_timeout=timeout,
+        **_redis_options(settings),
         # One quick retry absorbs a dropped idle connection without stalling requests.
         retry=Retry(ExponentialBackoff(cap=0.2, base=0.05), 1),
     )
@@ -63,12 +69,9 @@ def _redis_client(settings: ApiSettings) -> redis.Redis:
 
 def _async_redis_client(settings: ApiSettings) -> aioredis.Redis:
     """The event loop's client, for the hottest reads (no thread hop per request)."""
-    timeout = settings.store_timeout_s
     return aioredis.Redis.from_url(
         settings.redis_url,
-        decode_responses=True,
-        socket_timeout=timeout,
-        socket_connect_timeout=timeout,
+        **_redis_options(settings),
         retry=AsyncRetry(ExponentialBackoff(cap=0.2, base=0.05), 1),
     )
 

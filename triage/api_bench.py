@@ -28,6 +28,7 @@ from typing import Any
 
 from rich.console import Console
 
+from triage.report import percentile
 from triage.settings import AppSettings
 
 PATH = "/v1/tickets/{id}/routing"
@@ -50,7 +51,12 @@ class LoadReport:
         return self.requests - ok
 
     def summary(self) -> dict[str, Any]:
-        lat = sorted(self.latencies_ms)
+        lat = self.latencies_ms
+
+        def pct(q: float) -> float | None:
+            value = percentile(lat, q)
+            return None if value is None else round(value, 2)
+
         return {
             "requests": self.requests,
             "achieved_rate_per_s": round(self.requests / self.seconds, 1) if self.seconds else 0,
@@ -58,25 +64,12 @@ class LoadReport:
             "errors": self.errors,
             "connection_errors": self.connection_errors,
             "latency_ms": {
-                "p50": percentile(lat, 50),
-                "p90": percentile(lat, 90),
-                "p99": percentile(lat, 99),
-                "max": round(lat[-1], 2) if lat else None,
+                "p50": pct(50),
+                "p90": pct(90),
+                "p99": pct(99),
+                "max": round(max(lat), 2) if lat else None,
             },
         }
-
-
-def percentile(ordered: list[float], q: float) -> float | None:
-    """The ``q``-th percentile (nearest rank) of an ascending list; ``None`` when empty.
-
-    Example:
-        >>> percentile([1.0, 2.0, 3.0, 4.0], 50)
-        2.0
-    """
-    if not ordered:
-        return None
-    rank = max(1, -(-len(ordered) * q // 100))
-    return round(ordered[int(rank) - 1], 2)
 
 
 class _Conn:

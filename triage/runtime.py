@@ -322,15 +322,10 @@ class PipelineProcess:
         """
         from connectors.pg_cdc import slot_position
         from pipelines.recovery import committed_state
-        from triage.services import ServiceError, wait_until
+        from triage.services import wait_until
 
         def ready() -> bool:
-            if not self.alive():
-                code = self.proc.returncode if self.proc is not None else None
-                raise ServiceError(
-                    f"pipeline exited during start-up (exit code {code}); log "
-                    f"{self.state_dir / 'pipeline.log'}:\n{self.log_tail()}"
-                )
+            self._check_started()
             if slot_position(self.stack.source_dsn, slot) is None:
                 return False
             recovery = self.state_dir / "recovery"
@@ -338,19 +333,24 @@ class PipelineProcess:
 
         wait_until(ready, timeout=timeout, what="pipeline replication slot")
 
+    def _check_started(self) -> None:
+        from triage.services import ServiceError
+
+        if not self.alive():
+            code = self.proc.returncode if self.proc is not None else None
+            raise ServiceError(
+                f"pipeline exited during start-up (exit code {code}); log "
+                f"{self.state_dir / 'pipeline.log'}:\n{self.log_tail()}"
+            )
+
     def wait_running(self, *, timeout: float = 90.0) -> None:
         """Wait until every worker has completed an epoch: the flow, whatever its source
         (the Kafka path too), has started and passed its first items through."""
         from pipelines.recovery import epochs_completed
-        from triage.services import ServiceError, wait_until
+        from triage.services import wait_until
 
         def running() -> bool:
-            if not self.alive():
-                code = self.proc.returncode if self.proc is not None else None
-                raise ServiceError(
-                    f"pipeline exited during start-up (exit code {code}); log "
-                    f"{self.state_dir / 'pipeline.log'}:\n{self.log_tail()}"
-                )
+            self._check_started()
             return epochs_completed(self.state_dir / "recovery")
 
         wait_until(running, timeout=timeout, what="pipeline's first epoch")
