@@ -159,15 +159,17 @@ def run_demo(
                 "wall_seconds": round(time.monotonic() - started, 2),
                 "api": api.base_url,
             }
-            if on_summary is not None:
-                on_summary(result)
-            if opts.serve:
-                say(f"serving {api.base_url} — Ctrl-C to stop")
-                try:
+            # Once the summary is out, a stop signal ends the serving, not the run: it may
+            # come at once (a script that read the summary), before the wait below begins.
+            try:
+                if on_summary is not None:
+                    on_summary(result)
+                if opts.serve:
+                    say(f"serving {api.base_url} — Ctrl-C to stop")
                     while pipeline.alive():
                         time.sleep(0.5)
-                except KeyboardInterrupt:
-                    pass
+            except KeyboardInterrupt:
+                pass
             return result
         finally:
             ignore_stop_signals()  # only the shutdown is left: a second signal must not cut it
