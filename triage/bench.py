@@ -77,6 +77,24 @@ def _wait_routed(
         time.sleep(0.05)
 
 
+def _warm_up(
+    conn: psycopg.Connection[Any],
+    client: redis.Redis,
+    prefix: str,
+    pipeline: PipelineProcess,
+    *,
+    timeout: float,
+) -> list[int]:
+    """The customers' ids, once a first ticket was routed (the snapshot of reference data
+    and the first decision are out of the way)."""
+    customers = [r[0] for r in conn.execute("SELECT id FROM customers ORDER BY id")]
+    warm = conn.execute(_INSERT, next(_ticket_rows(1, customers))).fetchone()
+    assert warm is not None
+    if _wait_routed(client, prefix, [warm[0]], timeout)["tickets_routed"] != 1:
+        raise RuntimeError(f"pipeline did not start:\n{pipeline.log_tail()}")
+    return customers
+
+
 def _pipeline_env(processes: int, metrics_port: int | None = None) -> dict[str, str]:
     # Batch jobs (forecast, compaction) would compete for the CPU being measured.
     env = {"TRIAGE_JOBS__ENABLED": "false", "TRIAGE_CLUSTER__PROCESSES": str(processes)}
@@ -172,12 +190,7 @@ def run_bench(
         try:
             pipeline.wait_ready(settings.source.slot_name, flow_id=settings.pipeline.flow_id)
             with psycopg.connect(stack.source_dsn, autocommit=True) as conn:
-                customers = [r[0] for r in conn.execute("SELECT id FROM customers ORDER BY id")]
-                # Warm-up: the snapshot of reference data and the first decision.
-                warm = conn.execute(_INSERT, next(_ticket_rows(1, customers))).fetchone()
-                assert warm is not None
-                if _wait_routed(client, prefix, [warm[0]], 120)["tickets_routed"] != 1:
-                    raise RuntimeError(f"pipeline did not start:\n{pipeline.log_tail()}")
+                customers = _warm_up(conn, client, prefix, pipeline, timeout=120)
 
                 latency = _latency_run(
                     conn, client, prefix, customers, rate, seconds, ports, console
@@ -283,12 +296,7 @@ def run_kafka_bench(
             client = redis.Redis.from_url(stack.redis_url)
             try:
                 with psycopg.connect(stack.source_dsn, autocommit=True) as conn:
-                    customers = [r[0] for r in conn.execute("SELECT id FROM customers ORDER BY id")]
-                    # Warm-up: the snapshot of reference data and the first decision.
-                    warm = conn.execute(_INSERT, next(_ticket_rows(1, customers))).fetchone()
-                    assert warm is not None
-                    if _wait_routed(client, prefix, [warm[0]], 180)["tickets_routed"] != 1:
-                        raise RuntimeError(f"pipeline did not start:\n{pipeline.log_tail()}")
+                    customers = _warm_up(conn, client, prefix, pipeline, timeout=180)
                     latency = _latency_run(
                         conn, client, prefix, customers, rate, seconds, ports, console
                     )
