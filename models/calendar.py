@@ -290,6 +290,13 @@ def calendar_for_region(
         >>> cal.timezone, date(2024, 7, 4) in cal.holidays
         ('America/New_York', True)
     """
+    return _region_calendar(region, years, opens, closes)
+
+
+@lru_cache(maxsize=256)
+def _region_calendar(region: str, years: range, opens: time, closes: time) -> BusinessCalendar:
+    # Cached: every queue's SLA tracker asks for the same few calendars, and the first
+    # call of the process imports the holiday tables (~0.1 s even from bytecode).
     hours = weekday_hours(opens, closes)
     known = REGION_CALENDARS.get(region.lower())
     if known is None:
@@ -297,3 +304,10 @@ def calendar_for_region(
     country, zone = known
     days = frozenset(holiday_data.country_holidays(country, years=years).keys())
     return BusinessCalendar(zone, hours, days, name=region.lower())
+
+
+def warm_region_calendars(years: range) -> None:
+    """Build every known region's calendar now, so the first ticket of a region does not
+    pay for loading the holiday tables on the hot path."""
+    for region in REGION_CALENDARS:
+        calendar_for_region(region, years)

@@ -277,6 +277,10 @@ def _utc(value: datetime) -> datetime:
     return value.astimezone(UTC)
 
 
+HOLIDAY_YEARS = range(2015, 2041)
+"""Years whose public holidays the region calendars know, unless a tracker is told otherwise."""
+
+
 @dataclass
 class SlaTracker:
     """SLA clocks of every live ticket, fed by ticket changes and comments.
@@ -302,7 +306,7 @@ class SlaTracker:
     """
 
     policies: SlaPolicySet = field(default_factory=SlaPolicySet.default)
-    holiday_years: range = range(2015, 2041)
+    holiday_years: range = HOLIDAY_YEARS
     solved_retention: timedelta = timedelta(days=4)
     tickets: dict[int, TicketSla] = field(default_factory=dict)
     _calendars: dict[str, BusinessCalendar] = field(default_factory=dict, repr=False)

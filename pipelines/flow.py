@@ -49,6 +49,7 @@ from models.affinity import AffinityModel, LearnedRanker, RoundRobinRanker
 from models.anomaly import AnomalyAlert
 from models.budget import TimeBudget
 from models.burnout import WorkloadScore
+from models.calendar import warm_region_calendars
 from models.duplicates import DuplicateDetector
 from models.enrichment import CustomerContext, CustomerWaitExpired, TicketEnricher
 from models.events import ChangeEvent, DeadLetter, RawChange, SourcePosition
@@ -77,11 +78,11 @@ from models.language import LanguageDetector
 from models.live_metrics import LiveMetrics, LiveOutput
 from models.queue_state import QueueOutput, QueueState
 from models.routing import AgentRanker, LeastLoadedRanker, RoutingPolicy
-from models.sla import SlaEvent, TicketComment
+from models.sla import HOLIDAY_YEARS, SlaEvent, TicketComment
 from models.telemetry import StageRecorder, report_degraded
 from models.telemetry import enabled as telemetry_enabled
 from pipelines.settings import PipelineSettings
-from pipelines.state import stateful_flat_map, timed_stateful_flat_map
+from pipelines.state import buffer, stateful_flat_map, timed_stateful_flat_map
 
 log = logging.getLogger(__name__)
 
@@ -748,6 +749,7 @@ def build_flow(
     policy = settings.routing_policy()
     detector = LanguageDetector(settings.languages)
     detector.detect("warm up the language model before the first ticket", fallback="en")
+    warm_region_calendars(HOLIDAY_YEARS)
     enricher = TicketEnricher(policy, detector)
     store: ModelStore = model_store or LocalModelStore()
     shared = isinstance(store, LocalModelStore)
@@ -941,7 +943,7 @@ def build_flow(
         # Parquet wants few large files, the stream delivers small batches: buffer up to
         # ``warehouse_flush`` per ticket shard (keyed state: recovery keeps the buffers;
         # shards spread the buffers and the writes over the workers).
-        buffered = op.collect(
+        buffered = buffer(
             "buffer_warehouse",
             op.key_on("key_warehouse", for_warehouse, warehouse_shard(settings.warehouse_shards)),
             timeout=settings.warehouse_flush,

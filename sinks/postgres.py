@@ -568,10 +568,9 @@ def _statements(schema: str, table: str) -> StagedTable:
     staging = sql.Identifier(f"staging_{table}")
     col_list = sql.SQL(", ").join(map(sql.Identifier, columns))
     # Staging copies only the written columns' names and types (no constraints, no
-    # defaults, no generated columns) and empties itself at every commit.
+    # defaults, no generated columns); the writer empties it after each merge.
     create = sql.SQL(
-        "CREATE TEMP TABLE IF NOT EXISTS {staging} ON COMMIT DELETE ROWS AS "
-        "SELECT {cols} FROM {target} WITH NO DATA"
+        "CREATE TEMP TABLE IF NOT EXISTS {staging} AS SELECT {cols} FROM {target} WITH NO DATA"
     ).format(staging=staging, cols=col_list, target=target)
     copy = sql.SQL("COPY {staging} ({cols}) FROM STDIN").format(staging=staging, cols=col_list)
     insert = sql.SQL("INSERT INTO {target} AS t ({cols}) SELECT {cols} FROM {staging} ").format(
@@ -594,7 +593,7 @@ def _statements(schema: str, table: str) -> StagedTable:
         )
     else:
         merge = insert + sql.SQL("ON CONFLICT DO NOTHING")
-    return StagedTable(create_staging=create, copy=copy, merge=merge)
+    return StagedTable(create_staging=create, copy=copy, merge=merge, staging=staging)
 
 
 class _PostgresPartition(StatelessSinkPartition[AnalyticsItem]):

@@ -10,10 +10,10 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Any
 
+from models.duplicates import DuplicateDetector
 from models.enrichment import CustomerContext, TicketEnricher
 from models.events import ChangeEvent, SourcePosition
 from models.helpdesk import Customer
-from models.duplicates import DuplicateDetector
 from models.intelligence import (
     Classified,
     TextModels,
@@ -109,7 +109,7 @@ def test_queue_is_sticky_while_open_and_a_correction_is_learned() -> None:
     # Solved: what was derived is dropped, the queue stays for replies that reopen it.
     assert solved.queue == "billing" and ti.texts[1].insights is None
     assert ti.comment(TicketComment(1, T0, "customer"), "still broken") == "billing"
-    closed, _ = feed(ti, event(1, op="u", before=before, subject=first.ticket.subject,
+    _closed, _ = feed(ti, event(1, op="u", before=before, subject=first.ticket.subject,
                                category="shipping", status="closed"))  # fmt: skip
     assert 1 not in ti.texts
 
