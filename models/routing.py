@@ -15,10 +15,11 @@ then the lower agent id so decisions are deterministic.
 
 from __future__ import annotations
 
+import bisect
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
-from typing import Protocol
+from typing import Any, Protocol
 
 from models.helpdesk import OPEN_STATUSES, Agent, EnrichedTicket, RoutingDecision
 from models.priority import priority_rank
@@ -207,6 +208,10 @@ class _Held:
     since: datetime
 
 
+_HeldKey = tuple[int, datetime, int, int]
+"""(priority rank, created at, place in the holding list, ticket id): the drain order."""
+
+
 @dataclass
 class QueueRouter:
     """Routing state of one queue: agents, loads, assignments and the holding list."""
@@ -225,6 +230,53 @@ class QueueRouter:
     # Recently solved tickets and who solved them, so a reopen can count against the agent.
     recently_solved: dict[int, int] = field(default_factory=dict)
     recently_solved_cap: int = 5000
+    # The holding list in drain order (priority, creation, then arrival in the list), kept
+    # sorted as tickets come and go so that a release does not sort the whole list again.
+    _held_order: list[_HeldKey] = field(default_factory=list, repr=False, compare=False)
+    _held_keys: dict[int, _HeldKey] = field(default_factory=dict, repr=False, compare=False)
+    _held_seq: int = field(default=0, repr=False, compare=False)
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        # Snapshots written before the holding index existed rebuild it.
+        self.__dict__.update(state)
+        if "_held_keys" not in state:
+            self._rebuild_holding_index()
+
+    # -- the holding list ---------------------------------------------------------------
+
+    def _hold(self, et: RoutingRequest, since: datetime) -> None:
+        tid = et.ticket_id
+        old = self._held_keys.get(tid) if tid in self.holding else None
+        if old is not None:
+            # Updating a held ticket keeps its place among equals (as a dict keeps its key).
+            seq = old[2]
+            del self._held_order[bisect.bisect_left(self._held_order, old)]
+        else:
+            self._held_seq += 1
+            seq = self._held_seq
+        self.holding[tid] = _Held(et, since)
+        key = (priority_rank(et.priority), et.created_at, seq, tid)
+        self._held_keys[tid] = key
+        bisect.insort(self._held_order, key)
+
+    def _unhold(self, tid: int) -> bool:
+        if self.holding.pop(tid, None) is None:
+            return False
+        key = self._held_keys.pop(tid, None)
+        if key is not None:
+            at = bisect.bisect_left(self._held_order, key)
+            if at < len(self._held_order) and self._held_order[at] == key:
+                del self._held_order[at]
+        return True
+
+    def _rebuild_holding_index(self) -> None:
+        self._held_seq = 0
+        self._held_keys = {}
+        for tid, held in self.holding.items():
+            self._held_seq += 1
+            rank = priority_rank(held.ticket.priority)
+            self._held_keys[tid] = (rank, held.ticket.created_at, self._held_seq, tid)
+        self._held_order = sorted(self._held_keys.values())
 
     # -- agents -------------------------------------------------------------------------
 
@@ -250,7 +302,7 @@ class QueueRouter:
             return self._release(et, at=at)
 
         if tid in self.holding:
-            self.holding[tid] = _Held(et, self.holding[tid].since)
+            self._hold(et, self.holding[tid].since)
 
         solver = self.recently_solved.pop(tid, None)
         if solver is not None:
@@ -268,7 +320,7 @@ class QueueRouter:
             # Someone assigned the ticket in the helpdesk (or the ticket arrived assigned):
             # honour it and account for the load.
             self._move(tid, manual)
-            self.holding.pop(tid, None)
+            self._unhold(tid)
             return [
                 self._decision(
                     et,
@@ -287,7 +339,7 @@ class QueueRouter:
 
     def _release(self, et: RoutingRequest, *, at: datetime) -> list[RoutingDecision]:
         tid = et.ticket_id
-        was_held = self.holding.pop(tid, None) is not None
+        was_held = self._unhold(tid)
         agent_id = self.assignments.pop(tid, None)
         was_paused = tid in self.paused
         self.paused.discard(tid)
@@ -378,7 +430,7 @@ class QueueRouter:
     def _route(self, et: RoutingRequest, *, at: datetime, version: int) -> RoutingDecision:
         candidates, rejected = self.eligible(et, at=at)
         if not candidates:
-            self.holding[et.ticket_id] = _Held(et, at)
+            self._hold(et, at)
             reasons = (
                 ("no eligible agent", *rejected[:3]) if self.agents else ("queue has no agents",)
             )
@@ -409,32 +461,52 @@ class QueueRouter:
         )
 
     def _drain_holding(self, *, trigger_version: int, at: datetime) -> list[RoutingDecision]:
-        """Route held tickets, most urgent and oldest first, while someone can take them."""
-        if not self.holding or not self._has_free_capacity():
+        """Route held tickets, most urgent and oldest first, while someone can take them.
+
+        Only agents with room are checked against each held ticket, and the walk stops
+        once nobody has room: a release costs about one ticket's check, not the whole
+        list times every agent.
+        """
+        if not self.holding:
             return []
-        order = sorted(
-            self.holding.values(),
-            key=lambda h: (priority_rank(h.ticket.priority), h.ticket.created_at),
-        )
+        free = self._free_agents(at)
+        if not free:
+            return []
+        if len(self._held_keys) != len(self.holding):
+            self._rebuild_holding_index()
         out: list[RoutingDecision] = []
-        for held in order:
-            et = held.ticket
-            if not self.eligible(et, at=at)[0]:
+        for key in list(self._held_order):
+            held = self.holding.get(key[3])
+            if held is None:
                 continue
-            del self.holding[et.ticket_id]
+            et = held.ticket
+            if not any(self._suits(agent, et) for agent in free):
+                continue
+            self._unhold(et.ticket_id)
             # The decision must supersede the ticket's earlier "queued" decision in stores
             # that keep the newest version, even if the trigger's LSN is older.
             version = max(trigger_version, self.last_version.get(et.ticket_id, 0) + 1)
-            decision = self._route(et, at=at, version=version)
-            out.append(decision)
+            out.append(self._route(et, at=at, version=version))
+            free = [a for a in free if self.load.get(a.id, 0) < a.capacity]
+            if not free:
+                break
         return out
 
-    def _has_free_capacity(self) -> bool:
-        # Cheap guard: an overloaded queue skips sorting and re-checking its whole holding
-        # list on every release.
-        return any(
-            a.status == "online" and self.load.get(a.id, 0) < a.capacity
+    def _free_agents(self, at: datetime) -> list[Agent]:
+        """Agents that could take one more ticket now, whatever the ticket."""
+        return [
+            a
             for a in self.agents.values()
+            if a.status == "online"
+            and not (self.policy.respect_shifts and not a.on_shift(at))
+            and self.load.get(a.id, 0) < a.capacity
+        ]
+
+    def _suits(self, agent: Agent, et: RoutingRequest) -> bool:
+        """The ticket-dependent half of :meth:`eligible` (language and skill)."""
+        return (
+            et.language in agent.languages
+            and agent.skills.get(et.category, 0.0) >= self.policy.min_skill
         )
 
     def drain(self, *, at: datetime, trigger_version: int = 0) -> list[RoutingDecision]:

@@ -334,12 +334,20 @@ def bench(
             "KRaft broker (jars from `make setup`), on the first process count."
         ),
     ] = CdcPath.embedded,
+    memory: Annotated[
+        str | None,
+        typer.Option(
+            help="Only the memory run: tickets after which the pipeline's resident set is "
+            "read, e.g. 100000,1000000 (each closed two chunks of 5,000 later)."
+        ),
+    ] = None,
     state_dir: StateDir = None,
 ) -> None:
     """Benchmark the embedded path; prints JSON (latency, stages, throughput, scale).
 
-    With --cdc kafka: the latency run through Debezium and Kafka, same JSON. `triage bench
-    api` benchmarks the read API instead."""
+    With --cdc kafka: the latency run through Debezium and Kafka, same JSON. With --memory:
+    the pipeline's resident set after so many tickets. `triage bench api` benchmarks the
+    read API instead."""
     if ctx.invoked_subcommand is not None:
         return
     from triage.bench import run_bench, run_kafka_bench
@@ -353,6 +361,18 @@ def bench(
             f"--processes takes counts from 1 to 64 separated by commas, not {processes!r}", 2
         )
     settings = _settings(state_dir)
+    if memory is not None:
+        from triage.bench_memory import run_memory_bench
+
+        try:
+            marks = [int(m.replace("_", "")) for m in memory.split(",") if m.strip()]
+        except ValueError:
+            marks = []
+        if not marks or any(m < 1 for m in marks):
+            raise _fail(f"--memory takes ticket counts separated by commas, not {memory!r}", 2)
+        result = run_memory_bench(settings, checkpoints=marks, console=console)
+        sys.stdout.write(json.dumps({"memory": result}) + "\n")
+        return
     if cdc is CdcPath.kafka:
         kafka = run_kafka_bench(
             settings, rate=rate, seconds=seconds, console=console, processes=counts[0]
