@@ -13,7 +13,7 @@ def test_a_process_tree_counts_its_children() -> None:
     own_alone, tree_alone = process_tree_rss_mib(os.getpid())
     assert own_alone > 1 and tree_alone >= own_alone
     child = subprocess.Popen(
-        [sys.executable, "-c", "import time; b = b\"x\" * (64 << 20); time.sleep(30)"]
+        [sys.executable, "-c", 'import time; b = b"x" * (64 << 20); time.sleep(30)']
     )
     try:
         for _ in range(100):
