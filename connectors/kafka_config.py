@@ -18,6 +18,7 @@ from pydantic import BaseModel, ConfigDict, Field, SecretStr, model_validator
 __all__ = [
     "ALERTS_TOPIC_CONFIG",
     "CDC_TOPIC_CONFIG",
+    "DEAD_LETTER_TOPIC_CONFIG",
     "KafkaSecuritySettings",
     "TopicSpec",
     "client_config",
@@ -128,13 +129,24 @@ class TopicSpec:
     config: Mapping[str, str] = field(default_factory=dict)
 
 
+DEAD_LETTER_TOPIC_CONFIG: Mapping[str, str] = {
+    # Every dead letter is its own record (a replay's copy has the same key); they are
+    # kept 30 days for inspection and replay, the analytics store keeps them for good.
+    "cleanup.policy": "delete",
+    "retention.ms": str(30 * 24 * 3600 * 1000),
+}
+"""Configuration of the dead-letter topic (``triage.dead_letters``)."""
+
+
 def topic_specs(
     cdc_topics: list[str],
     *,
     alerts_topic: str | None,
+    dead_letter_topic: str | None = None,
     partitions: int = 4,
 ) -> list[TopicSpec]:
-    """Every topic with its configuration: the CDC topics, and the alerts topic when used.
+    """Every topic with its configuration: the CDC topics, and the alerts and dead-letter
+    topics when used.
 
     Example:
         >>> [(s.name, s.config["cleanup.policy"]) for s in topic_specs(
@@ -144,4 +156,6 @@ def topic_specs(
     specs = [TopicSpec(t, partitions, dict(CDC_TOPIC_CONFIG)) for t in cdc_topics]
     if alerts_topic:
         specs.append(TopicSpec(alerts_topic, partitions, dict(ALERTS_TOPIC_CONFIG)))
+    if dead_letter_topic:
+        specs.append(TopicSpec(dead_letter_topic, partitions, dict(DEAD_LETTER_TOPIC_CONFIG)))
     return specs

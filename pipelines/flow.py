@@ -728,6 +728,7 @@ def build_flow(
     alert_sink: Sink[Any] | None = None,
     search_sink: Sink[Any] | None = None,
     model_store: ModelStore | None = None,
+    dead_letter_sink: Sink[Any] | None = None,
 ) -> Dataflow:
     """Build the triage dataflow for a source of raw CDC records and the stores.
 
@@ -745,6 +746,8 @@ def build_flow(
         model_store: where the learning copy of the text models publishes them for every
             worker; default: shared by reference, which is right for one process only.
             A cluster of processes needs a shared store (``sinks.model_store``).
+        dead_letter_sink: optional; the flow's dead letters, besides the analytics sink
+            (Kafka ``triage.dead_letters``).
     """
     policy = settings.routing_policy()
     detector = LanguageDetector(settings.languages)
@@ -931,6 +934,8 @@ def build_flow(
         "merge_analytics", final_tickets, queue_out, live_metrics, model_metrics, dead_letters
     )
     op.output("write_analytics", analytics, analytics_sink)
+    if dead_letter_sink is not None:
+        op.output("publish_dead_letters", dead_letters, dead_letter_sink)
     if search_sink is not None:
         articles = op.filter_map("select_kb_articles", kb_changes, kb_article)
         op.output("write_search", op.merge("merge_search", final_tickets, articles), search_sink)

@@ -1,4 +1,5 @@
-"""Kafka sink for alerts: volume anomalies and SLA breaches as JSON on ``triage.alerts``.
+"""Kafka sinks for alerts (volume anomalies and SLA breaches as JSON on ``triage.alerts``)
+and for dead letters (``triage.dead_letters``, :class:`KafkaDeadLetterSink`).
 
 Delivery guarantee: at-least-once. Each ``write_batch`` produces its alerts with an
 idempotent producer (``enable.idempotence``: acks from all in-sync replicas, retries
@@ -39,7 +40,7 @@ from __future__ import annotations
 import json
 import logging
 import math
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from datetime import UTC, datetime
 from typing import Any
 
@@ -47,6 +48,7 @@ from bytewax.outputs import DynamicSink, StatelessSinkPartition
 from confluent_kafka import KafkaError, KafkaException, Message, Producer
 
 from models.anomaly import AnomalyAlert
+from models.events import DeadLetter
 from models.sla import SlaEvent
 from models.telemetry import report_written
 
@@ -57,9 +59,11 @@ __all__ = [
     "AlertDeliveryError",
     "AlertItem",
     "KafkaAlertSink",
+    "KafkaDeadLetterSink",
     "alert_document",
     "alert_id",
     "alert_to_message",
+    "dead_letter_to_message",
     "is_alert",
 ]
 
@@ -184,6 +188,51 @@ def alert_to_message(item: AlertItem) -> tuple[bytes, bytes]:
     return document["id"].encode("utf-8"), value.encode("utf-8")
 
 
+def dead_letter_to_message(item: DeadLetter) -> tuple[bytes, bytes]:
+    """The Kafka message of one dead letter: ``(key, value)`` as UTF-8 bytes (pure).
+
+    The key names the failed record (stage, source topic and position), so a replay's copy
+    has its original's key. The value carries the reason and the raw payload as received,
+    so the record can be inspected and replayed from the topic alone.
+
+    Example:
+        >>> from datetime import UTC, datetime
+        >>> from models.events import SourcePosition
+        >>> dl = DeadLetter("decode", "bad JSON", "triage.public.tickets", "7", "{",
+        ...                 SourcePosition(lsn=99), datetime(2026, 3, 2, tzinfo=UTC))
+        >>> dead_letter_to_message(dl)[0]
+        b'decode|triage.public.tickets|lsn:99'
+    """
+    pos = item.position
+    where = (
+        f"lsn:{pos.lsn}"
+        if pos.lsn is not None
+        else f"{pos.topic}:{pos.partition}:{pos.offset}"
+        if pos.offset is not None
+        else f"key:{item.key}"
+    )
+    key = f"{item.stage}|{item.topic}|{where}"
+    document = {
+        "schema_version": 1,
+        "type": "dead_letter",
+        "id": key,
+        "stage": item.stage,
+        "reason": item.reason,
+        "source_topic": item.topic,
+        "source_key": item.key,
+        "payload": item.payload,
+        "position": {
+            "lsn": pos.lsn,
+            "topic": pos.topic,
+            "partition": pos.partition,
+            "offset": pos.offset,
+        },
+        "failed_at": _iso_utc(item.failed_at),
+    }
+    value = json.dumps(document, separators=(",", ":"), ensure_ascii=False, default=str)
+    return key.encode("utf-8"), value.encode("utf-8")
+
+
 class _FatalErrors:
     """The producer's ``error_cb``: remembers a fatal error for the next batch to raise.
 
@@ -205,7 +254,7 @@ class _FatalErrors:
             log.debug("kafka alert producer: %s", err)
 
 
-class _KafkaAlertPartition(StatelessSinkPartition[AlertItem]):
+class _KafkaAlertPartition(StatelessSinkPartition[Any]):
     """One worker's idempotent producer; each batch is flushed before it returns."""
 
     def __init__(
@@ -215,8 +264,12 @@ class _KafkaAlertPartition(StatelessSinkPartition[AlertItem]):
         topic: str,
         delivery_timeout: float,
         connect_timeout: float,
+        encode: Callable[[Any], tuple[bytes, bytes]] = alert_to_message,
+        sink: str = "kafka_alerts",
     ) -> None:
         self._topic = topic
+        self._encode = encode
+        self._sink = sink
         # The producer gives up on a message after message.timeout.ms and reports it, so a
         # flush that waits a little longer always ends with every report in hand.
         self._flush_timeout = delivery_timeout + 5.0
@@ -229,12 +282,13 @@ class _KafkaAlertPartition(StatelessSinkPartition[AlertItem]):
             raise ConnectionError(
                 f"no Kafka broker at {config['bootstrap.servers']} answered within "
                 f"{connect_timeout:g} s ({exc}); check TRIAGE_KAFKA__BROKERS, or set "
-                "TRIAGE_KAFKA__PUBLISH_ALERTS=false to run without the alerts topic"
+                "TRIAGE_KAFKA__PUBLISH_ALERTS=false to run without the alerts and dead-letter "
+                "topics"
             ) from exc
         self.delivered = 0
         """Alerts acknowledged by Kafka so far (replays included)."""
 
-    def write_batch(self, items: list[AlertItem]) -> None:
+    def write_batch(self, items: list[Any]) -> None:
         """Produce the batch in order; returns once Kafka acknowledged every message.
 
         Raises:
@@ -242,7 +296,7 @@ class _KafkaAlertPartition(StatelessSinkPartition[AlertItem]):
         """
         if not items:
             return
-        messages = [alert_to_message(item) for item in items]
+        messages = [self._encode(item) for item in items]
         failed: list[KafkaError] = []
 
         def on_delivery(err: KafkaError | None, _msg: Message) -> None:
@@ -275,7 +329,7 @@ class _KafkaAlertPartition(StatelessSinkPartition[AlertItem]):
                 f"within {self._flush_timeout:g} s"
             )
         self.delivered += len(messages)
-        report_written("kafka_alerts", items)
+        report_written(self._sink, items)
 
     def close(self) -> None:
         """Hand over what is left in the queue when the dataflow ends (normally nothing)."""
@@ -303,6 +357,9 @@ class KafkaAlertSink(DynamicSink[AlertItem]):
             override the defaults.
     """
 
+    _encode: Callable[[Any], tuple[bytes, bytes]] = staticmethod(alert_to_message)
+    _sink_name = "kafka_alerts"
+
     def __init__(
         self,
         brokers: list[str],
@@ -313,7 +370,7 @@ class KafkaAlertSink(DynamicSink[AlertItem]):
         extra_config: Mapping[str, Any] | None = None,
     ) -> None:
         if not brokers:
-            raise ValueError("KafkaAlertSink needs at least one broker")
+            raise ValueError(f"{type(self).__name__} needs at least one broker")
         self._brokers = list(brokers)
         self._topic = topic
         self._delivery_timeout = delivery_timeout
@@ -347,4 +404,36 @@ class KafkaAlertSink(DynamicSink[AlertItem]):
             topic=self._topic,
             delivery_timeout=self._delivery_timeout,
             connect_timeout=self._connect_timeout,
+            encode=self._encode,
+            sink=self._sink_name,
+        )
+
+
+class KafkaDeadLetterSink(KafkaAlertSink):
+    """Publish dead letters (:class:`DeadLetter`) as JSON to a Kafka topic
+    (:func:`dead_letter_to_message`), with the alert sink's delivery guarantee: a batch
+    returns once Kafka acknowledged it, and a failed delivery fails the epoch.
+
+    The analytics store keeps every dead letter as well (``analytics.dead_letters``, read by
+    ``triage dead-letters``); the topic is for operators' consumers and alerting.
+    """
+
+    _encode = staticmethod(dead_letter_to_message)
+    _sink_name = "kafka_dead_letters"
+
+    def __init__(
+        self,
+        brokers: list[str],
+        topic: str = "triage.dead_letters",
+        *,
+        delivery_timeout: float = 120.0,
+        connect_timeout: float = 10.0,
+        extra_config: Mapping[str, Any] | None = None,
+    ) -> None:
+        super().__init__(
+            brokers,
+            topic,
+            delivery_timeout=delivery_timeout,
+            connect_timeout=connect_timeout,
+            extra_config=extra_config,
         )

@@ -753,11 +753,11 @@ app.add_typer(kafka_app, name="kafka")
 def kafka_create_topics(
     partitions: Annotated[int, typer.Option(min=1, help="Partitions of new topics.")] = 4,
 ) -> None:
-    """Create the CDC and alerts topics with their cleanup policies (idempotent).
+    """Create the CDC, alerts and dead-letter topics with their cleanup policies (idempotent).
 
     CDC topics are compacted and kept forever (a replay rebuilds state from the
-    snapshot); the alerts topic is compacted by alert id. Existing topics get the same
-    settings; their partition count is never changed.
+    snapshot); the alerts topic is compacted by alert id; dead letters are kept 30 days.
+    Existing topics get the same settings; their partition count is never changed.
     """
     from connectors.kafka import KafkaSettings, KafkaTopicError, cdc_topics, ensure_topic_specs
     from connectors.kafka_config import topic_specs
@@ -769,6 +769,7 @@ def kafka_create_topics(
     specs = topic_specs(
         topics,
         alerts_topic=settings.kafka.alerts_topic if settings.publishes_alerts else None,
+        dead_letter_topic=settings.dead_letter_topic,
         partitions=partitions,
     )
     config = {

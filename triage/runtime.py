@@ -148,6 +148,15 @@ def build_pipeline(settings: AppSettings, stack: Stack, recovery_dir: Path):
             topic=settings.kafka.alerts_topic,
             extra_config=settings.kafka.client_config(),
         )
+    dead_letter_topic = None
+    if settings.dead_letter_topic is not None:
+        from sinks.kafka_alerts import KafkaDeadLetterSink
+
+        dead_letter_topic = KafkaDeadLetterSink(
+            settings.kafka.brokers,
+            topic=settings.dead_letter_topic,
+            extra_config=settings.kafka.client_config(),
+        )
     pipeline = settings.pipeline
     if pipeline.reorder_window is None and settings.cdc.mode == "kafka":
         pipeline = pipeline.model_copy(update={"reorder_window": timedelta(seconds=1)})
@@ -160,6 +169,7 @@ def build_pipeline(settings: AppSettings, stack: Stack, recovery_dir: Path):
         alert_sink=alerts,
         search_sink=search_sink(settings, stack),
         model_store=model_store(settings, stack),
+        dead_letter_sink=dead_letter_topic,
     )
 
 

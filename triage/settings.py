@@ -46,6 +46,10 @@ class KafkaAppSettings(BaseModel):
     publish_alerts: bool | None = Field(
         default=None, description="unset: publish alerts to Kafka when cdc.mode is kafka"
     )
+    dead_letter_topic: str = Field(
+        default="triage.dead_letters",
+        description="records the flow could not process, published beside alerts; '': none",
+    )
     security: KafkaSecuritySettings = Field(
         default_factory=KafkaSecuritySettings,
         description="SASL/TLS of every client: consumer, alerts producer, topic admin",
@@ -250,3 +254,11 @@ class AppSettings(BaseSettings):
         if self.kafka.publish_alerts is not None:
             return self.kafka.publish_alerts
         return self.cdc.mode == "kafka"
+
+    @property
+    def dead_letter_topic(self) -> str | None:
+        """The Kafka topic dead letters are published to (besides the analytics store):
+        ``kafka.dead_letter_topic`` whenever alerts go to Kafka, unless it is empty."""
+        if not self.publishes_alerts or not self.kafka.dead_letter_topic:
+            return None
+        return self.kafka.dead_letter_topic

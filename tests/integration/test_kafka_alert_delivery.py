@@ -16,10 +16,18 @@ from bytewax.testing import TestingSink, TestingSource, cluster_main, run_main
 from confluent_kafka import OFFSET_BEGINNING, Consumer, TopicPartition
 
 from models.anomaly import AnomalyAlert, Driver
+from models.events import DeadLetter, RawChange, SourcePosition
 from models.sla import SlaEvent
 from pipelines.flow import build_flow
 from pipelines.settings import PipelineSettings
-from sinks.kafka_alerts import AlertDeliveryError, AlertItem, KafkaAlertSink, alert_to_message
+from sinks.kafka_alerts import (
+    AlertDeliveryError,
+    AlertItem,
+    KafkaAlertSink,
+    KafkaDeadLetterSink,
+    alert_to_message,
+    dead_letter_to_message,
+)
 from tests.integration.conftest import MockKafkaCluster
 from tests.unit.test_kafka_alerts import breach_feed
 
@@ -166,3 +174,35 @@ def test_triage_flow_publishes_sla_breaches_to_kafka(kafka_bootstrap: str, topic
         ("sla_breach", 10, "first_reply"),
         ("sla_breach", 10, "resolution"),
     ]
+
+
+def test_flow_publishes_its_dead_letters_to_the_dead_letter_topic(
+    kafka_bootstrap: str, unique: str
+) -> None:
+    topic = f"t{unique}.dead_letters"
+    bad = [
+        RawChange("triage.public.tickets", b'{"id": 7}', b"{not json", SourcePosition(lsn=101)),
+        RawChange(
+            "triage.public.tickets", b'{"id": 8}', b'{"payload": 3}', SourcePosition(lsn=102)
+        ),
+    ]
+    analytics: list[Any] = []
+    flow = build_flow(
+        PipelineSettings(),
+        source=TestingSource([*breach_feed(), *bad]),
+        analytics_sink=TestingSink(analytics),
+        decision_sink=TestingSink([]),
+        dead_letter_sink=KafkaDeadLetterSink([kafka_bootstrap], topic),
+    )
+    run_main(flow)
+
+    stored = [x for x in analytics if isinstance(x, DeadLetter)]
+    assert {d.position.lsn for d in stored} == {101, 102}  # the store still gets them
+    messages = read_topic(kafka_bootstrap, topic, len(stored))
+    assert sorted((m.key(), m.value()) for m in messages) == sorted(
+        dead_letter_to_message(d) for d in stored
+    )
+    docs = {json.loads(m.value())["position"]["lsn"]: json.loads(m.value()) for m in messages}
+    assert docs[101]["payload"] == "{not json" and docs[101]["stage"] == "decode_cdc"
+    assert docs[101]["reason"] and docs[102]["reason"]
+    assert docs[101]["source_key"] == '{"id": 7}'

@@ -341,3 +341,22 @@ def test_application_services_environment_is_valid_settings(
         assert settings.metrics.port == 9464 and settings.metrics.host == "0.0.0.0"
     if name == "api":
         assert settings.api.host == "0.0.0.0" and settings.api.auth_required
+
+
+def test_dead_letters_have_their_own_topic_whenever_alerts_go_to_kafka(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from triage.settings import AppSettings
+
+    specs = topic_specs([], alerts_topic="triage.alerts", dead_letter_topic="triage.dead_letters")
+    dlq = next(s for s in specs if s.name == "triage.dead_letters")
+    assert dlq.config["cleanup.policy"] == "delete"  # every dead letter kept, none compacted
+    assert int(dlq.config["retention.ms"]) >= 7 * 24 * 3600 * 1000
+
+    monkeypatch.setenv("TRIAGE_CDC__MODE", "kafka")
+    assert AppSettings().dead_letter_topic == "triage.dead_letters"
+    monkeypatch.setenv("TRIAGE_KAFKA__DEAD_LETTER_TOPIC", "")
+    assert AppSettings().dead_letter_topic is None
+    monkeypatch.setenv("TRIAGE_CDC__MODE", "embedded")
+    monkeypatch.delenv("TRIAGE_KAFKA__DEAD_LETTER_TOPIC")
+    assert AppSettings().dead_letter_topic is None  # embedded default: the store only
