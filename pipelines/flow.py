@@ -947,12 +947,14 @@ def build_flow(
         )
         # Parquet wants few large files, the stream delivers small batches: buffer up to
         # ``warehouse_flush`` per ticket shard (keyed state: recovery keeps the buffers;
-        # shards spread the buffers and the writes over the workers).
+        # shards spread the buffers and the writes over the workers, and each shard
+        # flushes at its own moment of the period, so the writes do not pile up).
         buffered = buffer(
             "buffer_warehouse",
             op.key_on("key_warehouse", for_warehouse, warehouse_shard(settings.warehouse_shards)),
             timeout=settings.warehouse_flush,
             max_size=settings.warehouse_batch,
+            staggered=True,
         )
         op.output(
             "write_warehouse",

@@ -11,6 +11,7 @@ from __future__ import annotations
 import logging
 import pickle
 import time
+import zlib
 from collections.abc import Callable, Iterable
 from datetime import UTC, datetime, timedelta
 from typing import Any, Generic, Protocol, TypeVar, cast
@@ -134,15 +135,39 @@ def timed_stateful_flat_map(
     return op.stateful(step_id, up, builder)
 
 
+_EPOCH = datetime(2000, 1, 1, tzinfo=UTC)
+
+
+def release_time(now: datetime, timeout: timedelta, phase: float) -> datetime:
+    """The first release time after ``now`` of a key whose releases fall at ``phase``
+    (0 to 1) of every ``timeout`` period: at most ``timeout`` later, and keys of different
+    phases release at different moments.
+
+    Example:
+        >>> t = datetime(2026, 3, 2, 9, 0, 3, tzinfo=UTC)
+        >>> release_time(t, timedelta(seconds=10), 0.5).time()
+        datetime.time(9, 0, 5)
+        >>> release_time(t, timedelta(seconds=10), 0.2).time()
+        datetime.time(9, 0, 12)
+    """
+    period = timeout.total_seconds()
+    if period <= 0:
+        return now
+    offset = (now - _EPOCH).total_seconds() - phase * period
+    return now + timedelta(seconds=period - offset % period)
+
+
 class _BufferLogic(StatefulLogic[V, list[V], tuple[datetime | None, tuple[bytes, ...]]]):
     def __init__(
         self,
         timeout: timedelta,
         max_size: int,
         resume: tuple[datetime | None, tuple[bytes, ...]] | None,
+        phase: float | None = None,
     ) -> None:
         self.timeout = timeout
         self.max_size = max_size
+        self.phase = phase
         self.due: datetime | None = None
         self.items: list[V] = []
         self.chunks: list[bytes] = []
@@ -155,7 +180,12 @@ class _BufferLogic(StatefulLogic[V, list[V], tuple[datetime | None, tuple[bytes,
 
     def on_item(self, value: V) -> tuple[Iterable[list[V]], bool]:
         if not self.items:
-            self.due = datetime.now(UTC) + self.timeout
+            now = datetime.now(UTC)
+            self.due = (
+                now + self.timeout
+                if self.phase is None
+                else release_time(now, self.timeout, self.phase)
+            )
         self.items.append(value)
         if len(self.items) >= self.max_size:
             return (self.items,), StatefulLogic.DISCARD
@@ -180,10 +210,19 @@ class _BufferLogic(StatefulLogic[V, list[V], tuple[datetime | None, tuple[bytes,
 
 
 def buffer(
-    step_id: str, up: Stream[tuple[str, V]], *, timeout: timedelta, max_size: int
+    step_id: str,
+    up: Stream[tuple[str, V]],
+    *,
+    timeout: timedelta,
+    max_size: int,
+    staggered: bool = False,
 ) -> Stream[tuple[str, list[V]]]:
     """Collect each key's items into lists of at most ``max_size``, released at the latest
     ``timeout`` after the first item of the list arrived.
+
+    ``staggered``: each key releases at its own phase of the ``timeout`` period (from a
+    hash of the key), so keys that fill at the same time do not all release, and pause the
+    worker with their writes, in the same moment; a list still waits at most ``timeout``.
 
     Unlike ``bytewax.operators.collect``, whose deadline moves with every new item (a key
     that keeps receiving items waits for ``max_size``) and whose snapshot deep-copies the
@@ -191,10 +230,35 @@ def buffer(
     snapshot pickles only what arrived since the previous one.
     """
 
-    def builder(resume: Any) -> _BufferLogic[V]:
+    def with_key(kv: tuple[str, V]) -> tuple[str, tuple[str, V]]:
+        return kv[0], kv
+
+    def builder(resume: Any) -> _KeyedBufferLogic[V]:
         if resume is not None and hasattr(resume, "acc"):
             # Recovery written by ``op.collect`` (the earlier form of this step).
             resume = (resume.timeout_at, (pickle.dumps(list(resume.acc)),))
-        return _BufferLogic(timeout, max_size, resume)
+        return _KeyedBufferLogic(timeout, max_size, resume, staggered=staggered)
 
-    return op.stateful(step_id, up, builder)
+    # The logic receives (key, item) pairs (Bytewax does not tell a builder its key).
+    return op.stateful(step_id, op.map(f"{step_id}_with_key", up, with_key), cast(Any, builder))
+
+
+class _KeyedBufferLogic(_BufferLogic[V]):
+    """The buffer of one key; it learns its key (hence its phase) from the first item."""
+
+    def __init__(
+        self,
+        timeout: timedelta,
+        max_size: int,
+        resume: tuple[datetime | None, tuple[bytes, ...]] | None,
+        *,
+        staggered: bool,
+    ) -> None:
+        super().__init__(timeout, max_size, resume)
+        self.staggered = staggered
+
+    def on_item(self, value: Any) -> tuple[Iterable[list[V]], bool]:
+        key, item = value
+        if self.staggered and self.phase is None:
+            self.phase = (zlib.crc32(key.encode()) % 10_000) / 10_000
+        return super().on_item(item)

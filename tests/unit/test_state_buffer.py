@@ -10,7 +10,7 @@ from bytewax.dataflow import Dataflow
 from bytewax.operators import StatefulLogic
 from bytewax.testing import TestingSink, TestingSource, run_main
 
-from pipelines.state import _BufferLogic, buffer
+from pipelines.state import _EPOCH, _BufferLogic, _KeyedBufferLogic, buffer, release_time
 
 
 def test_lists_are_cut_at_max_size_and_the_rest_is_released_at_the_end() -> None:
@@ -51,3 +51,39 @@ def test_snapshots_pickle_only_new_items_and_resume_the_whole_buffer() -> None:
     out, _ = resumed.on_eof()
     assert list(out) == [[{"n": 1}, {"n": 2}, {"n": 3}, {"n": 4}]]
     assert len(resumed.snapshot()[1]) == 3  # only the new item was pickled
+
+
+def test_release_times_fall_at_the_key_phase_and_never_later_than_the_timeout() -> None:
+    period = timedelta(seconds=10)
+    now = datetime(2026, 3, 2, 9, 0, 3, 250_000, tzinfo=UTC)
+    for phase in (0.0, 0.1, 0.33, 0.5, 0.99):
+        due = release_time(now, period, phase)
+        assert now < due <= now + period
+        assert release_time(due, period, phase) == due + period  # the same phase next time
+        assert round((due - _EPOCH).total_seconds() / 10 % 1, 6) == round(phase, 6)
+
+
+def test_staggered_keys_release_at_different_moments() -> None:
+    flow = Dataflow("stagger_test")
+    items = op.input("in", flow, TestingSource([(f"w{i}", i) for i in range(16)]))
+    dues: dict[str, datetime] = {}
+    out: list[tuple[str, list[int]]] = []
+    op.output(
+        "out",
+        buffer("buf", items, timeout=timedelta(seconds=10), max_size=100, staggered=True),
+        TestingSink(out),
+    )
+    run_main(flow)  # the end of input releases everything at once
+    assert sorted(out) == sorted((f"w{i}", [i]) for i in range(16))
+
+    for i in range(16):
+        logic: _KeyedBufferLogic[int] = _KeyedBufferLogic(
+            timedelta(seconds=10), 100, None, staggered=True
+        )
+        logic.on_item((f"w{i}", i))
+        due = logic.notify_at()
+        assert due is not None
+        dues[f"w{i}"] = due
+    spread = max(dues.values()) - min(dues.values())
+    assert spread >= timedelta(seconds=5)  # sixteen shards spread over the period
+    assert len(set(dues.values())) == 16
