@@ -619,10 +619,13 @@ def warehouse_compact(
 
 
 jobs_app = typer.Typer(
-    help="Batch jobs the pipeline schedules: forecast, warehouse compaction, daily summary."
+    help="Batch jobs the pipeline schedules: forecast, warehouse compaction and publishing, "
+    "daily summary."
 )
 app.add_typer(jobs_app, name="jobs")
-JobArg = Annotated[str, typer.Argument(help="forecast, warehouse-compact or daily-summary.")]
+JobArg = Annotated[
+    str, typer.Argument(help="forecast, warehouse-compact, warehouse-publish or daily-summary.")
+]
 
 
 @jobs_app.command("list")

@@ -165,7 +165,7 @@ def due_jobs(
 
 
 def build_jobs(settings: AppSettings) -> list[JobSpec]:
-    """The three jobs as configured by ``settings.jobs`` (disabled ones say why)."""
+    """The jobs as configured by ``settings.jobs`` (disabled ones say why)."""
     cfg = settings.jobs
     specs = [
         JobSpec(
@@ -182,6 +182,12 @@ def build_jobs(settings: AppSettings) -> list[JobSpec]:
             timeout=cfg.warehouse_compact_timeout,
         ),
         JobSpec(
+            "warehouse-publish",
+            _exec_command("warehouse-publish"),
+            every=cfg.warehouse_publish_every,
+            timeout=cfg.warehouse_publish_timeout,
+        ),
+        JobSpec(
             "daily-summary",
             _exec_command("daily-summary"),
             every=timedelta(days=1),
@@ -196,7 +202,7 @@ def build_jobs(settings: AppSettings) -> list[JobSpec]:
             spec = replace(spec, enabled=False, note="TRIAGE_JOBS__ENABLED is false")
         elif spec.name in cfg.disabled:
             spec = replace(spec, enabled=False, note="listed in TRIAGE_JOBS__DISABLED")
-        elif spec.name == "warehouse-compact" and not settings.warehouse.enabled:
+        elif spec.name.startswith("warehouse-") and not settings.warehouse.enabled:
             spec = replace(spec, enabled=False, note="TRIAGE_WAREHOUSE__ENABLED is false")
         out.append(spec)
     return out
@@ -526,7 +532,12 @@ def exec_job(name: str, settings: AppSettings, stack: Stack, *, day: date | None
             f"old forecast rows and {pruned_runs} old job runs"
         )
     if name == "warehouse-compact":
-        return compact_warehouse(settings.warehouse.path or settings.state_dir / "warehouse")
+        return compact_warehouse(
+            settings.warehouse.path or settings.state_dir / "warehouse",
+            history_keep=settings.jobs.warehouse_history_keep,
+        )
+    if name == "warehouse-publish":
+        return publish_warehouse(settings.warehouse.path or settings.state_dir / "warehouse")
     if name == "daily-summary":
         day = day or datetime.now(UTC).date() - timedelta(days=1)
         path = write_daily_summary(stack.analytics_dsn, settings.state_dir / "reports", day)
@@ -571,18 +582,39 @@ def partitions_to_compact(root: Path) -> list[tuple[str, str]]:
     return found
 
 
-def compact_warehouse(root: Path) -> str:
-    """Compact every partition of the warehouse at ``root`` that needs it."""
+def compact_warehouse(root: Path, *, history_keep: timedelta = timedelta(days=7)) -> str:
+    """Compact every partition of the warehouse's change log at ``root`` that needs it, then
+    publish the current-state Delta tables and compact and vacuum them."""
     if not root.exists():
         return f"no warehouse at {root} yet: nothing to compact"
     from sinks.warehouse import compact
+    from sinks.warehouse_delta import optimize_current, publish_current
 
     partitions = partitions_to_compact(root)
     removed = 0
     for table, day in partitions:
         result = compact(root, table, day)
         removed += result.rows_before - result.rows_after
-    return f"compacted {len(partitions)} partition(s) under {root}; {removed} duplicate row(s)"
+    publish_current(root)
+    optimized = "; ".join(optimize_current(root, keep=history_keep)) or "no current tables"
+    return (
+        f"compacted {len(partitions)} partition(s) under {root}; {removed} duplicate row(s); "
+        f"current tables: {optimized}"
+    )
+
+
+def publish_warehouse(root: Path) -> str:
+    """Merge the change log's new rows into the current-state Delta tables."""
+    if not root.exists():
+        return f"no warehouse at {root} yet: nothing to publish"
+    from sinks.warehouse_delta import publish_current
+
+    parts = [
+        f"{r.table} +{r.rows_inserted} ~{r.rows_updated} (v{r.delta_version})"
+        for r in publish_current(root)
+        if r.delta_version is not None
+    ]
+    return "published " + (", ".join(parts) or "nothing yet")
 
 
 def write_daily_summary(analytics_dsn: str, reports_dir: Path, day: date) -> Path:

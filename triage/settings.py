@@ -196,6 +196,17 @@ class JobsSettings(BaseModel):
     warehouse_compact_every: timedelta = Field(default=timedelta(days=1), gt=timedelta(0))
     warehouse_compact_at: time = Field(default=time(1, 0), description="UTC")
     warehouse_compact_timeout: timedelta = Field(default=timedelta(hours=1), gt=timedelta(0))
+    warehouse_publish_every: timedelta = Field(
+        default=timedelta(minutes=5),
+        gt=timedelta(0),
+        description="merge new change-log rows into the current-state Delta tables",
+    )
+    warehouse_publish_timeout: timedelta = Field(default=timedelta(minutes=30), gt=timedelta(0))
+    warehouse_history_keep: timedelta = Field(
+        default=timedelta(days=7),
+        ge=timedelta(0),
+        description="time travel on the Delta tables reaches back this far (nightly vacuum)",
+    )
     daily_summary_at: time = Field(
         default=time(0, 10), description="UTC; summarises the previous UTC day"
     )

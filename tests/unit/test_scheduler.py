@@ -135,7 +135,7 @@ def test_jobs_follow_their_settings() -> None:
         )
     )
     jobs = {spec.name: spec for spec in build_jobs(settings)}
-    assert list(jobs) == ["forecast", "warehouse-compact", "daily-summary"]
+    assert list(jobs) == ["forecast", "warehouse-compact", "warehouse-publish", "daily-summary"]
     assert jobs["forecast"].every == timedelta(hours=2) and jobs["forecast"].at is None
     assert jobs["daily-summary"].at == timedelta(minutes=20)
     assert jobs["warehouse-compact"].describe() == "daily at 01:00 UTC"
@@ -145,7 +145,10 @@ def test_jobs_follow_their_settings() -> None:
 
 def test_disabled_jobs_say_why() -> None:
     no_warehouse = build_jobs(AppSettings(warehouse=WarehouseSettings(enabled=False)))
-    assert [s.name for s in no_warehouse if not s.enabled] == ["warehouse-compact"]
+    assert [s.name for s in no_warehouse if not s.enabled] == [
+        "warehouse-compact",
+        "warehouse-publish",
+    ]
     assert "WAREHOUSE" in no_warehouse[1].note
     skipped = build_jobs(AppSettings(jobs=JobsSettings(disabled=("forecast",))))
     assert [s.name for s in skipped if not s.enabled] == ["forecast"]
