@@ -250,7 +250,9 @@ class QueueRouter:
         if old is not None:
             # Updating a held ticket keeps its place among equals (as a dict keeps its key).
             seq = old[2]
-            del self._held_order[bisect.bisect_left(self._held_order, old)]
+            at = bisect.bisect_left(self._held_order, old)
+            if at < len(self._held_order) and self._held_order[at] == old:
+                del self._held_order[at]
         else:
             self._held_seq += 1
             seq = self._held_seq
