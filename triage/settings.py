@@ -170,7 +170,7 @@ class ClusterSettings(BaseModel):
         return self.total_processes * self.workers_per_process
 
 
-JobName = Literal["forecast", "warehouse-compact", "daily-summary"]
+JobName = Literal["forecast", "warehouse-compact", "warehouse-publish", "daily-summary"]
 """The batch jobs ``triage/scheduler.py`` knows."""
 
 

@@ -185,6 +185,9 @@ def test_the_real_jobs_run_as_children_and_the_summary_is_written(dsn: str, tmp_
     compact = jobs.run(jobs.job("warehouse-compact"))
     assert compact is not None and compact.status == "ok"
     assert compact.detail.startswith("no warehouse at")
+    publish = jobs.run(jobs.job("warehouse-publish"))
+    assert publish is not None and publish.status == "ok"
+    assert publish.detail.startswith("no warehouse at")
 
     # The CLI lists what ran and when each job is next due.
     env = {**os.environ, **stack.env(), "TRIAGE_STATE_DIR": str(tmp_path / "state")}

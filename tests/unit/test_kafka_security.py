@@ -17,7 +17,7 @@ from pydantic import ValidationError
 import sinks.kafka_alerts
 from connectors.kafka import KafkaSettings, consumer_config, kafka_cdc_source
 from connectors.kafka_config import KafkaSecuritySettings, client_config
-from sinks.kafka_alerts import KafkaAlertSink
+from sinks.kafka_alerts import KafkaAlertSink, KafkaDeadLetterSink
 from triage.runtime import Stack, build_pipeline
 from triage.settings import AppSettings
 
@@ -149,12 +149,17 @@ def test_the_pipeline_gives_the_security_settings_to_consumer_and_producer(
     dsn = "postgresql://triage@localhost/none"
     flow = build_pipeline(settings, Stack(dsn, dsn, "redis://localhost:1"), tmp_path / "recovery")
     steps = _steps(flow)
-    (alerts,) = [s.sink for s in steps if isinstance(getattr(s, "sink", None), KafkaAlertSink)]
+    sinks = [s.sink for s in steps if isinstance(getattr(s, "sink", None), KafkaAlertSink)]
+    (alerts,) = [s for s in sinks if type(s) is KafkaAlertSink]
+    (dead_letters,) = [s for s in sinks if isinstance(s, KafkaDeadLetterSink)]
+    assert dead_letters.topic == "triage.dead_letters"
     (source,) = [s.source for s in steps if isinstance(getattr(s, "source", None), KafkaSource)]
     alerts.build("publish_alerts", 0, 1)
+    dead_letters.build("publish_dead_letters", 0, 1)
     source.build_part("read", "0-triage.public.tickets", None)
-    producer, consumer = recorder.configs
+    producer, dead_letter_producer, consumer = recorder.configs
     expected = {**SASL, "client.rack": "eu-1a"}
     assert {k: producer[k] for k in expected} == expected
+    assert {k: dead_letter_producer[k] for k in expected} == expected
     assert {k: consumer[k] for k in expected} == expected
     assert consumer["bootstrap.servers"] == producer["bootstrap.servers"] == "broker-1:9093"
