@@ -349,7 +349,8 @@ class KafkaAlertSink(DynamicSink[AlertItem]):
 
     Args:
         brokers: Bootstrap servers, ``host:port``.
-        topic: Topic to publish to.
+        topic: Topic to publish to (default: ``triage.alerts``; ``triage.dead_letters`` for
+            :class:`KafkaDeadLetterSink`).
         delivery_timeout: Seconds a message may take to be acknowledged, retries included
             (``message.timeout.ms``); after that the batch fails.
         connect_timeout: Seconds to wait for broker metadata when a worker starts.
@@ -359,11 +360,12 @@ class KafkaAlertSink(DynamicSink[AlertItem]):
 
     _encode: Callable[[Any], tuple[bytes, bytes]] = staticmethod(alert_to_message)
     _sink_name = "kafka_alerts"
+    _default_topic = "triage.alerts"
 
     def __init__(
         self,
         brokers: list[str],
-        topic: str = "triage.alerts",
+        topic: str | None = None,
         *,
         delivery_timeout: float = 120.0,
         connect_timeout: float = 10.0,
@@ -372,7 +374,7 @@ class KafkaAlertSink(DynamicSink[AlertItem]):
         if not brokers:
             raise ValueError(f"{type(self).__name__} needs at least one broker")
         self._brokers = list(brokers)
-        self._topic = topic
+        self._topic = topic or self._default_topic
         self._delivery_timeout = delivery_timeout
         self._connect_timeout = connect_timeout
         self._extra_config = dict(extra_config or {})
@@ -420,6 +422,11 @@ class KafkaDeadLetterSink(KafkaAlertSink):
 
     _encode = staticmethod(dead_letter_to_message)
     _sink_name = "kafka_dead_letters"
+    _default_topic = "triage.dead_letters"
+
+    _encode = staticmethod(dead_letter_to_message)
+    _sink_name = "kafka_dead_letters"
+    _default_topic = "triage.dead_letters"
 
     def __init__(
         self,
