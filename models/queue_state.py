@@ -24,6 +24,7 @@ from models.signals import BreachRiskScore
 from models.sla import SlaEvent, SlaTracker, TicketComment, TicketUpdate
 
 QueueOutput = RoutingDecision | SlaEvent | BreachRiskScore | WorkloadScore
+_MAX_SNAPSHOTS = 8
 
 
 @dataclass
@@ -39,6 +40,14 @@ class _RiskContext:
     last_features: BreachRiskFeatures | None = None
     last_risk: float | None = None
     agent_id: int | None = None
+    status: str | None = None
+    # Snapshots scored at the ticket's changes, learned once the outcome is known.
+    snapshots: list[BreachRiskFeatures] = field(default_factory=list)
+
+    def __setstate__(self, state: dict[str, object]) -> None:
+        # Contexts saved before snapshots existed learn their last scored features.
+        last = state.get("last_features")
+        self.__dict__.update({"status": None, "snapshots": [last] if last else []} | state)
 
 
 @dataclass
@@ -110,7 +119,7 @@ class QueueState:
             if decision.status == "assigned" and decision.agent_id is not None:
                 self._on_assignment(decision.agent_id, et)
         if ticket.is_open and et.op != "d":
-            score = self._score(ticket.id, now)
+            score = self._score(ticket.id, now, snapshot=True)
             if score is not None:
                 out.append(score)
         else:
@@ -149,7 +158,8 @@ class QueueState:
         ctx = self.risk_context.get(comment.ticket_id)
         if ctx is not None:
             ctx.updates += 1
-            ctx.breached = ctx.breached or any(_is_breach(e) for e in events)
+            if any(_is_breach(e) for e in events):
+                self._breached(ctx)
         return list(events)
 
     def tick(self, now: datetime) -> list[QueueOutput]:
@@ -159,7 +169,7 @@ class QueueState:
         for event in events:
             ctx = self.risk_context.get(event.ticket_id)
             if ctx is not None and _is_breach(event):
-                ctx.breached = True
+                self._breached(ctx)
         out += events
         if self.next_rescore is None or now >= self.next_rescore:
             self.next_rescore = now + self.rescore_every
@@ -209,7 +219,9 @@ class QueueState:
             if ticket.assigned_agent_id != self.router.assignments.get(ticket.id):
                 ctx.reassignments += 1
         ctx.priority = et.priority
-        ctx.breached = ctx.breached or any(_is_breach(e) for e in events)
+        ctx.status = ticket.status
+        if any(_is_breach(e) for e in events):
+            self._breached(ctx)
 
     def _features(self, ticket_id: int, now: datetime) -> BreachRiskFeatures | None:
         ctx = self.risk_context.get(ticket_id)
@@ -226,7 +238,7 @@ class QueueState:
             tier=ctx.tier,
             category=ctx.category,
             queue=self.queue,
-            status=None,
+            status=ctx.status,
             reassignments=ctx.reassignments,
             reopens=ctx.reopens,
             updates=ctx.updates,
@@ -234,12 +246,20 @@ class QueueState:
             queue_load=float(sum(self.router.load.values()) + len(self.router.holding)),
         )
 
-    def _score(self, ticket_id: int, now: datetime) -> BreachRiskScore | None:
+    def _score(
+        self, ticket_id: int, now: datetime, *, snapshot: bool = False
+    ) -> BreachRiskScore | None:
         features = self._features(ticket_id, now)
         if features is None:
             return None
         ctx = self.risk_context[ticket_id]
         ctx.last_features = features
+        if snapshot and not ctx.breached:
+            # The model learns from the moments it predicts at: the opening and each
+            # change (bounded: the opening and the latest ones are kept).
+            if len(ctx.snapshots) >= _MAX_SNAPSHOTS:
+                del ctx.snapshots[1]
+            ctx.snapshots.append(features)
         risk = 1.0 if ctx.breached else self.risk.predict_one(features)
         if ctx.last_risk is not None and abs(risk - ctx.last_risk) < self.min_risk_change:
             return None  # nothing new for the stores
@@ -265,8 +285,17 @@ class QueueState:
             self.workload.setdefault(ctx.agent_id, AgentWorkload()).on_outcome(
                 breached=ctx.breached, at=at
             )
-        if ctx.last_features is not None:
-            self.risk.learn_one(ctx.last_features, ctx.breached)
+        self._learn_snapshots(ctx)
+
+    def _breached(self, ctx: _RiskContext) -> None:
+        """A deadline passed: the outcome of every snapshot so far is known now."""
+        ctx.breached = True
+        self._learn_snapshots(ctx)
+
+    def _learn_snapshots(self, ctx: _RiskContext) -> None:
+        for features in ctx.snapshots:
+            self.risk.learn_one(features, ctx.breached)
+        ctx.snapshots = []
 
 
 def _is_breach(event: SlaEvent) -> bool:

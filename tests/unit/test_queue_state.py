@@ -58,6 +58,10 @@ def test_deadline_passes_without_events_and_tick_breaches_and_raises_risk() -> N
     breaches = [e for e in of(SlaEvent, out) if e.kind == "breach"]
     assert [e.metric for e in breaches] == ["first_reply"]
     assert of(BreachRiskScore, out)[0].risk == 1.0
+    # The breach is the outcome: the opening snapshot is learned now, not at closing.
+    assert q.risk.n_seen == 1 and [label for _, label in q.risk.recent] == [True]
+    q.on_ticket(ticket(10, status="solved", version=2, op="u", at=later), now=later)
+    assert q.risk.n_seen == 1  # learned once
 
 
 def test_agent_reply_fulfils_first_reply_and_solve_teaches_the_risk_model() -> None:
@@ -69,7 +73,9 @@ def test_agent_reply_fulfils_first_reply_and_solve_teaches_the_risk_model() -> N
                for e in of(SlaEvent, out))  # fmt: skip
     q.on_ticket(ticket(10, status="solved", version=2, op="u", at=T0 + timedelta(hours=2)),
                 now=T0 + timedelta(hours=2))  # fmt: skip
-    assert q.risk.n_learned == 1 and 10 not in q.risk_context
+    # The snapshot scored at opening is learned, with its outcome, when the ticket solves.
+    assert q.risk.n_seen == 1 and 10 not in q.risk_context
+    assert [label for _, label in q.risk.recent] == [False]
 
 
 def test_state_pickles_and_pending_pauses_clock_and_load() -> None:
