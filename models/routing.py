@@ -11,11 +11,19 @@ Eligibility is a hard filter: the agent is online and on shift, speaks the ticke
 language, has at least ``min_skill`` in the category and has free capacity. Among the
 eligible, the least-loaded agent (by load / capacity) wins; ties go to the higher skill,
 then the lower agent id so decisions are deterministic.
+
+Contact centres (capacity 1 per agent) need two more things, both off by default so the
+helpdesk behaviour is unchanged: the router records since when each agent has been idle,
+and with :attr:`RoutingPolicy.prefer_longest_idle` the agent idle longest wins among those
+the ranker scores equally (at capacity 1 every free agent has load 0, so least-loaded alone
+would be a fixed pecking order by id). :meth:`QueueRouter.complete` is the outcome input for
+work that is not a helpdesk ticket: "item X of type T, handled by agent A, took N seconds".
 """
 
 from __future__ import annotations
 
 import bisect
+import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -56,6 +64,9 @@ class RoutingPolicy:
     default_queue: str = "general"
     min_skill: float = 0.3
     respect_shifts: bool = True
+    # Among agents the ranker scores equally, the one idle longest first (contact-centre
+    # "longest idle agent"); off keeps the ranker's own order (higher skill, lower id).
+    prefer_longest_idle: bool = False
     first_reply_targets: Mapping[str, timedelta] = field(
         default_factory=lambda: dict(DEFAULT_FIRST_REPLY_TARGETS)
     )
@@ -159,6 +170,21 @@ class AgentRanker(Protocol):
     def learn(self, outcome: RoutingOutcome) -> None: ...
 
 
+@dataclass(frozen=True)
+class HandlingOutcome:
+    """A finished work item: which agent handled it, its type, and the handling time alone.
+
+    The direct outcome input for work that has no helpdesk lifecycle (a contact-centre
+    call): no creation time, first reply, CSAT or reopen, only the seconds of handling.
+    """
+
+    item_id: int
+    agent_id: int
+    work_type: str
+    seconds: float
+    at: datetime
+
+
 def utilisation(agent: Agent, load: Mapping[int, int]) -> float:
     """Share of the agent's capacity in use (1.0 when the agent has no capacity)."""
     return load.get(agent.id, 0) / agent.capacity if agent.capacity else 1.0
@@ -202,6 +228,55 @@ class LeastLoadedRanker:
         return None
 
 
+class OracleRanker:
+    """Ranks by known expected handling seconds per (agent, work type); evaluation only.
+
+    A yardstick, not a router: it is told the truth (``means``) and never learns. Agents
+    with no known mean for the type rank last; ties go to lower utilisation, then lower id.
+
+    Example:
+        >>> from datetime import UTC, datetime
+        >>> at = datetime(2024, 1, 1, 9, tzinfo=UTC)
+        >>> agents = [Agent(i, f"a{i}", "t", {"billing": 1.0}, ("en",), 1, "online")
+        ...           for i in (1, 2)]
+        >>> req = RoutingRequest(7, 1, "t", "c", "new", None, "en", "billing", "normal",
+        ...                      "standard", at, at)
+        >>> OracleRanker({(1, "billing"): 300.0, (2, "billing"): 120.0}).rank(
+        ...     req, agents, {}, at=at)[0].agent.id
+        2
+    """
+
+    version = "oracle-1"
+
+    def __init__(self, means: Mapping[tuple[int, str], float]) -> None:
+        self.means = dict(means)
+
+    def rank(
+        self,
+        request: RoutingRequest,
+        candidates: Sequence[Agent],
+        load: Mapping[int, int],
+        *,
+        at: datetime,
+    ) -> list[RankedAgent]:
+        def mean(a: Agent) -> float:
+            return self.means.get((a.id, request.category), math.inf)
+
+        ordered = sorted(candidates, key=lambda a: (mean(a), utilisation(a, load), a.id))
+        return [
+            RankedAgent(
+                agent=a,
+                score=-mean(a) if math.isfinite(mean(a)) else -1e18,
+                confidence=1.0,
+                reasons=(f"known mean {request.category}: {mean(a):.0f} s",),
+            )
+            for a in ordered
+        ]
+
+    def learn(self, outcome: RoutingOutcome) -> None:
+        return None
+
+
 @dataclass
 class _Held:
     ticket: RoutingRequest
@@ -230,6 +305,9 @@ class QueueRouter:
     # Recently solved tickets and who solved them, so a reopen can count against the agent.
     recently_solved: dict[int, int] = field(default_factory=dict)
     recently_solved_cap: int = 5000
+    # Agent id -> when the agent last became free of counted work (load fell to 0), or came
+    # online with none: what "longest idle" compares.
+    idle_since: dict[int, datetime] = field(default_factory=dict)
     # The holding list in drain order (priority, creation, then arrival in the list), kept
     # sorted as tickets come and go so that a release does not sort the whole list again.
     _held_order: list[_HeldKey] = field(default_factory=list, repr=False, compare=False)
@@ -239,6 +317,7 @@ class QueueRouter:
     def __setstate__(self, state: dict[str, Any]) -> None:
         # Snapshots written before the holding index existed rebuild it.
         self.__dict__.update(state)
+        self.__dict__.setdefault("idle_since", {})
         if "_held_keys" not in state:
             self._rebuild_holding_index()
 
@@ -289,11 +368,15 @@ class QueueRouter:
             return []
         self.agents[agent.id] = agent
         self.load.setdefault(agent.id, 0)
+        came_online = agent.status == "online" and (current is None or current.status != "online")
+        if came_online and self.load[agent.id] == 0:
+            self.idle_since[agent.id] = at
         return self._drain_holding(trigger_version=version, at=at)
 
     def remove_agent(self, agent_id: int) -> None:
         """Forget an agent (deleted or moved to another team). Its tickets keep their owner."""
         self.agents.pop(agent_id, None)
+        self.idle_since.pop(agent_id, None)
 
     # -- tickets ------------------------------------------------------------------------
 
@@ -316,12 +399,12 @@ class QueueRouter:
 
         current = self.assignments.get(tid)
         if current is not None:
-            self._account_pause(tid, current, waiting=et.status in PAUSED_STATUSES)
+            self._account_pause(tid, current, waiting=et.status in PAUSED_STATUSES, at=at)
         manual = et.assigned_agent_id
         if manual is not None and manual != current:
             # Someone assigned the ticket in the helpdesk (or the ticket arrived assigned):
             # honour it and account for the load.
-            self._move(tid, manual)
+            self._move(tid, manual, at=at)
             self._unhold(tid)
             return [
                 self._decision(
@@ -350,7 +433,7 @@ class QueueRouter:
             return []
         if agent_id is not None:
             if not was_paused:
-                self.load[agent_id] = max(0, self.load.get(agent_id, 0) - 1)
+                self._unload(agent_id, at)
             if et.status == "solved" and et.op != "d":
                 self.ranker.learn(self._outcome(et, agent_id, at=at))
                 self.recently_solved[tid] = agent_id
@@ -390,19 +473,45 @@ class QueueRouter:
             at=at,
         )
 
-    def _account_pause(self, ticket_id: int, agent_id: int, *, waiting: bool) -> None:
+    def complete(
+        self, outcome: HandlingOutcome, *, trigger_version: int = 0
+    ) -> list[RoutingDecision]:
+        """A work item is done: free its agent, teach the ranker, route held items.
+
+        The ranker learns ``outcome.seconds`` as the handling time through its
+        ``learn_handling`` method when it has one (rankers that do not learn ignore it).
+        An item the router does not know as assigned only teaches the ranker.
+        """
+        agent_id = self.assignments.pop(outcome.item_id, None)
+        if agent_id is not None and outcome.item_id not in self.paused:
+            self._unload(agent_id, outcome.at)
+        self.paused.discard(outcome.item_id)
+        self.last_version.pop(outcome.item_id, None)
+        learn = getattr(self.ranker, "learn_handling", None)
+        if learn is not None:
+            learn(outcome)
+        return self._drain_holding(trigger_version=trigger_version, at=outcome.at)
+
+    def _unload(self, agent_id: int, at: datetime) -> None:
+        """One counted item less for the agent; an agent left with none is idle from ``at``."""
+        left = max(0, self.load.get(agent_id, 0) - 1)
+        self.load[agent_id] = left
+        if left == 0:
+            self.idle_since[agent_id] = at
+
+    def _account_pause(self, ticket_id: int, agent_id: int, *, waiting: bool, at: datetime) -> None:
         if waiting and ticket_id not in self.paused:
             self.paused.add(ticket_id)
-            self.load[agent_id] = max(0, self.load.get(agent_id, 0) - 1)
+            self._unload(agent_id, at)
         elif not waiting and ticket_id in self.paused:
             self.paused.discard(ticket_id)
             self.load[agent_id] = self.load.get(agent_id, 0) + 1
 
-    def _move(self, ticket_id: int, agent_id: int) -> None:
+    def _move(self, ticket_id: int, agent_id: int, *, at: datetime) -> None:
         previous = self.assignments.get(ticket_id)
         counted = ticket_id not in self.paused
         if previous is not None and counted:
-            self.load[previous] = max(0, self.load.get(previous, 0) - 1)
+            self._unload(previous, at)
         self.assignments[ticket_id] = agent_id
         if counted:
             self.load[agent_id] = self.load.get(agent_id, 0) + 1
@@ -447,9 +556,18 @@ class QueueRouter:
                 version=version,
             )
 
-        best = self.ranker.rank(et, candidates, self.load, at=at)[0]
-        self._move(et.ticket_id, best.agent.id)
-        reasons = (*best.reasons, f"speaks {et.language}", f"tier {et.customer_tier}")
+        ranked = self.ranker.rank(et, candidates, self.load, at=at)
+        best = ranked[0]
+        reasons = best.reasons
+        if self.policy.prefer_longest_idle:
+            best = self._longest_idle(ranked)
+            if best.agent.id in self.idle_since and self.load.get(best.agent.id, 0) == 0:
+                idle = (at - self.idle_since[best.agent.id]).total_seconds()
+                reasons = (*best.reasons, f"idle {idle:.0f} s")
+            else:
+                reasons = best.reasons
+        self._move(et.ticket_id, best.agent.id, at=at)
+        reasons = (*reasons, f"speaks {et.language}", f"tier {et.customer_tier}")
         return self._decision(
             et,
             status="assigned",
@@ -461,6 +579,23 @@ class QueueRouter:
             version=version,
             candidates=len(candidates),
         )
+
+    def _longest_idle(self, ranked: Sequence[RankedAgent]) -> RankedAgent:
+        """Among the agents tied with the ranker's best score, the one idle longest.
+
+        Busy agents (load above 0) and agents never seen idle come after idle ones; among
+        them the ranker's order stands (``min`` keeps the first of equals).
+        """
+        top = ranked[0].score
+        tied = [r for r in ranked if abs(r.score - top) <= 1e-9]
+        never = datetime.max.replace(tzinfo=UTC)
+
+        def since(r: RankedAgent) -> datetime:
+            if self.load.get(r.agent.id, 0) > 0:
+                return never
+            return self.idle_since.get(r.agent.id, never)
+
+        return min(tied, key=since)
 
     def _drain_holding(self, *, trigger_version: int, at: datetime) -> list[RoutingDecision]:
         """Route held tickets, most urgent and oldest first, while someone can take them.

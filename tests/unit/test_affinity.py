@@ -2,13 +2,22 @@
 
 from __future__ import annotations
 
+import itertools
 import pickle
 from collections import Counter
 from datetime import UTC, datetime, timedelta
 
-from models.affinity import AffinityModel, LearnedRanker, RoundRobinRanker
+import pytest
+
+from models.affinity import (
+    AffinityModel,
+    ExpectedTimeRanker,
+    HandlingTimeModel,
+    LearnedRanker,
+    RoundRobinRanker,
+)
 from models.helpdesk import Agent
-from models.routing import QueueRouter, RoutingOutcome, RoutingRequest
+from models.routing import HandlingOutcome, QueueRouter, RoutingOutcome, RoutingRequest
 
 AT = datetime(2024, 1, 1, 9, tzinfo=UTC)
 
@@ -157,3 +166,88 @@ def test_round_robin_rotates_per_queue_and_skips_ineligible() -> None:
     assert [rr.rank(request(i), agents, {}, at=AT)[0].agent.id for i in range(4)] == [1, 2, 3, 1]
     assert rr.rank(request(9), [agent(1), agent(3)], {}, at=AT)[0].agent.id == 3
     assert pickle.loads(pickle.dumps(rr)).pointers == {"billing": 3}
+
+
+# -- expected handling time -------------------------------------------------------------
+
+
+def test_unseen_pair_starts_at_type_mean_times_agent_speed() -> None:
+    m = HandlingTimeModel(prior_strength=3.0, agent_prior_strength=5.0)
+    for _ in range(50):
+        m.learn_one(agent_id=1, work_type="sales", seconds=100.0)
+        m.learn_one(agent_id=2, work_type="sales", seconds=300.0)
+        m.learn_one(agent_id=2, work_type="tech", seconds=600.0)
+    tech_mean = m.types["tech"].mean.get()
+    assert tech_mean == 600.0
+    fast, slow = m.estimate(1, "tech"), m.estimate(2, "tech")
+    # Agent 1 never took a tech call: its estimate is the tech mean at its usual pace.
+    assert fast.outcomes == 0 and fast.agent_speed < 1.0 < slow.agent_speed
+    assert fast.mean == pytest.approx(tech_mean * fast.agent_speed)
+    assert fast.mean < 0.75 * tech_mean
+    # A pair with plenty of evidence sits at its own mean.
+    assert slow.mean == pytest.approx(600.0, rel=0.05)
+    # An agent nobody has seen is typical (speed 1) with the widest spread.
+    stranger = m.estimate(9, "sales")
+    assert stranger.agent_speed == 1.0 and stranger.std > m.estimate(1, "sales").std
+
+
+def test_a_rare_pair_moves_from_the_prior_to_its_own_mean() -> None:
+    m = HandlingTimeModel(prior_strength=3.0)
+    for _ in range(40):
+        m.learn_one(agent_id=1, work_type="sales", seconds=200.0)
+    before = m.estimate(2, "sales").mean
+    assert before == pytest.approx(200.0)
+    means = []
+    for _ in range(6):
+        m.learn_one(agent_id=2, work_type="sales", seconds=800.0)
+        means.append(m.estimate(2, "sales").mean)
+    assert all(a < b for a, b in itertools.pairwise(means))
+    # After 6 outcomes against a prior worth 3: two thirds of the way from prior to data,
+    # give or take what the agent's speed ratio already moved the prior.
+    assert 550.0 < means[-1] < 800.0
+
+
+def test_long_contacts_count_in_full() -> None:
+    # Same median, different tails: the geometric mean ties them, the mean must not.
+    m = HandlingTimeModel(prior_strength=1.0)
+    for i in range(60):
+        m.learn_one(agent_id=1, work_type="t", seconds=300.0)
+        m.learn_one(agent_id=2, work_type="t", seconds=3000.0 if i % 10 == 0 else 300.0)
+    assert m.estimate(2, "t").mean == pytest.approx(570.0, rel=0.05)
+    assert m.estimate(1, "t").mean == pytest.approx(300.0, rel=0.05)
+
+
+def test_thompson_draws_replay_with_the_seed_and_explore_unknown_agents() -> None:
+    def picks(seed: int) -> list[int]:
+        ranker = ExpectedTimeRanker(HandlingTimeModel(seed=seed))
+        for i in range(5):
+            ranker.learn_handling(HandlingOutcome(i, 1, "billing", 300.0, AT))
+        out = []
+        for tid in range(100, 160):
+            ranked = ranker.rank(request(tid), [agent(1), agent(2)], {}, at=AT)
+            out.append(ranked[0].agent.id)
+        return out
+
+    assert picks(3) == picks(3)
+    counts = Counter(picks(3))
+    assert counts[2] > 0 and counts[1] > 0  # the unseen agent gets tried, not always
+
+
+def test_expected_time_ranker_learns_handling_time_from_a_helpdesk_solve() -> None:
+    ranker = ExpectedTimeRanker(HandlingTimeModel(exploration=0.0))
+    waited = AT + timedelta(minutes=30)
+    ranked = ranker.rank(request(1), [agent(1)], {}, at=waited)
+    assert ranked[0].agent.id == 1
+    # Solved 90 minutes after creation, 30 of which it waited: 3600 s of handling.
+    ranker.learn(outcome(1, 1, 5400.0))
+    assert ranker.model.pairs[(1, "billing")].get() == 3600.0
+    ranker.learn(outcome(1, 1, None, reopened=True))
+    assert ranker.model.n_outcomes == 1
+    assert ranker.version == "expected-time-1"
+
+
+def test_expected_time_ranker_state_pickles() -> None:
+    ranker = ExpectedTimeRanker(HandlingTimeModel(seed=2))
+    ranker.learn_handling(HandlingOutcome(1, 1, "billing", 120.0, AT))
+    copy = pickle.loads(pickle.dumps(ranker))
+    assert copy.model.estimate(1, "billing") == ranker.model.estimate(1, "billing")
