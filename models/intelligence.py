@@ -135,6 +135,7 @@ class TextModels:
             apply_threshold=apply_threshold,
             min_examples=min_examples,
             name="category-arow",
+            idf=True,
         )
         self.intent = IntentClassifier(
             n_features=n_features,

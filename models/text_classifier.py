@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import itertools
 import math
+import random
 import re
 import zlib
 from collections.abc import Iterable, Sequence
@@ -117,6 +118,12 @@ class HashedTextFeatures:
 
     def transform(self, text: str) -> SparseVector:
         """Sorted feature indices and their L2-normalised weights."""
+        unique, values = self.term_weights(text)
+        values /= math.sqrt(float(values @ values))
+        return unique, values
+
+    def term_weights(self, text: str) -> SparseVector:
+        """Sorted feature indices and their damped counts ``1 + log(count)``, unnormalised."""
         tokens = _TOKEN.findall(text.lower() if self.lowercase else text)
         indices: list[int] = [self.n_features]
         for token in tokens:
@@ -131,9 +138,7 @@ class HashedTextFeatures:
                     index = bigrams[pair] = _hash(f"b {pair[0]} {pair[1]}", self.n_features)
                 indices.append(index)
         unique, counts = np.unique(np.asarray(indices, dtype=np.int64), return_counts=True)
-        values = 1.0 + np.log(counts)
-        values /= math.sqrt(float(values @ values))
-        return unique, values
+        return unique, 1.0 + np.log(counts)
 
     def __getstate__(self) -> dict[str, Any]:
         state = self.__dict__.copy()
@@ -229,11 +234,29 @@ class OnlineTextClassifier:
         char_ngrams: tuple[int, int] | None = None,
         relax_on_drift: float = 0.5,
         name: str = "text-arow",
+        idf: bool = False,
+        replay: int = 0,
+        replay_capacity: int = 1000,
     ) -> None:
         if regularization <= 0:
             raise ValueError("regularization must be positive")
+        if replay < 0 or replay_capacity < 1:
+            raise ValueError("replay must be >= 0 and replay_capacity >= 1")
         self.features = HashedTextFeatures(n_features, char_ngrams=char_ngrams)
         self.seed = seed
+        self.idf = idf
+        self.replay = replay
+        self.replay_capacity = replay_capacity
+        # Document frequency per hashed feature over the learned texts (for idf).
+        self._df: FloatArray | None = (
+            np.zeros(self.features.dimension, dtype=np.float32) if idf else None
+        )
+        self._n_docs = 0
+        # A uniform sample of learned examples (term weights and label), re-learned
+        # ``replay`` at a time after each new one: online updates then come closer to
+        # the several passes a batch learner makes over its data.
+        self._memory: list[tuple[IndexArray, np.ndarray[Any, np.dtype[np.float32]], str]] = []
+        self._rng = random.Random(seed)
         self.apply_threshold = apply_threshold
         self.min_examples = min_examples
         self.regularization = regularization
@@ -283,7 +306,27 @@ class OnlineTextClassifier:
             last_drift_at=self._last_drift_at,
         )
 
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        # Models saved before idf and replay existed resume without them.
+        defaults = {"idf": False, "replay": 0, "replay_capacity": 1000, "_df": None,
+                    "_n_docs": 0, "_memory": [], "_rng": random.Random(0)}  # fmt: skip
+        self.__dict__.update(defaults | state)
+
     # -- scoring ---------------------------------------------------------------------
+
+    def _weigh(self, indices: IndexArray, tf: np.ndarray[Any, Any]) -> SparseVector:
+        """L2-normalised vector of damped counts, times idf when enabled."""
+        values = np.asarray(tf, dtype=np.float64)
+        if self._df is not None:
+            idf = np.log((self._n_docs + 1.0) / (self._df[indices] + 1.0)) + 1.0
+            idf[indices == self.features.n_features] = 1.0  # the intercept
+            values = values * idf
+        return indices, values / math.sqrt(float(values @ values))
+
+    def _vector(self, text: str) -> SparseVector:
+        if self._df is None:
+            return self.features.transform(text)
+        return self._weigh(*self.features.term_weights(text))
 
     def _scores(self, x: SparseVector) -> np.ndarray[Any, np.dtype[np.float64]]:
         indices, values = x
@@ -296,14 +339,14 @@ class OnlineTextClassifier:
         """Probability of each known label; empty before any label is known."""
         if not self.labels:
             return {}
-        proba = self._proba(self._scores(self.features.transform(text)))
+        proba = self._proba(self._scores(self._vector(text)))
         return {label: float(p) for label, p in zip(self.labels, proba, strict=True)}
 
     def predict_one(self, text: str) -> Prediction:
         """Most likely label, and whether it is confident enough to apply unreviewed."""
         if not self.labels:
             return Prediction(None, 0.0, False, self.version)
-        proba = self._proba(self._scores(self.features.transform(text)))
+        proba = self._proba(self._scores(self._vector(text)))
         best = int(np.argmax(proba))
         confidence = float(proba[best])
         auto_apply = confidence >= self.apply_threshold and self.n_seen >= self.min_examples
@@ -313,7 +356,7 @@ class OnlineTextClassifier:
 
     def learn_one(self, text: str, label: str) -> None:
         """Record the prequential outcome for ``text``, then learn that it is ``label``."""
-        x = self.features.transform(text)
+        x = self._vector(text)
         predicted: str | None = None
         if self.labels:
             scores = self._scores(x)
@@ -323,6 +366,29 @@ class OnlineTextClassifier:
                 self._fit_temperature(scores, proba, self._index[label])
         self._record(label, predicted)
         self._update(x, label)
+        self._remember(text, label)
+
+    def _remember(self, text: str, label: str) -> None:
+        """Count the text's features for idf, keep it for replay, replay earlier ones."""
+        if self._df is None and not self.replay:
+            return
+        indices, tf = self.features.term_weights(text)
+        if self._df is not None:
+            self._df[indices] += 1.0
+            self._n_docs += 1
+        if not self.replay:
+            return
+        item = (indices.astype(np.int32), tf.astype(np.float32), label)
+        memory = self._memory
+        if len(memory) < self.replay_capacity:
+            memory.append(item)
+        else:  # reservoir sampling: every learned example is kept with equal chance
+            slot = self._rng.randrange(self.n_learned)
+            if slot < self.replay_capacity:
+                memory[slot] = item
+        for _ in range(self.replay):
+            indices, tf, old_label = memory[self._rng.randrange(len(memory))]
+            self._update(self._weigh(indices.astype(np.int64), tf), old_label, replayed=True)
 
     def fit_history(self, texts: Sequence[str], labels: Sequence[str], *, passes: int = 3) -> None:
         """Warm start from labelled history with several shuffled passes.
@@ -333,7 +399,11 @@ class OnlineTextClassifier:
         """
         if len(texts) != len(labels):
             raise ValueError("texts and labels must have the same length")
-        vectors = [self.features.transform(text) for text in texts]
+        if self._df is not None:
+            for text in texts:
+                self._df[self.features.term_weights(text)[0]] += 1.0
+            self._n_docs += len(texts)
+        vectors = [self._vector(text) for text in texts]
         for label in labels:
             if label not in self._index:
                 self._add_label(label)
@@ -371,8 +441,9 @@ class OnlineTextClassifier:
             if self.relax_on_drift > 0:
                 self._variances += self.relax_on_drift * (1.0 - self._variances)
 
-    def _update(self, x: SparseVector, label: str) -> None:
-        self.n_learned += 1
+    def _update(self, x: SparseVector, label: str, *, replayed: bool = False) -> None:
+        if not replayed:
+            self.n_learned += 1
         target = self._index.get(label)
         if target is None:
             target = self._add_label(label)

@@ -55,7 +55,9 @@ def run_evaluations(
 
             endava = {
                 "replay": evaluate_endava(path),
-                "warm_start": evaluate_endava(path, warm_start_fraction=warm_start),
+                "warm_start": evaluate_endava(
+                    path, warm_start_fraction=warm_start, svm_reference=False
+                ),
             }
             for variant in endava.values():
                 show(endava_table(variant))

@@ -7,6 +7,7 @@ import random
 from pathlib import Path
 
 import polars as pl
+import pytest
 from rich.table import Table
 
 from triage.evaluate_text import evaluate_endava, parse_published_results, render_table
@@ -70,6 +71,12 @@ def test_evaluate_endava_reports_every_model(tmp_path: Path) -> None:
     assert category["published"] == {"precision": 0.8, "recall": 0.82, "f1": 0.79, "support": 9711}
     assert results["targets"]["urgency"]["published"] is None
     assert isinstance(render_table(results), Table)
+    # The batch SVM reference: cross-validated on the same rows, beside the online model.
+    svm = category["batch_svm_cv"]
+    assert svm["folds"] == 5 and 0.5 < svm["accuracy"] <= 1.0
+    assert category["gap_to_batch_svm"] == pytest.approx(svm["accuracy"] - online["accuracy"])
+    assert "online idf" in online["model"]["features"]
+    assert "idf" not in results["targets"]["urgency"]["models"]["online_arow"]["model"]["features"]
 
 
 def test_warm_start_scores_only_the_rest(tmp_path: Path) -> None:

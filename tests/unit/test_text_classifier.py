@@ -200,3 +200,46 @@ def test_character_ngrams_of_a_pasted_megabyte_word_are_bounded() -> None:
     a, _ = features.transform(head[:-1] + "a")
     b, _ = features.transform(head[:-1] + "b")
     assert len(set(a.tolist()) ^ set(b.tolist())) > 2
+
+
+def test_idf_and_replay_learn_and_survive_a_pickle() -> None:
+    stream = synthetic_stream(500, seed=4)
+    model = OnlineTextClassifier(n_features=2**12, idf=True, replay=2, replay_capacity=50)
+    for text, label in stream[:400]:
+        model.learn_one(text, label)
+    assert model.metrics.accuracy > 0.9
+    # Replayed updates do not count as learned examples; the memory stays bounded.
+    assert model.n_learned == 400 and len(model._memory) == 50
+    restored = pickle.loads(pickle.dumps(model))
+    for text, label in stream[400:]:
+        assert restored.predict_proba_one(text) == model.predict_proba_one(text)
+        model.learn_one(text, label)
+        restored.learn_one(text, label)
+    assert restored.metrics == model.metrics
+
+
+def test_idf_weighs_a_word_seen_everywhere_below_a_telling_one() -> None:
+    model = OnlineTextClassifier(n_features=2**12, idf=True)
+    for text, label in synthetic_stream(200, seed=5):
+        model.learn_one(text + " ticket", label)
+    indices, values = model._vector("ticket refund")
+    weight = dict(zip(indices.tolist(), values.tolist(), strict=True))
+    features = model.features
+    common = features.term_weights("ticket")[0][0]
+    telling = features.term_weights("refund")[0][0]
+    assert weight[telling] > 1.5 * weight[common]
+    plain = dict(zip(*(a.tolist() for a in features.transform("ticket refund")), strict=True))
+    assert plain[telling] == pytest.approx(plain[common])
+
+
+def test_model_saved_before_idf_resumes_without_it() -> None:
+    model = OnlineTextClassifier(n_features=2**10)
+    model.learn_one("printer jammed", "hardware")
+    state = model.__dict__.copy()
+    for key in ("idf", "replay", "replay_capacity", "_df", "_n_docs", "_memory", "_rng"):
+        del state[key]
+    old = OnlineTextClassifier.__new__(OnlineTextClassifier)
+    old.__setstate__(state)
+    assert old.predict_one("printer jammed").label == "hardware"
+    old.learn_one("salary slip missing", "payroll")
+    assert old.n_learned == 2 and not old.idf
