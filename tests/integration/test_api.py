@@ -18,6 +18,7 @@ from models.sla import SlaEvent
 from sinks.migrations import apply_migrations
 from sinks.postgres import PostgresSink
 from sinks.redis import RedisItem, RedisSink
+from tests.factories import breach_risk, routing_decision, sla_event
 from triage.services import free_port
 
 pytestmark = pytest.mark.integration
@@ -35,51 +36,25 @@ def make_decision(
     priority: str = "high",
     decided_offset_s: float = 0.0,
 ) -> RoutingDecision:
-    return RoutingDecision(
-        ticket_id=ticket_id,
-        version=version,
-        queue="billing",
-        status=status,  # type: ignore[arg-type]
-        agent_id=agent_id,
-        score=0.8,
-        confidence=0.6,
-        reasons=("skills:billing", "capacity"),
-        priority=priority,
-        sla_deadline=T0 + timedelta(hours=4),
-        model_version="router-1",
+    return routing_decision(
+        ticket_id, version, at=T0 - timedelta(milliseconds=40), agent_id=agent_id,
+        status=status, priority=priority, sla_deadline=T0 + timedelta(hours=4),
         decided_at=T0 + timedelta(seconds=decided_offset_s),
-        source_committed_at=T0 - timedelta(milliseconds=40),
-        candidates=3,
-    )
+    )  # fmt: skip
 
 
 def make_sla_event(
     ticket_id: int, kind: str, at_s: float, *, metric: str = "first_reply", breached: bool = False
 ) -> SlaEvent:
-    return SlaEvent(
-        ticket_id=ticket_id,
-        metric=metric,  # type: ignore[arg-type]
-        kind=kind,  # type: ignore[arg-type]
-        at=T0 + timedelta(seconds=at_s),
+    return sla_event(
+        ticket_id, kind, at=T0 + timedelta(seconds=at_s), metric=metric, breached=breached,
         deadline=None if kind in ("pause", "fulfill") else T0 + timedelta(hours=1),
-        policy="premium-high",
         business_seconds_elapsed=at_s,
-        paused_seconds=0.0,
-        breached=breached,
-    )
+    )  # fmt: skip
 
 
 def make_risk(ticket_id: int, version: int, risk: float) -> BreachRiskScore:
-    return BreachRiskScore(
-        ticket_id=ticket_id,
-        queue="billing",
-        risk=risk,
-        scored_at=T0 + timedelta(minutes=version),
-        deadline=T0 + timedelta(hours=1),
-        metric="first_reply",
-        model_version="risk-1",
-        version=version,
-    )
+    return breach_risk(ticket_id, version, risk, at=T0 + timedelta(minutes=version))
 
 
 @pytest.fixture

@@ -22,6 +22,7 @@ from models.signals import BreachRiskScore
 from models.sla import SlaEvent
 from sinks.migrations import MigrationError, apply_migrations
 from sinks.postgres import AnalyticsItem, PostgresSink, _PostgresPartition
+from tests.factories import breach_risk, routing_decision, sla_event
 
 pytestmark = pytest.mark.integration
 
@@ -73,23 +74,10 @@ def make_decision(
     agent_id: int | None = 3,
     status: str = "assigned",
 ) -> RoutingDecision:
-    return RoutingDecision(
-        ticket_id=ticket_id,
-        version=version,
-        queue="billing",
-        status=status,  # type: ignore[arg-type]
-        agent_id=agent_id,
-        score=0.8,
-        confidence=0.6,
-        reasons=("skills:billing", "capacity"),
-        priority="high",
-        sla_deadline=T0 + timedelta(hours=4),
-        model_version="router-1",
-        decided_at=T0 + timedelta(seconds=version, milliseconds=5),
-        source_committed_at=T0 + timedelta(seconds=version),
-        candidates=3,
-        extra={"rank": 1},
-    )
+    return routing_decision(
+        ticket_id, version, at=T0 + timedelta(seconds=version), agent_id=agent_id,
+        status=status, sla_deadline=T0 + timedelta(hours=4), extra={"rank": 1},
+    )  # fmt: skip
 
 
 def make_sla_event(
@@ -101,30 +89,15 @@ def make_sla_event(
     deadline_s: float | None = 3600,
     breached: bool = False,
 ) -> SlaEvent:
-    return SlaEvent(
-        ticket_id=ticket_id,
-        metric=metric,  # type: ignore[arg-type]
-        kind=kind,  # type: ignore[arg-type]
-        at=T0 + timedelta(seconds=at_s),
+    return sla_event(
+        ticket_id, kind, at=T0 + timedelta(seconds=at_s), metric=metric, breached=breached,
         deadline=None if deadline_s is None else T0 + timedelta(seconds=deadline_s),
-        policy="premium-high",
         business_seconds_elapsed=at_s,
-        paused_seconds=0.0,
-        breached=breached,
-    )
+    )  # fmt: skip
 
 
 def make_risk(ticket_id: int, version: int, risk: float) -> BreachRiskScore:
-    return BreachRiskScore(
-        ticket_id=ticket_id,
-        queue="billing",
-        risk=risk,
-        scored_at=T0 + timedelta(seconds=version),
-        deadline=T0 + timedelta(hours=1),
-        metric="first_reply",
-        model_version="risk-1",
-        version=version,
-    )
+    return breach_risk(ticket_id, version, risk, at=T0 + timedelta(seconds=version))
 
 
 def make_metric(n_seen: int, accuracy: float = 0.8) -> ModelMetric:

@@ -16,6 +16,7 @@ from models.helpdesk import RoutingDecision
 from models.signals import BreachRiskScore
 from models.sla import SlaEvent
 from sinks.redis import RedisItem, RedisSink, _RedisPartition
+from tests.factories import breach_risk, routing_decision, sla_event
 
 pytestmark = pytest.mark.integration
 
@@ -32,22 +33,11 @@ def make_decision(
     priority: str = "high",
     decided_offset_s: float = 0.0,
 ) -> RoutingDecision:
-    return RoutingDecision(
-        ticket_id=ticket_id,
-        version=version,
-        queue=queue,
-        status=status,  # type: ignore[arg-type]
-        agent_id=agent_id,
-        score=0.8,
-        confidence=0.6,
-        reasons=("skills:billing", "capacity"),
-        priority=priority,
-        sla_deadline=T0 + timedelta(hours=4),
-        model_version="router-1",
+    return routing_decision(
+        ticket_id, version, at=T0 - timedelta(milliseconds=40), agent_id=agent_id,
+        status=status, queue=queue, priority=priority, sla_deadline=T0 + timedelta(hours=4),
         decided_at=T0 + timedelta(seconds=decided_offset_s),
-        source_committed_at=T0 - timedelta(milliseconds=40),
-        candidates=3,
-    )
+    )  # fmt: skip
 
 
 def make_sla_event(
@@ -59,30 +49,15 @@ def make_sla_event(
     deadline_s: float | None = 3600,
     breached: bool = False,
 ) -> SlaEvent:
-    return SlaEvent(
-        ticket_id=ticket_id,
-        metric=metric,  # type: ignore[arg-type]
-        kind=kind,  # type: ignore[arg-type]
-        at=T0 + timedelta(seconds=at_s),
+    return sla_event(
+        ticket_id, kind, at=T0 + timedelta(seconds=at_s), metric=metric, breached=breached,
         deadline=None if deadline_s is None else T0 + timedelta(seconds=deadline_s),
-        policy="premium-high",
         business_seconds_elapsed=at_s,
-        paused_seconds=0.0,
-        breached=breached,
-    )
+    )  # fmt: skip
 
 
 def make_risk(ticket_id: int, version: int, risk: float) -> BreachRiskScore:
-    return BreachRiskScore(
-        ticket_id=ticket_id,
-        queue="billing",
-        risk=risk,
-        scored_at=T0 + timedelta(seconds=version),
-        deadline=T0 + timedelta(hours=1),
-        metric="first_reply",
-        model_version="risk-1",
-        version=version,
-    )
+    return breach_risk(ticket_id, version, risk, at=T0 + timedelta(seconds=version))
 
 
 @pytest.fixture

@@ -34,6 +34,7 @@ from sinks.warehouse import (
     read_table,
     write_frames,
 )
+from tests.factories import routing_decision, sla_event
 
 pytestmark = pytest.mark.integration
 
@@ -80,36 +81,11 @@ def make_ticket(
 
 
 def make_decision(ticket_id: int, version: int, *, committed: datetime = DAY1) -> RoutingDecision:
-    return RoutingDecision(
-        ticket_id=ticket_id,
-        version=version,
-        queue="billing",
-        status="assigned",
-        agent_id=3,
-        score=0.8,
-        confidence=0.6,
-        reasons=("skills:billing", "capacity"),
-        priority="high",
-        sla_deadline=committed + timedelta(hours=4),
-        model_version="router-1",
-        decided_at=committed + timedelta(milliseconds=5),
-        source_committed_at=committed,
-        candidates=3,
-        extra={"rank": 1, "at": committed},
-    )
+    return routing_decision(ticket_id, version, at=committed, extra={"rank": 1, "at": committed})
 
 
 def make_sla_event(ticket_id: int, kind: str = "apply") -> SlaEvent:
-    return SlaEvent(
-        ticket_id=ticket_id,
-        metric="first_reply",
-        kind=kind,  # type: ignore[arg-type]
-        at=DAY1,
-        deadline=DAY1 + timedelta(hours=1),
-        policy="premium",
-        business_seconds_elapsed=0.0,
-        paused_seconds=0.0,
-    )
+    return sla_event(ticket_id, kind, at=DAY1, policy="premium")
 
 
 def make_metric(n_seen: int) -> ModelMetric:

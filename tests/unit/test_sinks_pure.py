@@ -40,6 +40,7 @@ from sinks.redis import (
     sla_event_fields,
     sla_event_to_redis_args,
 )
+from tests.factories import breach_risk, routing_decision, sla_event
 
 T0 = datetime(2025, 3, 1, 9, 30, tzinfo=UTC)
 
@@ -87,22 +88,10 @@ def make_decision(
     agent_id: int | None = 3,
     priority: str = "high",
 ) -> RoutingDecision:
-    return RoutingDecision(
-        ticket_id=ticket_id,
-        version=version,
-        queue="billing",
-        status=status,  # type: ignore[arg-type]
-        agent_id=agent_id,
-        score=0.82,
-        confidence=0.64,
-        reasons=("skills:billing", "capacity"),
-        priority=priority,
-        sla_deadline=T0 + timedelta(hours=4),
-        model_version="router-1",
-        decided_at=T0 + timedelta(milliseconds=8),
-        source_committed_at=T0,
-        candidates=4,
-    )
+    return routing_decision(
+        ticket_id, version, status=status, agent_id=agent_id, priority=priority,
+        score=0.82, confidence=0.64, decided_at=T0 + timedelta(milliseconds=8), candidates=4,
+    )  # fmt: skip
 
 
 def make_sla_event(
@@ -114,30 +103,11 @@ def make_sla_event(
     deadline: datetime | None = T0 + timedelta(hours=1),
     breached: bool = False,
 ) -> SlaEvent:
-    return SlaEvent(
-        ticket_id=ticket_id,
-        metric=metric,  # type: ignore[arg-type]
-        kind=kind,  # type: ignore[arg-type]
-        at=at,
-        deadline=deadline,
-        policy="premium-high",
-        business_seconds_elapsed=0.0,
-        paused_seconds=0.0,
-        breached=breached,
-    )
+    return sla_event(ticket_id, kind, at=at, metric=metric, deadline=deadline, breached=breached)
 
 
 def make_risk(ticket_id: int = 1, version: int = 1, risk: float = 0.4) -> BreachRiskScore:
-    return BreachRiskScore(
-        ticket_id=ticket_id,
-        queue="billing",
-        risk=risk,
-        scored_at=T0,
-        deadline=T0 + timedelta(hours=1),
-        metric="first_reply",
-        model_version="risk-1",
-        version=version,
-    )
+    return breach_risk(ticket_id, version, risk)
 
 
 def make_metric(model: str = "category", n_seen: int = 100) -> ModelMetric:
