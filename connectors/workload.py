@@ -135,6 +135,22 @@ class WorkloadConfig(BaseModel):
     simulate_agents: bool = True
     first_reply_minutes: float = Field(default=20.0, gt=0, description="Mean, simulated.")
     service_minutes: float = Field(default=90.0, gt=0, description="Base service time, simulated.")
+    home_skill_range: tuple[float, float] = Field(
+        default=(0.7, 0.98),
+        description=(
+            "Skill range of agents in their own team's categories (uniform). Mean service time"
+            " is service_minutes * (1.6 - skill), so (0.7, 0.98) caps the speed spread within"
+            " a team at about 1.4x; a wider range such as (0.1, 0.98) lets routing matter more."
+        ),
+    )
+    service_shape: float = Field(
+        default=2.0,
+        gt=0,
+        description=(
+            "Gamma shape of service times around their mean: 2 is right-skewed; below 1 is"
+            " heavy-tailed (a few very long tickets carry much of the mean)."
+        ),
+    )
     customer_reply_minutes: float = Field(default=60.0, gt=0, description="Mean, simulated.")
     pending_probability: float = Field(default=0.25, ge=0, le=1)
     follow_up_probability: float = Field(default=0.10, ge=0, le=1)
@@ -320,7 +336,8 @@ def plan_agents(cfg: WorkloadConfig) -> list[AgentSpec]:
     for i, team in enumerate(team_of):
         skills: dict[str, float] = {}
         for category, owner in cfg.category_teams.items():
-            level = rng.uniform(0.7, 0.98) if owner == team else rng.uniform(0.1, 0.5)
+            low, high = cfg.home_skill_range
+            level = rng.uniform(low, high) if owner == team else rng.uniform(0.1, 0.5)
             skills[category] = level
         foreign = [c for c, owner in cfg.category_teams.items() if owner != team]
         if foreign and rng.random() < 0.35:  # cross-trained in one other category
@@ -450,8 +467,13 @@ def mean_service_seconds(cfg: WorkloadConfig, skill: float) -> float:
 
 
 def draw_service_seconds(rng: random.Random, cfg: WorkloadConfig, skill: float) -> float:
-    """A gamma(shape 2) service time: right-skewed like real handling times, never negative."""
-    return rng.gammavariate(2.0, mean_service_seconds(cfg, skill) / 2.0)
+    """A gamma service time (``cfg.service_shape``, 2 by default) with the skill's mean.
+
+    Right-skewed like real handling times and never negative; shapes below 1 give heavy
+    tails with the same mean.
+    """
+    shape = cfg.service_shape
+    return rng.gammavariate(shape, mean_service_seconds(cfg, skill) / shape)
 
 
 @dataclass(frozen=True)

@@ -24,6 +24,12 @@ Fairness: every random draw of a lifecycle comes from a generator seeded by (see
 ticket, agent, attempt), so two rankers that give a ticket to the same agent see the same
 handling; arrivals are identical across rankers.
 
+Rankers: ``round_robin``, ``least_loaded`` (the default), ``longest_idle`` (least-loaded,
+ties to the agent idle longest), ``learned`` (the helpdesk's affinity ranker), and
+``oracle``, told every agent's true mean service time per category (from the true skill):
+the fastest eligible agent with room first. ``expected_time`` (the expected-handling-time
+ranker of :mod:`models.affinity`) can be asked for by name.
+
 Metrics per ranker: resolution time (arrival → first solve, waiting included), its p90,
 wait (arrival → first assignment), first-reply SLA compliance (first reply within
 :data:`models.routing.DEFAULT_FIRST_REPLY_TARGETS` for the ticket's priority), reopen
@@ -38,7 +44,7 @@ import itertools
 import math
 import random
 import statistics
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from typing import Any
@@ -50,23 +56,32 @@ from connectors.workload import (
     TicketSpec,
     WorkloadConfig,
     draw_service_seconds,
+    mean_service_seconds,
     plan_agents,
     plan_customers,
     plan_tickets,
 )
-from models.affinity import AffinityModel, LearnedRanker, RoundRobinRanker
+from models.affinity import (
+    AffinityModel,
+    ExpectedTimeRanker,
+    HandlingTimeModel,
+    LearnedRanker,
+    RoundRobinRanker,
+)
 from models.helpdesk import Agent, RoutingDecision
 from models.priority import score_priority
 from models.routing import (
     DEFAULT_FIRST_REPLY_TARGETS,
     AgentRanker,
     LeastLoadedRanker,
+    OracleRanker,
     QueueRouter,
     RoutingPolicy,
     RoutingRequest,
 )
 
-RANKERS: tuple[str, ...] = ("round_robin", "least_loaded", "learned")
+RANKERS: tuple[str, ...] = ("round_robin", "least_loaded", "longest_idle", "learned", "oracle")
+OPTIONAL_RANKERS: tuple[str, ...] = ("expected_time",)
 LAYOUTS: tuple[str, ...] = ("teams", "pooled")
 """``teams``: one queue per team, as the pipeline keys routing state (production layout);
 ``pooled``: one queue holding every agent and category (a generalist helpdesk)."""
@@ -74,19 +89,28 @@ POOLED_QUEUE = "support"
 GOAL_IMPROVEMENT = 0.20
 """Target: the learned ranker's mean resolution time at least 20% below least-loaded's."""
 
+MIN_ORACLE_GAIN = 0.01
+"""Below this oracle gain over least-loaded, shares of the oracle's gain are not reported."""
+
 _REOPEN_MEAN_DELAY = 6 * 3600.0  # customers notice a failed fix hours later
 _REWORK_SHARE = 0.5  # a reopened ticket needs about half a fresh service time
 
 
-def make_ranker(name: str, *, seed: int) -> AgentRanker:
-    """A fresh ranker by name (``round_robin``, ``least_loaded`` or ``learned``)."""
+def make_ranker(
+    name: str, *, seed: int, means: dict[tuple[int, str], float] | None = None
+) -> AgentRanker:
+    """A fresh ranker by name (see :data:`RANKERS`); the oracle needs the true ``means``."""
     if name == "round_robin":
         return RoundRobinRanker()
-    if name == "least_loaded":
+    if name in ("least_loaded", "longest_idle"):
         return LeastLoadedRanker()
     if name == "learned":
         return LearnedRanker(AffinityModel(seed=seed))
-    raise ValueError(f"unknown ranker {name!r}; choose from {RANKERS}")
+    if name == "expected_time":
+        return ExpectedTimeRanker(HandlingTimeModel(seed=seed))
+    if name == "oracle":
+        return OracleRanker(means or {})
+    raise ValueError(f"unknown ranker {name!r}; choose from {RANKERS + OPTIONAL_RANKERS}")
 
 
 def _agent(spec: AgentSpec) -> Agent:
@@ -339,14 +363,25 @@ def _metrics(sim: _Simulation) -> dict[str, Any]:
 
 
 def _workload(
-    *, seed: int, agents: int, tickets: int, days: float, policy: RoutingPolicy
+    *,
+    seed: int,
+    agents: int,
+    tickets: int,
+    days: float,
+    policy: RoutingPolicy,
+    workload: Mapping[str, Any] | None = None,
 ) -> tuple[WorkloadConfig, list[Agent], list[_Ticket]]:
     # The generator's rate is per wall second; with its time compression this spreads
     # ``tickets`` over ``days`` simulated days (the rhythm averages 1.0 over a week).
     compression = 60.0
     rate = tickets / (days * 86400.0) * compression
     cfg = WorkloadConfig(
-        seed=seed, agents=agents, tickets=tickets, rate=rate, time_compression=compression
+        seed=seed,
+        agents=agents,
+        tickets=tickets,
+        rate=rate,
+        time_compression=compression,
+        **dict(workload or {}),
     )
     customers = plan_customers(cfg)
     planned: list[_Ticket] = []
@@ -390,11 +425,15 @@ def evaluate_routing(
     days: float = 7,
     layout: str = "teams",
     rankers: Sequence[str] = RANKERS,
+    workload: Mapping[str, Any] | None = None,
 ) -> dict[str, Any]:
     """Simulate every ranker on the same seeded workload and compare them.
 
-    Returns a JSON-serialisable dict: the scenario, metrics per ranker and the learned
-    ranker's improvement in mean resolution time over least-loaded and round-robin.
+    Returns a JSON-serialisable dict: the scenario, metrics per ranker, the learned
+    ranker's improvement in mean resolution time over least-loaded and round-robin, each
+    ranker's improvement over least-loaded and the share of the oracle's gain it reaches.
+    ``workload`` overrides :class:`connectors.workload.WorkloadConfig` fields (e.g. a wider
+    ``home_skill_range`` or a heavy-tailed ``service_shape``).
 
     Example:
         >>> r = evaluate_routing(seed=1, agents=10, tickets=200, days=1)
@@ -405,19 +444,27 @@ def evaluate_routing(
     """
     policy = _policy(layout)
     cfg, agent_list, planned = _workload(
-        seed=seed, agents=agents, tickets=tickets, days=days, policy=policy
+        seed=seed, agents=agents, tickets=tickets, days=days, policy=policy, workload=workload
     )
     queues = sorted({POOLED_QUEUE if layout == "pooled" else a.team for a in agent_list})
+    means = {
+        (a.id, category): mean_service_seconds(cfg, skill)
+        for a in agent_list
+        for category, skill in a.skills.items()
+    }
     results: dict[str, Any] = {}
     for name in rankers:
 
         def factory(queue: str, name: str = name) -> AgentRanker:
             # Each queue's ranker gets its own seed so queues do not share a random stream.
-            return make_ranker(name, seed=seed * 1000 + queues.index(queue))
+            return make_ranker(name, seed=seed * 1000 + queues.index(queue), means=means)
 
         # Fresh ticket records per run; the specs (arrivals, text, truth) are shared.
         fresh = [replace(t) for t in planned]
-        sim = _Simulation(cfg, agent_list, fresh, factory, policy=policy, pooled=layout == "pooled")
+        run_policy = replace(policy, prefer_longest_idle=name == "longest_idle")
+        sim = _Simulation(
+            cfg, agent_list, fresh, factory, policy=run_policy, pooled=layout == "pooled"
+        )
         sim.run()
         results[name] = _metrics(sim)
     report: dict[str, Any] = {
@@ -435,17 +482,38 @@ def evaluate_routing(
             report[f"improvement_vs_{base}"] = round(1.0 - learned / other, 4)
     if "improvement_vs_least_loaded" in report:
         report["goal_met"] = report["improvement_vs_least_loaded"] >= GOAL_IMPROVEMENT
+    base = results.get("least_loaded", {}).get("mean_resolution_min")
+    oracle = results.get("oracle", {}).get("mean_resolution_min")
+    oracle_gain = 1.0 - oracle / base if base and oracle is not None else None
+    if oracle_gain is not None and oracle_gain < MIN_ORACLE_GAIN:
+        oracle_gain = None  # a share of (next to) nothing says nothing
+    report["oracle_improvement_vs_least_loaded"] = (
+        None if oracle is None or not base else round(1.0 - oracle / base, 4)
+    )
+    for metrics in results.values():
+        mean = metrics.get("mean_resolution_min")
+        gain = 1.0 - mean / base if base and mean is not None else None
+        metrics["improvement_vs_least_loaded"] = None if gain is None else round(gain, 4)
+        metrics["share_of_oracle_gain"] = (
+            round(gain / oracle_gain, 4) if gain is not None and oracle_gain else None
+        )
     return report
 
 
 def evaluate_seeds(seeds: Sequence[int] = (7, 8, 9), **kwargs: Any) -> dict[str, Any]:
-    """:func:`evaluate_routing` per seed, plus the mean improvement over the seeds."""
+    """:func:`evaluate_routing` per seed, plus mean improvements over the seeds."""
     runs = [evaluate_routing(seed=s, **kwargs) for s in seeds]
     gains = [r["improvement_vs_least_loaded"] for r in runs if "improvement_vs_least_loaded" in r]
+    per_ranker: dict[str, float] = {}
+    for name in runs[0]["rankers"] if runs else ():
+        values = [r["rankers"][name].get("improvement_vs_least_loaded") for r in runs]
+        if all(v is not None for v in values):
+            per_ranker[name] = round(statistics.fmean(values), 4)
     return {
         "seeds": list(seeds),
         "runs": runs,
         "mean_improvement_vs_least_loaded": round(statistics.fmean(gains), 4) if gains else None,
+        "mean_improvement_vs_least_loaded_by_ranker": per_ranker,
     }
 
 
@@ -498,31 +566,62 @@ SCENARIOS: dict[str, dict[str, Any]] = {
     "pooled-4weeks": {"layout": "pooled", "tickets": 4000, "days": 28},
 }
 
+EXTRA_SCENARIOS: dict[str, dict[str, Any]] = {
+    # The pooled month with skills in the own team's categories spread over 0.1-0.98
+    # instead of 0.7-0.98 (service means 0.62x to 1.5x the base) and heavy-tailed service
+    # times (gamma shape 0.7): room for routing to matter. Not part of `triage evaluate`.
+    "pooled-4weeks-wide": {
+        "layout": "pooled",
+        "tickets": 4000,
+        "days": 28,
+        "workload": {"home_skill_range": (0.1, 0.98), "service_shape": 0.7},
+    },
+}
+
 
 def render_seeds(name: str, summary: dict[str, Any]) -> Table:
     """Mean resolution per ranker and seed, with the learned ranker's gains."""
     table = Table(title=f"{name}: mean resolution (min) per seed")
-    for header in ("seed", *RANKERS, "vs least-loaded", "vs round-robin"):
+    names = list(summary["runs"][0]["rankers"]) if summary["runs"] else list(RANKERS)
+    headers = ["seed", *names, "learned vs least-loaded", "vs round-robin"]
+    if "oracle" in names:
+        headers.append("learned, of oracle gain")
+    for header in headers:
         table.add_column(header, justify="right")
     for run in summary["runs"]:
-        table.add_row(
+        row = [
             str(run["seed"]),
-            *(str(run["rankers"][r]["mean_resolution_min"]) for r in RANKERS),
-            f"{run['improvement_vs_least_loaded']:+.1%}",
-            f"{run['improvement_vs_round_robin']:+.1%}",
-        )
+            *(str(run["rankers"][r]["mean_resolution_min"]) for r in names),
+            f"{run.get('improvement_vs_least_loaded', math.nan):+.1%}",
+            f"{run.get('improvement_vs_round_robin', math.nan):+.1%}",
+        ]
+        if "oracle" in names:
+            share = run["rankers"].get("learned", {}).get("share_of_oracle_gain")
+            row.append("-" if share is None else f"{share:.0%}")
+        table.add_row(*row)
     return table
 
 
-def main() -> None:
-    """Print both scenarios over seeds 7, 8 and 9, then the full results as JSON."""
+def main(argv: Sequence[str] | None = None) -> None:
+    """Print scenarios (default: :data:`SCENARIOS`) over seeds 7, 8 and 9, then JSON.
+
+    ``python -m triage.evaluate_routing pooled-4weeks-wide`` runs named scenarios, from
+    :data:`SCENARIOS` or :data:`EXTRA_SCENARIOS`.
+    """
     import json
+    import sys
 
     from rich.console import Console
 
+    names = list(sys.argv[1:] if argv is None else argv) or list(SCENARIOS)
+    known = {**SCENARIOS, **EXTRA_SCENARIOS}
+    unknown = [n for n in names if n not in known]
+    if unknown:
+        raise SystemExit(f"unknown scenario {unknown[0]!r}; choose from {', '.join(known)}")
     console = Console()
     everything: dict[str, Any] = {}
-    for name, scenario in SCENARIOS.items():
+    for name in names:
+        scenario = known[name]
         summary = evaluate_seeds(**scenario)
         everything[name] = summary
         console.print(render_table(summary["runs"][0]))

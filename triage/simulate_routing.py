@@ -74,6 +74,8 @@ REQUIRED_COLUMNS: tuple[str, ...] = ("arrival", "type", "agent", "handling_secon
 POLICIES: tuple[str, ...] = ("least_loaded", "longest_idle", "learned", "affinity", "oracle")
 MIN_PAIR_CALLS = 3
 """Own calls of a type an agent needs before their handling times are drawn from those alone."""
+MIN_ORACLE_GAIN = 0.01
+"""Below this oracle gain over least-loaded, shares of the oracle's gain are not reported."""
 ALL_QUEUES = "*"
 _QUEUE = "calls"
 # Same-instant events: calls that end free their agent before an agent joins, both before a
@@ -480,6 +482,8 @@ def _add_gains(results: dict[str, Any]) -> None:
     base = results.get("least_loaded", {}).get("mean_handling_s")
     oracle = results.get("oracle", {}).get("mean_handling_s")
     oracle_gain = 1.0 - oracle / base if base and oracle is not None else None
+    if oracle_gain is not None and oracle_gain < MIN_ORACLE_GAIN:
+        oracle_gain = None  # a share of (next to) nothing says nothing
     for metrics in results.values():
         mean = metrics["mean_handling_s"]
         gain = 1.0 - mean / base if base and mean is not None else None
