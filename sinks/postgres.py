@@ -20,6 +20,7 @@ from psycopg import sql
 
 from models.anomaly import AnomalyAlert
 from models.burnout import WorkloadScore
+from models.codecs import ROUTING_COLUMNS, routing_row
 from models.events import DeadLetter
 from models.helpdesk import EnrichedTicket, RoutingDecision
 from models.intelligence import ModelMetric
@@ -102,23 +103,6 @@ TICKET_FACT_COLUMNS: tuple[str, ...] = (
     "sla_breached",
     "model_versions",
     "categories",
-)
-ROUTING_COLUMNS: tuple[str, ...] = (
-    "ticket_id",
-    "version",
-    "queue",
-    "status",
-    "agent_id",
-    "score",
-    "confidence",
-    "reasons",
-    "priority",
-    "sla_deadline",
-    "model_version",
-    "decided_at",
-    "source_committed_at",
-    "candidates",
-    "extra",
 )
 DEAD_LETTER_COLUMNS: tuple[str, ...] = (
     "stage",
@@ -318,28 +302,6 @@ def ticket_fact_row(item: EnrichedTicket) -> tuple[Any, ...]:
         item.sla_breached,
         json.dumps(dict(item.model_versions), sort_keys=True),
         list(item.categories),
-    )
-
-
-def routing_row(item: RoutingDecision) -> tuple[Any, ...]:
-    """One ``routing_decisions`` / ``routing_decision_history`` row."""
-    return (
-        item.ticket_id,
-        item.version,
-        item.queue,
-        item.status,
-        item.agent_id,
-        item.score,
-        item.confidence,
-        list(item.reasons),
-        item.priority,
-        item.sla_deadline,
-        item.model_version,
-        item.decided_at,
-        item.source_committed_at,
-        item.candidates,
-        # Extra diagnostics are free-form; anything not JSON-native is kept as its text.
-        json.dumps(dict(item.extra), default=str, sort_keys=True),
     )
 
 

@@ -26,6 +26,7 @@ Keys, with prefix ``p`` (default ``triage``):
 
 from __future__ import annotations
 
+import functools
 import json
 import logging
 import time
@@ -36,6 +37,20 @@ import redis
 from bytewax.outputs import DynamicSink, StatelessSinkPartition
 
 from models.anomaly import AnomalyAlert
+from models.codecs import (
+    agent_queue_key,
+    agents_key,
+    alerts_key,
+    anomalies_key,
+    holding_key,
+    queue_score,
+    routing_hash,
+    sla_key,
+    sla_stream_key,
+    stats_key,
+    stream_key,
+    ticket_key,
+)
 from models.helpdesk import RoutingDecision
 from models.signals import BreachRiskScore
 from models.sla import SlaEvent
@@ -58,76 +73,11 @@ REJECTED_STAGE = "write_live"
 
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
-PRIORITY_RANK: dict[str, int] = {"urgent": 0, "high": 1, "normal": 2, "low": 3}
-"""Queue order by priority; unknown priorities sort with ``normal``."""
-
-RANK_WEIGHT = 1e10
-"""Score weight of one priority rank; larger than any epoch second, so rank dominates."""
-
-
-def queue_score(priority: str, decided_at: datetime) -> float:
-    """Sorted-set score: priority rank first, then decision time (oldest first)."""
-    rank = PRIORITY_RANK.get(priority, PRIORITY_RANK["normal"])
-    return rank * RANK_WEIGHT + decided_at.timestamp()
-
-
-def priority_from_score(score: float) -> str:
-    """Invert :func:`queue_score` to the priority name."""
-    rank = int(score // RANK_WEIGHT)
-    for name, value in PRIORITY_RANK.items():
-        if value == rank:
-            return name
-    return "normal"
-
-
-def ticket_key(prefix: str, ticket_id: int) -> str:
-    """Hash holding the current routing decision of a ticket."""
-    return f"{prefix}:ticket:{ticket_id}:routing"
-
-
-def agent_queue_key(prefix: str, agent_id: int | str) -> str:
-    """Sorted set of the tickets assigned to an agent."""
-    return f"{prefix}:agent:{agent_id}:queue"
-
-
-def holding_key(prefix: str, queue: str) -> str:
-    """Sorted set of the tickets waiting in a queue for an eligible agent."""
-    return f"{prefix}:queue:{queue}:holding"
-
-
-def agents_key(prefix: str) -> str:
-    """Set of agent ids that ever received a ticket (tells unknown agents from idle ones)."""
-    return f"{prefix}:agents"
-
-
-def stream_key(prefix: str) -> str:
-    """Stream of applied decisions for agent tooling."""
-    return f"{prefix}:decisions"
-
-
-def stats_key(prefix: str) -> str:
-    """Hash of decision counters."""
-    return f"{prefix}:stats"
-
-
-def sla_key(prefix: str, ticket_id: int) -> str:
-    """Hash holding a ticket's SLA clocks per metric and its newest breach-risk score."""
-    return f"{prefix}:ticket:{ticket_id}:sla"
-
-
-def sla_stream_key(prefix: str) -> str:
-    """Stream of applied SLA events."""
-    return f"{prefix}:sla"
-
-
-def alerts_key(prefix: str) -> str:
-    """Stream of SLA breaches, for paging and dashboards."""
-    return f"{prefix}:alerts"
-
-
 # Decision. KEYS: 1 ticket hash, 2 target sorted set (agent queue or holding; unused when
 #       released), 3 stream, 4 stats, 5 agents set.
-# ARGV: 1 prefix, 2 ticket id, 3 version (decimal), 4 status, 5 agent id ('' if none),
+# ARGV: 1 key templates of an agent's queue and of a queue's holding list, as a JSON list
+#       [[head, tail], [head, tail]] (the key is head .. id .. tail; from the codec),
+#       2 ticket id, 3 version (decimal), 4 status, 5 agent id ('' if none),
 #       6 queue, 7 score, 8 stream max length, 9 released TTL seconds (0 = keep),
 #       10 the decision's fields as a JSON list [field, value, field, value, ...].
 # SLA event. KEYS: 1 ticket SLA hash, 2 SLA stream, 3 alerts stream.
@@ -157,17 +107,18 @@ local function apply_decision(K, A)
   if current and not newer(version, current) then
     return 0
   end
-  local prefix, ticket, status, agent, queue = A[1], A[2], A[4], A[5], A[6]
+  local templates = cjson.decode(A[1])
+  local ticket, status, agent, queue = A[2], A[4], A[5], A[6]
   local prev = redis.call('HMGET', K[1], 'agent_id', 'status', 'queue')
   local prev_agent, prev_status, prev_queue = prev[1], prev[2], prev[3]
   -- Leave the previous placement unless the decision keeps the ticket exactly there.
   if prev_agent and prev_agent ~= '' and prev_status == 'assigned'
       and not (status == 'assigned' and agent == prev_agent) then
-    redis.call('ZREM', prefix .. ':agent:' .. prev_agent .. ':queue', ticket)
+    redis.call('ZREM', templates[1][1] .. prev_agent .. templates[1][2], ticket)
   end
   if prev_queue and prev_status == 'queued'
       and not (status == 'queued' and queue == prev_queue) then
-    redis.call('ZREM', prefix .. ':queue:' .. prev_queue .. ':holding', ticket)
+    redis.call('ZREM', templates[2][1] .. prev_queue .. templates[2][2], ticket)
   end
   if status == 'assigned' then
     redis.call('ZADD', K[2], A[7], ticket)
@@ -270,27 +221,14 @@ def _iso(value: datetime | None) -> str:
     return "" if value is None else value.isoformat()
 
 
-def decision_fields(decision: RoutingDecision) -> dict[str, str]:
-    """The decision as flat string fields, as stored in the hash and the stream.
-
-    Times are ISO-8601 UTC strings; ``reasons`` is a JSON list; absent values are ``""``.
-    """
-    return {
-        "ticket_id": str(decision.ticket_id),
-        "version": str(decision.version),
-        "status": decision.status,
-        "queue": decision.queue,
-        "agent_id": "" if decision.agent_id is None else str(decision.agent_id),
-        "score": repr(float(decision.score)),
-        "confidence": repr(float(decision.confidence)),
-        "reasons": json.dumps(list(decision.reasons)),
-        "priority": decision.priority,
-        "sla_deadline": "" if decision.sla_deadline is None else decision.sla_deadline.isoformat(),
-        "model_version": decision.model_version,
-        "decided_at": decision.decided_at.isoformat(),
-        "source_committed_at": decision.source_committed_at.isoformat(),
-        "candidates": str(decision.candidates),
-    }
+@functools.lru_cache(maxsize=8)
+def _key_templates(prefix: str) -> str:
+    """The codec's agent-queue and holding-list keys as templates the script fills in."""
+    marker = "\x00"
+    return json.dumps([
+        agent_queue_key(prefix, marker).split(marker),
+        holding_key(prefix, marker).split(marker),
+    ])  # fmt: skip
 
 
 def decision_to_redis_args(
@@ -322,7 +260,7 @@ def decision_to_redis_args(
         target = agent_queue_key(prefix, decision.agent_id)
     else:  # queued; a released decision passes it too, but the script leaves it alone
         target = holding_key(prefix, decision.queue)
-    fields = decision_fields(decision)
+    fields = routing_hash(decision)
     return RedisScriptCall(
         op="decision",
         keys=[
@@ -333,7 +271,7 @@ def decision_to_redis_args(
             agents_key(prefix),
         ],
         args=[
-            prefix,
+            _key_templates(prefix),
             str(decision.ticket_id),
             str(decision.version),
             decision.status,
@@ -468,7 +406,7 @@ def anomaly_to_redis_args(
     }
     return RedisScriptCall(
         op="anomaly",
-        keys=[f"{prefix}:anomalies", alerts_key(prefix)],
+        keys=[anomalies_key(prefix), alerts_key(prefix)],
         args=[alert_id, str(stream_maxlen), _flat_json(fields)],
     )
 

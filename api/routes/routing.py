@@ -2,14 +2,13 @@
 
 Live state comes from Redis (written by the Redis sink); when Redis has nothing for the
 request, or is unreachable, the analytics database (written by the PostgreSQL sink)
-answers instead. The Redis key layout mirrors the sink's, which the API may not import.
+answers instead. Keys, fields and priority ranks come from the routing decision's codec
+(:mod:`models.codecs`), which the sinks write with.
 """
 
 from __future__ import annotations
 
-import json
 import logging
-from datetime import UTC, datetime
 from typing import Annotated, Any
 
 import redis
@@ -28,14 +27,23 @@ from api.schemas import (
     QueuedTicketPublic,
     RoutingDecisionPublic,
 )
+from models.codecs import (
+    DECISION_FIELDS,
+    PRIORITIES,
+    agent_queue_key,
+    agents_key,
+    holding_key,
+    priority_from_score,
+    queued_at_from_score,
+    routing_from_hash,
+    ticket_key,
+)
+from models.helpdesk import RoutingDecision
 
 log = logging.getLogger(__name__)
 
 router = APIRouter(prefix="/v1", tags=["routing"])
 
-PRIORITIES = ("urgent", "high", "normal", "low")
-"""Queue order by priority, as the Redis sink ranks it."""
-_RANK_WEIGHT = 1e10
 _BIGINT_MAX = 2**63 - 1
 
 TicketId = Annotated[
@@ -53,49 +61,22 @@ QueueName = Annotated[
 ]
 Limit = Annotated[int, Query(ge=1, le=1000, description="Most tickets to return")]
 
-_DECISION_COLUMNS = (
-    "ticket_id",
-    "version",
-    "status",
-    "queue",
-    "agent_id",
-    "score",
-    "confidence",
-    "reasons",
-    "priority",
-    "sla_deadline",
-    "model_version",
-    "decided_at",
-    "source_committed_at",
-    "candidates",
-)
+
+def _public(decision: RoutingDecision, source: str) -> RoutingDecisionPublic:
+    fields = {name: getattr(decision, name) for name in DECISION_FIELDS}
+    return RoutingDecisionPublic(**fields | {"reasons": list(decision.reasons)}, source=source)
 
 
 def _decision_from_hash(fields: dict[str, str]) -> RoutingDecisionPublic:
-    return RoutingDecisionPublic(
-        ticket_id=int(fields["ticket_id"]),
-        version=int(fields["version"]),
-        status=fields["status"],
-        queue=fields["queue"],
-        agent_id=int(fields["agent_id"]) if fields.get("agent_id") else None,
-        score=float(fields["score"]),
-        confidence=float(fields["confidence"]),
-        reasons=json.loads(fields.get("reasons") or "[]"),
-        priority=fields["priority"],
-        sla_deadline=fields.get("sla_deadline") or None,
-        model_version=fields["model_version"],
-        decided_at=fields["decided_at"],
-        source_committed_at=fields["source_committed_at"],
-        candidates=int(fields.get("candidates") or 0),
-        source="redis",
-    )
+    return _public(routing_from_hash(fields), "redis")
 
 
 def _queued_from_score(member: str, score: float) -> QueuedTicketPublic:
-    rank = int(score // _RANK_WEIGHT)
-    priority = PRIORITIES[rank] if 0 <= rank < len(PRIORITIES) else "normal"
-    queued_at = datetime.fromtimestamp(score - rank * _RANK_WEIGHT, tz=UTC)
-    return QueuedTicketPublic(ticket_id=int(member), priority=priority, queued_at=queued_at)
+    return QueuedTicketPublic(
+        ticket_id=int(member),
+        priority=priority_from_score(score),
+        queued_at=queued_at_from_score(score),
+    )
 
 
 def get_decision(
@@ -103,7 +84,7 @@ def get_decision(
 ) -> RoutingDecisionPublic | None:
     """The ticket's current decision from Redis, else from the analytics database."""
     try:
-        fields: dict[str, str] = client.hgetall(f"{prefix}:ticket:{ticket_id}:routing")  # type: ignore[assignment]
+        fields: dict[str, str] = client.hgetall(ticket_key(prefix, ticket_id))  # type: ignore[assignment]
         if fields:
             return _decision_from_hash(fields)
     except redis.RedisError as exc:
@@ -117,7 +98,7 @@ def _analytics_decision(
     *, pool: ConnectionPool[Any], schema: str, ticket_id: int
 ) -> RoutingDecisionPublic | None:
     query = sql.SQL("SELECT {cols} FROM {table} WHERE ticket_id = %s").format(
-        cols=sql.SQL(", ").join(map(sql.Identifier, _DECISION_COLUMNS)),
+        cols=sql.SQL(", ").join(map(sql.Identifier, DECISION_FIELDS)),
         table=sql.Identifier(schema, "routing_decisions"),
     )
     with pool.connection() as conn, conn.cursor(row_factory=dict_row) as cur:
@@ -195,7 +176,7 @@ async def read_ticket_routing(
     decision: RoutingDecisionPublic | None = None
     try:
         fields: dict[str, str] = await aclient.hgetall(  # type: ignore[assignment]
-            f"{settings.key_prefix}:ticket:{ticket_id}:routing"
+            ticket_key(settings.key_prefix, ticket_id)
         )
         if fields:
             decision = _decision_from_hash(fields)
@@ -230,9 +211,9 @@ def read_agent_queue(
     try:
         count, tickets, known = _redis_page(
             client,
-            f"{prefix}:agent:{agent_id}:queue",
+            agent_queue_key(prefix, agent_id),
             limit,
-            member_of=(f"{prefix}:agents", str(agent_id)),
+            member_of=(agents_key(prefix), str(agent_id)),
         )
         if known or count:
             return AgentQueuePublic(agent_id=agent_id, count=count, tickets=tickets, source="redis")
@@ -270,9 +251,7 @@ def read_holding_queue(
     limit: Limit = 100,
 ) -> HoldingQueuePublic:
     try:
-        count, tickets, known = _redis_page(
-            client, f"{settings.key_prefix}:queue:{queue}:holding", limit
-        )
+        count, tickets, known = _redis_page(client, holding_key(settings.key_prefix, queue), limit)
         if known:
             return HoldingQueuePublic(queue=queue, count=count, tickets=tickets, source="redis")
     except redis.RedisError as exc:

@@ -20,6 +20,7 @@ from pydantic import ValidationError
 from api.deps import PgPoolDep, RedisDep, SettingsDep
 from api.routes.routing import TicketId
 from api.schemas import BreachRiskPublic, ErrorPublic, SlaMetricPublic, TicketSlaPublic
+from models.codecs import sla_key
 
 log = logging.getLogger(__name__)
 
@@ -89,7 +90,7 @@ def get_ticket_sla(
 ) -> TicketSlaPublic | None:
     """The ticket's SLA clocks and risk from Redis, else from the analytics database."""
     try:
-        fields: dict[str, str] = client.hgetall(f"{prefix}:ticket:{ticket_id}:sla")  # type: ignore[assignment]
+        fields: dict[str, str] = client.hgetall(sla_key(prefix, ticket_id))  # type: ignore[assignment]
         if fields:
             return _sla_from_hash(ticket_id, fields)
     except redis.RedisError as exc:

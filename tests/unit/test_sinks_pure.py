@@ -11,6 +11,7 @@ import pytest
 
 from models.anomaly import AnomalyAlert, Driver
 from models.burnout import WorkloadScore
+from models.codecs import priority_from_score, queue_score, routing_hash
 from models.events import DeadLetter, SourcePosition
 from models.helpdesk import EnrichedTicket, RoutingDecision, Ticket
 from models.intelligence import ModelMetric
@@ -31,11 +32,8 @@ from sinks.postgres import (
     batch_to_rows,
 )
 from sinks.redis import (
-    decision_fields,
     decision_to_redis_args,
     item_to_redis_call,
-    priority_from_score,
-    queue_score,
     risk_to_redis_args,
     sla_event_fields,
     sla_event_to_redis_args,
@@ -343,9 +341,13 @@ class TestRedisArgs:
             "p:stats",
             "p:agents",
         ]
-        prefix, ticket, version, status, agent, queue = call.args[:6]
-        assert (prefix, ticket, version, status, agent, queue) == (
-            "p",
+        templates, ticket, version, status, agent, queue = call.args[:6]
+        # The script rebuilds the previous agent's queue and holding keys from the codec's
+        # templates: head .. id .. tail.
+        (agent_head, agent_tail), (holding_head, holding_tail) = json.loads(templates)
+        assert agent_head + "3" + agent_tail == "p:agent:3:queue"
+        assert holding_head + "billing" + holding_tail == "p:queue:billing:holding"
+        assert (ticket, version, status, agent, queue) == (
             "9",
             "77",
             "assigned",
@@ -363,10 +365,10 @@ class TestRedisArgs:
         call = decision_to_redis_args(decision, "p", stream_maxlen=500, released_ttl=60)
         assert call.args[7:9] == ["500", "60"]
         flat = json.loads(call.args[9])
-        assert dict(zip(flat[::2], flat[1::2], strict=True)) == decision_fields(decision)
+        assert dict(zip(flat[::2], flat[1::2], strict=True)) == routing_hash(decision)
 
     def test_fields_are_strings_with_latency_timestamps(self) -> None:
-        fields = decision_fields(make_decision(agent_id=None, status="queued"))
+        fields = routing_hash(make_decision(agent_id=None, status="queued"))
         assert all(isinstance(v, str) for v in fields.values())
         assert fields["agent_id"] == ""
         assert json.loads(fields["reasons"]) == ["skills:billing", "capacity"]
