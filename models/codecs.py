@@ -1,6 +1,9 @@
-"""How the stores keep a routing decision: its columns, its live hash, its keys and ranks.
+"""How the stores keep a record: an enriched ticket's fields, a routing decision's columns,
+live hash, keys and ranks.
 
-One codec per stored record, pure (no I/O): the PostgreSQL sink writes
+An enriched ticket is flattened once, by :func:`ticket_fields`; the analytics store takes
+:data:`TICKET_FACT_COLUMNS` of it, the warehouse and the search index the fields of their
+own schemas. A routing decision has one codec, pure (no I/O): the PostgreSQL sink writes
 :func:`routing_row` in :data:`ROUTING_COLUMNS` order, the Redis sink writes
 :func:`routing_hash` under :func:`ticket_key` (its Lua script receives the fields from
 here), and the API reads both back with :func:`routing_from_hash` and
@@ -31,7 +34,118 @@ from collections.abc import Mapping
 from datetime import UTC, datetime
 from typing import Any
 
-from models.helpdesk import RoutingDecision
+from models.helpdesk import EnrichedTicket, RoutingDecision
+from models.pii import mask_pii
+
+TICKET_FACT_COLUMNS: tuple[str, ...] = (
+    "ticket_id",
+    "version",
+    "customer_id",
+    "customer_tier",
+    "channel",
+    "status",
+    "priority",
+    "priority_reasons",
+    "category",
+    "queue",
+    "language",
+    "language_confidence",
+    "assigned_agent_id",
+    "subject",
+    "created_at",
+    "updated_at",
+    "first_reply_at",
+    "solved_at",
+    "csat",
+    "source_committed_at",
+    "enriched_at",
+    "deleted",
+    "organization",
+    "region",
+    "sentiment",
+    "sentiment_label",
+    "sentiment_confidence",
+    "intent",
+    "intent_confidence",
+    "intent_source",
+    "category_confidence",
+    "category_source",
+    "category_suggestion",
+    "duplicates",
+    "kb_suggestions",
+    "response_suggestion",
+    "first_reply_due",
+    "resolution_due",
+    "sla_policy",
+    "sla_breached",
+    "model_versions",
+    "categories",
+)
+"""Columns of the analytics store's ``ticket_facts``, in order."""
+
+
+def ticket_fields(item: EnrichedTicket, *, allow_pii: bool = False) -> dict[str, Any]:
+    """Every stored field of an enriched ticket, by name; free text masked unless allowed.
+
+    Nested values are JSON text (``duplicates``, ``kb_suggestions``, ``model_versions``)
+    or lists (``priority_reasons``, ``categories``), as the stores keep them.
+    """
+    t = item.ticket
+    text = (lambda s: s) if allow_pii else mask_pii
+    return {
+        "ticket_id": t.id,
+        "version": t.version,
+        "op": item.op,
+        "customer_id": t.customer_id,
+        "customer_tier": item.customer_tier,
+        "channel": t.channel,
+        "status": t.status,
+        "priority": item.priority,
+        "priority_reasons": list(item.priority_reasons),
+        "category": item.category,
+        "queue": item.queue,
+        "language": item.language,
+        "language_confidence": item.language_confidence,
+        "assigned_agent_id": t.assigned_agent_id,
+        "subject": text(t.subject),
+        "description": text(t.description),
+        "created_at": t.created_at,
+        "updated_at": t.updated_at,
+        "first_reply_at": t.first_reply_at,
+        "solved_at": t.solved_at,
+        "csat": t.csat,
+        "source_committed_at": item.committed_at,
+        "enriched_at": item.enriched_at,
+        "deleted": item.op == "d",
+        "organization": item.organization,
+        "region": item.region,
+        "sentiment": item.sentiment,
+        "sentiment_label": item.sentiment_label,
+        "sentiment_confidence": item.sentiment_confidence,
+        "intent": item.intent,
+        "intent_confidence": item.intent_confidence,
+        "intent_source": item.intent_source,
+        "category_confidence": item.category_confidence,
+        "category_source": item.category_source,
+        "category_suggestion": item.category_suggestion,
+        "duplicates": json.dumps(
+            [{"ticket_id": t_id, "similarity": sim} for t_id, sim in item.duplicates]
+        ),
+        "kb_suggestions": json.dumps(
+            [
+                {"article_id": a_id, "title": title, "score": score}
+                for a_id, title, score in item.kb_suggestions
+            ]
+        ),
+        "response_suggestion": item.response_suggestion,
+        "first_reply_due": item.first_reply_due,
+        "resolution_due": item.resolution_due,
+        "sla_policy": item.sla_policy,
+        "sla_breached": item.sla_breached,
+        "model_versions": json.dumps(dict(item.model_versions), sort_keys=True),
+        "categories": list(item.categories),
+    }
+
 
 DECISION_FIELDS: tuple[str, ...] = (
     "ticket_id",

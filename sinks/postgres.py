@@ -20,7 +20,7 @@ from psycopg import sql
 
 from models.anomaly import AnomalyAlert
 from models.burnout import WorkloadScore
-from models.codecs import ROUTING_COLUMNS, routing_row
+from models.codecs import ROUTING_COLUMNS, TICKET_FACT_COLUMNS, routing_row, ticket_fields
 from models.events import DeadLetter
 from models.helpdesk import EnrichedTicket, RoutingDecision
 from models.intelligence import ModelMetric
@@ -60,50 +60,6 @@ TICKET_SLA = "ticket_sla"
 TICKET_RISK = "ticket_risk"
 MODEL_METRICS = "model_metrics"
 
-TICKET_FACT_COLUMNS: tuple[str, ...] = (
-    "ticket_id",
-    "version",
-    "customer_id",
-    "customer_tier",
-    "channel",
-    "status",
-    "priority",
-    "priority_reasons",
-    "category",
-    "queue",
-    "language",
-    "language_confidence",
-    "assigned_agent_id",
-    "subject",
-    "created_at",
-    "updated_at",
-    "first_reply_at",
-    "solved_at",
-    "csat",
-    "source_committed_at",
-    "enriched_at",
-    "deleted",
-    "organization",
-    "region",
-    "sentiment",
-    "sentiment_label",
-    "sentiment_confidence",
-    "intent",
-    "intent_confidence",
-    "intent_source",
-    "category_confidence",
-    "category_source",
-    "category_suggestion",
-    "duplicates",
-    "kb_suggestions",
-    "response_suggestion",
-    "first_reply_due",
-    "resolution_due",
-    "sla_policy",
-    "sla_breached",
-    "model_versions",
-    "categories",
-)
 DEAD_LETTER_COLUMNS: tuple[str, ...] = (
     "stage",
     "reason",
@@ -252,57 +208,9 @@ _UPSERTS: dict[str, _Upsert] = {
 
 
 def ticket_fact_row(item: EnrichedTicket) -> tuple[Any, ...]:
-    """One ``ticket_facts`` row in :data:`TICKET_FACT_COLUMNS` order."""
-    t = item.ticket
-    return (
-        t.id,
-        t.version,
-        t.customer_id,
-        item.customer_tier,
-        t.channel,
-        t.status,
-        item.priority,
-        list(item.priority_reasons),
-        item.category,
-        item.queue,
-        item.language,
-        item.language_confidence,
-        t.assigned_agent_id,
-        t.subject,
-        t.created_at,
-        t.updated_at,
-        t.first_reply_at,
-        t.solved_at,
-        t.csat,
-        item.committed_at,
-        item.enriched_at,
-        item.op == "d",
-        item.organization,
-        item.region,
-        item.sentiment,
-        item.sentiment_label,
-        item.sentiment_confidence,
-        item.intent,
-        item.intent_confidence,
-        item.intent_source,
-        item.category_confidence,
-        item.category_source,
-        item.category_suggestion,
-        json.dumps([{"ticket_id": t_id, "similarity": sim} for t_id, sim in item.duplicates]),
-        json.dumps(
-            [
-                {"article_id": a_id, "title": title, "score": score}
-                for a_id, title, score in item.kb_suggestions
-            ]
-        ),
-        item.response_suggestion,
-        item.first_reply_due,
-        item.resolution_due,
-        item.sla_policy,
-        item.sla_breached,
-        json.dumps(dict(item.model_versions), sort_keys=True),
-        list(item.categories),
-    )
+    """One ``ticket_facts`` row in :data:`TICKET_FACT_COLUMNS` order (text as written)."""
+    fields = ticket_fields(item, allow_pii=True)
+    return tuple(fields[name] for name in TICKET_FACT_COLUMNS)
 
 
 def dead_letter_row(item: DeadLetter) -> tuple[Any, ...]:

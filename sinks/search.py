@@ -17,10 +17,12 @@ Elasticsearch (:mod:`sinks.search_es`) and PostgreSQL full-text search
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from datetime import datetime
 
+from models.codecs import ticket_fields
 from models.helpdesk import EnrichedTicket
 from models.kb import KbArticle
 from models.pii import mask_pii
@@ -52,6 +54,9 @@ class TicketDocument:
     created_at: datetime
     updated_at: datetime | None
     solved_at: datetime | None
+
+
+_TICKET_DOCUMENT_FIELDS = tuple(f.name for f in dataclasses.fields(TicketDocument))
 
 
 @dataclass(frozen=True)
@@ -89,30 +94,10 @@ def ticket_document(item: EnrichedTicket, *, allow_pii: bool = False) -> TicketD
     Category, intent and priority are the flow's final values (a human label wins over the
     model's), the language is the detected one.
     """
-    t = item.ticket
-    deleted = item.op == "d"
-    text = _text(allow_pii)
-    return TicketDocument(
-        ticket_id=t.id,
-        version=t.version,
-        deleted=deleted,
-        subject="" if deleted else text(t.subject),
-        description="" if deleted else text(t.description),
-        status=t.status,
-        priority=item.priority,
-        category=item.category,
-        intent=item.intent,
-        queue=item.queue,
-        channel=t.channel,
-        language=item.language,
-        customer_id=t.customer_id,
-        customer_tier=item.customer_tier,
-        organization=item.organization,
-        assigned_agent_id=t.assigned_agent_id,
-        created_at=t.created_at,
-        updated_at=t.updated_at,
-        solved_at=t.solved_at,
-    )
+    fields = ticket_fields(item, allow_pii=allow_pii)
+    if fields["deleted"]:
+        fields |= {"subject": "", "description": ""}
+    return TicketDocument(**{name: fields[name] for name in _TICKET_DOCUMENT_FIELDS})
 
 
 def kb_document(article: KbArticle, *, allow_pii: bool = False) -> KbDocument:

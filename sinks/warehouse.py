@@ -37,11 +37,10 @@ breaks ties between copies of one key (the later copy wins).
 
 from __future__ import annotations
 
-import json
 import logging
 import os
 import uuid
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, date, datetime
 from pathlib import Path
@@ -50,11 +49,11 @@ from typing import Any, Literal
 import polars as pl
 from bytewax.outputs import DynamicSink, StatelessSinkPartition
 
+from models.codecs import ROUTING_COLUMNS, routing_row, ticket_fields
 from models.helpdesk import EnrichedTicket, RoutingDecision
 from models.intelligence import ModelMetric
 from models.pii import EMAIL_TOKEN as EMAIL_TOKEN  # re-exported: first defined here
 from models.pii import PHONE_TOKEN as PHONE_TOKEN
-from models.pii import mask_pii
 from models.sla import SlaEvent
 from models.telemetry import report_written
 
@@ -199,67 +198,13 @@ TABLES: dict[str, TableSpec] = {
 
 def ticket_fact_record(item: EnrichedTicket, *, allow_pii: bool = False) -> dict[str, Any]:
     """One ``ticket_facts`` row (without ``written_at``); free text masked unless allowed."""
-    t = item.ticket
-    text: Callable[[str], str] = (lambda s: s) if allow_pii else mask_pii
-    return {
-        "ticket_id": t.id,
-        "version": t.version,
-        "op": item.op,
-        "customer_id": t.customer_id,
-        "customer_tier": item.customer_tier,
-        "organization": item.organization,
-        "region": item.region,
-        "channel": t.channel,
-        "status": t.status,
-        "priority": item.priority,
-        "priority_reasons": list(item.priority_reasons),
-        "category": item.category,
-        "category_source": item.category_source,
-        "intent": item.intent,
-        "intent_source": item.intent_source,
-        "queue": item.queue,
-        "language": item.language,
-        "language_confidence": item.language_confidence,
-        "sentiment": item.sentiment,
-        "sentiment_label": item.sentiment_label,
-        "assigned_agent_id": t.assigned_agent_id,
-        "subject": text(t.subject),
-        "description": text(t.description),
-        "created_at": t.created_at,
-        "updated_at": t.updated_at,
-        "first_reply_at": t.first_reply_at,
-        "solved_at": t.solved_at,
-        "csat": t.csat,
-        "first_reply_due": item.first_reply_due,
-        "resolution_due": item.resolution_due,
-        "sla_policy": item.sla_policy,
-        "sla_breached": item.sla_breached,
-        "deleted": item.op == "d",
-        "source_committed_at": item.committed_at,
-        "enriched_at": item.enriched_at,
-    }
+    fields = ticket_fields(item, allow_pii=allow_pii)
+    return {name: fields[name] for name in TABLES[TICKET_FACTS].schema if name != "written_at"}
 
 
 def routing_decision_record(item: RoutingDecision) -> dict[str, Any]:
     """One ``routing_decisions`` row (without ``written_at``)."""
-    return {
-        "ticket_id": item.ticket_id,
-        "version": item.version,
-        "queue": item.queue,
-        "status": item.status,
-        "agent_id": item.agent_id,
-        "score": item.score,
-        "confidence": item.confidence,
-        "reasons": list(item.reasons),
-        "priority": item.priority,
-        "sla_deadline": item.sla_deadline,
-        "model_version": item.model_version,
-        "decided_at": item.decided_at,
-        "source_committed_at": item.source_committed_at,
-        "candidates": item.candidates,
-        # Free-form diagnostics; anything not JSON-native is kept as its text.
-        "extra": json.dumps(dict(item.extra), default=str, sort_keys=True),
-    }
+    return dict(zip(ROUTING_COLUMNS, routing_row(item), strict=True))
 
 
 def sla_event_record(item: SlaEvent) -> dict[str, Any]:

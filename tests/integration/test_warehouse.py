@@ -16,6 +16,7 @@ from bytewax.testing import TestingSource, cluster_main, run_main
 from models.events import DeadLetter, SourcePosition
 from models.helpdesk import EnrichedTicket, RoutingDecision, Ticket
 from models.intelligence import ModelMetric
+from models.pii import mask_pii
 from models.sla import SlaEvent
 from sinks.warehouse import (
     EMAIL_TOKEN,
@@ -29,7 +30,6 @@ from sinks.warehouse import (
     WarehouseSink,
     batch_to_frames,
     compact,
-    mask_pii,
     partition_dir,
     read_table,
     write_frames,

@@ -72,3 +72,24 @@ def test_queue_score_orders_by_priority_then_time_and_inverts(priority: str, at:
     assert queue_score(priority, at + timedelta(seconds=1)) > score
     for later in PRIORITIES[PRIORITIES.index(priority) + 1 :]:
         assert queue_score(later, at - timedelta(days=3650)) > score
+
+
+def test_every_store_takes_its_ticket_columns_from_the_one_flattening() -> None:
+    import dataclasses
+
+    from models.codecs import TICKET_FACT_COLUMNS, ticket_fields
+    from sinks.search import TicketDocument, ticket_document
+    from sinks.warehouse import TABLES, TICKET_FACTS, ticket_fact_record
+    from tests.unit.test_sinks_pure import make_enriched
+
+    item = make_enriched(ticket_id=5, version=300)
+    fields = ticket_fields(item)
+    warehouse = set(TABLES[TICKET_FACTS].schema) - {"written_at"}
+    search = {f.name for f in dataclasses.fields(TicketDocument)}
+    assert set(TICKET_FACT_COLUMNS) <= set(fields)
+    assert warehouse <= set(fields) and search <= set(fields)
+    assert ticket_fact_record(item) == {name: fields[name] for name in warehouse}
+    assert dataclasses.asdict(ticket_document(item)) == {name: fields[name] for name in search}
+    # A delete keeps no text in the search index.
+    deleted = ticket_document(dataclasses.replace(item, op="d"))
+    assert deleted.deleted and deleted.subject == deleted.description == ""
