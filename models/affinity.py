@@ -471,7 +471,10 @@ class HandlingTimeModel:
         agent_prior_strength: Pseudo-outcomes shrinking an agent's speed ratio toward 1.
         ratio_cap: Largest observed/type-mean ratio one outcome adds to an agent's speed,
             so one contact left open over a break does not mark the agent slow for long.
-        exploration: Multiplier of the spread when sampling (0 = greedy on the mean).
+        exploration: Multiplier of the spread when sampling (0 = greedy on the mean). Half
+            the spread by default: on synthetic call histories at capacity 1 (see
+            ``triage simulate routing``), sampling the full spread explored too much and
+            greedy choices too little.
         seed: Seed of the sampling generator, so decisions replay identically.
 
     Example:
@@ -489,7 +492,7 @@ class HandlingTimeModel:
     prior_strength: float = 3.0
     agent_prior_strength: float = 5.0
     ratio_cap: float = 10.0
-    exploration: float = 1.0
+    exploration: float = 0.5
     seed: int = 0
     n_outcomes: int = 0
     pairs: dict[tuple[int, str], stats.Mean] = field(default_factory=dict)

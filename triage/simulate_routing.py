@@ -547,16 +547,19 @@ def generate_calls(
     speed_spread: float = 0.35,
     pair_spread: float = 0.25,
     handling_sigma: float = 0.8,
+    sigma_spread: float = 0.0,
     occupancy: float = 0.8,
 ) -> int:
     """Write a synthetic call history in the simulator's CSV shape; returns the call count.
 
     Each agent has a speed (log-normal, ``speed_spread``) and a factor per type
     (``pair_spread``); handling times are log-normal around type mean × speed × factor with
-    shape ``handling_sigma`` (heavy-tailed). Half the agents work 08-16 UTC and half 12-20;
-    calls arrive as a Poisson stream sized to keep about ``occupancy`` of the agents on
-    shift busy, and each is handled by a random free agent on shift (or the first to free
-    up), as an unassisted queue would do.
+    shape ``handling_sigma`` (heavy-tailed), or per agent ``handling_sigma`` times a
+    log-normal factor of spread ``sigma_spread``, so that some agents have heavier tails
+    than others at the same mean (the mean is kept, the median moves). Half the agents
+    work 08-16 UTC and half 12-20; calls arrive as a Poisson stream sized to keep about
+    ``occupancy`` of the agents on shift busy, and each is handled by a random free agent
+    on shift (or the first to free up), as an unassisted queue would do.
     """
     rng = random.Random(seed)
     type_names = [f"type{t + 1}" for t in range(types)]
@@ -566,8 +569,7 @@ def generate_calls(
     speed = {a: math.exp(rng.gauss(0.0, speed_spread)) for a in names}
     factor = {(a, t): math.exp(rng.gauss(0.0, pair_spread)) for a in names for t in type_names}
     shift = {a: (8, 16) if i % 2 == 0 else (12, 20) for i, a in enumerate(names)}
-    # exp(sigma^2 / 2) is the log-normal's mean over its median: keep the means as drawn.
-    lift = math.exp(-(handling_sigma**2) / 2.0)
+    sigma = {a: handling_sigma * math.exp(rng.gauss(0.0, sigma_spread)) for a in names}
     overall = sum(w * type_mean[t] for w, t in zip(weights, type_names, strict=True)) / sum(weights)
     start = datetime(2024, 3, 4, tzinfo=UTC)
     free_at: dict[str, datetime] = dict.fromkeys(names, start)
@@ -586,7 +588,9 @@ def generate_calls(
             free = [a for a in on if free_at[a] <= t]
             agent = rng.choice(free) if free else min(on, key=lambda a: free_at[a])
             mean = type_mean[work_type] * speed[agent] * factor[(agent, work_type)]
-            seconds = round(mean * lift * math.exp(rng.gauss(0.0, handling_sigma)), 1)
+            # exp(sigma^2 / 2) is the log-normal's mean over its median: keep the mean.
+            s = sigma[agent]
+            seconds = round(mean * math.exp(rng.gauss(0.0, s) - s * s / 2.0), 1)
             free_at[agent] = max(t, free_at[agent]) + timedelta(seconds=seconds)
             rows.append((t.isoformat().replace("+00:00", "Z"), work_type, agent, seconds))
     with path.open("w", newline="", encoding="utf-8") as f:
@@ -606,9 +610,19 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument("--types", type=int, default=6)
     parser.add_argument("--days", type=int, default=10)
     parser.add_argument("--seed", type=int, default=1)
+    parser.add_argument("--speed-spread", type=float, default=0.35)
+    parser.add_argument("--handling-sigma", type=float, default=0.8)
+    parser.add_argument("--sigma-spread", type=float, default=0.0)
     args = parser.parse_args(argv)
     n = generate_calls(
-        args.out, agents=args.agents, types=args.types, days=args.days, seed=args.seed
+        args.out,
+        agents=args.agents,
+        types=args.types,
+        days=args.days,
+        seed=args.seed,
+        speed_spread=args.speed_spread,
+        handling_sigma=args.handling_sigma,
+        sigma_spread=args.sigma_spread,
     )
     print(f"wrote {n} calls to {args.out}")
 
