@@ -284,6 +284,47 @@ def decode_key(raw_key: bytes | None) -> dict[str, Any] | None:
     return _convert_row(document, converter, "key")
 
 
+DEBEZIUM_VERSION = "3.6.1.Final"
+"""``source.version`` of the envelopes the project writes itself (the embedded reader and
+:func:`encode_envelope`): the Debezium release the tests and the stack run
+(``infra/jvm/pom.xml``), whose PostgreSQL connector format they follow."""
+
+
+def source_block(
+    *,
+    topic_prefix: str,
+    table: str,
+    lsn: int,
+    ts_ms: int,
+    snapshot: bool | str = "false",
+    tx_id: int | None = None,
+    db: str | None = "helpdesk",
+    schema: str = "public",
+    sequence: str | None = None,
+) -> dict[str, Any]:
+    """The ``source`` block of a Debezium PostgreSQL change event.
+
+    Example:
+        >>> block = source_block(topic_prefix="triage", table="tickets", lsn=42, ts_ms=0)
+        >>> block["connector"], block["version"] == DEBEZIUM_VERSION, block["sequence"]
+        ('postgresql', True, '[null,"42"]')
+    """
+    return {
+        "version": DEBEZIUM_VERSION,
+        "connector": "postgresql",
+        "name": topic_prefix,
+        "ts_ms": ts_ms,
+        "snapshot": snapshot,
+        "db": db,
+        "sequence": sequence if sequence is not None else f'[null,"{lsn}"]',
+        "schema": schema,
+        "table": table,
+        "txId": tx_id,
+        "lsn": lsn,
+        "xmin": None,
+    }
+
+
 def encode_envelope(
     *,
     table: str,
@@ -325,18 +366,14 @@ def encode_envelope(
     payload = {
         "before": _encode_row(before),
         "after": _encode_row(after),
-        "source": {
-            "version": "2.7.0.Final",
-            "connector": "postgresql",
-            "name": topic_prefix,
-            "ts_ms": ts_ms,
-            "snapshot": snapshot,
-            "db": "helpdesk",
-            "schema": "public",
-            "table": table,
-            "txId": tx_id,
-            "lsn": lsn,
-        },
+        "source": source_block(
+            topic_prefix=topic_prefix,
+            table=table,
+            lsn=lsn,
+            ts_ms=ts_ms,
+            snapshot=snapshot,
+            tx_id=tx_id,
+        ),
         "op": op,
         "ts_ms": ts_ms,
         "transaction": None,

@@ -39,6 +39,7 @@ from psycopg import sql
 from psycopg.types.string import TextLoader
 from pydantic import BaseModel, ConfigDict, Field
 
+from connectors.debezium import source_block
 from connectors.pgoutput import (
     ARRAY_ELEMENT_OIDS,
     Begin,
@@ -60,9 +61,6 @@ from models.events import RawChange, SourcePosition
 from models.telemetry import report_changes
 
 log = logging.getLogger(__name__)
-
-DEBEZIUM_VERSION = "2.7.3.Final"
-"""Debezium release whose PostgreSQL connector output the envelopes reproduce."""
 
 # Reference tables first so that enrichment state (customers, agents, KB) is loaded before
 # the tickets and ticket events that look it up; other published tables follow by name.
@@ -120,36 +118,44 @@ _TABLE_COLUMNS = sql.SQL(
 )
 
 
-class PgCdcSettings(BaseModel):
-    """Settings of the embedded CDC reader.
+class PgCdcOptions(BaseModel):
+    """The embedded CDC reader's tunable options; the application's settings extend them.
 
     Attributes:
-        dsn: libpq connection string of the helpdesk database (needs ``wal_level=logical``
-            and the REPLICATION attribute or superuser).
         slot_name: Logical replication slot owned by this reader.
         publication: Publication that selects the captured tables.
-        topic_prefix: Debezium ``topic.prefix``; topics are ``<prefix>.<schema>.<table>``.
         max_changes_per_poll: Changes requested per poll; PostgreSQL only checks the limit
             at transaction boundaries, so one large transaction may exceed it.
         poll_interval: Wait between polls once the reader has caught up.
         snapshot_batch_size: Rows fetched from the snapshot cursor per batch.
         initial_snapshot: Emit every existing row (``op: r``) before streaming on first start.
-        stop_at_idle: End the stream (EOF) once caught up; for tests and benchmarks.
         max_backoff: Longest wait between reconnection attempts.
     """
 
     model_config = ConfigDict(frozen=True)
 
-    dsn: str
     slot_name: str = Field(default="triage_embedded", pattern=r"^[a-z0-9_]{1,63}$")
     publication: str = "triage_cdc"
-    topic_prefix: str = "triage"
     max_changes_per_poll: int = Field(default=5000, ge=1)
-    poll_interval: timedelta = timedelta(milliseconds=50)
+    poll_interval: timedelta = timedelta(milliseconds=20)
     snapshot_batch_size: int = Field(default=2000, ge=1)
     initial_snapshot: bool = True
-    stop_at_idle: bool = False
     max_backoff: timedelta = timedelta(seconds=5)
+
+
+class PgCdcSettings(PgCdcOptions):
+    """Settings of the embedded CDC reader: its options plus what the deployment fixes.
+
+    Attributes:
+        dsn: libpq connection string of the helpdesk database (needs ``wal_level=logical``
+            and the REPLICATION attribute or superuser).
+        topic_prefix: Debezium ``topic.prefix``; topics are ``<prefix>.<schema>.<table>``.
+        stop_at_idle: End the stream (EOF) once caught up; for tests and benchmarks.
+    """
+
+    dsn: str
+    topic_prefix: str = "triage"
+    stop_at_idle: bool = False
 
 
 @dataclass(frozen=True)
@@ -326,7 +332,6 @@ class _PgCdcPartition(StatefulSourcePartition[RawChange, CdcState]):
         self._conn: psycopg.Connection[Any] | None = None
         self._snapshot: _Snapshot | None = None
         self._held_back: tuple[_Table, Sequence[TupleValue]] | None = None
-        self._slot_lsn = 0
         self._advanced = 0
         self._tables: dict[int, _Table] = {}
         self._keys: dict[int, tuple[str, ...]] = {}
@@ -402,7 +407,6 @@ class _PgCdcPartition(StatefulSourcePartition[RawChange, CdcState]):
             moved = _advance(conn, settings.slot_name, self._state.lsn)
             position = moved if moved is not None else position
         self._resume_pending = False
-        self._slot_lsn = position
         self._advanced = position
         self._reader_slot = None
         if not self._state.snapshot_done:
@@ -675,20 +679,17 @@ class _PgCdcPartition(StatefulSourcePartition[RawChange, CdcState]):
         envelope = {
             "before": before,
             "after": after,
-            "source": {
-                "version": DEBEZIUM_VERSION,
-                "connector": "postgresql",
-                "name": self._settings.topic_prefix,
-                "ts_ms": ts_ms,
-                "snapshot": snapshot,
-                "db": self._conn.info.dbname if self._conn is not None else None,
-                "sequence": f'["{last_commit}","{lsn}"]' if last_commit else f'[null,"{lsn}"]',
-                "schema": table.namespace,
-                "table": table.name,
-                "txId": xid,
-                "lsn": lsn,
-                "xmin": None,
-            },
+            "source": source_block(
+                topic_prefix=self._settings.topic_prefix,
+                table=table.name,
+                lsn=lsn,
+                ts_ms=ts_ms,
+                snapshot=snapshot,
+                tx_id=xid,
+                db=self._conn.info.dbname if self._conn is not None else None,
+                schema=table.namespace,
+                sequence=f'["{last_commit}","{lsn}"]' if last_commit else None,
+            ),
             "op": op,
             "ts_ms": now,
             "transaction": None,

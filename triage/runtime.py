@@ -120,12 +120,9 @@ def build_pipeline(settings: AppSettings, stack: Stack, recovery_dir: Path):
         from connectors.pg_cdc import PgCdcSettings, PgCdcSource
 
         cdc = PgCdcSettings(
+            **settings.source.model_dump(exclude={"dsn"}),
             dsn=stack.source_dsn,
-            slot_name=settings.source.slot_name,
-            publication=settings.source.publication,
             topic_prefix=settings.cdc.topic_prefix,
-            max_changes_per_poll=settings.source.max_changes_per_poll,
-            poll_interval=settings.source.poll_interval,
         )
         watermark = RecoveryWatermark(
             recovery_dir, f"{settings.pipeline.flow_id}.read_cdc", settings.source.slot_name

@@ -13,23 +13,23 @@ from datetime import time, timedelta
 from pathlib import Path
 from typing import Literal
 
-from pydantic import BaseModel, Field, SecretStr, field_validator
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from connectors.kafka_config import KafkaSecuritySettings
+from connectors.pg_cdc import PgCdcOptions
 from pipelines.settings import PipelineSettings
 
 
-class SourceDbSettings(BaseModel):
-    """The helpdesk's operational PostgreSQL (the CDC source)."""
+class SourceDbSettings(PgCdcOptions):
+    """The helpdesk's operational PostgreSQL (the CDC source) and the embedded reader's
+    options (defaults from :class:`connectors.pg_cdc.PgCdcOptions`)."""
+
+    model_config = ConfigDict(frozen=False)
 
     dsn: str | None = Field(
         default=None, description="unset: a private local PostgreSQL is started"
     )
-    slot_name: str = "triage_embedded"
-    publication: str = "triage_cdc"
-    max_changes_per_poll: int = Field(default=5000, gt=0)
-    poll_interval: timedelta = timedelta(milliseconds=20)
 
 
 class CdcSettings(BaseModel):
