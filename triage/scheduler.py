@@ -35,8 +35,8 @@ import psycopg
 from triage.settings import JobName
 
 if TYPE_CHECKING:
-    from triage.runtime import Stack
     from triage.settings import AppSettings
+    from triage.stack import Stack
 
 log = logging.getLogger(__name__)
 
