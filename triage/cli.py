@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import logging
 import os
 import sys
 from enum import StrEnum
@@ -11,9 +10,12 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
-from pydantic import ValidationError
 from rich.console import Console
 
+from triage.cli_common import StateDir, console
+from triage.cli_common import fail as _fail
+from triage.cli_common import load_settings as _settings
+from triage.cli_common import stop_on_sigterm as _stop_on_sigterm
 from triage.cli_keys import keys_app
 
 app = typer.Typer(
@@ -27,46 +29,6 @@ app.add_typer(cdc_app, name="cdc")
 connect_app = typer.Typer(help="Production path: the Debezium connector in Kafka Connect.")
 app.add_typer(connect_app, name="connect")
 app.add_typer(keys_app, name="api-keys")
-
-console = Console(stderr=True)
-
-
-def _settings(state_dir: Path | None = None):
-    from triage.settings import AppSettings
-
-    try:
-        settings = AppSettings()
-    except ValidationError as exc:
-        console.print(f"[red]invalid TRIAGE_* setting:[/]\n{exc}")
-        raise typer.Exit(2) from exc
-    if state_dir is not None:
-        settings = settings.model_copy(update={"state_dir": state_dir})
-    logging.basicConfig(
-        level=settings.log_level.upper(),
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-    )
-    return settings
-
-
-def _stop_on_sigterm() -> None:
-    """SIGTERM (what supervisors send) stops a command as Ctrl-C does: its ``finally``
-    blocks run, so child processes and private services are stopped, not orphaned."""
-    import signal
-
-    def interrupt(signum: int, _frame: object) -> None:
-        raise KeyboardInterrupt(f"signal {signum}")
-
-    signal.signal(signal.SIGTERM, interrupt)
-
-
-def _fail(message: str, code: int = 1) -> typer.Exit:
-    console.print(f"[red]error:[/] {message}")
-    return typer.Exit(code)
-
-
-StateDir = Annotated[
-    Path | None, typer.Option(help="Where local services and pipeline state live.")
-]
 
 
 class CdcPath(StrEnum):

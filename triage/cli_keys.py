@@ -16,14 +16,13 @@ from typing import Annotated, Any
 
 import typer
 
+from triage.cli_common import StateDir, console, load_settings
+from triage.cli_common import fail as _fail
+
 keys_app = typer.Typer(
     help="API keys of the read API (needed when TRIAGE_API__AUTH_REQUIRED=true).",
     no_args_is_help=True,
 )
-
-StateDir = Annotated[
-    Path | None, typer.Option(help="Where local services and pipeline state live.")
-]
 
 
 @contextmanager
@@ -31,11 +30,9 @@ def _analytics(state_dir: Path | None) -> Iterator[Any]:
     """A connection to the analytics database named by the TRIAGE_* settings."""
     import psycopg
 
-    # Imported here: triage.cli imports this module to register its commands.
-    from triage.cli import _settings
-    from triage.runtime import open_stack
+    from triage.stack import open_stack
 
-    settings = _settings(state_dir)
+    settings = load_settings(state_dir)
     with open_stack(settings, settings.state_dir / "services") as stack:
         try:
             with psycopg.connect(stack.analytics_dsn, autocommit=True) as conn:
@@ -44,15 +41,7 @@ def _analytics(state_dir: Path | None) -> Iterator[Any]:
             raise _fail("analytics.api_keys does not exist: run `triage migrate` first") from exc
 
 
-def _fail(message: str, code: int = 1) -> typer.Exit:
-    from triage.cli import _fail as fail
-
-    return fail(message, code)
-
-
 def _info(message: str) -> None:
-    from triage.cli import console
-
     console.print(message)
 
 
