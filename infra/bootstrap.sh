@@ -49,7 +49,7 @@ UV=$(command -v uv || echo "$("$PYTHON" -m site --user-base)/bin/uv")
 # river, scipy, holidays and the rest from .pyc files, also where PYTHONDONTWRITEBYTECODE
 # is set (without them each start compiles those sources again: seconds per process).
 UV_PYTHON_DOWNLOADS=never "$UV" sync --frozen --extra dev --python "$PYTHON" --quiet --compile-bytecode
-.venv/bin/python -m compileall -q -j 0 api connectors models pipelines sinks triage >/dev/null
+.venv/bin/python -m compileall -q -j 0 api connectors evaluation models pipelines sinks triage >/dev/null
 
 # Kafka, Kafka Connect and Debezium jars for the real production path run locally (tests
 # marked real_kafka, the Kafka-mode demo); returns at once when they are already there.

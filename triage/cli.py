@@ -395,7 +395,7 @@ def evaluate(
     json_out: Annotated[bool, typer.Option("--json", help="Print only the JSON document.")] = False,
 ) -> None:
     """Prequential evaluation of routing, text models and breach risk; table and JSON."""
-    from triage.evaluate import run_evaluations
+    from evaluation.suite import run_evaluations
 
     _settings()
     unknown = set(only or []) - {"routing", "endava", "itsm", "forecast", "anomaly"}
@@ -907,7 +907,7 @@ def simulate_routing(
     """Replay real calls under each routing policy; mean handling time, waits, gains."""
     from rich.progress import Progress
 
-    from triage.simulate_routing import POLICIES, CallsFileError, render_table, simulate_file
+    from evaluation.simulation import POLICIES, CallsFileError, render_table, simulate_file
 
     unknown = [p for p in policy or [] if p not in POLICIES]
     if unknown:

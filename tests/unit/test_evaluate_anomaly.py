@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 from rich.console import Console
 
-from triage.evaluate_anomaly import evaluate_anomalies, render_table
+from evaluation.anomaly import evaluate_anomalies, render_table
 
 
 def test_small_run_finds_incidents_and_stays_quiet_otherwise() -> None:
@@ -53,7 +53,7 @@ def test_volume_floods_at_the_usual_breach_share_raise_no_breach_rate_alert() ->
 
 
 def test_labelled_series_are_scored_by_windows_beside_the_baseline() -> None:
-    from triage.evaluate_anomaly import (
+    from evaluation.anomaly import (
         LabelledSeries,
         evaluate_labelled,
         generate_labelled_series,

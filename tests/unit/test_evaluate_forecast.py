@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 from rich.console import Console
 
-from triage.evaluate_forecast import evaluate_forecast, holiday_closures, main, render_table
+from evaluation.forecast import evaluate_forecast, holiday_closures, main, render_table
 
 START = datetime(2016, 3, 1)
 

@@ -11,8 +11,8 @@ from pathlib import Path
 import pytest
 from rich.console import Console
 
+from evaluation.itsm import evaluate_itsm, render_table
 from models.breach_risk import BreachRiskModel
-from triage.evaluate_itsm import evaluate_itsm, render_table
 
 COLUMNS = [
     "number",

@@ -16,7 +16,7 @@ from connectors.workload import (
     mean_service_seconds,
     plan_agents,
 )
-from triage.evaluate_routing import RANKERS, evaluate_routing, plan_assignment, render_table
+from evaluation.routing import RANKERS, evaluate_routing, plan_assignment, render_table
 
 
 @pytest.mark.parametrize("layout", ["teams", "pooled"])

@@ -10,7 +10,7 @@ import polars as pl
 import pytest
 from rich.table import Table
 
-from triage.evaluate_text import evaluate_endava, parse_published_results, render_table
+from evaluation.text import evaluate_endava, parse_published_results, render_table
 
 _WORDS = {
     0: ("laptop", "screen", "keyboard", "monitor", "docking"),

@@ -13,8 +13,7 @@ import pytest
 from rich.console import Console
 from typer.testing import CliRunner
 
-from triage.cli import app
-from triage.simulate_routing import (
+from evaluation.simulation import (
     POLICIES,
     Call,
     CallHistory,
@@ -26,6 +25,7 @@ from triage.simulate_routing import (
     simulate_calls,
     simulate_file,
 )
+from triage.cli import app
 
 DAY = datetime(2024, 3, 4, 9, 0, tzinfo=UTC)
 # Names sort the slow agents first, so a least-loaded pecking order by id favours them.

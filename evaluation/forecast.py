@@ -23,7 +23,7 @@ business calendar is worth.
 
 Run::
 
-    python -m triage.evaluate_forecast ../shared/data/itsm_incident_log/hourly_opened_incidents.csv
+    python -m evaluation.forecast ../shared/data/itsm_incident_log/hourly_opened_incidents.csv
 """
 
 from __future__ import annotations

@@ -38,7 +38,7 @@ def run_evaluations(
     wanted = only or {"routing", "endava", "itsm", "forecast", "anomaly"}
     results: dict[str, Any] = {}
     if "routing" in wanted:
-        from triage.evaluate_routing import SCENARIOS, evaluate_seeds, render_seeds, render_table
+        from evaluation.routing import SCENARIOS, evaluate_seeds, render_seeds, render_table
 
         routing: dict[str, Any] = {}
         for name, scenario in SCENARIOS.items():
@@ -50,8 +50,8 @@ def run_evaluations(
     if "endava" in wanted:
         path = (data_dir or Path("..")) / ENDAVA
         if path.exists():
-            from triage.evaluate_text import evaluate_endava
-            from triage.evaluate_text import render_table as endava_table
+            from evaluation.text import evaluate_endava
+            from evaluation.text import render_table as endava_table
 
             endava = {
                 "replay": evaluate_endava(path),
@@ -68,8 +68,8 @@ def run_evaluations(
     if "itsm" in wanted:
         path = (data_dir or Path("..")) / ITSM
         if path.exists():
-            from triage.evaluate_itsm import evaluate_itsm
-            from triage.evaluate_itsm import render_table as itsm_table
+            from evaluation.itsm import evaluate_itsm
+            from evaluation.itsm import render_table as itsm_table
 
             itsm = evaluate_itsm(path)
             show(itsm_table(itsm))
@@ -78,8 +78,8 @@ def run_evaluations(
             results["itsm"] = {"skipped": f"{path} not found (pass --data-dir)"}
             show(f"[yellow]itsm skipped:[/] {path} not found")
     if "anomaly" in wanted:
-        from triage.evaluate_anomaly import evaluate_anomalies
-        from triage.evaluate_anomaly import render_table as anomaly_table
+        from evaluation.anomaly import evaluate_anomalies
+        from evaluation.anomaly import render_table as anomaly_table
 
         runs = [evaluate_anomalies(seed=seed) for seed in (1, 2, 3)]
         for run in runs:
@@ -88,8 +88,8 @@ def run_evaluations(
     if "forecast" in wanted:
         path = (data_dir or Path("..")) / ITSM_HOURLY
         if path.exists():
-            from triage.evaluate_forecast import evaluate_forecast
-            from triage.evaluate_forecast import render_table as forecast_table
+            from evaluation.forecast import evaluate_forecast
+            from evaluation.forecast import render_table as forecast_table
 
             fc = evaluate_forecast(path)
             show(forecast_table(fc))

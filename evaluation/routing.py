@@ -605,7 +605,7 @@ def render_seeds(name: str, summary: dict[str, Any]) -> Table:
 def main(argv: Sequence[str] | None = None) -> None:
     """Print scenarios (default: :data:`SCENARIOS`) over seeds 7, 8 and 9, then JSON.
 
-    ``python -m triage.evaluate_routing pooled-4weeks-wide`` runs named scenarios, from
+    ``python -m evaluation.routing pooled-4weeks-wide`` runs named scenarios, from
     :data:`SCENARIOS` or :data:`EXTRA_SCENARIOS`.
     """
     import json

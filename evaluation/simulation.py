@@ -601,7 +601,7 @@ def generate_calls(
 
 
 def main(argv: Sequence[str] | None = None) -> None:
-    """``python -m triage.simulate_routing OUT.csv [--agents N --days N --seed N]``."""
+    """``python -m evaluation.simulation OUT.csv [--agents N --days N --seed N]``."""
     import argparse
 
     parser = argparse.ArgumentParser(description="Write a synthetic call history CSV.")

@@ -28,7 +28,7 @@ but not a faithful interleaving in wall-clock time. To avoid learning outcomes t
 not known yet, by default an incident's outcome is learned only once the replay reaches
 an incident opened after it closed (``learn_at="close_time"``).
 
-Run: ``python -m triage.evaluate_itsm ../shared/data/itsm_incident_log/incident_event_log.csv.gz``
+Run: ``python -m evaluation.itsm ../shared/data/itsm_incident_log/incident_event_log.csv.gz``
 """
 
 from __future__ import annotations

@@ -7,7 +7,7 @@ bag-of-words + multinomial naive Bayes pipeline. The batch results published wit
 dataset are parsed for reference (they come from a held-out split of the full data set,
 so they are not directly comparable).
 
-Run: ``python -m triage.evaluate_text PATH/tickets_subset.csv.gz --warm-start 0.2``.
+Run: ``python -m evaluation.text PATH/tickets_subset.csv.gz --warm-start 0.2``.
 """
 
 from __future__ import annotations

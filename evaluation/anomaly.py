@@ -33,7 +33,7 @@ False positives on the normal rhythm are measured twice: outside incidents in th
 injected run, and on the same data generated without incidents, counting those on
 Monday mornings (7–12 h) apart.
 
-Run: ``python -m triage.evaluate_anomaly --seeds 1 2 3 4 5``
+Run: ``python -m evaluation.anomaly --seeds 1 2 3 4 5``
 """
 
 from __future__ import annotations

@@ -1,0 +1,16 @@
+"""Evaluations of the models on real and generated data (``triage evaluate``).
+
+* :mod:`evaluation.suite`: every evaluation in one table and one JSON document;
+* :mod:`evaluation.text`: the online text classifiers on real ticket text, beside a
+  cross-validated batch linear SVM;
+* :mod:`evaluation.itsm`: a real ServiceNow event log replayed in order (resolving group,
+  SLA breach risk);
+* :mod:`evaluation.forecast`: hourly volume forecasts against seasonal baselines;
+* :mod:`evaluation.anomaly`: the volume anomaly detector on labelled series;
+* :mod:`evaluation.routing`: rankers on the synthetic workload with known skills;
+* :mod:`evaluation.simulation`: a call history replayed through the router per policy
+  (``triage simulate routing``).
+
+Evaluations import the models and the workload generator; nothing in the pipeline imports
+them.
+"""
