@@ -718,6 +718,296 @@ def _keyed_flat_map(
     return op.map(f"{step_id}_values", run(step_id, up, guarded_state(step_id, mapper)), _value)
 
 
+@dataclass
+class _Wiring:
+    """What every sub-flow shares: the dead letters it adds to, and stage observation."""
+
+    dead: list[Stream[DeadLetter]] = field(default_factory=list)
+
+    def errors(self, split: _Split) -> None:
+        """The split's dead letters join the flow's error stream."""
+        self.dead.append(split.of("errors", DeadLetter))
+
+    def observe(self, stage: str, stream: Stream[Any]) -> None:
+        """Per-stage latency (source commit → leaving the stage) when metrics are served."""
+        if telemetry_enabled():
+            recorder = StageRecorder(stage)
+            op.inspect(f"observe_{stage}", stream, lambda _step, x: recorder(x))
+
+
+@dataclass
+class _Tables:
+    """Change events split by what they feed."""
+
+    customers: Stream[tuple[str, ChangeEvent]]
+    agents: Stream[tuple[str, RoutingInput]]
+    ticket_items: Stream[Any]
+    kb_changes: Stream[ChangeEvent]
+
+
+def _cdc_in(
+    flow: Dataflow, source: Source[RawChange] | InputFactory, w: _Wiring
+) -> Stream[ChangeEvent]:
+    """Raw CDC records → change events (undecodable records and source errors: dead)."""
+    if isinstance(source, Source):
+        raw = op.input("read_cdc", flow, source)
+    else:
+        raw, source_errors = source(flow)
+        w.dead.append(source_errors)
+    decoded = _Split("decode", op.filter_map("decode_cdc", raw, decode))
+    w.errors(decoded)
+    w.observe("decode", decoded.rest)
+    return decoded.rest
+
+
+def _by_table(events: Stream[ChangeEvent], settings: PipelineSettings, w: _Wiring) -> _Tables:
+    """Customers, agents, ticket items (ordered per ticket) and KB articles."""
+
+    def select(step_id: str, fn: Callable[[ChangeEvent], list[Any]]) -> Stream[Any]:
+        split = _Split(step_id, op.flat_map(step_id, events, guarded(step_id, fn)))
+        w.errors(split)
+        return split.rest
+
+    customers = select("select_customer_changes", customer_changes)
+    agents = select("select_agent_changes", agent_changes)
+    # A ticket's changes and comments travel one keyed path (ticket → customer →
+    # organisation → ticket), so its text state and its queue see them in commit order.
+    owned = _Split(
+        "own",
+        _keyed_flat_map(
+            "own_ticket_items",
+            select("select_ticket_items", ticket_items),
+            make_owner_step(settings.reorder_window or timedelta(0)),
+            timed=True,
+        ),
+    )
+    w.errors(owned)
+    kb_changes = op.filter("select_kb_changes", events, lambda e: e.table == "kb_articles")
+    return _Tables(customers, agents, owned.rest, kb_changes)
+
+
+def _enrich(
+    tables: _Tables, enricher: TicketEnricher, settings: PipelineSettings, w: _Wiring
+) -> Stream[Any]:
+    """Per customer (tier, organisation, language, sentiment, SLA policy), then duplicates
+    per organisation; tickets whose customer never arrived become dead letters."""
+    enriched = _Split(
+        "enrich",
+        _keyed_flat_map(
+            "enrich_ticket",
+            op.merge("merge_enrich_inputs", tables.customers, tables.ticket_items),
+            make_enrich_step(enricher, settings.customer_wait, settings.event_budget),
+            timed=True,
+        ),
+    )
+    w.errors(enriched)
+    w.dead.append(
+        op.map("expired_waits", enriched.of("expired", CustomerWaitExpired), expired_wait)
+    )
+    w.observe(
+        "enrich",
+        op.filter_map(
+            "select_enriched", enriched.rest, lambda x: x[0] if isinstance(x, tuple) else None
+        ),
+    )
+    deduped = _Split(
+        "dedupe",
+        _keyed_flat_map(
+            "find_duplicates",
+            op.key_on("key_duplicate_scope", enriched.rest, duplicate_scope),
+            duplicates_step,
+        ),
+    )
+    w.errors(deduped)
+    return deduped.rest
+
+
+@dataclass
+class _Classified:
+    """Classified tickets and comments keyed by queue, the final tickets, and the lessons
+    (labels, KB feedback) for the learning copy of the text models."""
+
+    to_queues: Stream[tuple[str, EnrichedTicket | TicketComment]]
+    final_tickets: Stream[EnrichedTicket]
+    lessons: Stream[LabelExample | KbFeedback]
+
+
+def _classify(
+    deduped: Stream[Any],
+    policy: RoutingPolicy,
+    replica: ModelReplica,
+    settings: PipelineSettings,
+    w: _Wiring,
+) -> _Classified:
+    """Per ticket, with the newest published text models: category, intent, priority,
+    KB and response suggestions; the ticket's queue is fixed here."""
+    classified = _Split(
+        "classify",
+        _keyed_flat_map(
+            "classify_ticket",
+            op.key_on("key_ticket", deduped, ticket_key),
+            make_classify_step(policy, replica, settings.comment_hold, settings.event_budget),
+            timed=True,
+        ),
+    )
+    lessons = classified.of("lessons", (LabelExample, KbFeedback))
+    w.errors(classified)
+    to_queues = classified.rest
+    final_tickets: Stream[EnrichedTicket] = op.filter_map(
+        "final_tickets", to_queues, lambda kv: kv[1] if isinstance(kv[1], EnrichedTicket) else None
+    )
+    w.observe("classify", final_tickets)
+    return _Classified(to_queues, final_tickets, lessons)
+
+
+def _learn(
+    lessons: Stream[Any],
+    kb_changes: Stream[ChangeEvent],
+    learner: Callable[[bytes | None], _LearnLogic],
+    w: _Wiring,
+) -> Stream[ModelMetric]:
+    """The one learning copy of the text models: it learns labels and KB changes and
+    publishes the models for every classifying worker."""
+    learned = _Split(
+        "learn",
+        op.map(
+            "learn_text_values",
+            op.stateful(
+                "learn_text",
+                op.key_on(
+                    "key_text_models",
+                    op.merge("merge_lessons", lessons, kb_changes),
+                    lambda _: "text-models",
+                ),
+                learner,
+            ),
+            _value,
+        ),
+    )
+    metrics: Stream[ModelMetric] = learned.of("metrics", ModelMetric)
+    w.dead.append(learned.rest)
+    return metrics
+
+
+def _route(
+    classified: _Classified,
+    agents: Stream[tuple[str, RoutingInput]],
+    settings: PipelineSettings,
+    policy: RoutingPolicy,
+    w: _Wiring,
+) -> Stream[QueueOutput]:
+    """Per queue: SLA clocks, routing decisions, breach risks and agent load."""
+    routed = _Split(
+        "route",
+        _keyed_flat_map(
+            "route_ticket",
+            op.merge("merge_queue_inputs", classified.to_queues, agents),
+            make_queue_step(settings, policy),
+            timed=True,
+        ),
+    )
+    w.errors(routed)
+    queue_out: Stream[QueueOutput] = routed.rest
+    w.observe(
+        "route", op.filter("select_decisions", queue_out, lambda x: isinstance(x, RoutingDecision))
+    )
+    return queue_out
+
+
+def _metrics(
+    final_tickets: Stream[EnrichedTicket], queue_out: Stream[QueueOutput], w: _Wiring
+) -> Stream[Any]:
+    """One key: minute windows and anomaly baselines of the whole helpdesk."""
+    metrics_in = op.merge(
+        "merge_metric_inputs",
+        final_tickets,
+        op.filter("select_sla_events", queue_out, lambda x: isinstance(x, SlaEvent)),
+    )
+    live = _Split(
+        "metrics",
+        _keyed_flat_map(
+            "compute_live_metrics",
+            op.key_on("key_metrics", metrics_in, lambda _: "metrics"),
+            live_metrics_step,
+            timed=True,
+        ),
+    )
+    w.errors(live)
+    return live.rest
+
+
+@dataclass
+class _Sinks:
+    analytics: Sink[Any]
+    decisions: Sink[Any]
+    warehouse: Sink[Any] | None
+    alerts: Sink[Any] | None
+    search: Sink[Any] | None
+    dead_letters: Sink[Any] | None
+
+
+def _fan_out(
+    *,
+    final_tickets: Stream[EnrichedTicket],
+    queue_out: Stream[QueueOutput],
+    live_metrics: Stream[Any],
+    model_metrics: Stream[ModelMetric],
+    kb_changes: Stream[ChangeEvent],
+    sinks: _Sinks,
+    settings: PipelineSettings,
+    w: _Wiring,
+) -> None:
+    """Live store first (agent tooling waits on it), then alerts, analytics, dead letters,
+    search and the warehouse."""
+    dead_letters = op.merge("merge_dead_letters", *w.dead)
+    anomaly_alerts = op.filter("select_alerts", live_metrics, lambda x: isinstance(x, AnomalyAlert))
+    op.output(
+        "write_live",
+        op.merge(
+            "merge_live",
+            op.filter("select_live", queue_out, lambda x: not isinstance(x, WorkloadScore)),
+            anomaly_alerts,
+        ),
+        sinks.decisions,
+    )
+    if sinks.alerts is not None:
+        breaches = op.filter("select_breaches", queue_out, _is_breach)
+        op.output(
+            "publish_alerts", op.merge("merge_alerts", anomaly_alerts, breaches), sinks.alerts
+        )
+    analytics = op.merge(
+        "merge_analytics", final_tickets, queue_out, live_metrics, model_metrics, dead_letters
+    )
+    op.output("write_analytics", analytics, sinks.analytics)
+    if sinks.dead_letters is not None:
+        op.output("publish_dead_letters", dead_letters, sinks.dead_letters)
+    if sinks.search is not None:
+        articles = op.filter_map("select_kb_articles", kb_changes, kb_article)
+        op.output("write_search", op.merge("merge_search", final_tickets, articles), sinks.search)
+    if sinks.warehouse is not None:
+        for_warehouse = op.filter(
+            "select_warehouse_items",
+            analytics,
+            lambda x: isinstance(x, EnrichedTicket | RoutingDecision | SlaEvent | ModelMetric),
+        )
+        # Parquet wants few large files, the stream delivers small batches: buffer up to
+        # ``warehouse_flush`` per ticket shard (keyed state: recovery keeps the buffers;
+        # shards spread the buffers and the writes over the workers, and each shard
+        # flushes at its own moment of the period, so the writes do not pile up).
+        buffered = buffer(
+            "buffer_warehouse",
+            op.key_on("key_warehouse", for_warehouse, warehouse_shard(settings.warehouse_shards)),
+            timeout=settings.warehouse_flush,
+            max_size=settings.warehouse_batch,
+            staggered=True,
+        )
+        op.output(
+            "write_warehouse",
+            op.flat_map("unbuffer_warehouse", buffered, _value),
+            sinks.warehouse,
+        )
+
+
 def build_flow(
     settings: PipelineSettings,
     *,
@@ -731,6 +1021,10 @@ def build_flow(
     dead_letter_sink: Sink[Any] | None = None,
 ) -> Dataflow:
     """Build the triage dataflow for a source of raw CDC records and the stores.
+
+    It reads as the README's diagram: ``cdc_in → by table → enrich → classify → route →
+    metrics → fan_out``, with ``learn`` beside classify; every sub-flow adds its failures
+    to one dead-letter stream.
 
     Args:
         settings: what to compute (languages, models, routing policy).
@@ -768,197 +1062,34 @@ def build_flow(
     replica = ModelReplica(store, new_models, 0.0 if shared else settings.model_refresh)
     publish_every = timedelta(0) if shared else settings.model_publish_interval
 
-    flow = Dataflow(settings.flow_id)
-    dead: list[Stream[Any]] = []
-
-    def observe(stage: str, stream: Stream[Any]) -> None:
-        # Per-stage latency (source commit → leaving the stage) when metrics are served.
-        if telemetry_enabled():
-            recorder = StageRecorder(stage)
-            op.inspect(f"observe_{stage}", stream, lambda _step, x: recorder(x))
-
-    # cdc_in: raw records → change events (+ the source's own errors)
-    if isinstance(source, Source):
-        raw = op.input("read_cdc", flow, source)
-    else:
-        raw, source_errors = source(flow)
-        dead.append(source_errors)
-    decoded = _Split("decode", op.filter_map("decode_cdc", raw, decode))
-    dead.append(decoded.of("errors", DeadLetter))
-    events: Stream[ChangeEvent] = decoded.rest
-    observe("decode", events)
-
-    def by_table(step_id: str, fn: Callable[[ChangeEvent], list[Any]]) -> _Split:
-        split = _Split(step_id, op.flat_map(step_id, events, guarded(step_id, fn)))
-        dead.append(split.of("errors", DeadLetter))
-        return split
-
-    to_customers = by_table("select_customer_changes", customer_changes).rest
-    to_queues_agents = by_table("select_agent_changes", agent_changes).rest
-    # A ticket's changes and comments travel one keyed path (ticket → customer →
-    # organisation → ticket), so its text state and its queue see them in commit order.
-    owned = _Split(
-        "own",
-        _keyed_flat_map(
-            "own_ticket_items",
-            by_table("select_ticket_items", ticket_items).rest,
-            make_owner_step(settings.reorder_window or timedelta(0)),
-            timed=True,
-        ),
-    )
-    dead.append(owned.of("errors", DeadLetter))
-    kb_changes = op.filter("select_kb_changes", events, lambda e: e.table == "kb_articles")
-
-    # enrich: per customer, then duplicates per organisation
-    enriched = _Split(
-        "enrich",
-        _keyed_flat_map(
-            "enrich_ticket",
-            op.merge("merge_enrich_inputs", to_customers, owned.rest),
-            make_enrich_step(enricher, settings.customer_wait, settings.event_budget),
-            timed=True,
-        ),
-    )
-    dead.append(enriched.of("errors", DeadLetter))
-    dead.append(op.map("expired_waits", enriched.of("expired", CustomerWaitExpired), expired_wait))
-    observe(
-        "enrich",
-        op.filter_map(
-            "select_enriched", enriched.rest, lambda x: x[0] if isinstance(x, tuple) else None
-        ),
-    )
-    deduped = _Split(
-        "dedupe",
-        _keyed_flat_map(
-            "find_duplicates",
-            op.key_on("key_duplicate_scope", enriched.rest, duplicate_scope),
-            duplicates_step,
-        ),
-    )
-    dead.append(deduped.of("errors", DeadLetter))
-
-    # classify: per ticket, with the newest published models
-    classify_in = op.key_on("key_ticket", deduped.rest, ticket_key)
-    classified = _Split(
-        "classify",
-        _keyed_flat_map(
-            "classify_ticket",
-            classify_in,
-            make_classify_step(policy, replica, settings.comment_hold, settings.event_budget),
-            timed=True,
-        ),
-    )
-    lessons = classified.of("lessons", (LabelExample, KbFeedback))
-    dead.append(classified.of("errors", DeadLetter))
-    to_queues: Stream[tuple[str, EnrichedTicket | TicketComment]] = classified.rest
-    final_tickets: Stream[EnrichedTicket] = op.filter_map(
-        "final_tickets", to_queues, lambda kv: kv[1] if isinstance(kv[1], EnrichedTicket) else None
-    )
-    observe("classify", final_tickets)
-
-    # learn: the one learning copy of the text models
     def learner(resume: bytes | None) -> _LearnLogic:
         models = new_models() if resume is None else pickle.loads(zlib.decompress(resume))
         return _LearnLogic(models, store, publish_every)
 
-    learned = _Split(
-        "learn",
-        op.map(
-            "learn_text_values",
-            op.stateful(
-                "learn_text",
-                op.key_on(
-                    "key_text_models",
-                    op.merge("merge_lessons", lessons, kb_changes),
-                    lambda _: "text-models",
-                ),
-                learner,
-            ),
-            _value,
-        ),
-    )
-    model_metrics: Stream[ModelMetric] = learned.of("metrics", ModelMetric)
-    dead.append(learned.rest)
-
-    # route: per queue
-    queue_in = op.merge(
-        "merge_queue_inputs",
-        to_queues,
-        to_queues_agents,
-    )
-    routed = _Split(
-        "route",
-        _keyed_flat_map("route_ticket", queue_in, make_queue_step(settings, policy), timed=True),
-    )
-    dead.append(routed.of("errors", DeadLetter))
-    queue_out: Stream[QueueOutput] = routed.rest
-    observe(
-        "route", op.filter("select_decisions", queue_out, lambda x: isinstance(x, RoutingDecision))
-    )
-
-    # metrics: one key (minute windows and anomaly baselines of the whole helpdesk)
-    metrics_in = op.merge(
-        "merge_metric_inputs",
-        final_tickets,
-        op.filter("select_sla_events", queue_out, lambda x: isinstance(x, SlaEvent)),
-    )
-    live = _Split(
-        "metrics",
-        _keyed_flat_map(
-            "compute_live_metrics",
-            op.key_on("key_metrics", metrics_in, lambda _: "metrics"),
-            live_metrics_step,
-            timed=True,
-        ),
-    )
-    dead.append(live.of("errors", DeadLetter))
-    live_metrics = live.rest
-
-    # fan_out
-    dead_letters = op.merge("merge_dead_letters", *dead)
-    anomaly_alerts = op.filter("select_alerts", live_metrics, lambda x: isinstance(x, AnomalyAlert))
-    # The live store first: agent tooling waits on it, analysts do not.
-    op.output(
-        "write_live",
-        op.merge(
-            "merge_live",
-            op.filter("select_live", queue_out, lambda x: not isinstance(x, WorkloadScore)),
-            anomaly_alerts,
-        ),
-        decision_sink,
-    )
-    if alert_sink is not None:
-        breaches = op.filter("select_breaches", queue_out, _is_breach)
-        op.output("publish_alerts", op.merge("merge_alerts", anomaly_alerts, breaches), alert_sink)
-    analytics = op.merge(
-        "merge_analytics", final_tickets, queue_out, live_metrics, model_metrics, dead_letters
-    )
-    op.output("write_analytics", analytics, analytics_sink)
-    if dead_letter_sink is not None:
-        op.output("publish_dead_letters", dead_letters, dead_letter_sink)
-    if search_sink is not None:
-        articles = op.filter_map("select_kb_articles", kb_changes, kb_article)
-        op.output("write_search", op.merge("merge_search", final_tickets, articles), search_sink)
-    if warehouse_sink is not None:
-        for_warehouse = op.filter(
-            "select_warehouse_items",
-            analytics,
-            lambda x: isinstance(x, EnrichedTicket | RoutingDecision | SlaEvent | ModelMetric),
-        )
-        # Parquet wants few large files, the stream delivers small batches: buffer up to
-        # ``warehouse_flush`` per ticket shard (keyed state: recovery keeps the buffers;
-        # shards spread the buffers and the writes over the workers, and each shard
-        # flushes at its own moment of the period, so the writes do not pile up).
-        buffered = buffer(
-            "buffer_warehouse",
-            op.key_on("key_warehouse", for_warehouse, warehouse_shard(settings.warehouse_shards)),
-            timeout=settings.warehouse_flush,
-            max_size=settings.warehouse_batch,
-            staggered=True,
-        )
-        op.output(
-            "write_warehouse",
-            op.flat_map("unbuffer_warehouse", buffered, _value),
+    flow = Dataflow(settings.flow_id)
+    w = _Wiring()
+    events = _cdc_in(flow, source, w)
+    tables = _by_table(events, settings, w)
+    deduped = _enrich(tables, enricher, settings, w)
+    classified = _classify(deduped, policy, replica, settings, w)
+    model_metrics = _learn(classified.lessons, tables.kb_changes, learner, w)
+    queue_out = _route(classified, tables.agents, settings, policy, w)
+    live_metrics = _metrics(classified.final_tickets, queue_out, w)
+    _fan_out(
+        final_tickets=classified.final_tickets,
+        queue_out=queue_out,
+        live_metrics=live_metrics,
+        model_metrics=model_metrics,
+        kb_changes=tables.kb_changes,
+        sinks=_Sinks(
+            analytics_sink,
+            decision_sink,
             warehouse_sink,
-        )
+            alert_sink,
+            search_sink,
+            dead_letter_sink,
+        ),
+        settings=settings,
+        w=w,
+    )
     return flow
