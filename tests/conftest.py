@@ -1,7 +1,8 @@
 """Session fixtures: one private PostgreSQL (wal_level=logical) and one private Redis.
 
-Each test gets its own database (``pg_dsn``) and its own Redis database number is avoided
-in favour of a unique key prefix, so nothing leaks between tests or runs.
+Each test gets its own PostgreSQL database (``pg_dsn``) and its own Redis logical database
+(``redis_url``, emptied before the test), so nothing leaks between tests or runs and no
+test empties a database another one is using.
 """
 
 from __future__ import annotations
@@ -52,13 +53,22 @@ def pg_dsn(postgres: LocalPostgres) -> str:
     return postgres.create_database(f"t{next(_db_counter)}_{uuid.uuid4().hex[:8]}")
 
 
+# Redis logical databases 1..15 go round (0 stays for tools run by hand); tests run one
+# at a time, so a number comes back to a test only after fifteen others have finished.
+_redis_db = itertools.cycle(range(1, 16))
+
+
 @pytest.fixture
 def redis_url(redis_server: LocalRedis) -> Iterator[str]:
-    """The private Redis, flushed after the test."""
-    yield redis_server.url
+    """A Redis logical database of this test's own, empty when the test starts."""
     import redis
 
-    redis.Redis.from_url(redis_server.url).flushall()
+    url = redis_server.url.rsplit("/", 1)[0] + f"/{next(_redis_db)}"
+    client = redis.Redis.from_url(url)
+    client.flushdb()
+    yield url
+    client.flushdb()
+    client.close()
 
 
 @pytest.fixture
