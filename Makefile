@@ -27,8 +27,11 @@ test: ## Run the whole test suite (unit, integration, end-to-end) on real servic
 	@bash infra/bootstrap.sh --with-browser
 	$(BIN)/pytest
 
-test-unit: setup ## Unit tests only (nothing running needed).
-	$(BIN)/pytest tests/unit
+UNIT_TESTS = tests/models tests/connectors tests/sinks tests/pipelines tests/api \
+	tests/evaluation tests/triage tests/test_architecture.py
+
+test-unit: setup ## Unit tests only (nothing running needed), and the docstring examples.
+	$(BIN)/pytest $(UNIT_TESTS) models connectors sinks pipelines api triage evaluation
 
 lint: setup ## Ruff lint and format check.
 	$(BIN)/ruff check . && $(BIN)/ruff format --check .

@@ -29,7 +29,7 @@ from sinks.kafka_alerts import (
     dead_letter_to_message,
 )
 from tests.integration.conftest import MockKafkaCluster
-from tests.unit.test_kafka_alerts import breach_feed
+from tests.sinks.test_kafka_alerts import breach_feed
 
 pytestmark = pytest.mark.integration
 

@@ -13,7 +13,7 @@ from sinks.migrations import apply_migrations
 from sinks.postgres import PostgresSink
 from sinks.redis import RedisSink
 from tests.integration.test_postgres_sink import make_decision, make_risk, make_sla_event
-from tests.unit.test_search_es import FakeElasticsearch, fake_es  # noqa: F401 (fixture)
+from tests.sinks.test_search_es import FakeElasticsearch, fake_es  # noqa: F401 (fixture)
 from triage.rebuild import rebuild_redis
 
 pytestmark = pytest.mark.integration

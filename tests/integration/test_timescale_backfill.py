@@ -1,6 +1,6 @@
 """Late rows reach TimescaleDB's continuous aggregates (only when ``TRIAGE_TIMESCALE_DSN``
 points at a TimescaleDB; the choice of hours is checked without one in
-``tests/unit/test_timescale_late_data.py``)."""
+``tests/sinks/test_timescale_late_data.py``)."""
 
 from __future__ import annotations
 

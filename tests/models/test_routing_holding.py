@@ -10,7 +10,7 @@ from datetime import timedelta
 
 from models.priority import priority_rank
 from models.routing import QueueRouter, RoutingDecision, RoutingPolicy, RoutingRequest
-from tests.unit.test_routing import NOON, agent, ticket
+from tests.models.test_routing import NOON, agent, ticket
 
 PRIORITIES = ("low", "normal", "high", "urgent")
 

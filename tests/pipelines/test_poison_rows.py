@@ -38,7 +38,7 @@ from models.helpdesk import (
 from models.kb import MAX_KB_BODY_CHARS, KbArticle
 from models.routing import RoutingPolicy
 from models.sentiment import MAX_SCORED_CHARS, SentimentAnalyzer
-from tests.unit.test_flow import Feed, agent_row, run_flow, ticket_row
+from tests.pipelines.test_flow import Feed, agent_row, run_flow, ticket_row
 
 T0 = datetime(2026, 3, 2, 9, 30, tzinfo=UTC)
 

@@ -80,7 +80,7 @@ def test_every_store_takes_its_ticket_columns_from_the_one_flattening() -> None:
     from models.codecs import TICKET_FACT_COLUMNS, ticket_fields
     from sinks.search import TicketDocument, ticket_document
     from sinks.warehouse import TABLES, TICKET_FACTS, ticket_fact_record
-    from tests.unit.test_sinks_pure import make_enriched
+    from tests.sinks.test_sinks_pure import make_enriched
 
     item = make_enriched(ticket_id=5, version=300)
     fields = ticket_fields(item)
