@@ -1,4 +1,7 @@
-"""API keys with scopes, per-key rate limits, and the request hooks that enforce them.
+"""The request hooks that enforce API keys, scopes and rate limits.
+
+Keys and scopes are defined in :mod:`api.keys`, rate-limit counting in
+:mod:`api.rate_limit`; this module resolves a request's principal and applies both.
 
 Keys are ``tri_`` followed by 32 random bytes (URL-safe base64), shown once by
 ``triage api-keys create`` and stored only as their SHA-256 in ``analytics.api_keys``.
@@ -25,11 +28,7 @@ is still audited.
 
 from __future__ import annotations
 
-import hashlib
 import logging
-import math
-import re
-import secrets
 import threading
 import time
 from collections.abc import Awaitable, Callable, Iterable
@@ -37,12 +36,9 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Annotated, Any
 
-import psycopg
 import redis
 from fastapi import APIRouter, Depends, HTTPException, Request
 from fastapi.security import APIKeyHeader, HTTPAuthorizationCredentials, HTTPBearer
-from psycopg import sql
-from psycopg.rows import dict_row
 from psycopg_pool import ConnectionPool
 from redis import asyncio as aioredis
 from starlette.concurrency import run_in_threadpool
@@ -50,206 +46,23 @@ from starlette.datastructures import MutableHeaders
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from api.audit import AuditWriter, audit_entry
+from api.keys import (
+    ANONYMOUS_KEY_ID,
+    READ_SCOPES,
+    REALM,
+    SCOPES,
+    ApiKey,
+    find_api_key,
+    grants,
+    hash_api_key,
+    is_well_formed_key,
+)
+from api.rate_limit import RateLimit, RateLimiter
 from api.settings import ApiSettings
 
 log = logging.getLogger(__name__)
 
-READ_TICKETS = "read:tickets"
-READ_ROUTING = "read:routing"
-READ_ANALYTICS = "read:analytics"
-ADMIN = "admin"
-SCOPES = (READ_TICKETS, READ_ROUTING, READ_ANALYTICS, ADMIN)
-"""Every scope a key can hold; ``admin`` implies the others."""
-READ_SCOPES = frozenset({READ_TICKETS, READ_ROUTING, READ_ANALYTICS})
-
-KEY_PREFIX = "tri_"
-_KEY_BYTES = 32
-# token_urlsafe(32) is 43 base64url characters without padding.
-_KEY_FORMAT = re.compile(r"^tri_[A-Za-z0-9_-]{43}$")
-ANONYMOUS_KEY_ID = "anonymous"
-DEFAULT_RATE_LIMIT_PER_MINUTE = 600
-RATE_WINDOW_S = 60
-REALM = "triage"
 _STATE_KEY = "triage_access"
-
-
-def generate_api_key() -> str:
-    """A new key: ``tri_`` and 256 random bits, URL-safe.
-
-    Example:
-        >>> key = generate_api_key()
-        >>> key.startswith("tri_"), len(key)
-        (True, 47)
-    """
-    return KEY_PREFIX + secrets.token_urlsafe(_KEY_BYTES)
-
-
-def generate_key_id() -> str:
-    """A key's public id (in listings, the audit log and rate-limit counters)."""
-    return "key_" + secrets.token_hex(6)
-
-
-def hash_api_key(key: str) -> str:
-    """The hex SHA-256 stored for ``key`` and looked up on each request.
-
-    A fast unsalted hash is right here, unlike for passwords: a password has little
-    entropy, so a slow salted hash (bcrypt, argon2) is what stops an attacker holding
-    the hashes from trying every likely password. A key has 256 random bits; no amount
-    of hashing speed makes searching that space feasible, and no precomputed table
-    covers it. A deterministic hash also lets the database find the key by its hash
-    (a unique index) instead of verifying every stored key.
-
-    Example:
-        >>> hash_api_key("tri_example")[:12]
-        'a1a45a2b410c'
-    """
-    return hashlib.sha256(key.encode("utf-8")).hexdigest()
-
-
-def is_well_formed_key(key: str) -> bool:
-    """Whether ``key`` has the shape of a key we issue (checked before any lookup)."""
-    return bool(_KEY_FORMAT.match(key))
-
-
-def grants(scopes: Iterable[str], needed: str) -> bool:
-    """Whether holding ``scopes`` allows what ``needed`` protects (``admin`` allows all).
-
-    Example:
-        >>> grants(["read:routing"], "read:tickets"), grants(["admin"], "read:tickets")
-        (False, True)
-    """
-    held = set(scopes)
-    return needed in held or ADMIN in held
-
-
-def parse_scopes(values: Iterable[str]) -> tuple[str, ...]:
-    """Validated scopes without duplicates, in :data:`SCOPES` order.
-
-    Raises:
-        ValueError: When a value is not a known scope, or there is none.
-    """
-    wanted = {v.strip() for v in values}
-    unknown = sorted(wanted - set(SCOPES))
-    if unknown:
-        raise ValueError(f"unknown scope(s) {', '.join(unknown)}; known: {', '.join(SCOPES)}")
-    if not wanted:
-        raise ValueError(f"at least one scope is needed; known: {', '.join(SCOPES)}")
-    return tuple(s for s in SCOPES if s in wanted)
-
-
-@dataclass(frozen=True)
-class ApiKey:
-    """A stored key (without its secret).
-
-    Attributes:
-        key_id: Public id, e.g. ``key_3f9a0c21b4de``.
-        name: Who or what the key is for.
-        scopes: Scopes the key holds.
-        rate_limit_per_minute: Requests the key may make per clock minute.
-        created_at: When the key was created.
-        revoked_at: When it was revoked; ``None`` while it is valid.
-        last_used_at: The newest request made with it, as the audit writer last noted it.
-    """
-
-    key_id: str
-    name: str
-    scopes: tuple[str, ...]
-    rate_limit_per_minute: int
-    created_at: datetime
-    revoked_at: datetime | None = None
-    last_used_at: datetime | None = None
-
-
-_KEY_COLUMNS = (
-    "key_id",
-    "name",
-    "scopes",
-    "rate_limit_per_minute",
-    "created_at",
-    "revoked_at",
-    "last_used_at",
-)
-
-
-def _api_key(row: dict[str, Any]) -> ApiKey:
-    return ApiKey(**{**row, "scopes": tuple(row["scopes"])})
-
-
-def _select(schema: str) -> sql.Composed:
-    return sql.SQL("SELECT {cols} FROM {table}").format(
-        cols=sql.SQL(", ").join(map(sql.Identifier, _KEY_COLUMNS)),
-        table=sql.Identifier(schema, "api_keys"),
-    )
-
-
-def create_api_key(
-    conn: psycopg.Connection[Any],
-    *,
-    schema: str = "analytics",
-    name: str,
-    scopes: Iterable[str],
-    rate_limit_per_minute: int = DEFAULT_RATE_LIMIT_PER_MINUTE,
-) -> tuple[ApiKey, str]:
-    """Store a new key; returns its row and the key itself, which is not kept anywhere.
-
-    Raises:
-        ValueError: On an unknown scope, an empty name or a rate limit below 1.
-    """
-    granted = parse_scopes(scopes)
-    if not name.strip():
-        raise ValueError("a key needs a name")
-    if rate_limit_per_minute < 1:
-        raise ValueError("rate_limit_per_minute must be at least 1")
-    key = generate_api_key()
-    query = sql.SQL(
-        "INSERT INTO {table} (key_id, name, key_hash, scopes, rate_limit_per_minute)"
-        " VALUES (%s, %s, %s, %s, %s) RETURNING {cols}"
-    ).format(
-        table=sql.Identifier(schema, "api_keys"),
-        cols=sql.SQL(", ").join(map(sql.Identifier, _KEY_COLUMNS)),
-    )
-    params = (generate_key_id(), name.strip(), hash_api_key(key), list(granted))
-    with conn.cursor(row_factory=dict_row) as cur:
-        row = cur.execute(query, (*params, rate_limit_per_minute)).fetchone()
-    assert row is not None  # INSERT ... RETURNING returns the row or raises
-    return _api_key(row), key
-
-
-def list_api_keys(conn: psycopg.Connection[Any], *, schema: str = "analytics") -> list[ApiKey]:
-    """Every key, revoked ones included, oldest first."""
-    query = _select(schema) + sql.SQL(" ORDER BY created_at, key_id")
-    with conn.cursor(row_factory=dict_row) as cur:
-        return [_api_key(row) for row in cur.execute(query).fetchall()]
-
-
-def find_api_key(
-    conn: psycopg.Connection[Any], *, schema: str = "analytics", key_hash: str
-) -> ApiKey | None:
-    """The key whose hash is ``key_hash``, revoked or not."""
-    with conn.cursor(row_factory=dict_row) as cur:
-        query = _select(schema) + sql.SQL(" WHERE key_hash = %s")
-        row = cur.execute(query, (key_hash,)).fetchone()
-    return None if row is None else _api_key(row)
-
-
-def revoke_api_key(
-    conn: psycopg.Connection[Any], *, schema: str = "analytics", key_id: str
-) -> ApiKey | None:
-    """Revoke ``key_id`` (idempotent: a revoked key keeps its first ``revoked_at``).
-
-    Returns:
-        The key's row, or ``None`` when there is no such key.
-    """
-    query = sql.SQL(
-        "UPDATE {table} SET revoked_at = coalesce(revoked_at, now()) WHERE key_id = %s"
-        " RETURNING {cols}"
-    ).format(
-        table=sql.Identifier(schema, "api_keys"),
-        cols=sql.SQL(", ").join(map(sql.Identifier, _KEY_COLUMNS)),
-    )
-    with conn.cursor(row_factory=dict_row) as cur:
-        row = cur.execute(query, (key_id,)).fetchone()
-    return None if row is None else _api_key(row)
 
 
 @dataclass(frozen=True)
@@ -269,113 +82,6 @@ class Principal:
 
 ANONYMOUS = Principal(key_id=ANONYMOUS_KEY_ID, scopes=READ_SCOPES, rate_limit_per_minute=None)
 """Every request's principal while ``auth_required`` is off."""
-
-
-def fixed_window(now: float, width_s: int = RATE_WINDOW_S) -> tuple[int, int]:
-    """The window ``now`` (Unix seconds) falls in, and whole seconds until it ends (≥ 1).
-
-    Example:
-        >>> fixed_window(120.2)
-        (2, 60)
-        >>> fixed_window(179.5)
-        (2, 1)
-    """
-    index = int(now // width_s)
-    return index, max(1, math.ceil((index + 1) * width_s - now))
-
-
-@dataclass(frozen=True)
-class RateLimit:
-    """A key's use of its current window.
-
-    Attributes:
-        limit: Requests allowed per window.
-        used: Requests counted in the window, this one included.
-        reset_s: Whole seconds until the window ends and the count starts again.
-    """
-
-    limit: int
-    used: int
-    reset_s: int
-
-    @property
-    def exceeded(self) -> bool:
-        return self.used > self.limit
-
-    @property
-    def remaining(self) -> int:
-        return max(0, self.limit - self.used)
-
-    def headers(self) -> dict[str, str]:
-        """``X-RateLimit-*`` headers; Reset is in seconds from now (not a timestamp).
-
-        Example:
-            >>> RateLimit(limit=3, used=5, reset_s=42).headers()["X-RateLimit-Remaining"]
-            '0'
-        """
-        return {
-            "X-RateLimit-Limit": str(self.limit),
-            "X-RateLimit-Remaining": str(self.remaining),
-            "X-RateLimit-Reset": str(self.reset_s),
-        }
-
-
-class RateLimiter:
-    """Fixed one-minute windows per key, counted in Redis.
-
-    The counter ``<prefix>:ratelimit:<key_id>:<window>`` is incremented and given an
-    expiry in one MULTI/EXEC, so concurrent API processes share the count and no counter
-    outlives its window by more than a minute. Windows follow the API host's clock (keep
-    it synchronised). A fixed window lets a client make up to twice its limit across a
-    window boundary; that is accepted for its single round trip per request.
-    """
-
-    def __init__(
-        self,
-        client: redis.Redis,
-        *,
-        prefix: str,
-        clock: Callable[[], float] = time.time,
-        aclient: aioredis.Redis | None = None,
-    ) -> None:
-        self._client = client
-        self._aclient = aclient
-        self._prefix = prefix
-        self.clock = clock
-
-    def hit(self, key_id: str, limit: int) -> RateLimit | None:
-        """Count one request of ``key_id``; ``None`` when Redis is unavailable.
-
-        Redis down means no limit rather than no API: the read routes themselves fall
-        back to PostgreSQL when Redis is down, and the limiter must not undo that.
-        """
-        window, reset_s = fixed_window(self.clock())
-        counter = f"{self._prefix}:ratelimit:{key_id}:{window}"
-        try:
-            pipe = self._client.pipeline(transaction=True)
-            pipe.incr(counter)
-            pipe.expire(counter, RATE_WINDOW_S + reset_s)
-            used, _ = pipe.execute()
-        except redis.RedisError as exc:
-            log.warning("rate limit not applied to %s, redis unavailable: %s", key_id, exc)
-            return None
-        return RateLimit(limit=limit, used=int(used), reset_s=reset_s)
-
-    async def hit_async(self, key_id: str, limit: int) -> RateLimit | None:
-        """:meth:`hit` on the event loop (the asyncio client); same counter, same rules."""
-        if self._aclient is None:
-            return await run_in_threadpool(self.hit, key_id, limit)
-        window, reset_s = fixed_window(self.clock())
-        counter = f"{self._prefix}:ratelimit:{key_id}:{window}"
-        try:
-            async with self._aclient.pipeline(transaction=True) as pipe:
-                pipe.incr(counter)
-                pipe.expire(counter, RATE_WINDOW_S + reset_s)
-                used, _ = await pipe.execute()
-        except redis.RedisError as exc:
-            log.warning("rate limit not applied to %s, redis unavailable: %s", key_id, exc)
-            return None
-        return RateLimit(limit=limit, used=int(used), reset_s=reset_s)
 
 
 class KeyCache:

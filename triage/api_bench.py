@@ -228,7 +228,7 @@ def run_api_bench(
     """Start the API (``workers`` processes, auth on) over seeded stores and load it."""
     import psycopg
 
-    from api.security import create_api_key
+    from api.keys import create_api_key
     from triage.runtime import migrate, open_stack
     from triage.services import free_port, wait_until
 

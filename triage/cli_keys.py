@@ -65,7 +65,7 @@ def create(
     state_dir: StateDir = None,
 ) -> None:
     """Create a key and print it once on stdout (only its hash is stored)."""
-    from api.security import create_api_key, parse_scopes
+    from api.keys import create_api_key, parse_scopes
 
     try:
         scopes = parse_scopes(scope)
@@ -93,7 +93,7 @@ def list_keys(
     from rich.console import Console
     from rich.table import Table
 
-    from api.security import list_api_keys
+    from api.keys import list_api_keys
 
     with _analytics(state_dir) as conn:
         keys = list_api_keys(conn)
@@ -116,7 +116,7 @@ def revoke(
     state_dir: StateDir = None,
 ) -> None:
     """Revoke a key; running APIs refuse it within their key cache TTL (5 s by default)."""
-    from api.security import revoke_api_key
+    from api.keys import revoke_api_key
 
     with _analytics(state_dir) as conn:
         record = revoke_api_key(conn, key_id=key_id)

@@ -13,27 +13,23 @@ import pytest
 from fastapi import APIRouter
 
 from api.audit import AuditEntry, AuditWriter, audit_entry
-from api.security import (
+from api.keys import (
     ADMIN,
-    ANONYMOUS,
     READ_ANALYTICS,
     READ_ROUTING,
     READ_SCOPES,
     READ_TICKETS,
     SCOPES,
     ApiKey,
-    KeyCache,
-    RateLimit,
-    fixed_window,
     generate_api_key,
     generate_key_id,
     grants,
     hash_api_key,
     is_well_formed_key,
     parse_scopes,
-    require_scope,
-    split_router,
 )
+from api.rate_limit import RateLimit, fixed_window
+from api.security import ANONYMOUS, KeyCache, require_scope, split_router
 
 AT = datetime(2026, 3, 2, 9, 30, tzinfo=UTC)
 

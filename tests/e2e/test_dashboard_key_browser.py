@@ -17,8 +17,8 @@ import psycopg
 import pytest
 
 from api.app import create_app
+from api.keys import create_api_key
 from api.panels import PANELS
-from api.security import create_api_key
 from api.settings import ApiSettings
 from sinks.migrations import apply_migrations
 from tests.e2e.test_dashboard_browser import _chromium

@@ -21,7 +21,7 @@ from hypothesis import HealthCheck, given, settings
 from schemathesis import GenerationMode
 
 from api.app import create_app
-from api.security import create_api_key
+from api.keys import create_api_key
 from api.settings import ApiSettings
 from sinks.migrations import apply_migrations
 from triage.services import LocalPostgres, LocalRedis

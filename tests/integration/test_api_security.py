@@ -14,7 +14,7 @@ from fastapi.testclient import TestClient
 from typer.testing import CliRunner
 
 from api.app import create_app
-from api.security import ApiKey, create_api_key, revoke_api_key
+from api.keys import ApiKey, create_api_key, revoke_api_key
 from api.settings import ApiSettings
 from sinks.migrations import apply_migrations
 from tests.integration.test_api import make_decision, write
