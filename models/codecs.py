@@ -34,7 +34,7 @@ from collections.abc import Mapping
 from datetime import UTC, datetime
 from typing import Any
 
-from models.helpdesk import EnrichedTicket, RoutingDecision
+from models.helpdesk import EnrichedTicket, RoutingDecision, Ticket
 from models.pii import mask_pii
 
 TICKET_FACT_COLUMNS: tuple[str, ...] = (
@@ -186,6 +186,55 @@ def routing_from_row(row: Mapping[str, Any]) -> RoutingDecision:
         **{name: row[name] for name in DECISION_FIELDS if name != "reasons"},
         reasons=tuple(row["reasons"] or ()),
         extra=json.loads(extra) if isinstance(extra, str) else dict(extra),
+    )
+
+
+SEARCH_FACT_COLUMNS: tuple[str, ...] = (
+    "ticket_id", "version", "deleted", "customer_id", "customer_tier", "channel", "status",
+    "priority", "category", "intent", "queue", "language", "language_confidence",
+    "organization", "assigned_agent_id", "subject", "created_at", "updated_at",
+    "first_reply_at", "solved_at", "csat", "source_committed_at", "enriched_at",
+)  # fmt: skip
+"""The ``ticket_facts`` columns that, with the ticket's description, rebuild its search
+document (:func:`ticket_from_facts`)."""
+
+
+def ticket_from_facts(row: Mapping[str, Any], description: str) -> EnrichedTicket:
+    """The enriched ticket the search index is rebuilt from, read back from the stored
+    :data:`SEARCH_FACT_COLUMNS` (the inverse of :func:`ticket_fields` for those columns)."""
+    ticket = Ticket(
+        id=row["ticket_id"],
+        customer_id=row["customer_id"],
+        subject=row["subject"],
+        description=description,
+        channel=row["channel"],
+        status=row["status"],
+        priority=row["priority"],
+        category=row["category"],
+        intent=row["intent"],
+        assigned_agent_id=row["assigned_agent_id"],
+        created_at=row["created_at"],
+        updated_at=row["updated_at"],
+        first_reply_at=row["first_reply_at"],
+        solved_at=row["solved_at"],
+        csat=row["csat"],
+        version=row["version"],
+    )
+    return EnrichedTicket(
+        ticket=ticket,
+        op="d" if row["deleted"] else "u",
+        committed_at=row["source_committed_at"],
+        customer_tier=row["customer_tier"],
+        customer_language=row["language"],
+        language=row["language"],
+        language_confidence=row["language_confidence"],
+        priority=row["priority"],
+        priority_reasons=(),
+        category=row["category"],
+        queue=row["queue"],
+        enriched_at=row["enriched_at"],
+        organization=row["organization"],
+        intent=row["intent"],
     )
 
 

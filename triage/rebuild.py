@@ -34,7 +34,8 @@ import redis
 from bytewax.outputs import DynamicSink, StatelessSinkPartition
 from psycopg import sql
 
-from models.helpdesk import EnrichedTicket, RoutingDecision, Ticket
+from models.codecs import SEARCH_FACT_COLUMNS, ticket_from_facts
+from models.helpdesk import EnrichedTicket, RoutingDecision
 from models.kb import KbArticle
 from models.signals import BreachRiskScore
 from models.sla import SlaEvent
@@ -218,72 +219,10 @@ def rebuild_redis(
     return read
 
 
-FACT_COLUMNS = (
-    "ticket_id",
-    "version",
-    "deleted",
-    "customer_id",
-    "customer_tier",
-    "channel",
-    "status",
-    "priority",
-    "category",
-    "intent",
-    "queue",
-    "language",
-    "language_confidence",
-    "organization",
-    "assigned_agent_id",
-    "subject",
-    "created_at",
-    "updated_at",
-    "first_reply_at",
-    "solved_at",
-    "csat",
-    "source_committed_at",
-    "enriched_at",
-)
-"""The ``ticket_facts`` columns a search document is made of (with the description)."""
-
-
 def ticket_from_fact(row: tuple[Any, ...], description: str) -> EnrichedTicket:
-    """A ``ticket_facts`` row (:data:`FACT_COLUMNS`) and the ticket's description as the
-    enriched ticket the search sinks index (flow's category, priority, language, queue)."""
-    r = dict(zip(FACT_COLUMNS, row, strict=True))
-    ticket = Ticket(
-        id=r["ticket_id"],
-        customer_id=r["customer_id"],
-        subject=r["subject"],
-        description=description,
-        channel=r["channel"],
-        status=r["status"],
-        priority=r["priority"],
-        category=r["category"],
-        intent=r["intent"],
-        assigned_agent_id=r["assigned_agent_id"],
-        created_at=r["created_at"],
-        updated_at=r["updated_at"],
-        first_reply_at=r["first_reply_at"],
-        solved_at=r["solved_at"],
-        csat=r["csat"],
-        version=r["version"],
-    )
-    return EnrichedTicket(
-        ticket=ticket,
-        op="d" if r["deleted"] else "u",
-        committed_at=r["source_committed_at"],
-        customer_tier=r["customer_tier"],
-        customer_language=r["language"],
-        language=r["language"],
-        language_confidence=r["language_confidence"],
-        priority=r["priority"],
-        priority_reasons=(),
-        category=r["category"],
-        queue=r["queue"],
-        enriched_at=r["enriched_at"],
-        organization=r["organization"],
-        intent=r["intent"],
-    )
+    """A ``ticket_facts`` row (:data:`models.codecs.SEARCH_FACT_COLUMNS`) and the ticket's
+    description as the enriched ticket the search sinks index."""
+    return ticket_from_facts(dict(zip(SEARCH_FACT_COLUMNS, row, strict=True)), description)
 
 
 KB_COLUMNS = ("id", "title", "body", "category", "language", "published", "updated_at")
@@ -317,7 +256,7 @@ def rebuild_search(
     """
     partition = cast(StatelessSinkPartition[Any], sink.build("rebuild_search", 0, 1))
     counts = {"ticket_facts": 0, "kb_articles": 0}
-    facts = _Source("ticket_facts", FACT_COLUMNS, ("ticket_id",), lambda row: row)
+    facts = _Source("ticket_facts", SEARCH_FACT_COLUMNS, ("ticket_id",), lambda row: row)
     try:
         with psycopg.connect(analytics_dsn) as analytics, psycopg.connect(source_dsn) as source:
             for rows in _pages(analytics, schema, facts, page):

@@ -93,3 +93,22 @@ def test_every_store_takes_its_ticket_columns_from_the_one_flattening() -> None:
     # A delete keeps no text in the search index.
     deleted = ticket_document(dataclasses.replace(item, op="d"))
     assert deleted.deleted and deleted.subject == deleted.description == ""
+
+
+def test_search_document_rebuilt_from_stored_facts_is_the_live_one() -> None:
+    import dataclasses
+
+    from models.codecs import SEARCH_FACT_COLUMNS, ticket_fields, ticket_from_facts
+    from sinks.search import ticket_document
+    from tests.sinks.test_sinks_pure import make_enriched
+
+    for op in ("u", "d"):
+        item = make_enriched(ticket_id=9, version=400, op=op)
+        stored = ticket_fields(item, allow_pii=True)
+        assert set(SEARCH_FACT_COLUMNS) <= set(stored)
+        row = {name: stored[name] for name in SEARCH_FACT_COLUMNS}
+        rebuilt = ticket_from_facts(row, item.ticket.description)
+        assert ticket_document(rebuilt) == ticket_document(item)
+        assert dataclasses.asdict(ticket_document(rebuilt, allow_pii=True)) == dataclasses.asdict(
+            ticket_document(item, allow_pii=True)
+        )
