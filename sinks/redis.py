@@ -29,7 +29,6 @@ from __future__ import annotations
 import functools
 import json
 import logging
-import time
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
@@ -61,7 +60,7 @@ from models.telemetry import (
     report_written,
     telemetry,
 )
-from sinks.retry import backoff
+from sinks.retry import retry_connection_loss
 
 log = logging.getLogger(__name__)
 
@@ -507,13 +506,13 @@ class _RedisPartition(StatelessSinkPartition[RedisItem]):
             )
             for i in range(0, len(calls), _SCRIPT_BATCH)
         ]
-        delays = backoff(self._backoff_initial, self._backoff_max)
-        attempt = 0
-        while True:
-            try:
-                # EVALSHA straight into the pipeline: a registered Script would first ask
-                # SCRIPT EXISTS, one more round trip per batch. A Redis that lost the
-                # script (restart, flush) answers NOSCRIPT to every call, so none ran.
+
+        def attempt() -> None:
+            # EVALSHA straight into the pipeline: a registered Script would first ask
+            # SCRIPT EXISTS, one more round trip per batch. A Redis that lost the script
+            # (restart, flush) answers NOSCRIPT to every call, so none ran: load it and
+            # send the batch again.
+            while True:
                 pipe = self._client.pipeline(transaction=False)
                 for chunk in chunks:
                     pipe.evalsha(self._apply.sha, 0, chunk)
@@ -523,24 +522,21 @@ class _RedisPartition(StatelessSinkPartition[RedisItem]):
                     self._client.script_load(_APPLY_DECISIONS)
                     continue
                 self.applied += sum(int(r) for r in results)
-                report_written("redis", items)
-                report_decisions(items)
-                report_stage("write_live", (i for i in items if isinstance(i, RoutingDecision)))
                 return
-            except (redis.ConnectionError, redis.TimeoutError) as exc:
-                attempt += 1
-                if self._max_retries is not None and attempt > self._max_retries:
-                    raise
-                telemetry().sink_retry("redis")
-                delay = next(delays)
-                log.warning(
-                    "redis write of %d items failed (attempt %d): %s; retrying in %.1fs",
-                    len(calls),
-                    attempt,
-                    exc,
-                    delay,
-                )
-                time.sleep(delay)
+
+        # Every call is idempotent (version-guarded), so a lost batch is sent again whole.
+        retry_connection_loss(
+            attempt,
+            describe=f"redis write of {len(calls)} items",
+            initial=self._backoff_initial,
+            maximum=self._backoff_max,
+            max_retries=self._max_retries,
+            on_retry=lambda: telemetry().sink_retry("redis"),
+            errors=(redis.ConnectionError, redis.TimeoutError),
+        )
+        report_written("redis", items)
+        report_decisions(items)
+        report_stage("write_live", (i for i in items if isinstance(i, RoutingDecision)))
 
     def close(self) -> None:
         """Release the client's connections when the dataflow ends."""

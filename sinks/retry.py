@@ -26,39 +26,44 @@ def backoff(initial: float, maximum: float) -> Iterator[float]:
 def retry_connection_loss(
     attempt_write: Callable[[], None],
     *,
-    on_loss: Callable[[], None],
+    on_loss: Callable[[], None] = lambda: None,
     describe: str,
     initial: float,
     maximum: float,
     max_retries: int | None,
     on_retry: Callable[[], None] | None = None,
+    errors: tuple[type[BaseException], ...] | None = None,
 ) -> None:
     """Run ``attempt_write`` until it succeeds, retrying only lost connections.
 
-    A ``psycopg.OperationalError`` (the server went away, a connection broke) calls
-    ``on_loss`` (drop the connection so the next attempt opens a fresh one), waits with
-    :func:`backoff` and tries again, at most ``max_retries`` times (``None``: forever, so a
-    store that is down slows the flow instead of dropping data). Other errors propagate
-    at once: retrying a constraint violation or a bug would only repeat it.
+    A lost connection (``errors``; default ``psycopg.OperationalError``: the server went
+    away, a connection broke) calls ``on_loss`` (drop the connection so the next attempt
+    opens a fresh one), waits with :func:`backoff` and tries again, at most
+    ``max_retries`` times (``None``: forever, so a store that is down slows the flow
+    instead of dropping data). Other errors propagate at once: retrying a constraint
+    violation or a bug would only repeat it.
 
     Args:
-        attempt_write: One complete, transactional write attempt.
+        attempt_write: One complete write attempt (transactional or idempotent).
         on_loss: Called after each lost attempt, before waiting.
         describe: What is written, for the warning (e.g. ``"analytics write of 12 items"``).
         initial: First delay in seconds.
         maximum: Longest delay in seconds.
         max_retries: Retries before the error is raised.
         on_retry: Called once per retry (metrics).
+        errors: The exception types that mean a lost connection.
     """
-    import psycopg
+    if errors is None:
+        import psycopg
 
+        errors = (psycopg.OperationalError,)
     delays = backoff(initial, maximum)
     attempt = 0
     while True:
         try:
             attempt_write()
             return
-        except psycopg.OperationalError as exc:
+        except errors as exc:
             attempt += 1
             if max_retries is not None and attempt > max_retries:
                 raise

@@ -41,3 +41,25 @@ def test_retries_are_bounded_when_asked() -> None:
     lost = psycopg.OperationalError("down")
     with pytest.raises(psycopg.OperationalError):
         _run([lost, lost, lost, None], max_retries=2)
+
+
+def test_other_stores_name_their_own_lost_connection_errors() -> None:
+    attempts: list[int] = []
+    retried: list[int] = []
+
+    def attempt() -> None:
+        attempts.append(1)
+        if len(attempts) < 3:
+            raise ConnectionResetError("store went away")
+
+    retry_connection_loss(attempt, describe="test write", initial=0.0, maximum=0.0,
+                          max_retries=5, on_retry=lambda: retried.append(1),
+                          errors=(ConnectionResetError,))  # fmt: skip
+    assert len(attempts) == 3 and len(retried) == 2
+    # A psycopg error is not a lost connection for such a store: it propagates at once.
+    with pytest.raises(psycopg.OperationalError):
+        retry_connection_loss(
+            lambda: (_ for _ in ()).throw(psycopg.OperationalError("x")),
+            describe="test write", initial=0.0, maximum=0.0, max_retries=5,
+            errors=(ConnectionResetError,),
+        )  # fmt: skip
