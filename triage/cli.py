@@ -664,8 +664,9 @@ def jobs_exec(
     """Do one job's work in this process (what a scheduled run executes as its child)."""
     from datetime import date
 
+    from triage.jobs import exec_job, exit_with_parent
     from triage.runtime import open_stack
-    from triage.scheduler import JOB_NAMES, exec_job, exit_with_parent
+    from triage.scheduler import JOB_NAMES
 
     settings = _settings(state_dir)
     if job not in JOB_NAMES:

@@ -171,7 +171,7 @@ class ClusterSettings(BaseModel):
 
 
 JobName = Literal["forecast", "warehouse-compact", "warehouse-publish", "daily-summary"]
-"""The batch jobs ``triage/scheduler.py`` knows."""
+"""The batch jobs ``triage/scheduler.py`` schedules and ``triage/jobs.py`` runs."""
 
 
 class JobsSettings(BaseModel):

@@ -217,7 +217,7 @@ def test_the_real_jobs_run_as_children_and_the_summary_is_written(dsn: str, tmp_
 
 
 def test_old_forecast_runs_and_job_runs_are_pruned(dsn: str) -> None:
-    from triage.scheduler import prune_history
+    from triage.jobs import prune_history
 
     now = datetime(2026, 3, 2, tzinfo=UTC)
     with psycopg.connect(dsn, autocommit=True) as conn:

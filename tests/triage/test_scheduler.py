@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 
+from triage.jobs import partitions_to_compact
 from triage.scheduler import (
     JobHistory,
     JobRun,
@@ -14,7 +15,6 @@ from triage.scheduler import (
     build_jobs,
     due_jobs,
     next_due,
-    partitions_to_compact,
 )
 from triage.settings import AppSettings, JobsSettings, WarehouseSettings
 
