@@ -21,6 +21,9 @@ Delivery guarantee: at-least-once. After a crash or reconnect, reading restarts 
 durable slot's position; transactions emitted before the resume state are skipped, later
 ones are delivered again with the same LSN, which sinks use as the version of their
 upserts, so redelivery is harmless.
+
+Kept as one module: the reader's snapshot, streaming and slot-advancing states
+are one state machine over one connection.
 """
 
 from __future__ import annotations

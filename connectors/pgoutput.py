@@ -11,6 +11,9 @@ Two halves, neither doing any I/O:
 
 The text forms assume the decoding session runs with ``TimeZone=UTC`` and
 ``DateStyle=ISO``; the reader sets both on its connections.
+
+Kept as one module: it is one protocol: every pgoutput message type and the
+value converters of the PostgreSQL types it carries.
 """
 
 from __future__ import annotations

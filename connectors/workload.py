@@ -22,6 +22,10 @@ Time: simulated time runs ``time_compression`` times faster than the wall clock 
 (``created_at``, ``first_reply_at``, ``solved_at``, event ``created_at``) are the real
 commit-time ``now()``, because CDC's event time is the source commit time and the pipeline
 must see consistent clocks; the simulated arrival time of every ticket stays in its spec.
+
+Kept as one module: arrivals, ticket lifecycles, replies, agent shifts and KB
+edits draw from one seeded random stream against one clock, which is what makes a seed
+reproduce a history.
 """
 
 from __future__ import annotations

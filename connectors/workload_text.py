@@ -5,6 +5,9 @@ code, ...). Every category's English templates name the category's vocabulary (i
 error, password, parcel, ...) so a text classifier has a real signal to learn, while the
 other languages use their own words for the same things. Nothing here performs I/O; the
 caller passes a seeded :class:`random.Random` so rendering is reproducible.
+
+Kept as one module: it is data: the generator's text templates in four
+languages.
 """
 
 from __future__ import annotations

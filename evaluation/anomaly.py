@@ -34,6 +34,9 @@ injected run, and on the same data generated without incidents, counting those o
 Monday mornings (7–12 h) apart.
 
 Run: ``python -m evaluation.anomaly --seeds 1 2 3 4 5``
+
+Kept as one module: the labelled-series generator, the NAB-style window scoring
+and the baseline detector are only meaningful together.
 """
 
 from __future__ import annotations

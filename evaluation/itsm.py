@@ -29,6 +29,9 @@ not known yet, by default an incident's outcome is learned only once the replay 
 an incident opened after it closed (``learn_at="close_time"``).
 
 Run: ``python -m evaluation.itsm ../shared/data/itsm_incident_log/incident_event_log.csv.gz``
+
+Kept as one module: both tasks replay the same event log with the same rule for
+when an outcome becomes known.
 """
 
 from __future__ import annotations

@@ -35,6 +35,9 @@ wait (arrival → first assignment), first-reply SLA compliance (first reply wit
 :data:`models.routing.DEFAULT_FIRST_REPLY_TARGETS` for the ticket's priority), reopen
 rate, mean CSAT, and capacity violations (an assignment that left an agent with more open
 tickets than their capacity; counted independently of the router's own load, must be 0).
+
+Kept as one module: the scenarios, the replay loop and the report share the
+generated workload and its known skills.
 """
 
 from __future__ import annotations

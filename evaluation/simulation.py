@@ -39,6 +39,10 @@ Metrics per policy: mean handling time, mean and p90 wait, calls served (and cal
 waiting when the last roster window closed), capacity violations (counted apart from the
 router's own load; must be 0), gain in mean handling time against least-loaded and the
 share of the oracle's gain reached.
+
+Kept as one module: the CSV reader, the roster rule, the handling-time draw and
+the replay loop define one simulation, and the synthetic history writer produces its input
+shape.
 """
 
 from __future__ import annotations

@@ -28,6 +28,9 @@ the helpdesk default stays :class:`LearnedRanker`.
 :class:`LearnedRanker`, :class:`ExpectedTimeRanker` and :class:`RoundRobinRanker` implement
 :class:`models.routing.AgentRanker`; all state is plain Python, river statistics and a
 ``random.Random``, so the router's state pickles for recovery.
+
+Kept as one module: the learned rankers share the agent × category statistics
+and the scoring against load and SLA urgency.
 """
 
 from __future__ import annotations

@@ -47,6 +47,9 @@ Example:
     >>> score = detector.update("volume", start + timedelta(days=14, hours=11), 0.0)
     >>> score.is_anomaly, score.alert.direction
     (True, 'down')
+
+Kept as one module: the detector's profile, noise model, episode handling and
+alert explanation update one state per series.
 """
 
 from __future__ import annotations

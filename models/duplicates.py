@@ -13,6 +13,9 @@ raises the baseline similarity of unrelated tickets, and a text has about five t
 of them than words, which costs hashing time and memory.
 Word trigrams keep word order (so "refund not received" differs from "received, not a
 refund") while one edited word changes only three shingles.
+
+Kept as one module: the shingling, the bounded window and the similarity search
+are one index.
 """
 
 from __future__ import annotations

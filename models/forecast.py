@@ -44,6 +44,9 @@ Example:
     >>> fc = model.forecast(horizon=24, level=0.9)
     >>> len(fc.values), bool((fc.lower >= 0).all()), fc.start
     (24, True, datetime.datetime(2024, 1, 29, 0, 0))
+
+Kept as one module: the weekly profile, the outage handling and the prediction
+intervals are fitted together from one history.
 """
 
 from __future__ import annotations

@@ -3,6 +3,9 @@
 Rows arrive from CDC with Debezium's value encodings (timestamps as ISO strings or epoch
 numbers, JSON columns as strings, arrays as lists); the ``from_row`` parsers accept every
 one of those so that both inbound paths produce the same entities.
+
+Kept as one module: it is the domain's vocabulary: the records every room
+shares.
 """
 
 from __future__ import annotations

@@ -19,6 +19,9 @@ it the label is recorded as a suggestion and the keyword or rule result stays.
 
 Queues are decided once per open ticket and kept (sticky) until it is solved, closed or
 deleted, so a later relabel does not leave its load counted in two queues.
+
+Kept as one module: the text models, their publication to the workers and the
+classify step share one versioned state.
 """
 
 from __future__ import annotations

@@ -8,6 +8,9 @@ article's length, a query touches only the postings of its own terms, and the st
 plain dicts and numpy arrays that pickle. A rebuild would cost O(corpus) on the first query
 after every article edit, which a CDC stream makes frequent. Memory is proportional to the
 published corpus plus a capped feedback table.
+
+Kept as one module: the BM25 index, its updates from CDC and the feedback from
+agents share one article state.
 """
 
 from __future__ import annotations

@@ -18,6 +18,10 @@ and with :attr:`RoutingPolicy.prefer_longest_idle` the agent idle longest wins a
 the ranker scores equally (at capacity 1 every free agent has load 0, so least-loaded alone
 would be a fixed pecking order by id). :meth:`QueueRouter.complete` is the outcome input for
 work that is not a helpdesk ticket: "item X of type T, handled by agent A, took N seconds".
+
+Kept as one module: eligibility, ranking hooks, capacity and the holding list
+are one queue state whose invariants (no agent over capacity) hold only when changed
+together.
 """
 
 from __future__ import annotations

@@ -44,6 +44,9 @@ Example:
     ['apply', 'apply']
     >>> tracker.next_deadline(1)  # 4 business hours: 13:00 New York
     datetime.datetime(2024, 3, 4, 18, 0, tzinfo=datetime.timezone.utc)
+
+Kept as one module: the policies, business-time arithmetic and per-ticket clocks
+emit one event stream whose replay guarantees depend on all three.
 """
 
 from __future__ import annotations

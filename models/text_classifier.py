@@ -14,6 +14,9 @@ outcome (accuracy, weighted F1, an ADWIN drift detector over the 0/1 error strea
 the reported quality is always prequential. State is numpy arrays, river metrics and
 plain containers: it pickles, and the hashing (CRC-32) does not depend on the process's
 string hash seed, so a restored model predicts exactly what the original did.
+
+Kept as one module: the category, intent and multi-label classifiers share the
+hashed features, the AROW update and the prequential bookkeeping.
 """
 
 from __future__ import annotations

@@ -23,6 +23,10 @@ noted)::
                          → compute_live_metrics (one key: minute windows, anomalies)
     → write_live (Redis), write_analytics (PostgreSQL), write_search, write_warehouse
       (buffered by ticket shard), publish_alerts; errors of every step → dead letters
+
+Kept as one module: each step function sits beside the sub-flow that keys and
+wires it, and the step ids are the recovery state's names, so the graph and its steps are
+read and changed together.
 """
 
 from __future__ import annotations

@@ -33,6 +33,9 @@ Example:
     b'sla_breach|42|first_reply|2026-03-02T10:00:00Z'
     >>> value[:60]
     b'{"schema_version":1,"type":"sla_breach","id":"sla_breach|42|'
+
+Kept as one module: the alert and dead-letter sinks share the producer, its
+security settings and the delivery accounting.
 """
 
 from __future__ import annotations

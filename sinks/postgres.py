@@ -3,6 +3,9 @@
 Writes go through a per-connection staging table: each batch is COPYed into it and merged
 into the target with ``INSERT ... SELECT ... ON CONFLICT``, which is an order of magnitude
 faster than row-by-row upserts and keeps one transaction per batch.
+
+Kept as one module: the analytics tables are written in one transaction per
+batch, so their rows, merge rules and the writer share one ordering of tables.
 """
 
 from __future__ import annotations

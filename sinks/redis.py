@@ -22,6 +22,9 @@ Keys, with prefix ``p`` (default ``triage``):
   ``risk_model_version``, ``risk_queue``;
 - ``{p}:sla`` stream of applied SLA events (capped, approximately);
 - ``{p}:alerts`` stream of the ``breach`` events among them (capped, approximately).
+
+Kept as one module: the Lua script and the Python that builds its calls must
+agree argument by argument.
 """
 
 from __future__ import annotations

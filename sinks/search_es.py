@@ -24,6 +24,9 @@ older version could then resurrect the document. A document Elasticsearch refuse
 dead-letter DSN is given) and the rest of the batch is written; documents refused for
 back-pressure or a server error (429, 5xx), connection errors and unavailable clusters are
 retried with backoff.
+
+Kept as one module: the index templates, bulk actions and the handling of
+rejected documents belong to one index protocol.
 """
 
 from __future__ import annotations

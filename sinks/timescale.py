@@ -23,6 +23,9 @@ tables, and the report views over them (``volume_hourly``, ``volume_daily``,
 
 Every step checks the catalog first, so the function is idempotent and cheap to call on
 every start. Without TimescaleDB it changes nothing and says so.
+
+Kept as one module: the hypertables, continuous aggregates and policies are
+applied as one idempotent conversion.
 """
 
 from __future__ import annotations

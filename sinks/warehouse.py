@@ -33,6 +33,9 @@ Tables, their key, the column ordering versions of a key, and the partition day:
 
 Timestamps are ``timestamp[us, UTC]``; ``written_at`` is when the sink wrote the row and
 breaks ties between copies of one key (the later copy wins).
+
+Kept as one module: the Parquet tables' schemas, their partitioned writes, reads
+and compaction share the file layout.
 """
 
 from __future__ import annotations

@@ -20,6 +20,9 @@ Two measurements on a fresh local stack, printed as JSON:
 
 ``run_kafka_bench`` is the latency run on the production inbound path instead (Debezium
 in Kafka Connect and a local KRaft broker in front of the pipeline in Kafka mode).
+
+Kept as one module: the latency, throughput, mixed, recovery and scale runs
+share one private stack and one report.
 """
 
 from __future__ import annotations

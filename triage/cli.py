@@ -1,4 +1,9 @@
-"""The ``triage`` command line."""
+"""The ``triage`` command line.
+
+Kept as one module: it is the command table: each command is a thin function
+that parses options and calls into the application, and the help text of the whole CLI reads
+in one place; shared helpers live in cli_common.py.
+"""
 
 from __future__ import annotations
 

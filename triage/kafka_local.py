@@ -11,6 +11,9 @@ Each process writes its log to its state directory (``broker.log``, ``connect.lo
 the JVM's own output in ``*.out``), which is kept after :meth:`stop` so a failed run can
 be read afterwards. Readiness is polled (broker metadata, Connect's plugin list), never
 assumed after a fixed sleep.
+
+Kept as one module: the broker, Kafka Connect and their topic and connector
+set-up run as one local CDC path with shared process handling.
 """
 
 from __future__ import annotations

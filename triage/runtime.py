@@ -1,4 +1,8 @@
-"""Starting the pieces together: services, schemas, the pipeline process and the API."""
+"""Starting the pieces together: services, schemas, the pipeline process and the API.
+
+Kept as one module: it is the composition root: every adapter is built from
+settings here and nowhere else.
+"""
 
 from __future__ import annotations
 

@@ -18,6 +18,9 @@ the pipeline writes:
 * the forecast job runs ``forecast_lag`` before the end, so forecasts overlap actuals.
 
 Rows are written with COPY; the whole history is deterministic for a given ``seed``.
+
+Kept as one module: every table of the generated history is drawn from one
+seeded set of tickets, so the tables agree with each other.
 """
 
 from __future__ import annotations

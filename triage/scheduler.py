@@ -10,6 +10,9 @@ the pure :func:`next_due`, so restarting the pipeline does not rerun a job that 
 A PostgreSQL advisory lock per job keeps two pipelines (or a pipeline and ``triage jobs
 run``) from running the same job at once. Jobs run one at a time, so batch work takes at
 most one core beside the dataflow.
+
+Kept as one module: when a job is due, its child process, its lock and its
+recorded runs are one loop; the jobs' work is in jobs.py.
 """
 
 from __future__ import annotations

@@ -13,6 +13,9 @@ PostgreSQL: each row is matched and ranked (``ts_rank_cd``, subject/title words 
 more than the body's) with the query parsed in the row's own text search configuration,
 the one its language was indexed with. The GIN index is used through a constant prefilter:
 the query parsed with every configuration and ORed, a superset of the exact matches.
+
+Kept as one module: the Elasticsearch and PostgreSQL paths serve the same routes
+and response models and must rank and highlight alike.
 """
 
 from __future__ import annotations
