@@ -411,10 +411,19 @@ def evaluate_anomalies(
 
 
 _PERCENT = frozenset(
-    {"precision", "precision_volume", "precision_breach", "recall", "recall_volume",
-     "recall_breach", "oracle_recall", "recall_of_oracle_detectable",
-     "top_driver_names_channel", "top_driver_names_category"}
-)  # fmt: skip
+    {
+        "precision",
+        "precision_volume",
+        "precision_breach",
+        "recall",
+        "recall_volume",
+        "recall_breach",
+        "oracle_recall",
+        "recall_of_oracle_detectable",
+        "top_driver_names_channel",
+        "top_driver_names_category",
+    }
+)
 
 
 def render_table(results: list[dict[str, Any]] | dict[str, Any]) -> Table:

@@ -265,9 +265,13 @@ def render_table(results: dict[str, Any]) -> Table:
     )
     columns = ["series", "horizon", "origins", "MASE"]
     labels = {"seasonal_naive": "naive", "seasonal_median": "median 4 wk", "mstl": "MSTL"}
-    references = [ref for ref in REFERENCES if any(
-        f"mase_{ref}" in series[h] for series in results["series"].values() for h in HORIZONS
-    )]  # fmt: skip
+    references = [
+        ref
+        for ref in REFERENCES
+        if any(
+            f"mase_{ref}" in series[h] for series in results["series"].values() for h in HORIZONS
+        )
+    ]
     columns += [f"MASE {labels[ref]}" for ref in references] + ["coverage", "fit s"]
     for column in columns:
         table.add_column(column, justify="left" if column in ("series", "horizon") else "right")

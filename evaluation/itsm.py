@@ -60,9 +60,15 @@ GOAL_AUC = 0.80
 GOAL_AUC_OPENING = 0.75
 DATE_FORMAT = "%d/%m/%Y %H:%M"
 OPEN_STATES = frozenset(
-    {"New", "Active", "Awaiting User Info", "Awaiting Vendor", "Awaiting Problem",
-     "Awaiting Evidence"}
-)  # fmt: skip
+    {
+        "New",
+        "Active",
+        "Awaiting User Info",
+        "Awaiting Vendor",
+        "Awaiting Problem",
+        "Awaiting Evidence",
+    }
+)
 NOMINAL_TARGET_HOURS = {
     "1 - Critical": 4.0,
     "2 - High": 8.0,
@@ -163,14 +169,21 @@ def calibration_table(
     rows = []
     for b in range(bins):
         lo, hi = b / bins, (b + 1) / bins
-        members = [(s, y) for s, y in zip(scores, labels, strict=True)
-                   if lo <= s < hi or (b == bins - 1 and s == 1.0)]  # fmt: skip
+        members = [
+            (s, y)
+            for s, y in zip(scores, labels, strict=True)
+            if lo <= s < hi or (b == bins - 1 and s == 1.0)
+        ]
         if members:
-            rows.append({
-                "from": round(lo, 2), "to": round(hi, 2), "predictions": len(members),
-                "mean_predicted": round(sum(s for s, _ in members) / len(members), 4),
-                "observed": round(sum(y for _, y in members) / len(members), 4),
-            })  # fmt: skip
+            rows.append(
+                {
+                    "from": round(lo, 2),
+                    "to": round(hi, 2),
+                    "predictions": len(members),
+                    "mean_predicted": round(sum(s for s, _ in members) / len(members), 4),
+                    "observed": round(sum(y for _, y in members) / len(members), 4),
+                }
+            )
     return rows
 
 
@@ -404,14 +417,23 @@ def render_table(results: dict[str, Any]) -> Table:
     table.add_column("value", justify="right")
     group = results["assignment_group"]
     for key in (
-        "accuracy", "top3_accuracy", "initial_group_accuracy", "opening_fields_only_accuracy",
-        "baseline_accuracy", "baseline_top3_accuracy",
-    ):  # fmt: skip
+        "accuracy",
+        "top3_accuracy",
+        "initial_group_accuracy",
+        "opening_fields_only_accuracy",
+        "baseline_accuracy",
+        "baseline_top3_accuracy",
+    ):
         value = group[key]
         table.add_row("assignment group", key, "-" if value is None else f"{value:.1%}")
     risk = results["breach_risk"]
-    for key in ("auc_open", "auc_opening", "auc_open_second_half", "auc_opening_second_half",
-                "auc_fraction_elapsed_only"):  # fmt: skip
+    for key in (
+        "auc_open",
+        "auc_opening",
+        "auc_open_second_half",
+        "auc_opening_second_half",
+        "auc_fraction_elapsed_only",
+    ):
         value = risk[key]
         table.add_row("breach risk", key, "-" if value is None else f"{value:.3f}")
     table.add_row("breach risk", "predictions_open", f"{risk['predictions_open']:,}")
@@ -431,9 +453,11 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("path", type=Path, help="incident_event_log.csv.gz")
     parser.add_argument("--limit", type=int, default=None, help="replay only the first rows")
     parser.add_argument(
-        "--learn-at", choices=("close_time", "file_order"), default="close_time",
+        "--learn-at",
+        choices=("close_time", "file_order"),
+        default="close_time",
         help="when a closed incident's outcome becomes learnable",
-    )  # fmt: skip
+    )
     args = parser.parse_args(argv)
     results = evaluate_itsm(args.path, limit=args.limit, learn_at=args.learn_at)
     console = Console()

@@ -285,9 +285,13 @@ def render_table(results: dict[str, Any]) -> Table:
         svm = entry.get("batch_svm_cv")
         if svm:
             table.add_row(
-                target, f"batch linear SVM ({svm['folds']}-fold CV)",
-                f"{svm['accuracy']:.3f}", "", "", "",
-            )  # fmt: skip
+                target,
+                f"batch linear SVM ({svm['folds']}-fold CV)",
+                f"{svm['accuracy']:.3f}",
+                "",
+                "",
+                "",
+            )
         published = entry.get("published")
         if published:
             table.add_row(

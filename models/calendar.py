@@ -149,8 +149,9 @@ class BusinessCalendar:
         # zone's fold=0 rule picks one consistent instant, so intervals never overlap.
         if minute >= _DAY_MINUTES:
             day, minute = day + timedelta(days=1), minute - _DAY_MINUTES
-        local = datetime(day.year, day.month, day.day, minute // 60, minute % 60,
-                         tzinfo=_zone(self.timezone))  # fmt: skip
+        local = datetime(
+            day.year, day.month, day.day, minute // 60, minute % 60, tzinfo=_zone(self.timezone)
+        )
         return local.astimezone(UTC)
 
     def _intervals_from(self, start: datetime) -> Iterator[tuple[datetime, datetime]]:

@@ -104,8 +104,12 @@ class _Scope:
         # Only the used rows: the arrays grow by doubling, so up to half is spare room
         # that every recovery snapshot would otherwise carry.
         n = len(self.ids)
-        return {"ids": self.ids, "slots": self.slots, "ats": self.ats[:n].copy(),
-                "signatures": self.signatures[:n].copy()}  # fmt: skip
+        return {
+            "ids": self.ids,
+            "slots": self.slots,
+            "ats": self.ats[:n].copy(),
+            "signatures": self.signatures[:n].copy(),
+        }
 
     def __setstate__(self, state: dict[str, Any]) -> None:
         self.ids = state["ids"]
@@ -114,8 +118,9 @@ class _Scope:
         self.signatures = state["signatures"]
         if len(self.ats) == 0:  # add() grows by doubling, which needs room to start from
             self.ats = np.empty(_INITIAL_CAPACITY, dtype=np.float64)
-            self.signatures = np.empty((_INITIAL_CAPACITY, self.signatures.shape[1]),
-                                       dtype=np.uint32)  # fmt: skip
+            self.signatures = np.empty(
+                (_INITIAL_CAPACITY, self.signatures.shape[1]), dtype=np.uint32
+            )
 
     def add(self, ticket_id: int, at: float, signature: np.ndarray, cap: int) -> None:
         n = len(self.ids)

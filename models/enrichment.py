@@ -77,8 +77,9 @@ class CustomerContext:
         dropped = []
         while len(self.waiting) > MAX_WAITING_TICKETS:
             _, old = self.waiting.pop(0)
-            dropped.append(CustomerWaitExpired(old, "too many ticket changes waiting for "
-                                               "their customer"))  # fmt: skip
+            dropped.append(
+                CustomerWaitExpired(old, "too many ticket changes waiting for their customer")
+            )
         return dropped
 
     def release(self) -> list[object]:

@@ -531,8 +531,9 @@ class HourlyForecaster:
             return zeros, zeros, zeros
         t = np.arange(origin, origin + n)
         weekday = (t // HOURS_PER_DAY) % DAYS_PER_WEEK
-        per_weekday = np.array([y[weekday == k].mean() if (weekday == k).any() else 0.0
-                                for k in range(DAYS_PER_WEEK)])  # fmt: skip
+        per_weekday = np.array(
+            [y[weekday == k].mean() if (weekday == k).any() else 0.0 for k in range(DAYS_PER_WEEK)]
+        )
         quiet_days = day_types(per_weekday * HOURS_PER_DAY)
         x = self._design(origin, n, quiet_days)
         age_weeks = (n - 1 - np.arange(n)) / HOURS_PER_WEEK

@@ -231,13 +231,15 @@ class TextModels:
 
         # Category: a human label wins; a confident model applies; else keep keywords.
         if ticket.category:
-            out.update(category=ticket.category, category_source="ticket",
-                       category_confidence=1.0)  # fmt: skip
+            out.update(category=ticket.category, category_source="ticket", category_confidence=1.0)
         elif self.category.metrics.n_seen > 0:
             pred = self.category.predict_one(text)
             if pred.auto_apply:
-                out.update(category=pred.label, category_source="model",
-                           category_confidence=round(pred.confidence, 4))  # fmt: skip
+                out.update(
+                    category=pred.label,
+                    category_source="model",
+                    category_confidence=round(pred.confidence, 4),
+                )
             else:
                 out.update(category_suggestion=pred.label)
         if self.categories.n_seen > 0 and allows("categories"):
@@ -247,8 +249,9 @@ class TextModels:
         else:
             pred = self.intent.predict_one(text)
             source = "model" if pred.auto_apply else "suggestion"
-            out.update(intent=pred.label, intent_source=source,
-                       intent_confidence=round(pred.confidence, 4))  # fmt: skip
+            out.update(
+                intent=pred.label, intent_source=source, intent_confidence=round(pred.confidence, 4)
+            )
         # Until agents have taught it enough to auto-apply, the model is not consulted.
         if (
             not ticket.priority
@@ -258,8 +261,10 @@ class TextModels:
             meta = replace(et, **out)  # type: ignore[arg-type]
             pred = self.priority.predict_one(text + _meta_tokens(meta))
             if pred.auto_apply and pred.label in PRIORITIES:
-                reasons = (*et.priority_reasons, f"learned from agents: {pred.label} "
-                           f"({pred.confidence:.2f})")  # fmt: skip
+                reasons = (
+                    *et.priority_reasons,
+                    f"learned from agents: {pred.label} ({pred.confidence:.2f})",
+                )
                 out.update(priority=pred.label, priority_reasons=reasons)
         category = str(out.get("category", et.category))
         intent = str(out.get("intent") or "other")
@@ -272,9 +277,12 @@ class TextModels:
         out["kb_suggestions"] = tuple((a.article_id, a.title, round(a.score, 3)) for a in articles)
         best: KbSuggestion | None = articles[0] if articles else None
         draft = self.responses.suggest(
-            intent=intent, language=et.language, customer_name=None, article=best,
+            intent=intent,
+            language=et.language,
+            customer_name=None,
+            article=best,
             subject=ticket.subject,
-        )  # fmt: skip
+        )
         out["response_suggestion"] = draft.text
         out["_kb_key"] = kb_key
         out["_suggested"] = tuple(a.article_id for a in articles)
@@ -467,8 +475,12 @@ def classify_ticket(
         updates.update(state.insights)
     # Labels a human set on the ticket always win over what the models derived.
     if ticket.category:
-        updates.update(category=ticket.category, category_source="ticket",
-                       category_confidence=1.0, category_suggestion=None)  # fmt: skip
+        updates.update(
+            category=ticket.category,
+            category_source="ticket",
+            category_confidence=1.0,
+            category_suggestion=None,
+        )
     if ticket.intent:
         updates.update(intent=ticket.intent, intent_source="ticket", intent_confidence=1.0)
     if ticket.priority:
@@ -476,12 +488,21 @@ def classify_ticket(
         updates.pop("priority_reasons", None)
 
     # Human labels: set at creation, or changed by an agent later.
-    label_category = ticket.category if ticket.category and (
-        is_new or before.get("category") != ticket.category) else None  # fmt: skip
-    label_intent = ticket.intent if ticket.intent and (
-        is_new or before.get("intent") != ticket.intent) else None  # fmt: skip
-    label_priority = ticket.priority if ticket.priority in PRIORITIES and (
-        is_new or before.get("priority") != ticket.priority) else None  # fmt: skip
+    label_category = (
+        ticket.category
+        if ticket.category and (is_new or before.get("category") != ticket.category)
+        else None
+    )
+    label_intent = (
+        ticket.intent
+        if ticket.intent and (is_new or before.get("intent") != ticket.intent)
+        else None
+    )
+    label_priority = (
+        ticket.priority
+        if ticket.priority in PRIORITIES and (is_new or before.get("priority") != ticket.priority)
+        else None
+    )
     example = None
     if label_category or label_intent or label_priority:
         priority_text = (
@@ -601,9 +622,12 @@ def find_duplicates(
     )
     if event.op in ("c", "r") or reworded or ticket.id not in detector:
         matches = detector.check_and_add(
-            ticket.id, f"{ticket.subject}\n{ticket.description}",
-            customer_id=ticket.customer_id, organization=et.organization, at=et.committed_at,
-        )  # fmt: skip
+            ticket.id,
+            f"{ticket.subject}\n{ticket.description}",
+            customer_id=ticket.customer_id,
+            organization=et.organization,
+            at=et.committed_at,
+        )
         found = tuple((m.ticket_id, round(m.similarity, 3)) for m in matches)
         if found != et.duplicates:  # replace() copies ~40 fields: only when needed
             et = replace(et, duplicates=found)

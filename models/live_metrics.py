@@ -226,8 +226,11 @@ class LiveMetrics:
         values: dict[str, str | None] = {"metric": event.metric}
         series = [f"{BREACH_RATE}:all"]
         if context is not None:
-            values |= {"category": context.category, "priority": context.priority,
-                       "queue": context.queue}  # fmt: skip
+            values |= {
+                "category": context.category,
+                "priority": context.priority,
+                "queue": context.queue,
+            }
             series.append(f"{BREACH_RATE}:category={context.category}")
         for name in series:
             self.known_series.add(name)

@@ -383,9 +383,10 @@ class SlaTracker:
         if ticket is None:
             return None
         running = [
-            (c.deadline, c.metric) for c in ticket.clocks.values()
+            (c.deadline, c.metric)
+            for c in ticket.clocks.values()
             if c.state == "running" and c.deadline is not None
-        ]  # fmt: skip
+        ]
         return min(running, default=None)
 
     def next_deadline(self, ticket_id: int) -> datetime | None:
@@ -394,9 +395,10 @@ class SlaTracker:
         if ticket is None:
             return None
         deadlines = [
-            c.deadline for c in ticket.clocks.values()
+            c.deadline
+            for c in ticket.clocks.values()
             if c.state == "running" and c.deadline is not None
-        ]  # fmt: skip
+        ]
         return min(deadlines, default=None)
 
     def clock_running(self, ticket_id: int) -> bool:
@@ -423,8 +425,17 @@ class SlaTracker:
                 else:
                     paused += (at - clock.checkpoint).total_seconds()
             target_s = target.total_seconds()
-            rows.append(SlaProgress(clock.metric, clock.state, target_s, elapsed,
-                                    target_s - elapsed, paused, clock.breached))  # fmt: skip
+            rows.append(
+                SlaProgress(
+                    clock.metric,
+                    clock.state,
+                    target_s,
+                    elapsed,
+                    target_s - elapsed,
+                    paused,
+                    clock.breached,
+                )
+            )
         return rows
 
     def __len__(self) -> int:
@@ -440,10 +451,13 @@ class SlaTracker:
                 return  # nothing to measure on a ticket first seen finished
             start = _utc(event.created_at) if event.created_at else at
             ticket = TicketSla(
-                ticket_id=event.ticket_id, tier=event.tier, priority=event.priority,
-                region=event.region, status=event.status,
+                ticket_id=event.ticket_id,
+                tier=event.tier,
+                priority=event.priority,
+                region=event.region,
+                status=event.status,
                 policy=self.policies.policy_for(event.tier, event.priority),
-            )  # fmt: skip
+            )
             self.tickets[event.ticket_id] = ticket
             opening: tuple[Metric, ...] = ("first_reply", "resolution")
             for metric in opening:
@@ -455,8 +469,11 @@ class SlaTracker:
         if event.deleted:
             del self.tickets[ticket.ticket_id]
             return
-        if (event.tier, event.priority, event.region) != (ticket.tier, ticket.priority,
-                                                          ticket.region):  # fmt: skip
+        if (event.tier, event.priority, event.region) != (
+            ticket.tier,
+            ticket.priority,
+            ticket.region,
+        ):
             self._change_policy(ticket, event, at, out)
         reopening = ticket.status in DONE_STATUSES and event.status not in DONE_STATUSES
         ticket.status = event.status
@@ -532,17 +549,22 @@ class SlaTracker:
                 self._checkpoint(ticket, clock, at)
                 clock.state = want
                 self._schedule(ticket, clock)
-                out.append(self._event(ticket, clock, "resume" if want == "running" else "pause",
-                                       at))  # fmt: skip
+                out.append(
+                    self._event(ticket, clock, "resume" if want == "running" else "pause", at)
+                )
                 self._breach_if_over(ticket, clock, at, out)
                 continue
             if clock.state != want:
                 self._set_state(ticket, clock, want, at, out)
 
     def _set_state(
-        self, ticket: TicketSla, clock: MetricClock, state: ClockState, at: datetime,
+        self,
+        ticket: TicketSla,
+        clock: MetricClock,
+        state: ClockState,
+        at: datetime,
         out: list[SlaEvent],
-    ) -> None:  # fmt: skip
+    ) -> None:
         self._checkpoint(ticket, clock, at)
         clock.state = state
         self._schedule(ticket, clock)
@@ -611,8 +633,12 @@ class SlaTracker:
 
     def _breaches_before(self, ticket: TicketSla, at: datetime, out: list[SlaEvent]) -> None:
         for clock in sorted(ticket.clocks.values(), key=lambda c: c.deadline or at):
-            if (clock.state == "running" and not clock.breached and clock.deadline is not None
-                    and clock.deadline < at):  # fmt: skip
+            if (
+                clock.state == "running"
+                and not clock.breached
+                and clock.deadline is not None
+                and clock.deadline < at
+            ):
                 self._breach(ticket, clock, clock.deadline, out)
 
     def _breach(
@@ -624,19 +650,33 @@ class SlaTracker:
         if target is not None and clock.checkpoint < at:
             # At the deadline exactly the whole target has been used.
             elapsed = max(clock.elapsed, target.total_seconds())
-            event = SlaEvent(event.ticket_id, event.metric, "breach", at, clock.deadline,
-                             event.policy, elapsed, event.paused_seconds, True)  # fmt: skip
+            event = SlaEvent(
+                event.ticket_id,
+                event.metric,
+                "breach",
+                at,
+                clock.deadline,
+                event.policy,
+                elapsed,
+                event.paused_seconds,
+                True,
+            )
         out.append(event)
 
     def _event(
         self, ticket: TicketSla, clock: MetricClock, kind: SlaEventKind, at: datetime
     ) -> SlaEvent:
         return SlaEvent(
-            ticket_id=ticket.ticket_id, metric=clock.metric, kind=kind, at=at,
-            deadline=clock.deadline, policy=ticket.policy.name,
-            business_seconds_elapsed=clock.elapsed, paused_seconds=clock.paused_seconds,
+            ticket_id=ticket.ticket_id,
+            metric=clock.metric,
+            kind=kind,
+            at=at,
+            deadline=clock.deadline,
+            policy=ticket.policy.name,
+            business_seconds_elapsed=clock.elapsed,
+            paused_seconds=clock.paused_seconds,
             breached=clock.breached,
-        )  # fmt: skip
+        )
 
     def _next_epoch(self) -> int:
         self._epoch += 1

@@ -311,8 +311,15 @@ class OnlineTextClassifier:
 
     def __setstate__(self, state: dict[str, Any]) -> None:
         # Models saved before idf and replay existed resume without them.
-        defaults = {"idf": False, "replay": 0, "replay_capacity": 1000, "_df": None,
-                    "_n_docs": 0, "_memory": [], "_rng": random.Random(0)}  # fmt: skip
+        defaults = {
+            "idf": False,
+            "replay": 0,
+            "replay_capacity": 1000,
+            "_df": None,
+            "_n_docs": 0,
+            "_memory": [],
+            "_rng": random.Random(0),
+        }
         self.__dict__.update(defaults | state)
 
     # -- scoring ---------------------------------------------------------------------

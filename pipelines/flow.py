@@ -539,9 +539,13 @@ def make_classify_step(
     ) -> tuple[TicketText | None, list[Any]]:
         if isinstance(item, CommentIn):
             state, out = hold_comment(
-                state, item.comment, item.body,
-                version=item.event.version, now=datetime.now(UTC), hold=hold,
-            )  # fmt: skip
+                state,
+                item.comment,
+                item.body,
+                version=item.event.version,
+                now=datetime.now(UTC),
+                hold=hold,
+            )
             return (None if state.is_empty() else state), out
         et, event = item
         allowance = _budget(budget)

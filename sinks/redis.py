@@ -227,10 +227,12 @@ def _iso(value: datetime | None) -> str:
 def _key_templates(prefix: str) -> str:
     """The codec's agent-queue and holding-list keys as templates the script fills in."""
     marker = "\x00"
-    return json.dumps([
-        agent_queue_key(prefix, marker).split(marker),
-        holding_key(prefix, marker).split(marker),
-    ])  # fmt: skip
+    return json.dumps(
+        [
+            agent_queue_key(prefix, marker).split(marker),
+            holding_key(prefix, marker).split(marker),
+        ]
+    )
 
 
 def decision_to_redis_args(
@@ -393,10 +395,15 @@ def anomaly_to_redis_args(
     """
     alert_id = f"{alert.series}|{alert.start.isoformat()}"
     drivers = [
-        {"dimension": d.dimension, "value": d.value, "observed": d.observed,
-         "expected": round(d.expected, 3), "lift": round(d.lift, 3)}
+        {
+            "dimension": d.dimension,
+            "value": d.value,
+            "observed": d.observed,
+            "expected": round(d.expected, 3),
+            "lift": round(d.lift, 3),
+        }
         for d in alert.drivers
-    ]  # fmt: skip
+    ]
     fields = {
         "type": "anomaly",
         "series": alert.series,

@@ -253,11 +253,27 @@ def run_api_bench(
         state_dir.mkdir(parents=True, exist_ok=True)
         log = (state_dir / "api.log").open("ab")
         server = subprocess.Popen(
-            [sys.executable, "-m", "uvicorn", "triage.api_server:app_from_env", "--factory",
-             "--host", "127.0.0.1", "--port", str(port), "--workers", str(workers),
-             "--log-level", "warning", "--no-access-log"],
-            env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
-        )  # fmt: skip
+            [
+                sys.executable,
+                "-m",
+                "uvicorn",
+                "triage.api_server:app_from_env",
+                "--factory",
+                "--host",
+                "127.0.0.1",
+                "--port",
+                str(port),
+                "--workers",
+                str(workers),
+                "--log-level",
+                "warning",
+                "--no-access-log",
+            ],
+            env=env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
         try:
             paths = [PATH.format(id=tid) for tid in ids]
 
@@ -266,22 +282,42 @@ def run_api_bench(
                     raise RuntimeError(f"the API exited; log {state_dir / 'api.log'}")
                 try:
                     probe = run_load(
-                        "127.0.0.1", port, paths[:1], api_key=key, rate=10, seconds=0.1,
+                        "127.0.0.1",
+                        port,
+                        paths[:1],
+                        api_key=key,
+                        rate=10,
+                        seconds=0.1,
                         connections=1,
-                    )  # fmt: skip
+                    )
                 except OSError:
                     return False
                 return probe.errors == 0 and probe.requests > 0
 
             wait_until(answering, timeout=60, what="API workers")
-            console.print(f"warm-up, then {seconds:.0f}s at {rate:.0f} requests/s" if rate else
-                          f"warm-up, then {seconds:.0f}s closed loop")  # fmt: skip
-            run_load("127.0.0.1", port, paths, api_key=key, rate=rate or 200, seconds=2.0,
-                     connections=connections)  # fmt: skip
-            report = run_load(
-                "127.0.0.1", port, paths, api_key=key, rate=rate, seconds=seconds,
+            console.print(
+                f"warm-up, then {seconds:.0f}s at {rate:.0f} requests/s"
+                if rate
+                else f"warm-up, then {seconds:.0f}s closed loop"
+            )
+            run_load(
+                "127.0.0.1",
+                port,
+                paths,
+                api_key=key,
+                rate=rate or 200,
+                seconds=2.0,
                 connections=connections,
-            )  # fmt: skip
+            )
+            report = run_load(
+                "127.0.0.1",
+                port,
+                paths,
+                api_key=key,
+                rate=rate,
+                seconds=seconds,
+                connections=connections,
+            )
         finally:
             os.killpg(server.pid, 15)
             try:

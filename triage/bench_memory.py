@@ -91,9 +91,13 @@ def run_memory_bench(
                 done = 0
                 started = time.perf_counter()
                 with Progress(
-                    TextColumn("memory run"), BarColumn(), MofNCompleteColumn(),
-                    TimeElapsedColumn(), console=console, transient=True,
-                ) as bar:  # fmt: skip
+                    TextColumn("memory run"),
+                    BarColumn(),
+                    MofNCompleteColumn(),
+                    TimeElapsedColumn(),
+                    console=console,
+                    transient=True,
+                ) as bar:
                     task = bar.add_task("tickets", total=total)
                     while done < total:
                         n = min(CHUNK, total - done)
@@ -115,12 +119,14 @@ def run_memory_bench(
                         bar.update(task, completed=done)
                         if any(done >= c > done - n for c in checkpoints):
                             own, tree = process_tree_rss_mib(pid)
-                            rows.append({
-                                "tickets": done,
-                                "rss_mib": own,
-                                "rss_with_children_mib": tree,
-                                "elapsed_s": round(time.perf_counter() - started, 1),
-                            })  # fmt: skip
+                            rows.append(
+                                {
+                                    "tickets": done,
+                                    "rss_mib": own,
+                                    "rss_with_children_mib": tree,
+                                    "elapsed_s": round(time.perf_counter() - started, 1),
+                                }
+                            )
         finally:
             pipeline.stop()
     measured = [r for r in rows if r["tickets"] > 0]

@@ -178,9 +178,12 @@ def pipeline(
         )
     if epoch_interval is not None:
         settings = settings.model_copy(
-            update={"pipeline": settings.pipeline.model_copy(
-                update={"epoch_interval": timedelta(seconds=epoch_interval)})}
-        )  # fmt: skip
+            update={
+                "pipeline": settings.pipeline.model_copy(
+                    update={"epoch_interval": timedelta(seconds=epoch_interval)}
+                )
+            }
+        )
     c = settings.cluster
     if c.addresses and (c.process_id is None or c.process_id >= len(c.addresses)):
         raise _fail(
@@ -347,9 +350,14 @@ def bench(
         sys.stdout.write(json.dumps(kafka) + "\n")
         return
     result = run_bench(
-        settings, events=events, rate=rate, seconds=seconds, console=console,
-        processes=counts, scale_events=scale_events,
-    )  # fmt: skip
+        settings,
+        events=events,
+        rate=rate,
+        seconds=seconds,
+        console=console,
+        processes=counts,
+        scale_events=scale_events,
+    )
     sys.stdout.write(json.dumps(result) + "\n")
 
 
@@ -376,9 +384,14 @@ def bench_api(
     settings = _settings(state_dir)
     try:
         result = run_api_bench(
-            settings, rate=rate, seconds=seconds, connections=connections,
-            workers=workers or settings.api.workers, tickets=tickets, console=console,
-        )  # fmt: skip
+            settings,
+            rate=rate,
+            seconds=seconds,
+            connections=connections,
+            workers=workers or settings.api.workers,
+            tickets=tickets,
+            console=console,
+        )
     except (ServiceError, RuntimeError) as exc:
         raise _fail(str(exc)) from exc
     sys.stdout.write(json.dumps(result) + "\n")
@@ -550,8 +563,14 @@ def dashboards_bench(
             p95 = f"{q['p95_ms']:.1f}"
             if q["p95_ms"] > result["target_ms"]:
                 p95 = f"[red]{p95}[/]"
-            table.add_row(q["range"], q["panel"], str(q["rows"]), f"{q['p50_ms']:.1f}", p95,
-                          f"{q['max_ms']:.1f}")  # fmt: skip
+            table.add_row(
+                q["range"],
+                q["panel"],
+                str(q["rows"]),
+                f"{q['p50_ms']:.1f}",
+                p95,
+                f"{q['max_ms']:.1f}",
+            )
         console.print(table)
     sys.stdout.write(json.dumps(result) + "\n")
 
@@ -628,8 +647,9 @@ def jobs_list(
             due = f"not scheduled ({s.spec.note})"
         else:
             due = "now" if s.next_due <= now else f"{s.next_due:%Y-%m-%d %H:%M:%S}"
-        table.add_row(s.spec.name, s.spec.describe(), str(s.spec.timeout), last,
-                      s.last_status or "", due)  # fmt: skip
+        table.add_row(
+            s.spec.name, s.spec.describe(), str(s.spec.timeout), last, s.last_status or "", due
+        )
     Console().print(table)
 
 

@@ -105,8 +105,15 @@ def list_keys(
     for column in ("key id", "name", "scopes", "limit/min", "created", "last used", "revoked"):
         table.add_column(column)
     for k in keys:
-        table.add_row(k.key_id, k.name, " ".join(k.scopes), str(k.rate_limit_per_minute),
-                      _when(k.created_at), _when(k.last_used_at), _when(k.revoked_at))  # fmt: skip
+        table.add_row(
+            k.key_id,
+            k.name,
+            " ".join(k.scopes),
+            str(k.rate_limit_per_minute),
+            _when(k.created_at),
+            _when(k.last_used_at),
+            _when(k.revoked_at),
+        )
     Console().print(table)
 
 

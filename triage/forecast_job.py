@@ -68,9 +68,17 @@ def run_forecast(
                 target_seconds=target_seconds,
             )
             for i, step in enumerate(plan):
-                rows.append((generated_at, name, step.hour, float(forecast.values[i]),
-                             float(forecast.lower[i]), float(forecast.upper[i]),
-                             step.agents))  # fmt: skip
+                rows.append(
+                    (
+                        generated_at,
+                        name,
+                        step.hour,
+                        float(forecast.values[i]),
+                        float(forecast.lower[i]),
+                        float(forecast.upper[i]),
+                        step.agents,
+                    )
+                )
             summary[name] = {
                 "method": forecast.method,
                 "history_tickets": int(history.sum()),

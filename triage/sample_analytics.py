@@ -344,14 +344,41 @@ def seed_analytics(
                     ("first_reply", r["first_reply_s"], r["first_reply_target_s"]),
                     ("resolution", r["resolution_s"], r["resolution_target_s"]),
                 ):
-                    yield (r["ticket_id"], metric, "apply", at(created), at(due), policy,
-                           0.0, 0.0, False)  # fmt: skip
+                    yield (
+                        r["ticket_id"],
+                        metric,
+                        "apply",
+                        at(created),
+                        at(due),
+                        policy,
+                        0.0,
+                        0.0,
+                        False,
+                    )
                     if due < min(done, horizon_s):
-                        yield (r["ticket_id"], metric, "breach", at(due), at(due), policy,
-                               due - created, 0.0, True)  # fmt: skip
+                        yield (
+                            r["ticket_id"],
+                            metric,
+                            "breach",
+                            at(due),
+                            at(due),
+                            policy,
+                            due - created,
+                            0.0,
+                            True,
+                        )
                     if done < horizon_s:
-                        yield (r["ticket_id"], metric, "fulfill", at(done), None, policy,
-                               done - created, 0.0, done > due)  # fmt: skip
+                        yield (
+                            r["ticket_id"],
+                            metric,
+                            "fulfill",
+                            at(done),
+                            None,
+                            policy,
+                            done - created,
+                            0.0,
+                            done > due,
+                        )
 
         summary.rows["sla_events"] = _copy(conn, "sla_events", sla_cols, sla_rows())
 
@@ -422,8 +449,15 @@ def _agent_load(rng: np.random.Generator, start: datetime, minutes: int, agents:
             reasons = ["sustained_load"] if smoothed[m, a] > 0.7 else []
             if after_hours[m] and assigned[m, a] > 0:
                 reasons.append("after_hours")
-            yield (at, a + 1, queue_of[a], int(assigned[m, a]), int(capacity[a]),
-                   float(risk[m, a]), reasons)  # fmt: skip
+            yield (
+                at,
+                a + 1,
+                queue_of[a],
+                int(assigned[m, a]),
+                int(capacity[a]),
+                float(risk[m, a]),
+                reasons,
+            )
 
 
 def _anomalies(tickets: pl.DataFrame, start: datetime, days: int) -> Any:
@@ -457,5 +491,12 @@ def _anomalies(tickets: pl.DataFrame, start: datetime, days: int) -> Any:
             alert = score.alert
             if alert is not None:
                 drivers_json = {f"{d.dimension}:{d.value}": round(d.lift, 3) for d in alert.drivers}
-                yield (bucket + timedelta(hours=1), alert.series, alert.start, alert.observed,
-                       alert.expected, alert.score, json.dumps(drivers_json))  # fmt: skip
+                yield (
+                    bucket + timedelta(hours=1),
+                    alert.series,
+                    alert.start,
+                    alert.observed,
+                    alert.expected,
+                    alert.score,
+                    json.dumps(drivers_json),
+                )

@@ -140,23 +140,37 @@ class LocalPostgres:
             self.port = free_port()
         cmd = [
             str(find_pg_bin("postgres")),
-            "-D", str(self.data_dir),
-            "-p", str(self.port),
-            "-k", str(self.socket_dir),
-            "-c", "listen_addresses=127.0.0.1",
-            "-c", "wal_level=logical",
-            "-c", f"max_replication_slots={self.max_replication_slots}",
-            "-c", f"max_wal_senders={self.max_replication_slots}",
-            "-c", "max_connections=200",
-            "-c", "fsync=on",
-            "-c", "shared_buffers=128MB",
-            "-c", "logging_collector=off",
-        ]  # fmt: skip
+            "-D",
+            str(self.data_dir),
+            "-p",
+            str(self.port),
+            "-k",
+            str(self.socket_dir),
+            "-c",
+            "listen_addresses=127.0.0.1",
+            "-c",
+            "wal_level=logical",
+            "-c",
+            f"max_replication_slots={self.max_replication_slots}",
+            "-c",
+            f"max_wal_senders={self.max_replication_slots}",
+            "-c",
+            "max_connections=200",
+            "-c",
+            "fsync=on",
+            "-c",
+            "shared_buffers=128MB",
+            "-c",
+            "logging_collector=off",
+        ]
         logfile = open(self.state_dir / "postgres.log", "ab")  # noqa: SIM115
         self._proc = subprocess.Popen(
-            cmd, stdout=logfile, stderr=subprocess.STDOUT, preexec_fn=demote,
+            cmd,
+            stdout=logfile,
+            stderr=subprocess.STDOUT,
+            preexec_fn=demote,
             start_new_session=True,
-        )  # fmt: skip
+        )
         logfile.close()
         wait_until(self._ready, timeout=timeout, what=f"PostgreSQL on port {self.port}")
         self._ensure_database()
@@ -166,13 +180,15 @@ class LocalPostgres:
     def _initdb(self, demote: Callable[[], None] | None) -> None:
         cmd = [
             str(find_pg_bin("initdb")),
-            "-D", str(self.data_dir),
-            "-U", self.user,
+            "-D",
+            str(self.data_dir),
+            "-U",
+            self.user,
             "--auth=trust",
             "--encoding=UTF8",
             "--locale=C.UTF-8",
             "--no-sync",
-        ]  # fmt: skip
+        ]
         result = subprocess.run(cmd, capture_output=True, preexec_fn=demote, check=False)
         if result.returncode != 0:
             raise ServiceError(f"initdb failed: {result.stderr.decode(errors='replace')}")
@@ -253,10 +269,22 @@ class LocalRedis:
         if self.port == 0:
             self.port = free_port()
         cmd = [
-            binary, "--port", str(self.port), "--bind", "127.0.0.1",
-            "--save", "", "--appendonly", "no", "--dir", str(self.state_dir),
-            "--daemonize", "no", "--logfile", str(self.state_dir / "redis.log"),
-        ]  # fmt: skip
+            binary,
+            "--port",
+            str(self.port),
+            "--bind",
+            "127.0.0.1",
+            "--save",
+            "",
+            "--appendonly",
+            "no",
+            "--dir",
+            str(self.state_dir),
+            "--daemonize",
+            "no",
+            "--logfile",
+            str(self.state_dir / "redis.log"),
+        ]
         self._proc = subprocess.Popen(
             cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True
         )

@@ -44,9 +44,18 @@ class TestKeys:
 
     @pytest.mark.parametrize(
         "bad",
-        ["", "tri_", "tri_short", "sk_" + "a" * 43, "tri_" + "a" * 42, "tri_" + "a" * 44,
-         "tri_" + "a" * 42 + "=", "tri_" + "a" * 42 + "\n", " tri_" + "a" * 43],
-    )  # fmt: skip
+        [
+            "",
+            "tri_",
+            "tri_short",
+            "sk_" + "a" * 43,
+            "tri_" + "a" * 42,
+            "tri_" + "a" * 44,
+            "tri_" + "a" * 42 + "=",
+            "tri_" + "a" * 42 + "\n",
+            " tri_" + "a" * 43,
+        ],
+    )
     def test_malformed_keys_are_refused_before_lookup(self, bad: str) -> None:
         assert not is_well_formed_key(bad)
 

@@ -627,15 +627,22 @@ MESSAGE_PAYLOAD: dict[str, Any] = {
         ({"schema": {"type": "struct"}, "payload": None}, TOPIC, SkippedRecord("tombstone")),
         (MESSAGE_PAYLOAD, "triage.message", SkippedRecord("message", "triage-heartbeat")),
         (
-            {"schema": {"type": "struct", "name": "io.debezium.connector.postgresql.MessageValue"},
-             "payload": MESSAGE_PAYLOAD},
+            {
+                "schema": {
+                    "type": "struct",
+                    "name": "io.debezium.connector.postgresql.MessageValue",
+                },
+                "payload": MESSAGE_PAYLOAD,
+            },
             "triage.message",
             SkippedRecord("message", "triage-heartbeat"),
         ),
         ({"ts_ms": TS_MS}, "__debezium-heartbeat.triage", SkippedRecord("heartbeat")),
         (
-            {"schema": {"type": "struct", "name": "io.debezium.connector.common.Heartbeat"},
-             "payload": {"ts_ms": TS_MS}},
+            {
+                "schema": {"type": "struct", "name": "io.debezium.connector.common.Heartbeat"},
+                "payload": {"ts_ms": TS_MS},
+            },
             "__debezium-heartbeat.triage",
             SkippedRecord("heartbeat"),
         ),
@@ -645,7 +652,7 @@ MESSAGE_PAYLOAD: dict[str, Any] = {
             SkippedRecord("transaction", "BEGIN"),
         ),
     ],
-)  # fmt: skip
+)
 def test_records_without_a_row_change_are_skipped_and_counted(
     value: Any, topic: str, expected: SkippedRecord
 ) -> None:

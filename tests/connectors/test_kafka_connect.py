@@ -44,8 +44,9 @@ def test_register_puts_config_and_waits_for_running_tasks() -> None:
             assert json.loads(request.content)["plugin.name"] == "pgoutput"
             return httpx.Response(201, json={"name": "triage-helpdesk"})
         state = next(polls)
-        return httpx.Response(200, json={"connector": {"state": "RUNNING"},
-                                         "tasks": [{"id": 0, "state": state}]})  # fmt: skip
+        return httpx.Response(
+            200, json={"connector": {"state": "RUNNING"}, "tasks": [{"id": 0, "state": state}]}
+        )
 
     name, config = load_connector(CONNECTOR)
     client = httpx.Client(base_url="http://connect", transport=httpx.MockTransport(handler))

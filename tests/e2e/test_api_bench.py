@@ -31,10 +31,29 @@ def test_bench_api_reads_every_decision_through_two_workers(
         "TRIAGE_STATE_DIR": str(tmp_path),
     }
     result = subprocess.run(
-        [sys.executable, "-m", "triage", "bench", "api", "--rate", "80", "--seconds", "2",
-         "--connections", "4", "--workers", "2", "--tickets", "40"],
-        env=env, capture_output=True, text=True, timeout=240, check=False,
-    )  # fmt: skip
+        [
+            sys.executable,
+            "-m",
+            "triage",
+            "bench",
+            "api",
+            "--rate",
+            "80",
+            "--seconds",
+            "2",
+            "--connections",
+            "4",
+            "--workers",
+            "2",
+            "--tickets",
+            "40",
+        ],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=240,
+        check=False,
+    )
     assert result.returncode == 0, result.stderr[-3000:]
     report = json.loads(result.stdout.strip().splitlines()[-1])["api"]
     assert report["workers"] == 2 and report["offered_rate_per_s"] == 80

@@ -57,11 +57,16 @@ def test_five_kills_of_a_cluster_leave_the_same_stores_as_a_clean_run(
     writer = WorkloadWriter(
         pg_dsn,
         WorkloadConfig(
-            seed=5, customers=40, agents=10, tickets=400, rate=7, rhythm=False,
+            seed=5,
+            customers=40,
+            agents=10,
+            tickets=400,
+            rate=7,
+            rhythm=False,
             time_compression=900,
             linger_seconds=8,
         ),
-    )  # fmt: skip
+    )
     writer.seed_reference_data()
     follower = AssignmentFollower(redis_url, pg_dsn, key_prefix=f"clean{unique}")
     killed_stack, killed = runs["killed"]
@@ -76,13 +81,21 @@ def test_five_kills_of_a_cluster_leave_the_same_stores_as_a_clean_run(
         for _ in range(5):
             time.sleep(2.0)
             killed.kill()
-            before = _count(killed_stack.analytics_dsn, "SELECT count(*) FROM "
-                            "analytics.routing_decision_history")  # fmt: skip
+            before = _count(
+                killed_stack.analytics_dsn,
+                "SELECT count(*) FROM analytics.routing_decision_history",
+            )
             restarted = time.monotonic()
             killed.start()
             deadline = restarted + 120
-            while load.is_alive() and _count(killed_stack.analytics_dsn, "SELECT count(*) "
-                  "FROM analytics.routing_decision_history") <= before:  # fmt: skip
+            while (
+                load.is_alive()
+                and _count(
+                    killed_stack.analytics_dsn,
+                    "SELECT count(*) FROM analytics.routing_decision_history",
+                )
+                <= before
+            ):
                 assert time.monotonic() < deadline and killed.alive(), killed.log_tail()
                 time.sleep(0.1)
             if load.is_alive():

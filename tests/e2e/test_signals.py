@@ -90,8 +90,9 @@ def test_a_signal_stops_the_command_and_everything_it_started(
             metrics = f"http://127.0.0.1:{env['TRIAGE_METRICS__PORT']}/metrics"
             _wait(lambda: _up(metrics), 180, "pipeline metrics", proc, log)
             # Both processes of the local cluster are up.
-            _wait(lambda: len(list((state / "cluster").glob("*.log"))) == 2, 60, "cluster",
-                  proc, log)  # fmt: skip
+            _wait(
+                lambda: len(list((state / "cluster").glob("*.log"))) == 2, 60, "cluster", proc, log
+            )
         else:
             _wait(lambda: _up(f"http://127.0.0.1:{port}/health"), 180, "API", proc, log)
         if command[0] == "demo":

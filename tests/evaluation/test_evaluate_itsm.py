@@ -64,24 +64,43 @@ def incident_rows(i: int, opened: datetime) -> list[dict[str, str]]:
     hours = 80.0 if slow else 0.5
     base = {c: "?" for c in COLUMNS}
     base |= {
-        "number": f"INC{i:07d}", "active": "true", "reassignment_count": "0",
-        "reopen_count": "0", "caller_id": f"Caller {i % 5}", "opened_by": "Opened by 1",
-        "opened_at": stamp(opened), "contact_type": "Phone", "location": "Location 1",
-        "category": f"Category {2 if slow else 1}", "subcategory": "Subcategory 9",
-        "impact": "2 - Medium", "urgency": "2 - Medium", "priority": "3 - Moderate",
-        "knowledge": "false", "u_priority_confirmation": "false",
-    }  # fmt: skip
+        "number": f"INC{i:07d}",
+        "active": "true",
+        "reassignment_count": "0",
+        "reopen_count": "0",
+        "caller_id": f"Caller {i % 5}",
+        "opened_by": "Opened by 1",
+        "opened_at": stamp(opened),
+        "contact_type": "Phone",
+        "location": "Location 1",
+        "category": f"Category {2 if slow else 1}",
+        "subcategory": "Subcategory 9",
+        "impact": "2 - Medium",
+        "urgency": "2 - Medium",
+        "priority": "3 - Moderate",
+        "knowledge": "false",
+        "u_priority_confirmation": "false",
+    }
     group = "Group B" if slow else "Group A"
-    states = [("New", 0.0, "Group Z"), ("Active", hours / 2, group),
-              ("Resolved", hours, group), ("Closed", hours + 1, group)]  # fmt: skip
+    states = [
+        ("New", 0.0, "Group Z"),
+        ("Active", hours / 2, group),
+        ("Resolved", hours, group),
+        ("Closed", hours + 1, group),
+    ]
     rows = []
     for mods, (state, after, owner) in enumerate(states):
-        rows.append(base | {
-            "incident_state": state, "sys_mod_count": str(mods),
-            "sys_updated_at": stamp(opened + timedelta(hours=after)), "assignment_group": owner,
-            "made_sla": "false" if slow and state in ("Resolved", "Closed") else "true",
-            "active": "false" if state == "Closed" else "true",
-        })  # fmt: skip
+        rows.append(
+            base
+            | {
+                "incident_state": state,
+                "sys_mod_count": str(mods),
+                "sys_updated_at": stamp(opened + timedelta(hours=after)),
+                "assignment_group": owner,
+                "made_sla": "false" if slow and state in ("Resolved", "Closed") else "true",
+                "active": "false" if state == "Closed" else "true",
+            }
+        )
     return rows
 
 

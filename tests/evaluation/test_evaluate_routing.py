@@ -77,8 +77,9 @@ def test_workload_knobs_keep_the_default_draws_and_widen_the_spread() -> None:
     same = random.Random(1)
     draws = [draw_service_seconds(rng, default, 0.8) for _ in range(5)]
     # The historical formula: gamma(2, mean / 2).
-    assert draws == [same.gammavariate(2.0, mean_service_seconds(default, 0.8) / 2.0)
-                     for _ in range(5)]  # fmt: skip
+    assert draws == [
+        same.gammavariate(2.0, mean_service_seconds(default, 0.8) / 2.0) for _ in range(5)
+    ]
     wide = WorkloadConfig(seed=5, home_skill_range=(0.1, 0.98))
     home = [
         level

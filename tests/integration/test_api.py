@@ -37,20 +37,29 @@ def make_decision(
     decided_offset_s: float = 0.0,
 ) -> RoutingDecision:
     return routing_decision(
-        ticket_id, version, at=T0 - timedelta(milliseconds=40), agent_id=agent_id,
-        status=status, priority=priority, sla_deadline=T0 + timedelta(hours=4),
+        ticket_id,
+        version,
+        at=T0 - timedelta(milliseconds=40),
+        agent_id=agent_id,
+        status=status,
+        priority=priority,
+        sla_deadline=T0 + timedelta(hours=4),
         decided_at=T0 + timedelta(seconds=decided_offset_s),
-    )  # fmt: skip
+    )
 
 
 def make_sla_event(
     ticket_id: int, kind: str, at_s: float, *, metric: str = "first_reply", breached: bool = False
 ) -> SlaEvent:
     return sla_event(
-        ticket_id, kind, at=T0 + timedelta(seconds=at_s), metric=metric, breached=breached,
+        ticket_id,
+        kind,
+        at=T0 + timedelta(seconds=at_s),
+        metric=metric,
+        breached=breached,
         deadline=None if kind in ("pause", "fulfill") else T0 + timedelta(hours=1),
         business_seconds_elapsed=at_s,
-    )  # fmt: skip
+    )
 
 
 def make_risk(ticket_id: int, version: int, risk: float) -> BreachRiskScore:

@@ -305,9 +305,19 @@ class TestCli:
     def test_create_list_revoke(self, runner: CliRunner, api: TestClient) -> None:
         created = runner.invoke(
             cli,
-            ["api-keys", "create", "--name", "support bot", "--scope", "read:routing",
-             "--scope", "read:tickets", "--rate-limit", "60"],
-        )  # fmt: skip
+            [
+                "api-keys",
+                "create",
+                "--name",
+                "support bot",
+                "--scope",
+                "read:routing",
+                "--scope",
+                "read:tickets",
+                "--rate-limit",
+                "60",
+            ],
+        )
         assert created.exit_code == 0, created.output
         key = created.stdout.strip()
         assert key.startswith("tri_")

@@ -30,8 +30,25 @@ def test_forecast_job_writes_a_week_of_forecasts_and_staffing(pg_dsn: str) -> No
             for _ in range(rng.poisson(base if daytime else base / 6)):
                 ticket_id += 1
                 at = hour + timedelta(minutes=int(rng.integers(0, 60)))
-                rows.append((ticket_id, 1, 1, "standard", "email", "open", "normal",
-                             category, category, "en", 1.0, "s", at, at, at))  # fmt: skip
+                rows.append(
+                    (
+                        ticket_id,
+                        1,
+                        1,
+                        "standard",
+                        "email",
+                        "open",
+                        "normal",
+                        category,
+                        category,
+                        "en",
+                        1.0,
+                        "s",
+                        at,
+                        at,
+                        at,
+                    )
+                )
     with psycopg.connect(pg_dsn) as conn, conn.cursor() as cur:
         cur.executemany(
             "INSERT INTO analytics.ticket_facts (ticket_id, version, customer_id, customer_tier,"

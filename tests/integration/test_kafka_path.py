@@ -183,8 +183,11 @@ def test_kafka_source_reports_changes_per_table(
 
     # Every message counts, tombstones and undecodable ones included.
     assert (read("customers"), read("agents"), read("tickets"), read("ticket_events")) == (
-        1.0, 1.0, 5.0, 1.0
-    )  # fmt: skip
+        1.0,
+        1.0,
+        5.0,
+        1.0,
+    )
     assert registry.get_sample_value("triage_source_lag_seconds") is not None
 
 

@@ -21,13 +21,29 @@ T0 = datetime(2026, 3, 2, 9, 0, tzinfo=UTC)
 
 def window(created: int) -> WindowResult:
     counts = {"created": created, "solved": 1, "reopened": 0, "first_reply": 2, "breach": 1}
-    return WindowResult(start=T0, end=T0.replace(minute=1), dimension="all", counts=counts,
-                        first_reply_p50=30.0, first_reply_p90=50.0, resolution_p50=None,
-                        resolution_p90=None, backlog=7, late_merged=0, too_late=1)  # fmt: skip
+    return WindowResult(
+        start=T0,
+        end=T0.replace(minute=1),
+        dimension="all",
+        counts=counts,
+        first_reply_p50=30.0,
+        first_reply_p90=50.0,
+        resolution_p50=None,
+        resolution_p90=None,
+        backlog=7,
+        late_merged=0,
+        too_late=1,
+    )
 
 
-ALERT = AnomalyAlert(series="volume:category=billing", start=T0, observed=40.0, expected=4.0,
-                     score=9.5, drivers=(Driver("channel", "chat", 36.0, 1.0, 36.0),))  # fmt: skip
+ALERT = AnomalyAlert(
+    series="volume:category=billing",
+    start=T0,
+    observed=40.0,
+    expected=4.0,
+    score=9.5,
+    drivers=(Driver("channel", "chat", 36.0, 1.0, 36.0),),
+)
 
 
 def test_windows_upsert_and_anomalies_insert_once(pg_dsn: str) -> None:

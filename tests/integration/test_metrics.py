@@ -102,8 +102,14 @@ def test_sink_counters_match_rows_written(
                 },
             )
         )
-    records.append(RawChange(topic="triage.public.tickets", key=None, value=b"{not json",
-                             position=SourcePosition(lsn=1200)))  # fmt: skip
+    records.append(
+        RawChange(
+            topic="triage.public.tickets",
+            key=None,
+            value=b"{not json",
+            position=SourcePosition(lsn=1200),
+        )
+    )
     flow = build_flow(
         PipelineSettings(),
         source=TestingSource(records),

@@ -75,9 +75,14 @@ def make_decision(
     status: str = "assigned",
 ) -> RoutingDecision:
     return routing_decision(
-        ticket_id, version, at=T0 + timedelta(seconds=version), agent_id=agent_id,
-        status=status, sla_deadline=T0 + timedelta(hours=4), extra={"rank": 1},
-    )  # fmt: skip
+        ticket_id,
+        version,
+        at=T0 + timedelta(seconds=version),
+        agent_id=agent_id,
+        status=status,
+        sla_deadline=T0 + timedelta(hours=4),
+        extra={"rank": 1},
+    )
 
 
 def make_sla_event(
@@ -90,10 +95,14 @@ def make_sla_event(
     breached: bool = False,
 ) -> SlaEvent:
     return sla_event(
-        ticket_id, kind, at=T0 + timedelta(seconds=at_s), metric=metric, breached=breached,
+        ticket_id,
+        kind,
+        at=T0 + timedelta(seconds=at_s),
+        metric=metric,
+        breached=breached,
         deadline=None if deadline_s is None else T0 + timedelta(seconds=deadline_s),
         business_seconds_elapsed=at_s,
-    )  # fmt: skip
+    )
 
 
 def make_risk(ticket_id: int, version: int, risk: float) -> BreachRiskScore:

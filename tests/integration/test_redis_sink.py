@@ -34,10 +34,16 @@ def make_decision(
     decided_offset_s: float = 0.0,
 ) -> RoutingDecision:
     return routing_decision(
-        ticket_id, version, at=T0 - timedelta(milliseconds=40), agent_id=agent_id,
-        status=status, queue=queue, priority=priority, sla_deadline=T0 + timedelta(hours=4),
+        ticket_id,
+        version,
+        at=T0 - timedelta(milliseconds=40),
+        agent_id=agent_id,
+        status=status,
+        queue=queue,
+        priority=priority,
+        sla_deadline=T0 + timedelta(hours=4),
         decided_at=T0 + timedelta(seconds=decided_offset_s),
-    )  # fmt: skip
+    )
 
 
 def make_sla_event(
@@ -50,10 +56,14 @@ def make_sla_event(
     breached: bool = False,
 ) -> SlaEvent:
     return sla_event(
-        ticket_id, kind, at=T0 + timedelta(seconds=at_s), metric=metric, breached=breached,
+        ticket_id,
+        kind,
+        at=T0 + timedelta(seconds=at_s),
+        metric=metric,
+        breached=breached,
         deadline=None if deadline_s is None else T0 + timedelta(seconds=deadline_s),
         business_seconds_elapsed=at_s,
-    )  # fmt: skip
+    )
 
 
 def make_risk(ticket_id: int, version: int, risk: float) -> BreachRiskScore:

@@ -87,8 +87,10 @@ def test_rejected_rows_are_dead_lettered_and_the_rest_is_written(analytics_dsn: 
             (4,),
             (6,),
         ]
-        letters = {(stage, topic): (key, reason, payload) for stage, topic, key, reason, payload
-                   in dead_letters(analytics_dsn)}  # fmt: skip
+        letters = {
+            (stage, topic): (key, reason, payload)
+            for stage, topic, key, reason, payload in dead_letters(analytics_dsn)
+        }
         assert set(letters) == {
             ("write_analytics", "RoutingDecision"),
             ("write_analytics", "EnrichedTicket"),

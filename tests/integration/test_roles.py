@@ -78,8 +78,11 @@ def test_the_api_login_reads_and_writes_only_its_audit(analytics: str) -> None:
         )
     with psycopg.connect(dsn) as conn:
         assert conn.execute("SELECT count(*) FROM analytics.ticket_facts").fetchone() == (0,)
-    run(dsn, "INSERT INTO analytics.api_audit (at, key_id, method, path, status_code) "
-             "VALUES (now(), 'k1', 'GET', '/v1/tickets/1', 200)")  # fmt: skip
+    run(
+        dsn,
+        "INSERT INTO analytics.api_audit (at, key_id, method, path, status_code) "
+        "VALUES (now(), 'k1', 'GET', '/v1/tickets/1', 200)",
+    )
     run(dsn, "UPDATE analytics.api_keys SET last_used_at = now() WHERE key_id = 'k1'")
     assert refused(dsn, "UPDATE analytics.api_keys SET revoked_at = NULL WHERE key_id = 'k1'")
     assert refused(dsn, "INSERT INTO analytics.ticket_facts (ticket_id) VALUES (1)")

@@ -227,9 +227,11 @@ def test_old_forecast_runs_and_job_runs_are_pruned(dsn: str) -> None:
                 " VALUES (%s, 'all', %s, 1.0)",
                 (generated, generated + HOUR),
             )
-        for started, status in ((now - timedelta(days=100), "ok"),
-                                (now - timedelta(days=100), None),
-                                (now - timedelta(days=1), "failed")):  # fmt: skip
+        for started, status in (
+            (now - timedelta(days=100), "ok"),
+            (now - timedelta(days=100), None),
+            (now - timedelta(days=1), "failed"),
+        ):
             conn.execute(
                 "INSERT INTO analytics.job_runs (job, started_at, finished_at, status)"
                 " VALUES ('forecast', %s, %s, %s)",

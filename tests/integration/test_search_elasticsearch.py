@@ -48,13 +48,36 @@ def prefix(es_url: str, unique: str) -> Iterator[str]:
 
 
 def ticket(
-    ticket_id: int, version: int, subject: str, description: str = "", *, language: str = "en",
-    op: str = "u", status: str = "open",
-) -> EnrichedTicket:  # fmt: skip
-    t = Ticket(ticket_id, 7, subject, description, "email", status, None, None, None, None, T0,
-               T0 + timedelta(seconds=version), None, None, None, version)  # fmt: skip
-    return EnrichedTicket(t, op, T0, "premium", language, language, 0.9, "high", (), "billing",
-                          "billing", T0)  # fmt: skip
+    ticket_id: int,
+    version: int,
+    subject: str,
+    description: str = "",
+    *,
+    language: str = "en",
+    op: str = "u",
+    status: str = "open",
+) -> EnrichedTicket:
+    t = Ticket(
+        ticket_id,
+        7,
+        subject,
+        description,
+        "email",
+        status,
+        None,
+        None,
+        None,
+        None,
+        T0,
+        T0 + timedelta(seconds=version),
+        None,
+        None,
+        None,
+        version,
+    )
+    return EnrichedTicket(
+        t, op, T0, "premium", language, language, 0.9, "high", (), "billing", "billing", T0
+    )
 
 
 def write(url: str, prefix: str, items: list[SearchItem]) -> None:

@@ -376,8 +376,13 @@ class TestSearchApi:
 TS = 1_772_442_000_000
 
 
-def record(lsn: int, table: str, op: str, after: dict[str, Any] | None,
-           before: dict[str, Any] | None = None) -> RawChange:  # fmt: skip
+def record(
+    lsn: int,
+    table: str,
+    op: str,
+    after: dict[str, Any] | None,
+    before: dict[str, Any] | None = None,
+) -> RawChange:
     image = after or before or {}
     return RawChange(
         topic=f"triage.public.{table}",
@@ -397,8 +402,12 @@ def test_flow_makes_tickets_and_articles_findable(analytics_dsn: str, api: TestC
     first = {"id": 10, "customer_id": 1, "subject": "Falsche Rechnungen",
              "description": "Die Rechnungen sind falsch, rufen Sie +49 30 1234 5678 an",
              "channel": "email", "status": "new", "created_at": "2026-03-02T09:00:00Z"}  # fmt: skip
-    second = {**first, "id": 11, "subject": "Passwort vergessen",
-              "description": "Ich kann mich nicht anmelden"}  # fmt: skip
+    second = {
+        **first,
+        "id": 11,
+        "subject": "Passwort vergessen",
+        "description": "Ich kann mich nicht anmelden",
+    }
     records = [
         record(1010, "customers", "r", customer),
         record(1020, "kb_articles", "r", kb),

@@ -41,8 +41,11 @@ def test_api_server_on_a_busy_port_fails_at_once_naming_the_setting() -> None:
     from triage.services import ServiceError
     from triage.settings import AppSettings
 
-    stack = Stack(source_dsn="postgresql://unused", analytics_dsn="postgresql://unused",
-                  redis_url="redis://127.0.0.1:1")  # fmt: skip
+    stack = Stack(
+        source_dsn="postgresql://unused",
+        analytics_dsn="postgresql://unused",
+        redis_url="redis://127.0.0.1:1",
+    )
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as holder:
         holder.bind(("127.0.0.1", 0))
         holder.listen()

@@ -23,10 +23,19 @@ ANALYTICS_SQL = Path(__file__).resolve().parents[2] / "sql" / "analytics"
 
 def window(start: datetime, created: int) -> WindowResult:
     counts = {"created": created, "solved": 0, "reopened": 0, "first_reply": 0, "breach": 0}
-    return WindowResult(start=start, end=start + timedelta(minutes=1), dimension="all",
-                        counts=counts, first_reply_p50=None, first_reply_p90=None,
-                        resolution_p50=None, resolution_p90=None, backlog=0, late_merged=0,
-                        too_late=0)  # fmt: skip
+    return WindowResult(
+        start=start,
+        end=start + timedelta(minutes=1),
+        dimension="all",
+        counts=counts,
+        first_reply_p50=None,
+        first_reply_p90=None,
+        resolution_p50=None,
+        resolution_p90=None,
+        backlog=0,
+        late_merged=0,
+        too_late=0,
+    )
 
 
 def test_a_back_filled_minute_reaches_the_hourly_aggregate(timescale_dsn: str) -> None:  # noqa: F811

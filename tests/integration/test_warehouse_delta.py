@@ -55,10 +55,14 @@ def test_current_tickets_hold_the_newest_version_once(tmp_path: Path) -> None:
     # the same decisions and SLA events are written again.
     write(
         tmp_path,
-        [make_ticket(1, 20, status="solved"), make_ticket(2, 5, status="new"),
-         make_decision(1, 12), make_sla_event(1)],
+        [
+            make_ticket(1, 20, status="solved"),
+            make_ticket(2, 5, status="new"),
+            make_decision(1, 12),
+            make_sla_event(1),
+        ],
         t0 + timedelta(seconds=5),
-    )  # fmt: skip
+    )
     second = {r.table: r for r in publish_current(tmp_path)}
     assert (second[TICKET_FACTS].rows_updated, second[TICKET_FACTS].rows_inserted) == (1, 0)
     assert second[ROUTING_DECISIONS].rows_inserted == 0

@@ -26,24 +26,48 @@ def agent(aid: int, *, capacity: int = 5) -> Agent:
     return Agent(aid, f"a{aid}", "billing", {"billing": 0.8}, ("en",), capacity, "online")
 
 
-def request(tid: int, *, priority: str = "normal", status: str = "new",
-            assigned: int | None = None, at: datetime = AT,
-            solved_at: datetime | None = None) -> RoutingRequest:  # fmt: skip
+def request(
+    tid: int,
+    *,
+    priority: str = "normal",
+    status: str = "new",
+    assigned: int | None = None,
+    at: datetime = AT,
+    solved_at: datetime | None = None,
+) -> RoutingRequest:
     return RoutingRequest(
-        ticket_id=tid, version=tid * 10 + (status != "new"), queue="billing",
-        op="c" if status == "new" else "u", status=status, assigned_agent_id=assigned,
-        language="en", category="billing", priority=priority, customer_tier="standard",
-        created_at=AT, committed_at=at, solved_at=solved_at,
-    )  # fmt: skip
+        ticket_id=tid,
+        version=tid * 10 + (status != "new"),
+        queue="billing",
+        op="c" if status == "new" else "u",
+        status=status,
+        assigned_agent_id=assigned,
+        language="en",
+        category="billing",
+        priority=priority,
+        customer_tier="standard",
+        created_at=AT,
+        committed_at=at,
+        solved_at=solved_at,
+    )
 
 
-def outcome(tid: int, aid: int, seconds: float | None, *, csat: int | None = None,
-            reopened: bool = False) -> RoutingOutcome:  # fmt: skip
+def outcome(
+    tid: int, aid: int, seconds: float | None, *, csat: int | None = None, reopened: bool = False
+) -> RoutingOutcome:
     return RoutingOutcome(
-        ticket_id=tid, agent_id=aid, category="billing", language="en", priority="normal",
-        customer_tier="standard", resolution_seconds=seconds, first_reply_seconds=None,
-        csat=csat, reopened=reopened, at=AT,
-    )  # fmt: skip
+        ticket_id=tid,
+        agent_id=aid,
+        category="billing",
+        language="en",
+        priority="normal",
+        customer_tier="standard",
+        resolution_seconds=seconds,
+        first_reply_seconds=None,
+        csat=csat,
+        reopened=reopened,
+        at=AT,
+    )
 
 
 def train(model: AffinityModel, n: int = 40) -> None:
@@ -100,11 +124,13 @@ def test_reopens_and_csat_move_the_affinity() -> None:
     base, reopened, happy = AffinityModel(), AffinityModel(), AffinityModel()
     for model in (base, reopened, happy):
         for i in range(30):
-            model.learn_one(agent_id=1 + i % 2, category="billing", language="en", seconds=3600,
-                            csat=4)  # fmt: skip
+            model.learn_one(
+                agent_id=1 + i % 2, category="billing", language="en", seconds=3600, csat=4
+            )
     for _ in range(8):
-        reopened.learn_one(agent_id=1, category="billing", language="en", seconds=None,
-                           reopened=True)  # fmt: skip
+        reopened.learn_one(
+            agent_id=1, category="billing", language="en", seconds=None, reopened=True
+        )
     for _ in range(15):
         happy.learn_one(agent_id=1, category="billing", language="en", seconds=3600, csat=5)
     assert reopened.estimate(1, "billing", "en").mean < base.estimate(1, "billing", "en").mean
@@ -128,8 +154,10 @@ def test_router_with_learned_ranker_pickles_and_replays_deterministically() -> N
             d = router.on_ticket(request(tid), at=AT)[0]
             chosen.append(d.agent_id)
             solved = AT + timedelta(minutes=30 + tid)
-            router.on_ticket(request(tid, status="solved", assigned=d.agent_id, at=solved,
-                                     solved_at=solved), at=solved)  # fmt: skip
+            router.on_ticket(
+                request(tid, status="solved", assigned=d.agent_id, at=solved, solved_at=solved),
+                at=solved,
+            )
         return chosen
 
     def fresh() -> QueueRouter:

@@ -145,8 +145,12 @@ def test_tail_z_matches_known_poisson_tails() -> None:
 def test_rate_drivers_blame_the_value_whose_rate_rose_not_the_busier_one() -> None:
     tracker = DriverTracker(max_values=3)
     for _ in range(100):  # both categories: 20 targets an hour, 1 breached
-        tracker.learn("rate", 2.0, {"category": {"billing": 1.0, "shipping": 1.0}},
-                      {"category": {"billing": 20.0, "shipping": 20.0}})  # fmt: skip
+        tracker.learn(
+            "rate",
+            2.0,
+            {"category": {"billing": 1.0, "shipping": 1.0}},
+            {"category": {"billing": 20.0, "shipping": 20.0}},
+        )
     breaches = {"category": {"billing": 3.0, "shipping": 8.0}}
     exposure = {"category": {"billing": 60.0, "shipping": 20.0, "account": 20.0}}
     # 5 % of the hour's 100 targets: billing tripled its targets, shipping its breach rate.
@@ -156,8 +160,9 @@ def test_rate_drivers_blame_the_value_whose_rate_rose_not_the_busier_one() -> No
     shares = tracker.explain("rate", breaches, 5.0)
     assert [d.value for d in shares] == ["shipping", "billing"]
     for _ in range(3):  # a rate is as good as its exposure: that decides what is kept
-        tracker.learn("rate", 1.0, {"category": {"new": 1.0}},
-                      {"category": {"account": 50.0, "new": 1.0}})  # fmt: skip
+        tracker.learn(
+            "rate", 1.0, {"category": {"new": 1.0}}, {"category": {"account": 50.0, "new": 1.0}}
+        )
     assert set(tracker._series["rate"].exposures["category"]) == {"account", "billing", "shipping"}
     assert set(tracker._series["rate"].values["category"]) == {"account", "billing", "shipping"}
 
@@ -192,8 +197,9 @@ def test_a_channel_going_silent_alerts_down_and_is_not_learned() -> None:
     scores = feed(detector, range(3 * 168))
     assert not any(s.is_anomaly for s in scores)
     # Monday 10:00 to 13:00 of week four: nothing arrives.
-    silent = [detector.update("volume:billing", START + (3 * 168 + h) * HOUR, 0.0)
-              for h in range(10, 13)]  # fmt: skip
+    silent = [
+        detector.update("volume:billing", START + (3 * 168 + h) * HOUR, 0.0) for h in range(10, 13)
+    ]
     assert silent[0].alert is not None and silent[0].alert.direction == "down"
     assert silent[0].score <= -4 and all(s.is_anomaly for s in silent)
     assert silent[1].alert is None  # one episode
@@ -212,8 +218,10 @@ def test_weekend_is_learned_friday_saturday_quiet_and_sunday_busy() -> None:
         quiet = at.weekday() in (4, 5)
         return (2.0 if quiet else 30.0) if 8 <= at.hour < 18 else 1.0
 
-    scores = [detector.update("s", START + h * HOUR, float(rng.poisson(rate(START + h * HOUR))))
-              for h in range(6 * 168)]  # fmt: skip
+    scores = [
+        detector.update("s", START + h * HOUR, float(rng.poisson(rate(START + h * HOUR))))
+        for h in range(6 * 168)
+    ]
     assert not any(s.is_anomaly for s in scores)
     saturday_noon = START + (6 * 168 + 5 * 24 + 12) * HOUR
     sunday_noon = saturday_noon + 24 * HOUR
@@ -258,8 +266,10 @@ def test_level_shift_is_absorbed_after_a_bounded_episode() -> None:
     rng = np.random.default_rng(6)
     for h in range(2 * 168):
         detector.update("s", START + h * HOUR, float(rng.poisson(20.0)))
-    after = [detector.update("s", START + h * HOUR, float(rng.poisson(60.0)))
-             for h in range(2 * 168, 3 * 168)]  # fmt: skip
+    after = [
+        detector.update("s", START + h * HOUR, float(rng.poisson(60.0)))
+        for h in range(2 * 168, 3 * 168)
+    ]
     flagged = [i for i, s in enumerate(after) if s.is_anomaly]
     assert flagged[:3] == [0, 1, 2] and after[0].alert is not None
     # Each episode ends by its 12th point; after at most two the new level is the normal one.

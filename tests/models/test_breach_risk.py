@@ -25,11 +25,16 @@ def synthetic(rng: random.Random) -> tuple[BreachRiskFeatures, bool]:
     reassignments = rng.randint(0, 4)
     risk = frac + (0.4 if queue == "slow" else 0.0) + 0.15 * reassignments
     features = BreachRiskFeatures(
-        fraction_elapsed=frac, remaining_business_minutes=(1 - frac) * 480,
-        elapsed_hours=frac * 8, priority=priority, tier="standard", queue=queue,
-        reassignments=reassignments, hour_of_week=rng.randrange(168),
+        fraction_elapsed=frac,
+        remaining_business_minutes=(1 - frac) * 480,
+        elapsed_hours=frac * 8,
+        priority=priority,
+        tier="standard",
+        queue=queue,
+        reassignments=reassignments,
+        hour_of_week=rng.randrange(168),
         extra={"channel": rng.choice(["email", "chat"])},
-    )  # fmt: skip
+    )
     return features, risk > 1.2
 
 

@@ -188,8 +188,9 @@ def test_pickle_round_trip_keeps_state_and_results() -> None:
 def test_snapshots_carry_only_used_rows_and_restored_scopes_keep_growing() -> None:
     detector = DuplicateDetector()
     for i in range(5):  # one customer: a scope grown from 4 to 8 rows, 5 used
-        detector.check_and_add(i, f"{TEXT} {i}", customer_id=1, organization=None,
-                               at=T0 + timedelta(minutes=i))  # fmt: skip
+        detector.check_and_add(
+            i, f"{TEXT} {i}", customer_id=1, organization=None, at=T0 + timedelta(minutes=i)
+        )
     scope = detector._scopes[next(iter(detector._scopes))]
     assert len(scope.ats) > len(scope)
     restored = pickle.loads(pickle.dumps(detector))
@@ -197,16 +198,22 @@ def test_snapshots_carry_only_used_rows_and_restored_scopes_keep_growing() -> No
     assert len(again.ats) == len(again) == 5
     # Restored full scopes grow on the next add; an emptied one starts again.
     for i in range(5, 12):
-        restored.check_and_add(i, f"{UNRELATED} {i}", customer_id=1, organization=None,
-                               at=T0 + timedelta(minutes=i))  # fmt: skip
+        restored.check_and_add(
+            i, f"{UNRELATED} {i}", customer_id=1, organization=None, at=T0 + timedelta(minutes=i)
+        )
     assert len(restored) == 12
-    assert restored.check_and_add(99, REWORDED, customer_id=1, organization=None,
-                                  at=T0 + timedelta(minutes=20))  # fmt: skip
+    assert restored.check_and_add(
+        99, REWORDED, customer_id=1, organization=None, at=T0 + timedelta(minutes=20)
+    )
     for i in [*range(12), 99]:
         restored.remove(i)
     empty = pickle.loads(pickle.dumps(restored))
-    assert empty.check_and_add(100, TEXT, customer_id=1, organization=None,
-                               at=T0 + timedelta(minutes=30)) == []  # fmt: skip
+    assert (
+        empty.check_and_add(
+            100, TEXT, customer_id=1, organization=None, at=T0 + timedelta(minutes=30)
+        )
+        == []
+    )
 
 
 @pytest.mark.parametrize("verify", [True, False])

@@ -38,15 +38,21 @@ def test_short_text_falls_back_to_customer_language() -> None:
 
 
 def test_priority_keywords_tier_and_explicit() -> None:
-    assert score_priority(subject="Total outage", description="", tier="free",
-                          channel="email").priority == "urgent"  # fmt: skip
-    enterprise = score_priority(subject="Question", description="how do I export?",
-                                tier="enterprise", channel="email")  # fmt: skip
+    assert (
+        score_priority(
+            subject="Total outage", description="", tier="free", channel="email"
+        ).priority
+        == "urgent"
+    )
+    enterprise = score_priority(
+        subject="Question", description="how do I export?", tier="enterprise", channel="email"
+    )
     assert enterprise.priority == "high" and "tier: enterprise" in enterprise.reasons
     free = score_priority(subject="Question", description="how?", tier="free", channel="email")
     assert free.priority == "low"
-    human = score_priority(subject="outage", description="", tier="free", channel="web",
-                           explicit="low")  # fmt: skip
+    human = score_priority(
+        subject="outage", description="", tier="free", channel="web", explicit="low"
+    )
     assert (human.priority, human.reasons) == ("low", ("set on ticket",))
 
 
@@ -64,9 +70,15 @@ def _ticket_event(*, op: str = "c", version: int = 10, **after: object) -> Chang
     }  # fmt: skip
     row.update(after)
     return ChangeEvent(
-        table="tickets", op=op, key={"id": 5}, before={**row, "description": "old text"},  # type: ignore[arg-type]
-        after=row, committed_at=T0, version=version, position=SourcePosition(lsn=version),
-    )  # fmt: skip
+        table="tickets",
+        op=op,
+        key={"id": 5},
+        before={**row, "description": "old text"},  # type: ignore[arg-type]
+        after=row,
+        committed_at=T0,
+        version=version,
+        position=SourcePosition(lsn=version),
+    )
 
 
 def test_enricher_uses_customer_profile_and_tracks_open_status() -> None:

@@ -32,15 +32,27 @@ BILLING = ["I was charged twice on invoice {n}", "refund the double payment on i
 SHIPPING = ["parcel {n} never arrived, tracking stuck", "courier lost my package {n}"]
 
 
-def event(tid: int, op: str = "c", before: dict[str, Any] | None = None,
-          **row: Any) -> ChangeEvent:  # fmt: skip
-    full = {"id": tid, "customer_id": 1, "subject": "help", "description": "",
-            "channel": "email", "status": "new", "created_at": "2026-03-02T09:00:00Z"}  # fmt: skip
+def event(tid: int, op: str = "c", before: dict[str, Any] | None = None, **row: Any) -> ChangeEvent:
+    full = {
+        "id": tid,
+        "customer_id": 1,
+        "subject": "help",
+        "description": "",
+        "channel": "email",
+        "status": "new",
+        "created_at": "2026-03-02T09:00:00Z",
+    }
     full.update(row)
     return ChangeEvent(
-        table="tickets", op=op, key={"id": tid}, before=before, after=full,  # type: ignore[arg-type]
-        committed_at=T0, version=tid * 10, position=SourcePosition(lsn=tid),
-    )  # fmt: skip
+        table="tickets",
+        op=op,
+        key={"id": tid},
+        before=before,
+        after=full,  # type: ignore[arg-type]
+        committed_at=T0,
+        version=tid * 10,
+        position=SourcePosition(lsn=tid),
+    )
 
 
 class Helpdesk:
@@ -99,30 +111,61 @@ def test_queue_is_sticky_while_open_and_a_correction_is_learned() -> None:
     first, _ = feed(ti, event(1, subject="I was charged twice on invoice 9"))
     assert first.queue == "billing"
     before = {"category": None, "subject": first.ticket.subject, "description": ""}
-    corrected, _ = feed(ti, event(1, op="u", before=before, subject=first.ticket.subject,
-                                  category="shipping"))  # fmt: skip
+    corrected, _ = feed(
+        ti, event(1, op="u", before=before, subject=first.ticket.subject, category="shipping")
+    )
     assert corrected.category == "shipping" and corrected.category_source == "ticket"
     assert corrected.queue == "billing"  # still counted where it was routed
     assert ti.models.category.metrics.n_seen == 1
-    solved, _ = feed(ti, event(1, op="u", before=before, subject=first.ticket.subject,
-                               category="shipping", status="solved"))  # fmt: skip
+    solved, _ = feed(
+        ti,
+        event(
+            1,
+            op="u",
+            before=before,
+            subject=first.ticket.subject,
+            category="shipping",
+            status="solved",
+        ),
+    )
     # Solved: what was derived is dropped, the queue stays for replies that reopen it.
     assert solved.queue == "billing" and ti.texts[1].insights is None
     assert ti.comment(TicketComment(1, T0, "customer"), "still broken") == "billing"
-    _closed, _ = feed(ti, event(1, op="u", before=before, subject=first.ticket.subject,
-                               category="shipping", status="closed"))  # fmt: skip
+    _closed, _ = feed(
+        ti,
+        event(
+            1,
+            op="u",
+            before=before,
+            subject=first.ticket.subject,
+            category="shipping",
+            status="closed",
+        ),
+    )
     assert 1 not in ti.texts
 
 
 def test_kb_articles_from_cdc_are_suggested_and_agent_links_teach_feedback() -> None:
     ti = Helpdesk()
     for aid, title in ((1, "Refund a double charge"), (2, "Track a lost parcel")):
-        ti.models.on_kb_article(ChangeEvent(
-            table="kb_articles", op="c", key={"id": aid}, before=None,
-            after={"id": aid, "title": title, "body": title + " step by step", "language": "en",
-                   "published": True},
-            committed_at=T0, version=aid, position=SourcePosition(lsn=aid),
-        ))  # fmt: skip
+        ti.models.on_kb_article(
+            ChangeEvent(
+                table="kb_articles",
+                op="c",
+                key={"id": aid},
+                before=None,
+                after={
+                    "id": aid,
+                    "title": title,
+                    "body": title + " step by step",
+                    "language": "en",
+                    "published": True,
+                },
+                committed_at=T0,
+                version=aid,
+                position=SourcePosition(lsn=aid),
+            )
+        )
     et, _ = feed(ti, event(3, subject="refund my double charge please"))
     assert et.kb_suggestions[0][0] == 1
     assert et.response_suggestion and "KB-1" in et.response_suggestion
@@ -180,12 +223,24 @@ def test_a_spent_time_budget_skips_kb_suggestions_and_says_so() -> None:
     from models.budget import TimeBudget
 
     ti = Helpdesk()
-    ti.models.on_kb_article(ChangeEvent(
-        table="kb_articles", op="c", key={"id": 1}, before=None,
-        after={"id": 1, "title": "Refund a double charge", "body": "Refund step by step",
-               "language": "en", "published": True},
-        committed_at=T0, version=1, position=SourcePosition(lsn=1),
-    ))  # fmt: skip
+    ti.models.on_kb_article(
+        ChangeEvent(
+            table="kb_articles",
+            op="c",
+            key={"id": 1},
+            before=None,
+            after={
+                "id": 1,
+                "title": "Refund a double charge",
+                "body": "Refund step by step",
+                "language": "en",
+                "published": True,
+            },
+            committed_at=T0,
+            version=1,
+            position=SourcePosition(lsn=1),
+        )
+    )
     ev = event(3, subject="refund my double charge please")
     et = ti.enricher.enrich(CustomerContext(customer=CUSTOMER), ev)
 

@@ -18,16 +18,47 @@ from models.windows import WindowResult
 START = datetime(2026, 2, 2, 0, 0, tzinfo=UTC)  # a Monday
 
 
-def created(tid: int, at: datetime, *, category: str = "billing", channel: str = "email",
-            customer: int = 1, subject: str = "s") -> EnrichedTicket:  # fmt: skip
-    t = Ticket(id=tid, customer_id=customer, subject=subject, description="", channel=channel,
-               status="new", priority=None, category=None, intent=None,
-               assigned_agent_id=None, created_at=at, updated_at=at, first_reply_at=None,
-               solved_at=None, csat=None, version=tid)  # fmt: skip
-    return EnrichedTicket(ticket=t, op="c", committed_at=at, customer_tier="standard",
-                          customer_language="en", language="en", language_confidence=1.0,
-                          priority="normal", priority_reasons=(), category=category,
-                          queue=category, enriched_at=at)  # fmt: skip
+def created(
+    tid: int,
+    at: datetime,
+    *,
+    category: str = "billing",
+    channel: str = "email",
+    customer: int = 1,
+    subject: str = "s",
+) -> EnrichedTicket:
+    t = Ticket(
+        id=tid,
+        customer_id=customer,
+        subject=subject,
+        description="",
+        channel=channel,
+        status="new",
+        priority=None,
+        category=None,
+        intent=None,
+        assigned_agent_id=None,
+        created_at=at,
+        updated_at=at,
+        first_reply_at=None,
+        solved_at=None,
+        csat=None,
+        version=tid,
+    )
+    return EnrichedTicket(
+        ticket=t,
+        op="c",
+        committed_at=at,
+        customer_tier="standard",
+        customer_language="en",
+        language="en",
+        language_confidence=1.0,
+        priority="normal",
+        priority_reasons=(),
+        category=category,
+        queue=category,
+        enriched_at=at,
+    )
 
 
 def test_windows_count_created_and_solved_per_dimension() -> None:
@@ -36,10 +67,13 @@ def test_windows_count_created_and_solved_per_dimension() -> None:
     b = created(2, START + timedelta(seconds=20), category="shipping", channel="chat")
     lm.on_ticket(a)
     lm.on_ticket(b)
-    solved = replace(a, op="u", previous_status="new",
-                     ticket=replace(a.ticket, status="solved",
-                                    solved_at=START + timedelta(seconds=50)),
-                     committed_at=START + timedelta(seconds=50))  # fmt: skip
+    solved = replace(
+        a,
+        op="u",
+        previous_status="new",
+        ticket=replace(a.ticket, status="solved", solved_at=START + timedelta(seconds=50)),
+        committed_at=START + timedelta(seconds=50),
+    )
     lm.on_ticket(solved)
     results = {r.dimension: r for r in lm.finish() if isinstance(r, WindowResult)}
     assert results["all"].counts["created"] == 2 and results["all"].counts["solved"] == 1
@@ -101,14 +135,22 @@ def test_volume_spike_names_the_words_its_tickets_share() -> None:
     assert not keywords & {"invoice", "password", "refund"}
 
 
-def sla(tid: int, at: datetime, *, breached: bool, metric: str = "first_reply",
-        kind: str | None = None) -> SlaEvent:  # fmt: skip
+def sla(
+    tid: int, at: datetime, *, breached: bool, metric: str = "first_reply", kind: str | None = None
+) -> SlaEvent:
     """A target decided at ``at``: a breach at its deadline or a fulfil in time."""
     kind = kind or ("breach" if breached else "fulfill")
-    return SlaEvent(ticket_id=tid, metric=metric, kind=kind, at=at,  # type: ignore[arg-type]
-                    deadline=at if breached else None, policy="standard-normal",
-                    business_seconds_elapsed=3600.0, paused_seconds=0.0,
-                    breached=breached)  # fmt: skip
+    return SlaEvent(
+        ticket_id=tid,
+        metric=metric,
+        kind=kind,
+        at=at,  # type: ignore[arg-type]
+        deadline=at if breached else None,
+        policy="standard-normal",
+        business_seconds_elapsed=3600.0,
+        paused_seconds=0.0,
+        breached=breached,
+    )
 
 
 QUEUES = {"billing": "payments", "shipping": "logistics"}
@@ -150,11 +192,14 @@ def sla_weeks(
                     p = 0.6
                 breached = bool(rng.random() < p)
                 breaches[-1] += breached
-                ticket = replace(created(tid, at, category=category, customer=tid % 40),
-                                 priority="high" if i % 3 == 0 else "normal",
-                                 queue=QUEUES[category])  # fmt: skip
-                out = lm.on_ticket(ticket) + lm.on_sla(sla(tid, at, breached=breached,
-                                                           metric=metric))  # fmt: skip
+                ticket = replace(
+                    created(tid, at, category=category, customer=tid % 40),
+                    priority="high" if i % 3 == 0 else "normal",
+                    queue=QUEUES[category],
+                )
+                out = lm.on_ticket(ticket) + lm.on_sla(
+                    sla(tid, at, breached=breached, metric=metric)
+                )
                 alerts += [x for x in out if isinstance(x, AnomalyAlert)]
     return alerts, breaches
 
@@ -175,8 +220,7 @@ def test_breach_rate_jump_at_normal_volume_alerts_and_names_billing_first_replie
     alerts = breach_rate_alerts(sla_weeks(incident=(start, start + 3))[0])
     hours = {START + timedelta(hours=start + k) for k in range(3)}
     assert alerts and all(a.start in hours for a in alerts)  # nothing outside the incident
-    assert {a.series for a in alerts} == {
-        "sla_breach_rate:all", "sla_breach_rate:category=billing"}  # fmt: skip
+    assert {a.series for a in alerts} == {"sla_breach_rate:all", "sla_breach_rate:category=billing"}
     overall = next(a for a in alerts if a.series == "sla_breach_rate:all")
     assert overall.observed > 3 * overall.expected
     top = {(d.dimension, d.value) for d in overall.drivers[:3]}
@@ -206,14 +250,17 @@ def test_each_target_counts_once_and_a_solve_keeps_its_category() -> None:
     lm.on_sla(sla(1, START + timedelta(minutes=3), breached=True, kind="fulfill"))
     solved_at = START + timedelta(minutes=4)
     solved = replace(ticket.ticket, status="solved", solved_at=solved_at)
-    lm.on_ticket(replace(ticket, op="u", previous_status="new", committed_at=solved_at,
-                         ticket=solved))  # fmt: skip
+    lm.on_ticket(
+        replace(ticket, op="u", previous_status="new", committed_at=solved_at, ticket=solved)
+    )
     # The solve's resolution fulfil follows the ticket change that closed it.
     lm.on_sla(sla(1, solved_at, breached=False, metric="resolution"))
     for series in ("sla_breach_rate:all", "sla_breach_rate:category=billing"):
         assert (lm.counts[series], lm.exposures[series]) == (1.0, 2.0)
     assert lm.driver_exposures["sla_breach_rate:all"]["metric"] == {
-        "first_reply": 1.0, "resolution": 1.0}  # fmt: skip
+        "first_reply": 1.0,
+        "resolution": 1.0,
+    }
     assert lm.drivers["sla_breach_rate:all"]["queue"] == {"payments": 1.0}
     assert "category" not in lm.driver_exposures["sla_breach_rate:category=billing"]
     # An hour on, the done ticket's context is dropped: memory follows open tickets.

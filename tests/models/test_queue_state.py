@@ -15,20 +15,58 @@ T0 = datetime(2026, 3, 3, 14, 0, tzinfo=UTC)  # a Tuesday afternoon (US business
 
 
 def agent(aid: int) -> Agent:
-    return Agent(id=aid, name="a", team="billing", skills={"billing": 0.9}, languages=("en",),
-                 capacity=3, status="online")  # fmt: skip
+    return Agent(
+        id=aid,
+        name="a",
+        team="billing",
+        skills={"billing": 0.9},
+        languages=("en",),
+        capacity=3,
+        status="online",
+    )
 
 
-def ticket(tid: int, *, status: str = "new", version: int = 1, priority: str = "urgent",
-           at: datetime = T0, op: str = "c") -> EnrichedTicket:  # fmt: skip
-    t = Ticket(id=tid, customer_id=1, subject="s", description="d", channel="email",
-               status=status, priority=None, category=None, intent=None, assigned_agent_id=None,
-               created_at=T0, updated_at=at, first_reply_at=None, solved_at=None, csat=None,
-               version=version)  # fmt: skip
-    return EnrichedTicket(ticket=t, op=op, committed_at=at, customer_tier="standard",
-                          customer_language="en", language="en", language_confidence=1.0,
-                          priority=priority, priority_reasons=(), category="billing",
-                          queue="billing", enriched_at=at)  # fmt: skip
+def ticket(
+    tid: int,
+    *,
+    status: str = "new",
+    version: int = 1,
+    priority: str = "urgent",
+    at: datetime = T0,
+    op: str = "c",
+) -> EnrichedTicket:
+    t = Ticket(
+        id=tid,
+        customer_id=1,
+        subject="s",
+        description="d",
+        channel="email",
+        status=status,
+        priority=None,
+        category=None,
+        intent=None,
+        assigned_agent_id=None,
+        created_at=T0,
+        updated_at=at,
+        first_reply_at=None,
+        solved_at=None,
+        csat=None,
+        version=version,
+    )
+    return EnrichedTicket(
+        ticket=t,
+        op=op,
+        committed_at=at,
+        customer_tier="standard",
+        customer_language="en",
+        language="en",
+        language_confidence=1.0,
+        priority=priority,
+        priority_reasons=(),
+        category="billing",
+        queue="billing",
+        enriched_at=at,
+    )
 
 
 def of(kind: type, items: list) -> list:  # type: ignore[type-arg]
@@ -69,10 +107,14 @@ def test_agent_reply_fulfils_first_reply_and_solve_teaches_the_risk_model() -> N
     q.on_agent(agent(1), version=1, at=T0)
     q.on_ticket(ticket(10), now=T0)
     out = q.on_comment(TicketComment(10, T0 + timedelta(minutes=20), "agent"))
-    assert any(e.metric == "first_reply" and e.kind == "fulfill" and not e.breached
-               for e in of(SlaEvent, out))  # fmt: skip
-    q.on_ticket(ticket(10, status="solved", version=2, op="u", at=T0 + timedelta(hours=2)),
-                now=T0 + timedelta(hours=2))  # fmt: skip
+    assert any(
+        e.metric == "first_reply" and e.kind == "fulfill" and not e.breached
+        for e in of(SlaEvent, out)
+    )
+    q.on_ticket(
+        ticket(10, status="solved", version=2, op="u", at=T0 + timedelta(hours=2)),
+        now=T0 + timedelta(hours=2),
+    )
     # The snapshot scored at opening is learned, with its outcome, when the ticket solves.
     assert q.risk.n_seen == 1 and 10 not in q.risk_context
     assert [label for _, label in q.risk.recent] == [False]
@@ -83,8 +125,10 @@ def test_state_pickles_and_pending_pauses_clock_and_load() -> None:
     q.on_agent(agent(1), version=1, at=T0)
     q.on_ticket(ticket(10, priority="normal"), now=T0)
     assert q.router.load[1] == 1
-    pending = replace(ticket(10, status="pending", version=2, op="u", priority="normal"),
-                      committed_at=T0 + timedelta(minutes=5))  # fmt: skip
+    pending = replace(
+        ticket(10, status="pending", version=2, op="u", priority="normal"),
+        committed_at=T0 + timedelta(minutes=5),
+    )
     out = q.on_ticket(pending, now=T0 + timedelta(minutes=5))
     assert any(e.kind == "pause" for e in of(SlaEvent, out))
     assert q.router.load[1] == 0 and not q.sla.clock_running(10)

@@ -12,28 +12,74 @@ from models.routing import QueueRouter, RoutingPolicy, RoutingRequest
 NOON = datetime(2026, 3, 3, 12, 0, tzinfo=UTC)
 
 
-def agent(aid: int, *, skill: float = 0.8, capacity: int = 2, langs=("en",), status="online",
-          shift=(0, 24), version: int = 1) -> Agent:  # fmt: skip
+def agent(
+    aid: int,
+    *,
+    skill: float = 0.8,
+    capacity: int = 2,
+    langs=("en",),
+    status="online",
+    shift=(0, 24),
+    version: int = 1,
+) -> Agent:
     return Agent(
-        id=aid, name=f"a{aid}", team="billing", skills={"billing": skill}, languages=tuple(langs),
-        capacity=capacity, status=status, shift_start=shift[0], shift_end=shift[1],
+        id=aid,
+        name=f"a{aid}",
+        team="billing",
+        skills={"billing": skill},
+        languages=tuple(langs),
+        capacity=capacity,
+        status=status,
+        shift_start=shift[0],
+        shift_end=shift[1],
         version=version,
-    )  # fmt: skip
+    )
 
 
-def ticket(tid: int, *, version: int, status: str = "new", op: str = "c", language: str = "en",
-           priority: str = "normal", assigned: int | None = None) -> RoutingRequest:  # fmt: skip
+def ticket(
+    tid: int,
+    *,
+    version: int,
+    status: str = "new",
+    op: str = "c",
+    language: str = "en",
+    priority: str = "normal",
+    assigned: int | None = None,
+) -> RoutingRequest:
     t = Ticket(
-        id=tid, customer_id=1, subject="s", description="d", channel="email", status=status,
-        priority=None, category=None, intent=None, assigned_agent_id=assigned,
-        created_at=NOON, updated_at=NOON, first_reply_at=None, solved_at=None, csat=None,
+        id=tid,
+        customer_id=1,
+        subject="s",
+        description="d",
+        channel="email",
+        status=status,
+        priority=None,
+        category=None,
+        intent=None,
+        assigned_agent_id=assigned,
+        created_at=NOON,
+        updated_at=NOON,
+        first_reply_at=None,
+        solved_at=None,
+        csat=None,
         version=version,
-    )  # fmt: skip
-    return RoutingRequest.from_enriched(EnrichedTicket(
-        ticket=t, op=op, committed_at=NOON, customer_tier="standard", customer_language="en",
-        language=language, language_confidence=0.99, priority=priority,
-        priority_reasons=("x",), category="billing", queue="billing", enriched_at=NOON,
-    ))  # fmt: skip
+    )
+    return RoutingRequest.from_enriched(
+        EnrichedTicket(
+            ticket=t,
+            op=op,
+            committed_at=NOON,
+            customer_tier="standard",
+            customer_language="en",
+            language=language,
+            language_confidence=0.99,
+            priority=priority,
+            priority_reasons=("x",),
+            category="billing",
+            queue="billing",
+            enriched_at=NOON,
+        )
+    )
 
 
 @pytest.fixture

@@ -35,8 +35,12 @@ class SortEveryTime(QueueRouter):
 
 
 def _request(rng: random.Random, tid: int, version: int) -> RoutingRequest:
-    base = ticket(tid, version=version, language=rng.choice(("en", "en", "de")),
-                  priority=rng.choice(PRIORITIES))  # fmt: skip
+    base = ticket(
+        tid,
+        version=version,
+        language=rng.choice(("en", "en", "de")),
+        priority=rng.choice(PRIORITIES),
+    )
     # Few distinct creation times: ties must keep the order in which tickets were held.
     return replace(base, created_at=NOON + timedelta(minutes=rng.randrange(4)))
 
@@ -99,7 +103,10 @@ def test_the_index_survives_a_snapshot_and_is_rebuilt_for_an_older_one() -> None
     assert [k[3] for k in rebuilt._held_order] == [k[3] for k in router._held_order]
 
     def rest(r: QueueRouter) -> list[tuple]:
-        return [(d.ticket_id, d.status, d.agent_id)
-                for _, req in steps[80:] for d in r.on_ticket(req, at=NOON)]  # fmt: skip
+        return [
+            (d.ticket_id, d.status, d.agent_id)
+            for _, req in steps[80:]
+            for d in r.on_ticket(req, at=NOON)
+        ]
 
     assert rest(restored) == rest(rebuilt) == rest(router)

@@ -25,10 +25,19 @@ def agent(aid: int, *, status: str = "online") -> Agent:
 
 def call(tid: int, at: datetime, *, work_type: str = "sales") -> RoutingRequest:
     return RoutingRequest(
-        ticket_id=tid, version=tid, queue="calls", op="c", status="new",
-        assigned_agent_id=None, language="en", category=work_type, priority="normal",
-        customer_tier="standard", created_at=at, committed_at=at,
-    )  # fmt: skip
+        ticket_id=tid,
+        version=tid,
+        queue="calls",
+        op="c",
+        status="new",
+        assigned_agent_id=None,
+        language="en",
+        category=work_type,
+        priority="normal",
+        customer_tier="standard",
+        created_at=at,
+        committed_at=at,
+    )
 
 
 def router(*, longest_idle: bool, ranker=None) -> QueueRouter:  # type: ignore[no-untyped-def]

@@ -26,8 +26,15 @@ def ny(day: int, hour: int, minute: int = 0) -> datetime:
     return datetime(2024, 3, day, hour, minute, tzinfo=NY)
 
 
-def update(at: datetime, status: str = "open", priority: str = "high", *, tid: int = 1,
-           tier: str = "standard", region: str = "us") -> TicketUpdate:  # fmt: skip
+def update(
+    at: datetime,
+    status: str = "open",
+    priority: str = "high",
+    *,
+    tid: int = 1,
+    tier: str = "standard",
+    region: str = "us",
+) -> TicketUpdate:
     return TicketUpdate(tid, at, status, priority, tier, region)
 
 
@@ -197,8 +204,10 @@ def test_open_deadlines_and_eviction(tracker: SlaTracker) -> None:
     tracker.apply(update(MON_9, "new", "high", tid=1))
     tracker.apply(update(MON_9, "new", "low", tid=2))
     deadlines = tracker.open_deadlines()
-    assert [(d.ticket_id, d.metric) for d in deadlines][:2] == [(1, "first_reply"),
-                                                               (1, "resolution")]  # fmt: skip
+    assert [(d.ticket_id, d.metric) for d in deadlines][:2] == [
+        (1, "first_reply"),
+        (1, "resolution"),
+    ]
     assert deadlines == sorted(deadlines, key=lambda d: d.deadline)
 
     tracker.apply(update(ny(4, 10), "closed", tid=1))

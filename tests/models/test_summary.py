@@ -10,14 +10,21 @@ from models.summary import DailyStats, render_daily_summary
 def test_summary_reports_volume_trend_sla_anomalies_and_forecast() -> None:
     text = render_daily_summary(
         DailyStats(
-            day=date(2026, 3, 2), created=120, solved=90, previous_created=100,
+            day=date(2026, 3, 2),
+            created=120,
+            solved=90,
+            previous_created=100,
             by_category={"billing": 60, "technical": 40, "general": 20},
-            sla_fulfilled=45, sla_breached=5,
-            anomalies=[("volume:category=billing", 40.0, 8.0, ["channel:chat"]),
-                       ("sla_breach_rate:all", 12.0, 2.5, ["metric:first_reply"])],
-            forecast_next_day=130.4, forecast_peak_agents=7,
+            sla_fulfilled=45,
+            sla_breached=5,
+            anomalies=[
+                ("volume:category=billing", 40.0, 8.0, ["channel:chat"]),
+                ("sla_breach_rate:all", 12.0, 2.5, ["metric:first_reply"]),
+            ],
+            forecast_next_day=130.4,
+            forecast_peak_agents=7,
         )
-    )  # fmt: skip
+    )
     assert text.startswith("# Helpdesk summary for 2026-03-02")
     assert "120 tickets created, +20% on the day before; 90 solved" in text
     assert "billing 60 (50%)" in text

@@ -21,12 +21,25 @@ CUSTOMER = Customer(1, "Ann", "Acme", "standard", "en", "us")
 
 
 def change(version: int, op: str = "u", status: str = "open") -> Any:
-    row = {"id": 7, "customer_id": 1, "subject": "refund", "description": "charged twice",
-           "channel": "email", "status": status, "created_at": "2026-03-02T09:00:00Z"}  # fmt: skip
+    row = {
+        "id": 7,
+        "customer_id": 1,
+        "subject": "refund",
+        "description": "charged twice",
+        "channel": "email",
+        "status": status,
+        "created_at": "2026-03-02T09:00:00Z",
+    }
     event = ChangeEvent(
-        table="tickets", op=op, key={"id": 7}, before=None, after=row,  # type: ignore[arg-type]
-        committed_at=T0, version=version, position=SourcePosition(lsn=version),
-    )  # fmt: skip
+        table="tickets",
+        op=op,
+        key={"id": 7},
+        before=None,
+        after=row,  # type: ignore[arg-type]
+        committed_at=T0,
+        version=version,
+        position=SourcePosition(lsn=version),
+    )
     return ENRICHER.enrich(CustomerContext(customer=CUSTOMER), event), event
 
 
@@ -65,6 +78,7 @@ def test_a_comment_older_than_the_changes_seen_goes_at_once() -> None:
     state, out = hold_comment(state, reply, "hi", version=5, now=T0, hold=HOLD)
     assert out == [(first.ticket.queue, reply)]
     # Without a hold, comments are never held.
-    state, out = hold_comment(TicketText(queue="billing"), reply, "hi", version=99, now=T0,
-                              hold=timedelta(0))  # fmt: skip
+    state, out = hold_comment(
+        TicketText(queue="billing"), reply, "hi", version=99, now=T0, hold=timedelta(0)
+    )
     assert out == [("billing", reply)]

@@ -75,8 +75,12 @@ def test_percentiles_are_exact_per_window() -> None:
     w.add(WindowInput(at=at(0.6), kind="solved", resolution_seconds=3600.0))
     (result,) = w.advance(at(1))
     assert result.counts == {
-        "created": 0, "solved": 1, "reopened": 0, "first_reply": 5, "breach": 0
-    }  # fmt: skip
+        "created": 0,
+        "solved": 1,
+        "reopened": 0,
+        "first_reply": 5,
+        "breach": 0,
+    }
     assert result.first_reply_p50 == 30.0
     assert result.first_reply_p90 == pytest.approx(76.0)  # 40 + 0.6 × (100 − 40)
     assert result.resolution_p50 == result.resolution_p90 == 3600.0

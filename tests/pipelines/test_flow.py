@@ -27,8 +27,13 @@ class Feed:
         self.lsn = 1000
         self.records: list[RawChange] = []
 
-    def add(self, table: str, op: str, after: dict[str, Any] | None,
-            before: dict[str, Any] | None = None) -> None:  # fmt: skip
+    def add(
+        self,
+        table: str,
+        op: str,
+        after: dict[str, Any] | None,
+        before: dict[str, Any] | None = None,
+    ) -> None:
         self.lsn += 10
         row = after or before or {}
         self.records.append(
@@ -50,15 +55,30 @@ class Feed:
 
 def agent_row(aid: int, team: str = "billing", capacity: int = 1) -> dict[str, Any]:
     skills = json.dumps({"billing": 0.9, "shipping": 0.8})
-    return {"id": aid, "name": f"A{aid}", "email": "a@x", "team": team, "skills": skills,
-            "languages": ["en"], "capacity": capacity, "status": "online",
-            "shift_start": 0, "shift_end": 24}  # fmt: skip
+    return {
+        "id": aid,
+        "name": f"A{aid}",
+        "email": "a@x",
+        "team": team,
+        "skills": skills,
+        "languages": ["en"],
+        "capacity": capacity,
+        "status": "online",
+        "shift_start": 0,
+        "shift_end": 24,
+    }
 
 
 def ticket_row(tid: int, status: str = "new", **extra: Any) -> dict[str, Any]:
-    row = {"id": tid, "customer_id": 1, "subject": f"Refund for invoice {tid}",
-           "description": "I was charged twice on my credit card", "channel": "email",
-           "status": status, "created_at": "2026-03-02T09:00:00Z"}  # fmt: skip
+    row = {
+        "id": tid,
+        "customer_id": 1,
+        "subject": f"Refund for invoice {tid}",
+        "description": "I was charged twice on my credit card",
+        "channel": "email",
+        "status": status,
+        "created_at": "2026-03-02T09:00:00Z",
+    }
     row.update(extra)
     return row
 
@@ -68,18 +88,48 @@ def feed() -> Feed:
     f = Feed()
     f.add("agents", "r", agent_row(1))
     f.add("agents", "r", agent_row(2))
-    f.add("customers", "r", {"id": 1, "name": "Acme", "email": "c@x", "tier": "premium",
-                             "language": "en", "region": "us"})  # fmt: skip
+    f.add(
+        "customers",
+        "r",
+        {
+            "id": 1,
+            "name": "Acme",
+            "email": "c@x",
+            "tier": "premium",
+            "language": "en",
+            "region": "us",
+        },
+    )
     body = "If your credit card was charged twice, request a refund from the billing page."
-    f.add("kb_articles", "r", {"id": 7, "title": "How to get a refund for a double charge",
-                               "body": body, "language": "en", "published": True})  # fmt: skip
+    f.add(
+        "kb_articles",
+        "r",
+        {
+            "id": 7,
+            "title": "How to get a refund for a double charge",
+            "body": body,
+            "language": "en",
+            "published": True,
+        },
+    )
     for tid in (10, 11, 12):
         f.add("tickets", "c", ticket_row(tid))
-    f.records.append(RawChange("triage.public.tickets", b'{"id": 13}', b"{not json",
-                               SourcePosition(lsn=99_999)))  # fmt: skip
-    f.add("ticket_events", "c", {"id": 1, "ticket_id": 11, "kind": "comment",
-                                 "author_type": "agent", "body": "See KB-7", "public": True,
-                                 "created_at": "2026-03-02T09:00:30Z"})  # fmt: skip
+    f.records.append(
+        RawChange("triage.public.tickets", b'{"id": 13}', b"{not json", SourcePosition(lsn=99_999))
+    )
+    f.add(
+        "ticket_events",
+        "c",
+        {
+            "id": 1,
+            "ticket_id": 11,
+            "kind": "comment",
+            "author_type": "agent",
+            "body": "See KB-7",
+            "public": True,
+            "created_at": "2026-03-02T09:00:30Z",
+        },
+    )
     f.add("tickets", "u", ticket_row(10, "solved"), before=ticket_row(10))
     return f
 
@@ -169,8 +219,18 @@ def test_a_ticket_before_its_customer_waits_and_gets_the_real_tier() -> None:
     f.add("agents", "r", agent_row(1))
     f.add("tickets", "c", ticket_row(20))  # customer 1 is not known yet
     f.add("tickets", "c", ticket_row(21, customer_id=9))  # customer 9 never arrives
-    f.add("customers", "r", {"id": 1, "name": "Acme", "email": "c@x", "tier": "enterprise",
-                             "language": "en", "region": "us"})  # fmt: skip
+    f.add(
+        "customers",
+        "r",
+        {
+            "id": 1,
+            "name": "Acme",
+            "email": "c@x",
+            "tier": "enterprise",
+            "language": "en",
+            "region": "us",
+        },
+    )
     analytics, decisions = run_flow(f.records, workers=1)
     enriched = {x.ticket_id: x for x in analytics if isinstance(x, EnrichedTicket)}
     assert enriched[20].customer_tier == "enterprise"

@@ -55,9 +55,15 @@ def _row(**changes: Any) -> dict[str, Any]:
 
 def _event(row: dict[str, Any], *, table: str = "tickets", version: int = 10) -> ChangeEvent:
     return ChangeEvent(
-        table=table, op="c", key={"id": row["id"]}, before=None, after=row,
-        committed_at=T0, version=version, position=SourcePosition(lsn=version),
-    )  # fmt: skip
+        table=table,
+        op="c",
+        key={"id": row["id"]},
+        before=None,
+        after=row,
+        committed_at=T0,
+        version=version,
+        position=SourcePosition(lsn=version),
+    )
 
 
 # ------------------------------------------------------------------------------ timestamps
@@ -315,8 +321,18 @@ _POISON = {
 def test_poison_tickets_become_dead_letters_and_the_next_ticket_is_routed() -> None:
     feed = Feed()
     feed.add("agents", "r", agent_row(1, capacity=50))
-    feed.add("customers", "r", {"id": 1, "name": "Acme", "email": "c@x", "tier": "premium",
-                                "language": "en", "region": "us"})  # fmt: skip
+    feed.add(
+        "customers",
+        "r",
+        {
+            "id": 1,
+            "name": "Acme",
+            "email": "c@x",
+            "tier": "premium",
+            "language": "en",
+            "region": "us",
+        },
+    )
     for tid, changes in _POISON.items():
         feed.add("tickets", "c", ticket_row(tid, **changes))
     huge = "refund " * 150_000  # ~1 MB

@@ -54,11 +54,27 @@ def test_demo_through_kafka_routes_every_ticket_reports_lag_and_stops_cleanly(
     with errors.open("wb") as stderr:
         proc = subprocess.Popen(
             [
-                sys.executable, "-m", "triage", "demo", "--cdc", "kafka", "--json", "--serve",
-                "--tickets", str(TICKETS), "--rate", "12", "--state-dir", str(state),
+                sys.executable,
+                "-m",
+                "triage",
+                "demo",
+                "--cdc",
+                "kafka",
+                "--json",
+                "--serve",
+                "--tickets",
+                str(TICKETS),
+                "--rate",
+                "12",
+                "--state-dir",
+                str(state),
             ],
-            cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=stderr, text=True,
-        )  # fmt: skip
+            cwd=REPO,
+            env=env,
+            stdout=subprocess.PIPE,
+            stderr=stderr,
+            text=True,
+        )
     try:
         line = _read_line(proc, timeout=300)
         assert line, errors.read_text()[-3000:]

@@ -155,8 +155,14 @@ def test_alerts_go_to_kafka_in_kafka_mode_unless_told_otherwise(
 # ------------------------------------------------------------------- the flow's output
 
 
-def _record(table: str, op: str, lsn: int, at: datetime, row: dict[str, Any],
-            before: dict[str, Any] | None = None) -> RawChange:  # fmt: skip
+def _record(
+    table: str,
+    op: str,
+    lsn: int,
+    at: datetime,
+    row: dict[str, Any],
+    before: dict[str, Any] | None = None,
+) -> RawChange:
     return RawChange(
         topic=f"triage.public.{table}",
         key=encode_key({"id": row["id"]}, table=table),
@@ -174,14 +180,29 @@ def _record(table: str, op: str, lsn: int, at: datetime, row: dict[str, Any],
 
 def breach_feed() -> list[RawChange]:
     """One ticket left unanswered for 30 days, then solved: its clocks breach, then fulfil."""
-    agent = {"id": 1, "name": "A1", "email": "a@x", "team": "billing",
-             "skills": json.dumps({"billing": 0.9}), "languages": ["en"], "capacity": 5,
-             "status": "online", "shift_start": 0, "shift_end": 24}  # fmt: skip
+    agent = {
+        "id": 1,
+        "name": "A1",
+        "email": "a@x",
+        "team": "billing",
+        "skills": json.dumps({"billing": 0.9}),
+        "languages": ["en"],
+        "capacity": 5,
+        "status": "online",
+        "shift_start": 0,
+        "shift_end": 24,
+    }
     customer = {"id": 1, "name": "Acme", "email": "c@x", "tier": "premium", "language": "en",
                 "region": "us"}  # fmt: skip
-    ticket = {"id": 10, "customer_id": 1, "subject": "Refund for invoice 10",
-              "description": "I was charged twice on my credit card", "channel": "email",
-              "status": "new", "created_at": T0.isoformat()}  # fmt: skip
+    ticket = {
+        "id": 10,
+        "customer_id": 1,
+        "subject": "Refund for invoice 10",
+        "description": "I was charged twice on my credit card",
+        "channel": "email",
+        "status": "new",
+        "created_at": T0.isoformat(),
+    }
     solved = {**ticket, "status": "solved"}
     return [
         _record("agents", "r", 1010, T0, agent),

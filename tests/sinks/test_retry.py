@@ -22,8 +22,14 @@ def _run(outcomes: list[Exception | None], max_retries: int | None = 5) -> tuple
         nonlocal losses
         losses += 1
 
-    retry_connection_loss(attempt, on_loss=lost, describe="test write", initial=0.0,
-                          maximum=0.0, max_retries=max_retries)  # fmt: skip
+    retry_connection_loss(
+        attempt,
+        on_loss=lost,
+        describe="test write",
+        initial=0.0,
+        maximum=0.0,
+        max_retries=max_retries,
+    )
     return attempts, losses
 
 
@@ -52,14 +58,23 @@ def test_other_stores_name_their_own_lost_connection_errors() -> None:
         if len(attempts) < 3:
             raise ConnectionResetError("store went away")
 
-    retry_connection_loss(attempt, describe="test write", initial=0.0, maximum=0.0,
-                          max_retries=5, on_retry=lambda: retried.append(1),
-                          errors=(ConnectionResetError,))  # fmt: skip
+    retry_connection_loss(
+        attempt,
+        describe="test write",
+        initial=0.0,
+        maximum=0.0,
+        max_retries=5,
+        on_retry=lambda: retried.append(1),
+        errors=(ConnectionResetError,),
+    )
     assert len(attempts) == 3 and len(retried) == 2
     # A psycopg error is not a lost connection for such a store: it propagates at once.
     with pytest.raises(psycopg.OperationalError):
         retry_connection_loss(
             lambda: (_ for _ in ()).throw(psycopg.OperationalError("x")),
-            describe="test write", initial=0.0, maximum=0.0, max_retries=5,
+            describe="test write",
+            initial=0.0,
+            maximum=0.0,
+            max_retries=5,
             errors=(ConnectionResetError,),
-        )  # fmt: skip
+        )

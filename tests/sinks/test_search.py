@@ -214,9 +214,16 @@ class TestBatch:
 class TestPostgresRows:
     @pytest.mark.parametrize(
         ("language", "config"),
-        [("en", "english"), ("de", "german"), ("FR", "french"), ("es", "spanish"),
-         ("pt", "simple"), ("", "simple"), (None, "simple")],
-    )  # fmt: skip
+        [
+            ("en", "english"),
+            ("de", "german"),
+            ("FR", "french"),
+            ("es", "spanish"),
+            ("pt", "simple"),
+            ("", "simple"),
+            (None, "simple"),
+        ],
+    )
     def test_text_search_config_per_language(self, language: str | None, config: str) -> None:
         assert text_search_config(language) == config
 
@@ -225,9 +232,16 @@ class TestPostgresRows:
         assert ticket[:3] == (1, 100, False)
         assert ticket[11:13] == ("de", "german")
         assert kb_search_row(kb_document(make_article())) == (
-            7, 200, False, "Refunds for double charges", "Write to [email] or call [phone].",
-            "billing", "en", "english", T0,
-        )  # fmt: skip
+            7,
+            200,
+            False,
+            "Refunds for double charges",
+            "Write to [email] or call [phone].",
+            "billing",
+            "en",
+            "english",
+            T0,
+        )
 
 
 class TestApiQuery:
@@ -262,9 +276,16 @@ class TestApiQuery:
                     "simple_query_string": {
                         "query": 'refund -"credit card"',
                         "fields": [
-                            "subject^3", "subject.en^3", "subject.de^3", "subject.fr^3",
-                            "subject.es^3", "description^1", "description.en^1",
-                            "description.de^1", "description.fr^1", "description.es^1",
+                            "subject^3",
+                            "subject.en^3",
+                            "subject.de^3",
+                            "subject.fr^3",
+                            "subject.es^3",
+                            "description^1",
+                            "description.en^1",
+                            "description.de^1",
+                            "description.fr^1",
+                            "description.es^1",
                         ],
                         "default_operator": "and",
                         "lenient": True,
@@ -272,7 +293,7 @@ class TestApiQuery:
                 }
             ],
             "filter": [{"term": {"deleted": False}}, {"term": {"status": "open"}}],
-        }  # fmt: skip
+        }
         assert body["size"] == 5
         assert body["sort"] == [{"_score": "desc"}, {"ticket_id": "desc"}]
         assert body["highlight"]["encoder"] == "html"
@@ -288,8 +309,13 @@ class TestApiQuery:
 TS = 1_772_442_000_000
 
 
-def record(lsn: int, table: str, op: str, after: dict[str, Any] | None,
-           before: dict[str, Any] | None = None) -> RawChange:  # fmt: skip
+def record(
+    lsn: int,
+    table: str,
+    op: str,
+    after: dict[str, Any] | None,
+    before: dict[str, Any] | None = None,
+) -> RawChange:
     row = after or before or {}
     return RawChange(
         topic=f"triage.public.{table}",
@@ -336,10 +362,11 @@ def test_flow_sends_tickets_and_kb_changes_to_the_search_sink() -> None:
     assert tickets == [x for x in analytics if isinstance(x, EnrichedTicket)]
     articles = [x for x in searched if isinstance(x, KbArticle)]
     assert articles == [
-        KbArticle(7, 1020, "Refund a double charge", "Use the billing page.", None, "en", True,
-                  None),
+        KbArticle(
+            7, 1020, "Refund a double charge", "Use the billing page.", None, "en", True, None
+        ),
         KbArticle(7, 1040, "", "", None, "", False, None, deleted=True),
-    ]  # fmt: skip
+    ]
     assert len(searched) == 4
     docs = batch_to_documents(searched)
     assert docs == SearchDocuments(
@@ -370,8 +397,11 @@ def test_settings_from_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("TRIAGE_ELASTICSEARCH__ALLOW_PII", "true")
     es = AppSettings().elasticsearch
     assert (es.url, es.index_prefix, es.allow_pii, es.enabled) == (
-        "https://es.internal:9200", "prod", True, True,
-    )  # fmt: skip
+        "https://es.internal:9200",
+        "prod",
+        True,
+        True,
+    )
     assert es.api_key is not None and es.api_key.get_secret_value() == "secret"
     assert "secret" not in repr(es)
 

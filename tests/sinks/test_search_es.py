@@ -41,10 +41,27 @@ T0 = datetime(2026, 3, 2, 9, 0, tzinfo=UTC)
 
 
 def make_ticket(ticket_id: int, version: int, subject: str = "Refund") -> EnrichedTicket:
-    ticket = Ticket(ticket_id, 7, subject, "mail me: a@b.co", "email", "open", None, None, None,
-                    None, T0, None, None, None, None, version)  # fmt: skip
-    return EnrichedTicket(ticket, "u", T0, "premium", "en", "en", 0.9, "high", (), "billing",
-                          "billing", T0)  # fmt: skip
+    ticket = Ticket(
+        ticket_id,
+        7,
+        subject,
+        "mail me: a@b.co",
+        "email",
+        "open",
+        None,
+        None,
+        None,
+        None,
+        T0,
+        None,
+        None,
+        None,
+        None,
+        version,
+    )
+    return EnrichedTicket(
+        ticket, "u", T0, "premium", "en", "en", 0.9, "high", (), "billing", "billing", T0
+    )
 
 
 def make_article(article_id: int, version: int) -> KbArticle:
@@ -73,8 +90,10 @@ class FakeElasticsearch:
         self.requests.append((method, path, payload))
         parts = path.strip("/").split("/")
         if method == "GET" and path == "/":
-            return 200, {"version": {"number": "8.15.3", "build_flavor": "default"},
-                         "tagline": "You Know, for Search"}  # fmt: skip
+            return 200, {
+                "version": {"number": "8.15.3", "build_flavor": "default"},
+                "tagline": "You Know, for Search",
+            }
         if method == "PUT" and parts[0] == "_index_template":
             self.templates[parts[1]] = payload
             return 200, {"acknowledged": True}
@@ -101,15 +120,18 @@ class FakeElasticsearch:
             stored = self.docs.get(key)
             result: dict[str, Any] = {"_index": key[0], "_id": key[1]}
             if meta["_id"] in self.refuse_ids:
-                result |= {"status": 400, "error": {"type": "document_parsing_exception",
-                                                    "reason": "bad field"}}  # fmt: skip
+                result |= {
+                    "status": 400,
+                    "error": {"type": "document_parsing_exception", "reason": "bad field"},
+                }
             elif self.fail_ids.get(meta["_id"], 0) > 0:
                 self.fail_ids[meta["_id"]] -= 1
-                result |= {"status": 500, "error": {"type": "exception",
-                                                    "reason": "shard failure"}}  # fmt: skip
+                result |= {"status": 500, "error": {"type": "exception", "reason": "shard failure"}}
             elif stored is not None and stored[0] >= meta["version"]:
-                result |= {"status": 409, "error": {"type": "version_conflict_engine_exception",
-                                                    "reason": "conflict"}}  # fmt: skip
+                result |= {
+                    "status": 409,
+                    "error": {"type": "version_conflict_engine_exception", "reason": "conflict"},
+                }
             else:
                 self.docs[key] = (meta["version"], source)
                 result |= {"status": 201 if stored is None else 200, "result": "created"}
@@ -237,8 +259,9 @@ def test_writes_newest_versions_and_ignores_conflicts(
     part = ElasticsearchSearchSink(url).build("write_search", 0, 1)
     part.write_batch([make_ticket(1, 20, "new"), make_ticket(1, 10, "old"), make_article(7, 5)])
     bulk = [r[2] for r in fake.requests if r[1] == "/_bulk"]
-    assert bulk[0][0] == {"index": {"_index": "triage-tickets", "_id": "1", "version": 20,
-                                    "version_type": "external"}}  # fmt: skip
+    assert bulk[0][0] == {
+        "index": {"_index": "triage-tickets", "_id": "1", "version": 20, "version_type": "external"}
+    }
     assert bulk[0][1]["subject"] == "new" and bulk[0][1]["description"] == "mail me: [email]"
     assert len(bulk[0]) == 4  # the older copy of ticket 1 is not sent
     # A replay and a late older version are refused by Elasticsearch and ignored here.

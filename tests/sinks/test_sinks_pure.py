@@ -87,9 +87,16 @@ def make_decision(
     priority: str = "high",
 ) -> RoutingDecision:
     return routing_decision(
-        ticket_id, version, status=status, agent_id=agent_id, priority=priority,
-        score=0.82, confidence=0.64, decided_at=T0 + timedelta(milliseconds=8), candidates=4,
-    )  # fmt: skip
+        ticket_id,
+        version,
+        status=status,
+        agent_id=agent_id,
+        priority=priority,
+        score=0.82,
+        confidence=0.64,
+        decided_at=T0 + timedelta(milliseconds=8),
+        candidates=4,
+    )
 
 
 def make_sla_event(
@@ -135,15 +142,31 @@ def make_dead_letter(lsn: int | None = 42, stage: str = "decode_cdc") -> DeadLet
 def make_window() -> WindowResult:
     at = datetime(2026, 3, 2, 9, 0, tzinfo=UTC)
     counts = {"created": 2, "solved": 0, "reopened": 0, "first_reply": 0, "breach": 0}
-    return WindowResult(start=at, end=at.replace(minute=1), dimension="all", counts=counts,
-                        first_reply_p50=None, first_reply_p90=None, resolution_p50=None,
-                        resolution_p90=None, backlog=2, late_merged=0, too_late=0)  # fmt: skip
+    return WindowResult(
+        start=at,
+        end=at.replace(minute=1),
+        dimension="all",
+        counts=counts,
+        first_reply_p50=None,
+        first_reply_p90=None,
+        resolution_p50=None,
+        resolution_p90=None,
+        backlog=2,
+        late_merged=0,
+        too_late=0,
+    )
 
 
 def make_anomaly() -> AnomalyAlert:
     at = datetime(2026, 3, 2, 9, 0, tzinfo=UTC)
-    return AnomalyAlert(series="volume:all", start=at, observed=30.0, expected=5.0, score=8.0,
-                        drivers=(Driver("channel", "chat", 25.0, 1.0, 25.0),))  # fmt: skip
+    return AnomalyAlert(
+        series="volume:all",
+        start=at,
+        observed=30.0,
+        expected=5.0,
+        score=8.0,
+        drivers=(Driver("channel", "chat", 25.0, 1.0, 25.0),),
+    )
 
 
 class TestBatchToRows:

@@ -26,8 +26,9 @@ def test_only_hours_before_the_policy_window_are_refreshed() -> None:
     hours = [hour(7, 13), hour(7, 12), hour(7, 11), hour(10, 11)]
     # 12:00 starts before the horizon: its 12:00-12:30 part is outside the policy window.
     assert late_refresh_windows(hours, now=NOW, start_offset=DAY3) == [(hour(7, 11), hour(7, 13))]
-    assert all(start < horizon for start, _ in late_refresh_windows(hours, now=NOW,
-                                                                    start_offset=DAY3))  # fmt: skip
+    assert all(
+        start < horizon for start, _ in late_refresh_windows(hours, now=NOW, start_offset=DAY3)
+    )
 
 
 def test_consecutive_hours_merge_and_duplicates_collapse() -> None:

@@ -75,9 +75,9 @@ def test_the_pipeline_command_refuses_inconsistent_cluster_options(tmp_path) -> 
     )
     assert bad_id.exit_code == 1 and "--process-id must be one of 0..1" in bad_id.output
     both = runner.invoke(
-        app, ["pipeline", "--state-dir", str(tmp_path), "-a", "h:1;h:2", "-i", "0",
-              "--processes", "2"],
-    )  # fmt: skip
+        app,
+        ["pipeline", "--state-dir", str(tmp_path), "-a", "h:1;h:2", "-i", "0", "--processes", "2"],
+    )
     assert both.exit_code == 1 and "either --processes" in both.output
     bench = runner.invoke(app, ["bench", "--processes", "1,x"])
     assert bench.exit_code == 2 and "--processes takes counts" in bench.output

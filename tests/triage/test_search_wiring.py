@@ -33,13 +33,17 @@ def test_embedded_default_indexes_into_postgres(tmp_path: Path) -> None:
 
 
 def test_elasticsearch_when_its_url_is_set(tmp_path: Path) -> None:
-    es = ElasticsearchSettings(url="http://es:9200", api_key=SecretStr("k"), index_prefix="acme",
-                               allow_pii=True)  # fmt: skip
+    es = ElasticsearchSettings(
+        url="http://es:9200", api_key=SecretStr("k"), index_prefix="acme", allow_pii=True
+    )
     sink = _search_sink(AppSettings(state_dir=tmp_path, elasticsearch=es), tmp_path)
     assert isinstance(sink, ElasticsearchSearchSink)
     assert (sink._url, sink._api_key, sink._prefix, sink._allow_pii) == (
-        "http://es:9200", "k", "acme", True,
-    )  # fmt: skip
+        "http://es:9200",
+        "k",
+        "acme",
+        True,
+    )
     api = api_settings(AppSettings(elasticsearch=es), STACK)
     assert (api.elasticsearch_url, api.search_index_prefix) == ("http://es:9200", "acme")
     assert api.elasticsearch_api_key is not None
@@ -59,8 +63,11 @@ def test_settings_from_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("TRIAGE_ELASTICSEARCH__ALLOW_PII", "true")
     es = AppSettings().elasticsearch
     assert (es.url, es.index_prefix, es.allow_pii, es.enabled) == (
-        "https://es.internal:9200", "prod", True, True,
-    )  # fmt: skip
+        "https://es.internal:9200",
+        "prod",
+        True,
+        True,
+    )
     assert "secret" not in repr(es)
 
 
