@@ -650,10 +650,6 @@ class QueueRouter:
             and agent.skills.get(et.category, 0.0) >= self.policy.min_skill
         )
 
-    def drain(self, *, at: datetime, trigger_version: int = 0) -> list[RoutingDecision]:
-        """Re-examine the holding list (e.g. when shifts change without any event)."""
-        return self._drain_holding(trigger_version=trigger_version, at=at)
-
     def _decision(
         self,
         et: RoutingRequest,
