@@ -16,6 +16,8 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any, Literal
 
+from models.roster import Roster, RosterError
+
 UNAVAILABLE = "__debezium_unavailable_value"
 """Debezium's placeholder for an unchanged TOASTed column it could not read."""
 
@@ -234,6 +236,15 @@ class Customer:
         )
 
 
+def _roster(value: Any) -> Roster | None:
+    if value is None or value == "" or value == {}:
+        return None
+    try:
+        return Roster.from_json(value)
+    except RosterError as exc:
+        raise RowError(f"column 'roster': {exc}") from exc
+
+
 @dataclass(frozen=True)
 class Agent:
     id: int
@@ -246,6 +257,9 @@ class Agent:
     shift_start: int = 0
     shift_end: int = 24
     version: int = 0
+    # Dated working hours in the agent's time zone (models.roster); when set, they replace
+    # shift_start/shift_end. Agents saved before rosters existed read the class default.
+    roster: Roster | None = None
 
     @classmethod
     def from_row(cls, row: Mapping[str, Any], *, version: int = 0) -> Agent:
@@ -270,10 +284,14 @@ class Agent:
             shift_start=_int(row.get("shift_start", 0), "shift_start", 0, 23),
             shift_end=_int(row.get("shift_end", 24), "shift_end", 1, 24),
             version=version,
+            roster=_roster(row.get("roster")),
         )
 
     def on_shift(self, at: datetime) -> bool:
-        """True when ``at`` (UTC hour) falls inside the shift; shifts may wrap midnight."""
+        """True when ``at`` falls inside the agent's roster or, without one, inside its
+        daily shift hours (UTC; shifts may wrap midnight)."""
+        if self.roster is not None:
+            return self.roster.on_shift(at)
         hour = at.astimezone(UTC).hour
         if self.shift_start <= self.shift_end:
             return self.shift_start <= hour < self.shift_end

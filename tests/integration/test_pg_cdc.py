@@ -25,7 +25,7 @@ from connectors.pg_cdc import (
     slot_position,
 )
 from connectors.pgoutput import UNAVAILABLE
-from models.events import RawChange
+from models.events import DeadLetter, RawChange
 
 pytestmark = pytest.mark.integration
 log = logging.getLogger(__name__)
@@ -455,3 +455,25 @@ def test_throughput(settings: PgCdcSettings) -> None:
     assert len(emitted) == rows + 2000
     assert snap_rate > 5000
     assert stream_rate > 5000
+
+
+def test_agent_roster_column_reaches_the_agent(settings: PgCdcSettings) -> None:
+    roster = {"tz": "America/Sao_Paulo", "weekly": {"mon": [["09:00", "18:00"]]}}
+    execute(settings.dsn, (SCHEMA.parent / "002_agent_roster.sql").read_text())
+    execute(
+        settings.dsn,
+        "INSERT INTO agents (name, email, team, roster) VALUES "
+        "('Di', 'di@example.com', 'billing', %s)",
+        params=(json.dumps(roster),),
+    )
+    from models.helpdesk import Agent
+    from pipelines.flow import decode
+
+    (change,) = drain(build(settings))
+    event = decode(change)
+    assert event is not None and not isinstance(event, DeadLetter)
+    agent = Agent.from_row(event.after or {})
+    assert agent.roster is not None and agent.roster.tz == "America/Sao_Paulo"
+    # Monday 2 March 2026, 12:00 UTC is 09:00 in São Paulo (UTC-3): the shift has begun.
+    assert agent.on_shift(datetime(2026, 3, 2, 12, 0, tzinfo=UTC))
+    assert not agent.on_shift(datetime(2026, 3, 2, 11, 59, tzinfo=UTC))
