@@ -68,6 +68,9 @@ class RoutingPolicy:
     default_queue: str = "general"
     min_skill: float = 0.3
     respect_shifts: bool = True
+    # An agent must speak the ticket's language (helpdesk); off for work items that carry
+    # none, as in a contact centre routing calls by type only.
+    require_language: bool = True
     # Among agents the ranker scores equally, the one idle longest first (contact-centre
     # "longest idle agent"); off keeps the ranker's own order (higher skill, lower id).
     prefer_longest_idle: bool = False
@@ -107,6 +110,46 @@ class RoutingRequest:
     @property
     def is_open(self) -> bool:
         return self.status in OPEN_STATUSES
+
+    @classmethod
+    def work_item(
+        cls,
+        item_id: int,
+        work_type: str,
+        *,
+        queue: str,
+        at: datetime,
+        version: int = 0,
+        priority: str = "normal",
+        language: str = "",
+        customer_tier: str = "standard",
+    ) -> RoutingRequest:
+        """A new work item that carries only a type (a call, a chat): the helpdesk fields
+        take neutral values; route it with ``RoutingPolicy(require_language=False)`` when
+        it has no language.
+
+        Example:
+            >>> from datetime import UTC, datetime
+            >>> item = RoutingRequest.work_item(
+            ...     7, "billing", queue="calls", at=datetime(2026, 3, 2, tzinfo=UTC)
+            ... )
+            >>> item.category, item.priority, item.status, item.is_open
+            ('billing', 'normal', 'new', True)
+        """
+        return cls(
+            ticket_id=item_id,
+            version=version,
+            queue=queue,
+            op="c",
+            status="new",
+            assigned_agent_id=None,
+            language=language,
+            category=work_type,
+            priority=priority,
+            customer_tier=customer_tier,
+            created_at=at,
+            committed_at=at,
+        )
 
     @classmethod
     def from_enriched(cls, et: EnrichedTicket) -> RoutingRequest:
@@ -529,7 +572,7 @@ class QueueRouter:
                 why = f"agent {agent.status}"
             elif self.policy.respect_shifts and not agent.on_shift(at):
                 why = "off shift"
-            elif et.language not in agent.languages:
+            elif self.policy.require_language and et.language not in agent.languages:
                 why = f"does not speak {et.language}"
             elif agent.skills.get(et.category, 0.0) < self.policy.min_skill:
                 why = f"skill {et.category} below {self.policy.min_skill}"

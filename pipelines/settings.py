@@ -20,6 +20,8 @@ class PipelineSettings(BaseModel):
     default_queue: str = "general"
     min_skill: float = Field(default=0.3, ge=0.0, le=1.0)
     respect_shifts: bool = True
+    require_language: bool = True
+    prefer_longest_idle: bool = False
     # Every epoch pickles each changed key's state into the recovery store (the shared
     # text models alone are tens of MB after a busy day), so epochs are Bytewax's default
     # 10 s: a crash replays at most that much, the sinks being idempotent.
@@ -60,4 +62,6 @@ class PipelineSettings(BaseModel):
             default_queue=self.default_queue,
             min_skill=self.min_skill,
             respect_shifts=self.respect_shifts,
+            require_language=self.require_language,
+            prefer_longest_idle=self.prefer_longest_idle,
         )

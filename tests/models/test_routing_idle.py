@@ -123,3 +123,22 @@ def test_old_snapshots_without_idle_times_still_load() -> None:
     assert restored.idle_since == {}
     copy = pickle.loads(pickle.dumps(r))
     assert copy.idle_since == r.idle_since
+
+
+def test_work_items_without_a_language_route_when_the_policy_does_not_require_one() -> None:
+    from datetime import UTC, datetime
+
+    from models.helpdesk import Agent
+    from models.routing import QueueRouter, RoutingPolicy, RoutingRequest
+
+    at = datetime(2026, 3, 2, 9, tzinfo=UTC)
+    speaker = Agent(7, "a7", "calls", {"billing": 0.9}, ("de",), capacity=1, status="online")
+    item = RoutingRequest.work_item(1, "billing", queue="calls", at=at, version=5)
+    strict = QueueRouter("calls", RoutingPolicy())
+    strict.upsert_agent(speaker, version=1, at=at)
+    (held,) = strict.on_ticket(item, at=at)
+    assert held.status == "queued"  # the helpdesk default: language is a hard filter
+    relaxed = QueueRouter("calls", RoutingPolicy(require_language=False))
+    relaxed.upsert_agent(speaker, version=1, at=at)
+    (decision,) = relaxed.on_ticket(item, at=at)
+    assert (decision.status, decision.agent_id) == ("assigned", 7)
