@@ -368,12 +368,7 @@ class LearnedRanker:
             )
             for i, (score, agent, aff, draw, util) in enumerate(scored)
         ]
-        self.pending[request.ticket_id] = (
-            out[0].agent.id,
-            max(0.0, (at - request.created_at).total_seconds()),
-        )
-        if len(self.pending) > _PENDING_CAP:
-            del self.pending[next(iter(self.pending))]
+        _remember_assignment(self.pending, request, out[0].agent.id, at)
         return out
 
     def _confidence(self, aff: Affinity, gap: float) -> float:
@@ -653,12 +648,7 @@ class ExpectedTimeRanker:
             )
             for score, agent, est, util in scored
         ]
-        self.pending[request.ticket_id] = (
-            out[0].agent.id,
-            max(0.0, (at - request.created_at).total_seconds()),
-        )
-        if len(self.pending) > _PENDING_CAP:
-            del self.pending[next(iter(self.pending))]
+        _remember_assignment(self.pending, request, out[0].agent.id, at)
         return out
 
     def learn_handling(self, outcome: HandlingOutcome) -> None:
@@ -677,6 +667,16 @@ class ExpectedTimeRanker:
         if pending is not None and pending[0] == outcome.agent_id:
             seconds -= pending[1]
         self.model.learn_one(agent_id=outcome.agent_id, work_type=outcome.category, seconds=seconds)
+
+
+def _remember_assignment(
+    pending: dict[int, tuple[int, float]], request: RoutingRequest, agent_id: int, at: datetime
+) -> None:
+    """Note the ranked assignee and the seconds from creation to assignment, so the
+    handling time learned at the outcome counts from the assignment (bounded)."""
+    pending[request.ticket_id] = (agent_id, max(0.0, (at - request.created_at).total_seconds()))
+    if len(pending) > _PENDING_CAP:
+        del pending[next(iter(pending))]
 
 
 class RoundRobinRanker:
