@@ -32,7 +32,7 @@ from models.sla import SlaEvent
 from models.telemetry import report_dead_letters, report_stage, telemetry
 from models.windows import WindowResult
 from sinks.dead_letters import rejected_dead_letter, store_reason, write_isolating
-from sinks.retry import retry_connection_loss
+from sinks.retry import DEFAULT_RETRY, RetryPolicy, retry_connection_loss
 from sinks.staged import StagedTable, StagedWriter
 from sinks.timescale import continuous_aggregates_present, refresh_late_hours
 
@@ -478,15 +478,12 @@ class _PostgresPartition(StatelessSinkPartition[AnalyticsItem]):
         *,
         schema: str,
         connect_timeout: int,
-        backoff_initial: float,
-        backoff_max: float,
-        max_retries: int | None,
+        retry: RetryPolicy,
     ) -> None:
         self._schema = schema
         self._dsn = dsn
         self._connect_timeout = connect_timeout
-        self._backoff = (backoff_initial, backoff_max)
-        self._max_retries = max_retries
+        self._retry = retry
         self._refresh_rollups: sql.Composed | None = None
         # TimescaleDB: the continuous aggregates late rows must refresh, and the autocommit
         # connection that refreshes them (opened at the first late row).
@@ -498,9 +495,7 @@ class _PostgresPartition(StatelessSinkPartition[AnalyticsItem]):
             tables={table: _statements(schema, table) for table in COLUMNS},
             sink="postgres",
             connect_timeout=connect_timeout,
-            backoff_initial=backoff_initial,
-            backoff_max=backoff_max,
-            max_retries=max_retries,
+            retry=retry,
             on_connect=self._find_rollups,
             after_merge=self._refresh_touched_hours,
         )
@@ -594,9 +589,7 @@ class _PostgresPartition(StatelessSinkPartition[AnalyticsItem]):
             on_loss=self._drop_refresh_connection,
             describe="continuous aggregate refresh",
             on_retry=lambda: telemetry().sink_retry("postgres"),
-            initial=self._backoff[0],
-            maximum=self._backoff[1],
-            max_retries=self._max_retries,
+            policy=self._retry,
         )
 
     def _drop_refresh_connection(self) -> None:
@@ -643,10 +636,8 @@ class PostgresSink(DynamicSink[AnalyticsItem]):
         dsn: libpq connection string of the analytics database.
         schema: Schema holding the tables of ``sql/analytics``.
         connect_timeout: Seconds to wait for each connection attempt.
-        backoff_initial: First retry delay after a connection loss, in seconds.
-        backoff_max: Longest retry delay, in seconds.
-        max_retries: Give up after this many failed attempts of one batch; ``None``
-            retries for as long as it takes (the flow stalls rather than drop data).
+        retry: Delays and limit of the retries after a connection loss; by default
+            it retries for as long as it takes (the flow stalls rather than drop data).
     """
 
     def __init__(
@@ -655,16 +646,12 @@ class PostgresSink(DynamicSink[AnalyticsItem]):
         *,
         schema: str = "analytics",
         connect_timeout: int = 10,
-        backoff_initial: float = 0.2,
-        backoff_max: float = 30.0,
-        max_retries: int | None = None,
+        retry: RetryPolicy = DEFAULT_RETRY,
     ) -> None:
         self._dsn = dsn
         self._schema = schema
         self._connect_timeout = connect_timeout
-        self._backoff_initial = backoff_initial
-        self._backoff_max = backoff_max
-        self._max_retries = max_retries
+        self._retry = retry
 
     def build(self, step_id: str, worker_index: int, worker_count: int) -> _PostgresPartition:
         """Open this worker's connection and check that the schema is in place."""
@@ -672,9 +659,7 @@ class PostgresSink(DynamicSink[AnalyticsItem]):
             self._dsn,
             schema=self._schema,
             connect_timeout=self._connect_timeout,
-            backoff_initial=self._backoff_initial,
-            backoff_max=self._backoff_max,
-            max_retries=self._max_retries,
+            retry=self._retry,
         )
 
 
@@ -690,6 +675,8 @@ class DeadLetterWriter:
         dsn: libpq connection string of the analytics database.
         schema: Schema holding ``dead_letters``.
         sink: Name of the sink that owns the writer, for logs and retry metrics.
+        connect_timeout: Seconds to wait for each connection attempt.
+        retry: Delays and limit of the retries after a connection loss.
     """
 
     def __init__(
@@ -699,9 +686,7 @@ class DeadLetterWriter:
         schema: str = "analytics",
         sink: str = "dead_letters",
         connect_timeout: int = 10,
-        backoff_initial: float = 0.2,
-        backoff_max: float = 30.0,
-        max_retries: int | None = None,
+        retry: RetryPolicy = DEFAULT_RETRY,
     ) -> None:
         self._writer = StagedWriter(
             dsn,
@@ -709,9 +694,7 @@ class DeadLetterWriter:
             tables={DEAD_LETTERS: _statements(schema, DEAD_LETTERS)},
             sink=sink,
             connect_timeout=connect_timeout,
-            backoff_initial=backoff_initial,
-            backoff_max=backoff_max,
-            max_retries=max_retries,
+            retry=retry,
         )
 
     def write(self, letters: Sequence[DeadLetter]) -> None:

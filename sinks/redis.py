@@ -63,7 +63,7 @@ from models.telemetry import (
     report_written,
     telemetry,
 )
-from sinks.retry import retry_connection_loss
+from sinks.retry import DEFAULT_RETRY, RetryPolicy, retry_connection_loss
 
 log = logging.getLogger(__name__)
 
@@ -459,17 +459,13 @@ class _RedisPartition(StatelessSinkPartition[RedisItem]):
         released_ttl: int,
         sla_ttl: int,
         socket_timeout: float,
-        backoff_initial: float,
-        backoff_max: float,
-        max_retries: int | None,
+        retry: RetryPolicy,
     ) -> None:
         self._prefix = prefix
         self._stream_maxlen = stream_maxlen
         self._released_ttl = released_ttl
         self._sla_ttl = sla_ttl
-        self._backoff_initial = backoff_initial
-        self._backoff_max = backoff_max
-        self._max_retries = max_retries
+        self._retry = retry
         self._client = redis.Redis.from_url(
             url, socket_timeout=socket_timeout, socket_connect_timeout=socket_timeout
         )
@@ -538,9 +534,7 @@ class _RedisPartition(StatelessSinkPartition[RedisItem]):
         retry_connection_loss(
             attempt,
             describe=f"redis write of {len(calls)} items",
-            initial=self._backoff_initial,
-            maximum=self._backoff_max,
-            max_retries=self._max_retries,
+            policy=self._retry,
             on_retry=lambda: telemetry().sink_retry("redis"),
             errors=(redis.ConnectionError, redis.TimeoutError),
         )
@@ -587,10 +581,8 @@ class RedisSink(DynamicSink[RedisItem]):
             the API then answers from the analytics store); ``0`` keeps it forever. A
             replay older than this could append its SLA events to the streams again.
         socket_timeout: Seconds to wait for Redis on connect and on each reply.
-        backoff_initial: First retry delay after a connection loss, in seconds.
-        backoff_max: Longest retry delay, in seconds.
-        max_retries: Give up after this many failed attempts of one batch; ``None``
-            retries for as long as it takes (the flow stalls rather than drop data).
+        retry: Delays and limit of the retries after a connection loss; by default
+            it retries for as long as it takes (the flow stalls rather than drop data).
     """
 
     def __init__(
@@ -602,9 +594,7 @@ class RedisSink(DynamicSink[RedisItem]):
         released_ttl: int = 7 * 24 * 3600,
         sla_ttl: int = 30 * 24 * 3600,
         socket_timeout: float = 5.0,
-        backoff_initial: float = 0.2,
-        backoff_max: float = 30.0,
-        max_retries: int | None = None,
+        retry: RetryPolicy = DEFAULT_RETRY,
     ) -> None:
         self._url = url
         self._prefix = prefix
@@ -612,9 +602,7 @@ class RedisSink(DynamicSink[RedisItem]):
         self._released_ttl = released_ttl
         self._sla_ttl = sla_ttl
         self._socket_timeout = socket_timeout
-        self._backoff_initial = backoff_initial
-        self._backoff_max = backoff_max
-        self._max_retries = max_retries
+        self._retry = retry
 
     def build(self, step_id: str, worker_index: int, worker_count: int) -> _RedisPartition:
         """Connect this worker's client and check that Redis answers."""
@@ -625,7 +613,5 @@ class RedisSink(DynamicSink[RedisItem]):
             released_ttl=self._released_ttl,
             sla_ttl=self._sla_ttl,
             socket_timeout=self._socket_timeout,
-            backoff_initial=self._backoff_initial,
-            backoff_max=self._backoff_max,
-            max_retries=self._max_retries,
+            retry=self._retry,
         )

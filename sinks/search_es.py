@@ -46,7 +46,7 @@ from elasticsearch import helpers
 from models.events import DeadLetter, SourcePosition
 from models.telemetry import report_dead_letters, telemetry
 from sinks.dead_letters import PAYLOAD_CHARS, printable
-from sinks.retry import backoff
+from sinks.retry import RetryPolicy
 from sinks.search import (
     KbDocument,
     SearchDocuments,
@@ -73,6 +73,10 @@ _TOO_MANY_REQUESTS = 429
 
 REJECTED_STAGE = "write_search"
 """Stage of the dead letters for documents Elasticsearch refused."""
+
+ELASTICSEARCH_RETRY = RetryPolicy(initial_delay=0.5)
+"""The Elasticsearch sink's default retries: 0.5 s doubling up to 30 s, for as long as it
+takes."""
 
 
 class SearchIndexError(RuntimeError):
@@ -349,9 +353,7 @@ class _ElasticsearchPartition(StatelessSinkPartition[SearchItem]):
         prefix: str,
         allow_pii: bool,
         request_timeout: float,
-        backoff_initial: float,
-        backoff_max: float,
-        max_retries: int | None,
+        retry: RetryPolicy,
         dead_letter_dsn: str | None,
     ) -> None:
         self._url = url
@@ -359,9 +361,7 @@ class _ElasticsearchPartition(StatelessSinkPartition[SearchItem]):
         self._dead_letters: Any = None  # a sinks.postgres.DeadLetterWriter, opened when needed
         self._prefix = prefix
         self._allow_pii = allow_pii
-        self._backoff_initial = backoff_initial
-        self._backoff_max = backoff_max
-        self._max_retries = max_retries
+        self._retry = retry
         self.conflicts = 0
         self._client = elasticsearch.Elasticsearch(
             url, api_key=api_key, request_timeout=request_timeout, max_retries=2
@@ -402,7 +402,8 @@ class _ElasticsearchPartition(StatelessSinkPartition[SearchItem]):
 
         Raises:
             SearchIndexError: Documents were refused for back-pressure or a server error
-                more than ``max_retries`` times in a row (the epoch then fails).
+                more than the retry policy's ``max_retries`` times in a row (the epoch
+                then fails).
         """
         docs = batch_to_documents(items, allow_pii=self._allow_pii)
         if not len(docs):
@@ -411,7 +412,7 @@ class _ElasticsearchPartition(StatelessSinkPartition[SearchItem]):
         by_id = {(a["_index"], a["_id"]): a for a in actions}
         pending = actions
         refused: list[dict[str, Any]] = []
-        delays = backoff(self._backoff_initial, self._backoff_max)
+        delays = self._retry.delays()
         attempt = 0
         while pending:
             try:
@@ -424,15 +425,15 @@ class _ElasticsearchPartition(StatelessSinkPartition[SearchItem]):
                         yield_ok=False,
                         # Rejections for back-pressure (429) are retried per document.
                         max_retries=5,
-                        initial_backoff=self._backoff_initial,
-                        max_backoff=self._backoff_max,
+                        initial_backoff=self._retry.initial_delay,
+                        max_backoff=self._retry.max_delay,
                     )
                 )
             except Exception as exc:
                 if not _retryable(exc):
                     raise
                 attempt += 1
-                if self._max_retries is not None and attempt > self._max_retries:
+                if self._retry.gives_up(attempt):
                     raise _unreachable(self._url, exc) from exc
                 self._wait(next(delays), attempt, len(pending), exc)
                 continue
@@ -447,7 +448,7 @@ class _ElasticsearchPartition(StatelessSinkPartition[SearchItem]):
             ]
             attempt += 1
             first = next(iter(outcome.transient[0].values()))
-            if self._max_retries is not None and attempt > self._max_retries:
+            if self._retry.gives_up(attempt):
                 raise SearchIndexError(
                     f"Elasticsearch kept refusing {len(pending)} of {len(actions)} search "
                     f"documents (first: {first.get('status')} {_error_text(first.get('error'))})",
@@ -507,10 +508,10 @@ class ElasticsearchSearchSink(DynamicSink[SearchItem]):
         index_prefix: Prefix of the index (and template) names.
         allow_pii: Index e-mail addresses and phone numbers unmasked.
         request_timeout: Seconds per request.
-        backoff_initial: First retry delay after a connection error, in seconds.
-        backoff_max: Longest retry delay, in seconds.
-        max_retries: Give up after this many failed attempts of one batch; ``None``
-            retries for as long as it takes (the flow stalls rather than drop documents).
+        retry: Delays and limit of the retries after a connection or server error, and
+            the delays of the bulk helper's per-document retries on back-pressure; by
+            default (:data:`ELASTICSEARCH_RETRY`) it retries for as long as it takes (the
+            flow stalls rather than drop documents).
         dead_letter_dsn: The analytics database, whose ``dead_letters`` table receives the
             documents Elasticsearch refuses; unset, they are logged and counted only.
     """
@@ -523,9 +524,7 @@ class ElasticsearchSearchSink(DynamicSink[SearchItem]):
         index_prefix: str = "triage",
         allow_pii: bool = False,
         request_timeout: float = 30.0,
-        backoff_initial: float = 0.5,
-        backoff_max: float = 30.0,
-        max_retries: int | None = None,
+        retry: RetryPolicy = ELASTICSEARCH_RETRY,
         dead_letter_dsn: str | None = None,
     ) -> None:
         self._url = url
@@ -534,9 +533,7 @@ class ElasticsearchSearchSink(DynamicSink[SearchItem]):
         self._prefix = index_prefix
         self._allow_pii = allow_pii
         self._request_timeout = request_timeout
-        self._backoff_initial = backoff_initial
-        self._backoff_max = backoff_max
-        self._max_retries = max_retries
+        self._retry = retry
 
     def build(self, step_id: str, worker_index: int, worker_count: int) -> _ElasticsearchPartition:
         """Connect this worker, check the cluster and put the templates and indices."""
@@ -546,8 +543,6 @@ class ElasticsearchSearchSink(DynamicSink[SearchItem]):
             prefix=self._prefix,
             allow_pii=self._allow_pii,
             request_timeout=self._request_timeout,
-            backoff_initial=self._backoff_initial,
-            backoff_max=self._backoff_max,
-            max_retries=self._max_retries,
+            retry=self._retry,
             dead_letter_dsn=self._dead_letter_dsn,
         )

@@ -19,6 +19,7 @@ from psycopg import sql
 from models.telemetry import telemetry
 from sinks.dead_letters import rejected_dead_letter, store_reason, write_isolating
 from sinks.postgres import DeadLetterWriter
+from sinks.retry import DEFAULT_RETRY, RetryPolicy
 from sinks.search import (
     KbDocument,
     SearchDocuments,
@@ -179,19 +180,13 @@ class _PostgresSearchPartition(StatelessSinkPartition[SearchItem]):
         schema: str,
         allow_pii: bool,
         connect_timeout: int,
-        backoff_initial: float,
-        backoff_max: float,
-        max_retries: int | None,
+        retry: RetryPolicy,
     ) -> None:
         self._allow_pii = allow_pii
         self._dsn = dsn
         self._schema = schema
-        self._retry: dict[str, Any] = {
-            "connect_timeout": connect_timeout,
-            "backoff_initial": backoff_initial,
-            "backoff_max": backoff_max,
-            "max_retries": max_retries,
-        }
+        self._connect_timeout = connect_timeout
+        self._retry = retry
         # Opened at the first rejected document only.
         self._dead_letters: DeadLetterWriter | None = None
         self._writer = StagedWriter(
@@ -203,9 +198,7 @@ class _PostgresSearchPartition(StatelessSinkPartition[SearchItem]):
             },
             sink="search_pg",
             connect_timeout=connect_timeout,
-            backoff_initial=backoff_initial,
-            backoff_max=backoff_max,
-            max_retries=max_retries,
+            retry=retry,
         )
 
     def write_batch(self, items: list[SearchItem]) -> None:
@@ -226,7 +219,11 @@ class _PostgresSearchPartition(StatelessSinkPartition[SearchItem]):
             letters.append(rejected_dead_letter(item, stage=REJECTED_STAGE, reason=reason))
         if self._dead_letters is None:
             self._dead_letters = DeadLetterWriter(
-                self._dsn, schema=self._schema, sink="search_pg", **self._retry
+                self._dsn,
+                schema=self._schema,
+                sink="search_pg",
+                connect_timeout=self._connect_timeout,
+                retry=self._retry,
             )
         self._dead_letters.write(letters)
 
@@ -262,10 +259,8 @@ class PostgresSearchSink(DynamicSink[SearchItem]):
         schema: Schema holding the tables of ``sql/analytics``.
         allow_pii: Index e-mail addresses and phone numbers unmasked.
         connect_timeout: Seconds to wait for each connection attempt.
-        backoff_initial: First retry delay after a connection loss, in seconds.
-        backoff_max: Longest retry delay, in seconds.
-        max_retries: Give up after this many failed attempts of one batch; ``None``
-            retries for as long as it takes.
+        retry: Delays and limit of the retries after a connection loss; by default
+            it retries for as long as it takes.
     """
 
     def __init__(
@@ -275,17 +270,13 @@ class PostgresSearchSink(DynamicSink[SearchItem]):
         schema: str = "analytics",
         allow_pii: bool = False,
         connect_timeout: int = 10,
-        backoff_initial: float = 0.2,
-        backoff_max: float = 30.0,
-        max_retries: int | None = None,
+        retry: RetryPolicy = DEFAULT_RETRY,
     ) -> None:
         self._dsn = dsn
         self._schema = schema
         self._allow_pii = allow_pii
         self._connect_timeout = connect_timeout
-        self._backoff_initial = backoff_initial
-        self._backoff_max = backoff_max
-        self._max_retries = max_retries
+        self._retry = retry
 
     def build(self, step_id: str, worker_index: int, worker_count: int) -> _PostgresSearchPartition:
         """Open this worker's connection and check that the search tables exist."""
@@ -294,7 +285,5 @@ class PostgresSearchSink(DynamicSink[SearchItem]):
             schema=self._schema,
             allow_pii=self._allow_pii,
             connect_timeout=self._connect_timeout,
-            backoff_initial=self._backoff_initial,
-            backoff_max=self._backoff_max,
-            max_retries=self._max_retries,
+            retry=self._retry,
         )

@@ -25,7 +25,7 @@ import psycopg
 from psycopg import sql
 
 from models.telemetry import telemetry
-from sinks.retry import retry_connection_loss
+from sinks.retry import RetryPolicy, retry_connection_loss
 
 log = logging.getLogger(__name__)
 
@@ -65,9 +65,7 @@ class StagedWriter:
         tables: Table name → its statements.
         sink: Name of the sink, for logs and retry metrics.
         connect_timeout: Seconds to wait for each connection attempt.
-        backoff_initial: First retry delay after a connection loss, in seconds.
-        backoff_max: Longest retry delay, in seconds.
-        max_retries: Failed attempts of one batch before giving up (``None``: never).
+        retry: Delays and limit of the retries after a connection loss.
         on_connect: Run in the set-up transaction of every new connection.
         after_merge: Run in each batch's transaction after its merges.
     """
@@ -80,9 +78,7 @@ class StagedWriter:
         tables: dict[str, StagedTable],
         sink: str,
         connect_timeout: int,
-        backoff_initial: float,
-        backoff_max: float,
-        max_retries: int | None,
+        retry: RetryPolicy,
         on_connect: Callable[[psycopg.Connection[Any]], None] | None = None,
         after_merge: Callable[[psycopg.Connection[Any], Rows], None] | None = None,
     ) -> None:
@@ -91,9 +87,7 @@ class StagedWriter:
         self._tables = tables
         self._sink = sink
         self._connect_timeout = connect_timeout
-        self._backoff_initial = backoff_initial
-        self._backoff_max = backoff_max
-        self._max_retries = max_retries
+        self._retry = retry
         self._on_connect = on_connect
         self._after_merge = after_merge
         self._conn: psycopg.Connection[Any] | None = None
@@ -151,9 +145,7 @@ class StagedWriter:
             attempt,
             on_loss=self._discard_connection,
             describe=describe,
-            initial=self._backoff_initial,
-            maximum=self._backoff_max,
-            max_retries=self._max_retries,
+            policy=self._retry,
             on_retry=lambda: telemetry().sink_retry(self._sink),
         )
 

@@ -12,6 +12,7 @@ from confluent_kafka import Consumer, Producer, TopicPartition
 from models.events import DeadLetter, SourcePosition
 from sinks.migrations import apply_migrations
 from sinks.postgres import DeadLetterWriter
+from sinks.retry import RetryPolicy
 from tests.integration.test_postgres_sink import T0
 from triage.dead_letters import list_dead_letters, replay_kafka_dead_letters
 
@@ -54,7 +55,7 @@ def test_replay_produces_the_original_record_again_once(
     producer.produce(topic, key=b'{"id":1}', value=b"{bad", partition=0, headers=[("h", b"1")])
     assert producer.flush(10) == 0
     (original,) = read_all(kafka_bootstrap, topic)
-    writer = DeadLetterWriter(pg_dsn, max_retries=2)
+    writer = DeadLetterWriter(pg_dsn, retry=RetryPolicy(max_retries=2))
     try:
         writer.write([letter(topic, original[0]), letter(topic, 999)])  # 999: not in Kafka
     finally:

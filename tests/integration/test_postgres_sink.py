@@ -22,6 +22,7 @@ from models.signals import BreachRiskScore
 from models.sla import SlaEvent
 from sinks.migrations import MigrationError, apply_migrations
 from sinks.postgres import AnalyticsItem, PostgresSink, _PostgresPartition
+from sinks.retry import RetryPolicy
 from tests.factories import breach_risk, routing_decision, sla_event
 
 pytestmark = pytest.mark.integration
@@ -141,7 +142,9 @@ def analytics_dsn(pg_dsn: str) -> str:
 
 @pytest.fixture
 def partition(analytics_dsn: str) -> Any:
-    part = PostgresSink(analytics_dsn, backoff_initial=0.01, max_retries=5).build("out", 0, 1)
+    part = PostgresSink(analytics_dsn, retry=RetryPolicy(initial_delay=0.01, max_retries=5)).build(
+        "out", 0, 1
+    )
     yield part
     part.close()
 

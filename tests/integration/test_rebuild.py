@@ -12,6 +12,7 @@ import redis
 from sinks.migrations import apply_migrations
 from sinks.postgres import PostgresSink
 from sinks.redis import RedisSink
+from sinks.retry import RetryPolicy
 from tests.integration.test_postgres_sink import make_decision, make_risk, make_sla_event
 from tests.sinks.test_search_es import FakeElasticsearch, fake_es  # noqa: F401 (fixture)
 from triage.rebuild import rebuild_redis
@@ -73,8 +74,12 @@ def test_rebuild_recreates_live_state_and_is_idempotent(
     apply_migrations(pg_dsn, ANALYTICS_SQL)
     prefix = f"rb{unique}"
     items = history()
-    analytics = PostgresSink(pg_dsn, max_retries=2).build("write_analytics", 0, 1)
-    live = RedisSink(redis_url, prefix=prefix, max_retries=2).build("write_live", 0, 1)
+    analytics = PostgresSink(pg_dsn, retry=RetryPolicy(max_retries=2)).build(
+        "write_analytics", 0, 1
+    )
+    live = RedisSink(redis_url, prefix=prefix, retry=RetryPolicy(max_retries=2)).build(
+        "write_live", 0, 1
+    )
     try:
         # Two epochs, as the flow would write them.
         for batch in (items[:9], items[9:]):
@@ -108,7 +113,9 @@ def test_the_rebuild_command(
     from triage.cli import app
 
     apply_migrations(pg_dsn, ANALYTICS_SQL)
-    analytics = PostgresSink(pg_dsn, max_retries=2).build("write_analytics", 0, 1)
+    analytics = PostgresSink(pg_dsn, retry=RetryPolicy(max_retries=2)).build(
+        "write_analytics", 0, 1
+    )
     try:
         analytics.write_batch(history())
     finally:
@@ -190,8 +197,10 @@ def test_rebuild_search_recreates_the_postgres_index(pg_dsn: str) -> None:
     from triage.rebuild import rebuild_search
 
     items = _helpdesk_and_analytics(pg_dsn)
-    analytics = PostgresSink(pg_dsn, max_retries=2).build("write_analytics", 0, 1)
-    live = PostgresSearchSink(pg_dsn, max_retries=2).build("write_search", 0, 1)
+    analytics = PostgresSink(pg_dsn, retry=RetryPolicy(max_retries=2)).build(
+        "write_analytics", 0, 1
+    )
+    live = PostgresSearchSink(pg_dsn, retry=RetryPolicy(max_retries=2)).build("write_search", 0, 1)
     try:
         analytics.write_batch([i for i in items if hasattr(i, "ticket")])
         live.write_batch(items)
@@ -212,7 +221,7 @@ def test_rebuild_search_recreates_the_postgres_index(pg_dsn: str) -> None:
         conn.execute("TRUNCATE analytics.ticket_search, analytics.kb_search")
     assert index() == ([], [])
 
-    sink = PostgresSearchSink(pg_dsn, max_retries=2)
+    sink = PostgresSearchSink(pg_dsn, retry=RetryPolicy(max_retries=2))
     assert rebuild_search(pg_dsn, pg_dsn, sink, page=2) == {"ticket_facts": 3, "kb_articles": 2}
     assert index() == before
     rebuild_search(pg_dsn, pg_dsn, sink, page=2)  # again: nothing changes
@@ -227,7 +236,9 @@ def test_rebuild_search_fills_a_wiped_elasticsearch(
     from triage.rebuild import rebuild_search
 
     items = _helpdesk_and_analytics(pg_dsn)
-    analytics = PostgresSink(pg_dsn, max_retries=2).build("write_analytics", 0, 1)
+    analytics = PostgresSink(pg_dsn, retry=RetryPolicy(max_retries=2)).build(
+        "write_analytics", 0, 1
+    )
     try:
         analytics.write_batch([i for i in items if hasattr(i, "ticket")])
     finally:

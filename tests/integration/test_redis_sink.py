@@ -16,6 +16,7 @@ from models.helpdesk import RoutingDecision
 from models.signals import BreachRiskScore
 from models.sla import SlaEvent
 from sinks.redis import RedisItem, RedisSink, _RedisPartition
+from sinks.retry import RetryPolicy
 from tests.factories import breach_risk, routing_decision, sla_event
 
 pytestmark = pytest.mark.integration
@@ -84,9 +85,9 @@ def prefix(unique: str) -> str:
 
 @pytest.fixture
 def partition(redis_url: str, prefix: str) -> Iterator[_RedisPartition]:
-    part = RedisSink(redis_url, prefix=prefix, backoff_initial=0.01, max_retries=3).build(
-        "out", 0, 1
-    )
+    part = RedisSink(
+        redis_url, prefix=prefix, retry=RetryPolicy(initial_delay=0.01, max_retries=3)
+    ).build("out", 0, 1)
     yield part
     part.close()
 

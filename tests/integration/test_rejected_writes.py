@@ -21,6 +21,7 @@ from models.events import DeadLetter, SourcePosition
 from models.helpdesk import EnrichedTicket
 from sinks.migrations import apply_migrations
 from sinks.postgres import DeadLetterWriter, PostgresSink
+from sinks.retry import RetryPolicy
 from sinks.search_es import refused_dead_letters
 from sinks.search_pg import PostgresSearchSink
 from tests.integration.test_postgres_sink import T0, make_decision, make_enriched
@@ -76,7 +77,9 @@ def poisoned_batch() -> list[Any]:
 
 
 def test_rejected_rows_are_dead_lettered_and_the_rest_is_written(analytics_dsn: str) -> None:
-    part = PostgresSink(analytics_dsn, max_retries=2).build("write_analytics", 0, 1)
+    part = PostgresSink(analytics_dsn, retry=RetryPolicy(max_retries=2)).build(
+        "write_analytics", 0, 1
+    )
     try:
         part.write_batch(poisoned_batch())
         assert rows(analytics_dsn, "SELECT ticket_id FROM analytics.routing_decisions") == [
@@ -120,7 +123,9 @@ def test_rejected_rows_are_dead_lettered_and_the_rest_is_written(analytics_dsn: 
 
 
 def test_errors_that_are_not_about_the_rows_still_fail_the_batch(analytics_dsn: str) -> None:
-    part = PostgresSink(analytics_dsn, max_retries=0).build("write_analytics", 0, 1)
+    part = PostgresSink(analytics_dsn, retry=RetryPolicy(max_retries=0)).build(
+        "write_analytics", 0, 1
+    )
     try:
         with psycopg.connect(analytics_dsn, autocommit=True) as conn:
             conn.execute("ALTER TABLE analytics.routing_decisions RENAME TO gone")
@@ -139,7 +144,9 @@ def test_a_flow_with_poison_rows_runs_to_the_end(analytics_dsn: str) -> None:
     later = [make_decision(8, 80 + i) for i in range(3)]
     flow = Dataflow("poison")
     items = op.input("inp", flow, TestingSource([*batch, *later]))
-    op.output("write_analytics", items, PostgresSink(analytics_dsn, max_retries=2))
+    op.output(
+        "write_analytics", items, PostgresSink(analytics_dsn, retry=RetryPolicy(max_retries=2))
+    )
     run_main(flow)
     assert rows(
         analytics_dsn, "SELECT ticket_id, version FROM analytics.routing_decisions ORDER BY 1"
@@ -148,7 +155,9 @@ def test_a_flow_with_poison_rows_runs_to_the_end(analytics_dsn: str) -> None:
 
 
 def test_search_documents_postgres_rejects_become_dead_letters(analytics_dsn: str) -> None:
-    part = PostgresSearchSink(analytics_dsn, max_retries=2).build("write_search", 0, 1)
+    part = PostgresSearchSink(analytics_dsn, retry=RetryPolicy(max_retries=2)).build(
+        "write_search", 0, 1
+    )
     try:
         bad = with_subject(make_enriched(2, 20), "bad\x00subject")
         part.write_batch([make_enriched(1, 10), bad, make_enriched(3, 30)])
@@ -180,7 +189,7 @@ def test_elasticsearch_refusals_are_stored_once(analytics_dsn: str) -> None:
             "error": {"type": "document_parsing_exception", "reason": "failed to parse"},
         }
     }
-    writer = DeadLetterWriter(analytics_dsn, sink="elasticsearch", max_retries=2)
+    writer = DeadLetterWriter(analytics_dsn, sink="elasticsearch", retry=RetryPolicy(max_retries=2))
     try:
         letters = refused_dead_letters([refused], [action], now=T0 + timedelta(minutes=1))
         writer.write(letters)
@@ -199,7 +208,9 @@ def test_redis_skips_items_live_state_cannot_hold(redis_url: str, unique: str) -
     from sinks.redis import RedisSink
 
     prefix = f"rj{unique}"
-    part = RedisSink(redis_url, prefix=prefix, max_retries=2).build("write_live", 0, 1)
+    part = RedisSink(redis_url, prefix=prefix, retry=RetryPolicy(max_retries=2)).build(
+        "write_live", 0, 1
+    )
     try:
         nobody = replace(make_decision(2, 20), agent_id=None)  # "assigned" without an agent
         part.write_batch([make_decision(1, 10), nobody, make_decision(3, 30)])
@@ -221,7 +232,9 @@ def test_dead_letters_are_listed_newest_first_with_counts(
     from triage.cli import app
     from triage.dead_letters import count_by_stage, list_dead_letters
 
-    part = PostgresSink(analytics_dsn, max_retries=2).build("write_analytics", 0, 1)
+    part = PostgresSink(analytics_dsn, retry=RetryPolicy(max_retries=2)).build(
+        "write_analytics", 0, 1
+    )
     try:
         part.write_batch(poisoned_batch())
     finally:

@@ -17,6 +17,7 @@ from psycopg.conninfo import make_conninfo
 
 from sinks.migrations import apply_migrations
 from sinks.postgres import PostgresSink
+from sinks.retry import RetryPolicy
 from tests.integration.test_postgres_sink import make_decision, make_enriched
 
 pytestmark = pytest.mark.integration
@@ -57,7 +58,7 @@ def analytics(pg_dsn: str) -> str:
 
 def test_the_pipeline_login_writes_rows_but_changes_no_schema(analytics: str) -> None:
     dsn = as_role(analytics, "triage_pipeline")
-    part = PostgresSink(dsn, max_retries=0).build("write_analytics", 0, 1)
+    part = PostgresSink(dsn, retry=RetryPolicy(max_retries=0)).build("write_analytics", 0, 1)
     try:
         part.write_batch([make_enriched(1, 10), make_decision(1, 10)])
     finally:

@@ -13,6 +13,7 @@ import pytest
 from models.windows import WindowResult
 from sinks.migrations import apply_migrations
 from sinks.postgres import PostgresSink
+from sinks.retry import RetryPolicy
 from sinks.timescale import apply_timescale
 from tests.integration.test_timescale import timescale_dsn  # noqa: F401 (fixture)
 
@@ -43,7 +44,9 @@ def test_a_back_filled_minute_reaches_the_hourly_aggregate(timescale_dsn: str) -
     assert apply_timescale(timescale_dsn).available
     now = datetime.now(UTC).replace(second=0, microsecond=0)
     recent, late = now - timedelta(hours=2), now - timedelta(days=10)
-    part = PostgresSink(timescale_dsn, max_retries=2).build("write_analytics", 0, 1)
+    part = PostgresSink(timescale_dsn, retry=RetryPolicy(max_retries=2)).build(
+        "write_analytics", 0, 1
+    )
     try:
         part.write_batch([window(recent, 3)])
         # Materialise up to now: from here on, the aggregate answers old hours from its

@@ -5,7 +5,7 @@ from __future__ import annotations
 import psycopg
 import pytest
 
-from sinks.retry import retry_connection_loss
+from sinks.retry import RetryPolicy, retry_connection_loss
 
 
 def _run(outcomes: list[Exception | None], max_retries: int | None = 5) -> tuple[int, int]:
@@ -26,9 +26,7 @@ def _run(outcomes: list[Exception | None], max_retries: int | None = 5) -> tuple
         attempt,
         on_loss=lost,
         describe="test write",
-        initial=0.0,
-        maximum=0.0,
-        max_retries=max_retries,
+        policy=RetryPolicy(initial_delay=0.0, max_delay=0.0, max_retries=max_retries),
     )
     return attempts, losses
 
@@ -61,9 +59,7 @@ def test_other_stores_name_their_own_lost_connection_errors() -> None:
     retry_connection_loss(
         attempt,
         describe="test write",
-        initial=0.0,
-        maximum=0.0,
-        max_retries=5,
+        policy=RetryPolicy(initial_delay=0.0, max_delay=0.0, max_retries=5),
         on_retry=lambda: retried.append(1),
         errors=(ConnectionResetError,),
     )
@@ -73,8 +69,23 @@ def test_other_stores_name_their_own_lost_connection_errors() -> None:
         retry_connection_loss(
             lambda: (_ for _ in ()).throw(psycopg.OperationalError("x")),
             describe="test write",
-            initial=0.0,
-            maximum=0.0,
-            max_retries=5,
+            policy=RetryPolicy(initial_delay=0.0, max_delay=0.0, max_retries=5),
             errors=(ConnectionResetError,),
         )
+
+
+def test_the_policy_keeps_the_sinks_defaults() -> None:
+    import inspect
+
+    from sinks.postgres import DeadLetterWriter, PostgresSink
+    from sinks.redis import RedisSink
+    from sinks.search_es import ElasticsearchSearchSink
+    from sinks.search_pg import PostgresSearchSink
+
+    def default(cls: type) -> RetryPolicy:
+        return inspect.signature(cls).parameters["retry"].default
+
+    forever = RetryPolicy(initial_delay=0.2, max_delay=30.0, max_retries=None)
+    for sink in (PostgresSink, DeadLetterWriter, RedisSink, PostgresSearchSink):
+        assert default(sink) == forever
+    assert default(ElasticsearchSearchSink) == RetryPolicy(initial_delay=0.5, max_delay=30.0)

@@ -22,6 +22,7 @@ import pytest
 from models.events import DeadLetter
 from models.helpdesk import EnrichedTicket, Ticket
 from models.kb import KbArticle
+from sinks.retry import RetryPolicy
 from sinks.search import KbDocument, SearchDocuments
 from sinks.search_es import (
     ElasticsearchSearchSink,
@@ -321,7 +322,9 @@ def test_documents_refused_for_a_server_error_are_sent_again_alone(
 ) -> None:
     fake, url = fake_es
     fake.fail_ids = {"2": 2}
-    part = ElasticsearchSearchSink(url, backoff_initial=0.01).build("write_search", 0, 1)
+    part = ElasticsearchSearchSink(url, retry=RetryPolicy(initial_delay=0.01)).build(
+        "write_search", 0, 1
+    )
     part.write_batch([make_ticket(1, 10), make_ticket(2, 11)])
     assert fake.docs[("triage-tickets", "2")][0] == 11
     bulks = [r[2] for r in fake.requests if r[1] == "/_bulk"]
@@ -332,7 +335,7 @@ def test_documents_refused_for_a_server_error_are_sent_again_alone(
 def test_server_errors_give_up_after_max_retries(fake_es: tuple[FakeElasticsearch, str]) -> None:
     fake, url = fake_es
     fake.fail_ids = {"1": 100}
-    sink = ElasticsearchSearchSink(url, backoff_initial=0.01, max_retries=2)
+    sink = ElasticsearchSearchSink(url, retry=RetryPolicy(initial_delay=0.01, max_retries=2))
     part = sink.build("write_search", 0, 1)
     with pytest.raises(SearchIndexError, match="kept refusing 1 of 1") as caught:
         part.write_batch([make_ticket(1, 10)])
@@ -396,7 +399,9 @@ def test_unavailable_cluster_is_retried(fake_es: tuple[FakeElasticsearch, str]) 
     fake, url = fake_es
     # More 503s than the client's own retries (3 attempts per request): the sink retries.
     fake.unavailable = 4
-    part = ElasticsearchSearchSink(url, backoff_initial=0.01).build("write_search", 0, 1)
+    part = ElasticsearchSearchSink(url, retry=RetryPolicy(initial_delay=0.01)).build(
+        "write_search", 0, 1
+    )
     part.write_batch([make_ticket(1, 10)])
     assert fake.docs[("triage-tickets", "1")][0] == 10
     assert sum(r[1] == "/_bulk" for r in fake.requests) == 5
@@ -405,7 +410,7 @@ def test_unavailable_cluster_is_retried(fake_es: tuple[FakeElasticsearch, str]) 
 def test_retries_give_up_after_max_retries(fake_es: tuple[FakeElasticsearch, str]) -> None:
     fake, url = fake_es
     fake.unavailable = 100
-    sink = ElasticsearchSearchSink(url, backoff_initial=0.01, max_retries=1)
+    sink = ElasticsearchSearchSink(url, retry=RetryPolicy(initial_delay=0.01, max_retries=1))
     part = sink.build("write_search", 0, 1)
     with pytest.raises(RuntimeError, match="TRIAGE_ELASTICSEARCH__URL"):
         part.write_batch([make_ticket(1, 10)])
