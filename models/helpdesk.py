@@ -297,6 +297,24 @@ class Agent:
             return self.shift_start <= hour < self.shift_end
         return hour >= self.shift_start or hour < self.shift_end
 
+    def next_shift_start(self, after: datetime) -> datetime | None:
+        """When the agent's next working interval (or daily shift) starts after ``after``;
+        None when the roster has no work in the next week.
+
+        Example:
+            >>> from datetime import UTC, datetime
+            >>> agent = Agent(1, "a", "t", {}, ("en",), 1, "online", shift_start=9, shift_end=17)
+            >>> agent.next_shift_start(datetime(2026, 3, 2, 10, 15, tzinfo=UTC)).isoformat()
+            '2026-03-03T09:00:00+00:00'
+        """
+        if self.roster is not None:
+            return self.roster.next_start(after)
+        if self.shift_start == 0 and self.shift_end == 24:
+            return None  # always on shift: no start to wait for
+        at = after.astimezone(UTC)
+        start = at.replace(hour=self.shift_start, minute=0, second=0, microsecond=0)
+        return start if start > at else start + timedelta(days=1)
+
 
 @dataclass(frozen=True)
 class Ticket:

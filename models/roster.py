@@ -37,7 +37,7 @@ from __future__ import annotations
 import json
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from datetime import date, datetime, time, timedelta
+from datetime import UTC, date, datetime, time, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
@@ -144,3 +144,29 @@ class Roster:
             if end is not None and end <= start and now < end:
                 return True
         return False
+
+    def next_start(self, after: datetime, *, days: int = 8) -> datetime | None:
+        """The first working interval start strictly after ``after`` (UTC), looking at most
+        ``days`` local days ahead; None when the roster has no work in that span.
+
+        Example:
+            >>> from datetime import UTC, datetime
+            >>> roster = Roster.from_json({"tz": "Europe/Berlin",
+            ...     "weekly": {"mon": [["08:00", "12:00"], ["12:30", "16:30"]]}})
+            >>> roster.next_start(datetime(2026, 3, 2, 10, 0, tzinfo=UTC))  # after the break
+            datetime.datetime(2026, 3, 2, 11, 30, tzinfo=datetime.timezone.utc)
+            >>> roster.next_start(datetime(2026, 3, 2, 12, 0, tzinfo=UTC)).date().isoformat()
+            '2026-03-09'
+        """
+        zone = ZoneInfo(self.tz)
+        today = after.astimezone(zone).date()
+        for offset in range(days + 1):
+            day = today + timedelta(days=offset)
+            starts = sorted(start for start, _ in self.intervals_on(day))
+            for start in starts:
+                # A local time that does not exist (skipped by a clock change) resolves
+                # through the zone's fold rules; comparisons are in UTC.
+                begin = datetime.combine(day, start, tzinfo=zone).astimezone(UTC)
+                if begin > after:
+                    return begin
+        return None

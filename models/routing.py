@@ -29,7 +29,7 @@ from __future__ import annotations
 import bisect
 import math
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from typing import Any, Protocol
 
@@ -230,6 +230,11 @@ class HandlingOutcome:
     work_type: str
     seconds: float
     at: datetime
+    # Optional signals a contact centre may have: how long the item waited before it was
+    # answered, and a quality score in [0, 1] (survey, QA review). Stored with the outcome;
+    # the rankers learn the handling time.
+    wait_seconds: float | None = None
+    quality: float | None = None
 
 
 def utilisation(agent: Agent, load: Mapping[int, int]) -> float:
@@ -330,6 +335,9 @@ class _Held:
     since: datetime
 
 
+_MAX_SHIFT_STEPS = 1000
+"""Shift starts one event may catch up on (a queue quiet for days); later ones are skipped."""
+
 _HeldKey = tuple[int, datetime, int, int]
 """(priority rank, created at, place in the holding list, ticket id): the drain order."""
 
@@ -355,6 +363,15 @@ class QueueRouter:
     # Agent id -> when the agent last became free of counted work (load fell to 0), or came
     # online with none: what "longest idle" compares.
     idle_since: dict[int, datetime] = field(default_factory=dict)
+    # Ticket id -> the request its agent is working on, so a work outcome can release it
+    # with the ticket's own priority and deadline.
+    work: dict[int, RoutingRequest] = field(default_factory=dict)
+    # Items a work outcome finished while they stayed open, and who finished them: later
+    # updates do not book the agent again (bounded like ``recently_solved``).
+    completed: dict[int, int] = field(default_factory=dict)
+    # Event time of the next agent shift start while tickets are held: the queue's next
+    # event first routes held tickets as of that start (None: nothing to check).
+    shift_check: datetime | None = None
     # The holding list in drain order (priority, creation, then arrival in the list), kept
     # sorted as tickets come and go so that a release does not sort the whole list again.
     _held_order: list[_HeldKey] = field(default_factory=list, repr=False, compare=False)
@@ -364,7 +381,9 @@ class QueueRouter:
     def __setstate__(self, state: dict[str, Any]) -> None:
         # Snapshots written before the holding index existed rebuild it.
         self.__dict__.update(state)
-        self.__dict__.setdefault("idle_since", {})
+        for name, empty in (("idle_since", {}), ("work", {}), ("completed", {})):
+            self.__dict__.setdefault(name, empty)
+        self.__dict__.setdefault("shift_check", None)
         if "_held_keys" not in state:
             self._rebuild_holding_index()
 
@@ -383,6 +402,8 @@ class QueueRouter:
             self._held_seq += 1
             seq = self._held_seq
         self.holding[tid] = _Held(et, since)
+        if self.shift_check is None and self.policy.respect_shifts:
+            self.shift_check = self._next_shift_start(since)
         key = (priority_rank(et.priority), et.created_at, seq, tid)
         self._held_keys[tid] = key
         bisect.insort(self._held_order, key)
@@ -413,12 +434,17 @@ class QueueRouter:
         current = self.agents.get(agent.id)
         if current is not None and current.version > agent.version:
             return []
+        out = self._shift_starts(at=at, trigger_version=version)
         self.agents[agent.id] = agent
+        if self.holding and self.policy.respect_shifts and agent.status == "online":
+            start = agent.next_shift_start(at)
+            if start is not None and (self.shift_check is None or start < self.shift_check):
+                self.shift_check = start
         self.load.setdefault(agent.id, 0)
         came_online = agent.status == "online" and (current is None or current.status != "online")
         if came_online and self.load[agent.id] == 0:
             self.idle_since[agent.id] = at
-        return self._drain_holding(trigger_version=version, at=at)
+        return out + self._drain_holding(trigger_version=version, at=at)
 
     def remove_agent(self, agent_id: int) -> None:
         """Forget an agent (deleted or moved to another team). Its tickets keep their owner."""
@@ -430,8 +456,17 @@ class QueueRouter:
     def on_ticket(self, et: RoutingRequest, *, at: datetime) -> list[RoutingDecision]:
         """React to a ticket change: release, respect a manual assignment, or route."""
         tid = et.ticket_id
+        caught_up = self._shift_starts(at=at, trigger_version=et.version)
+        if caught_up:
+            return caught_up + self.on_ticket(et, at=at)
         if et.op == "d" or not et.is_open:
             return self._release(et, at=at)
+
+        finisher = self.completed.get(tid)
+        if finisher is not None:
+            if et.assigned_agent_id in (None, finisher):
+                return []  # the work was done; an update does not book the agent again
+            del self.completed[tid]  # handed to someone else: route it as new work
 
         if tid in self.holding:
             self._hold(et, self.holding[tid].since)
@@ -447,11 +482,13 @@ class QueueRouter:
         current = self.assignments.get(tid)
         if current is not None:
             self._account_pause(tid, current, waiting=et.status in PAUSED_STATUSES, at=at)
+            self.work[tid] = et
         manual = et.assigned_agent_id
         if manual is not None and manual != current:
             # Someone assigned the ticket in the helpdesk (or the ticket arrived assigned):
             # honour it and account for the load.
             self._move(tid, manual, at=at)
+            self.work[tid] = et
             self._unhold(tid)
             return [
                 self._decision(
@@ -473,6 +510,8 @@ class QueueRouter:
         tid = et.ticket_id
         was_held = self._unhold(tid)
         agent_id = self.assignments.pop(tid, None)
+        self.work.pop(tid, None)
+        self.completed.pop(tid, None)
         was_paused = tid in self.paused
         self.paused.discard(tid)
         if agent_id is None and not was_held:
@@ -525,19 +564,74 @@ class QueueRouter:
     ) -> list[RoutingDecision]:
         """A work item is done: free its agent, teach the ranker, route held items.
 
-        The ranker learns ``outcome.seconds`` as the handling time through its
-        ``learn_handling`` method when it has one (rankers that do not learn ignore it).
-        An item the router does not know as assigned only teaches the ranker.
+        The item's assignment ends with a ``released`` decision (whoever held it; the
+        outcome says the work is finished), and later updates of the item while it stays
+        open do not book an agent again. The ranker learns ``outcome.seconds`` through its
+        ``learn_handling`` method when it has one (rankers that do not learn ignore it); an
+        outcome without a work type takes the routed item's category. An item the router
+        does not know as assigned only teaches the ranker.
         """
-        agent_id = self.assignments.pop(outcome.item_id, None)
-        if agent_id is not None and outcome.item_id not in self.paused:
+        out = self._shift_starts(at=outcome.at, trigger_version=trigger_version)
+        tid = outcome.item_id
+        agent_id = self.assignments.pop(tid, None)
+        request = self.work.pop(tid, None)
+        if agent_id is not None and tid not in self.paused:
             self._unload(agent_id, outcome.at)
-        self.paused.discard(outcome.item_id)
-        self.last_version.pop(outcome.item_id, None)
+        self.paused.discard(tid)
+        if agent_id is not None:
+            self.completed[tid] = outcome.agent_id
+            if len(self.completed) > self.recently_solved_cap:
+                del self.completed[next(iter(self.completed))]
+        if request is not None:
+            version = max(trigger_version, self.last_version.get(tid, 0) + 1)
+            out.append(
+                self._decision(
+                    replace(request, committed_at=outcome.at),
+                    status="released",
+                    agent_id=agent_id,
+                    score=0.0,
+                    confidence=1.0,
+                    reasons=(f"work done by agent {outcome.agent_id} in {outcome.seconds:.0f} s",),
+                    at=outcome.at,
+                    version=version,
+                )
+            )
+        self.last_version.pop(tid, None)
+        work_type = outcome.work_type or (request.category if request is not None else "")
         learn = getattr(self.ranker, "learn_handling", None)
-        if learn is not None:
-            learn(outcome)
-        return self._drain_holding(trigger_version=trigger_version, at=outcome.at)
+        if learn is not None and work_type:
+            learn(replace(outcome, work_type=work_type))
+        return out + self._drain_holding(trigger_version=trigger_version, at=outcome.at)
+
+    def _next_shift_start(self, after: datetime) -> datetime | None:
+        """The earliest shift start of an online agent after ``after``."""
+        starts = [
+            start
+            for agent in self.agents.values()
+            if agent.status == "online" and (start := agent.next_shift_start(after)) is not None
+        ]
+        return min(starts, default=None)
+
+    def _shift_starts(self, *, at: datetime, trigger_version: int) -> list[RoutingDecision]:
+        """Route held tickets as of each agent shift start that passed before ``at``.
+
+        Routing stays event-driven: the queue's next event (a ticket, an agent change, an
+        outcome) first catches up on the starts it passed, each at the start's own time,
+        so a replay of the same events decides the same.
+        """
+        due = self.shift_check
+        if due is None or due > at or not self.policy.respect_shifts:
+            return []
+        out: list[RoutingDecision] = []
+        for _ in range(_MAX_SHIFT_STEPS):
+            if due is None or due > at:
+                break
+            out += self._drain_holding(trigger_version=trigger_version, at=due)
+            due = self._next_shift_start(due) if self.holding else None
+        else:
+            due = self._next_shift_start(at) if self.holding else None
+        self.shift_check = due
+        return out
 
     def _unload(self, agent_id: int, at: datetime) -> None:
         """One counted item less for the agent; an agent left with none is idle from ``at``."""
@@ -614,6 +708,7 @@ class QueueRouter:
             else:
                 reasons = best.reasons
         self._move(et.ticket_id, best.agent.id, at=at)
+        self.work[et.ticket_id] = et
         reasons = (*reasons, f"speaks {et.language}", f"tier {et.customer_tier}")
         return self._decision(
             et,
@@ -689,9 +784,8 @@ class QueueRouter:
     def _suits(self, agent: Agent, et: RoutingRequest) -> bool:
         """The ticket-dependent half of :meth:`eligible` (language and skill)."""
         return (
-            et.language in agent.languages
-            and agent.skills.get(et.category, 0.0) >= self.policy.min_skill
-        )
+            not self.policy.require_language or et.language in agent.languages
+        ) and agent.skills.get(et.category, 0.0) >= self.policy.min_skill
 
     def _decision(
         self,

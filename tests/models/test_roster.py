@@ -139,3 +139,27 @@ def test_a_bad_roster_in_the_stream_becomes_a_dead_letter_with_the_reason() -> N
     (letter,) = guarded("select_agent_changes", agent_changes)(event)
     assert isinstance(letter, DeadLetter)
     assert "column 'roster'" in letter.reason and "Nowhere/Else" in letter.reason
+
+
+def test_next_start_follows_breaks_days_off_and_the_time_zone() -> None:
+    roster = Roster.from_json(
+        {
+            "tz": "America/New_York",
+            "weekly": {
+                "mon": [["09:00", "12:00"], ["13:00", "17:00"]],
+                "tue": [["22:00", "06:00"]],
+            },
+            "dates": {"2026-03-16": []},
+        }
+    )
+    monday = datetime(2026, 3, 9, 15, 0, tzinfo=UTC)  # 11:00 in New York (EDT from 8 March)
+    assert roster.next_start(monday) == datetime(2026, 3, 9, 17, 0, tzinfo=UTC)
+    assert roster.next_start(datetime(2026, 3, 9, 17, 0, tzinfo=UTC)) == datetime(
+        2026, 3, 11, 2, 0, tzinfo=UTC
+    )  # the overnight Tuesday shift, 22:00 local
+    # Monday 16 March is off, so the next start is Tuesday's overnight shift.
+    after_tuesday = datetime(2026, 3, 11, 3, 0, tzinfo=UTC)
+    assert roster.next_start(after_tuesday) == datetime(2026, 3, 11, 2, 0, tzinfo=UTC) + timedelta(
+        days=7
+    )
+    assert Roster.from_json({"weekly": {}}).next_start(monday) is None

@@ -109,7 +109,12 @@ def test_completion_routes_the_held_call_and_teaches_the_ranker() -> None:
     held = r.on_ticket(call(11, T0), at=T0)[0]
     assert held.status == "queued"
     out = r.complete(HandlingOutcome(10, 1, "sales", 240.0, T0 + timedelta(minutes=4)))
-    assert [(d.ticket_id, d.status, d.agent_id) for d in out] == [(11, "assigned", 1)]
+    assert [(d.ticket_id, d.status, d.agent_id) for d in out] == [
+        (10, "released", 1),
+        (11, "assigned", 1),
+    ]
+    assert out[0].reasons == ("work done by agent 1 in 240 s",)
+    assert out[0].source_committed_at == T0 + timedelta(minutes=4)
     assert r.load[1] == 1 and ranker.model.n_outcomes == 1
     assert ranker.model.categories["sales"].seen == 1  # 240 s learned, not a lifecycle
 
@@ -142,3 +147,100 @@ def test_work_items_without_a_language_route_when_the_policy_does_not_require_on
     relaxed.upsert_agent(speaker, version=1, at=at)
     (decision,) = relaxed.on_ticket(item, at=at)
     assert (decision.status, decision.agent_id) == ("assigned", 7)
+
+
+def test_an_outcome_without_a_type_learns_the_routed_category() -> None:
+    ranker = LearnedRanker(AffinityModel(seed=1))
+    r = QueueRouter(queue="calls", policy=RoutingPolicy(respect_shifts=False), ranker=ranker)
+    r.upsert_agent(agent(1), version=1, at=T0)
+    r.on_ticket(call(10, T0), at=T0)
+    r.complete(HandlingOutcome(10, 1, "", 90.0, T0 + timedelta(minutes=2)))
+    assert ranker.model.categories["sales"].seen == 1
+    # Unknown item and no type: nothing to learn, nothing released.
+    assert r.complete(HandlingOutcome(99, 1, "", 90.0, T0 + timedelta(minutes=3))) == []
+    assert ranker.model.n_outcomes == 1
+
+
+def test_updates_after_the_outcome_do_not_book_the_agent_again() -> None:
+    r = router(longest_idle=False)
+    first = r.on_ticket(call(10, T0), at=T0)[0]
+    r.complete(HandlingOutcome(10, first.agent_id, "sales", 60.0, T0 + timedelta(minutes=1)))
+    later = T0 + timedelta(minutes=2)
+    # The helpdesk writes the assignee back onto the still-open item: no new booking.
+    update = RoutingRequest(
+        **{
+            **call(10, T0).__dict__,
+            "version": 50,
+            "status": "open",
+            "assigned_agent_id": first.agent_id,
+            "committed_at": later,
+        }
+    )
+    assert r.on_ticket(update, at=later) == []
+    assert r.load[first.agent_id] == 0
+    # Handed to another agent: that is new work, booked and reported.
+    other = 3 if first.agent_id != 3 else 2
+    moved = RoutingRequest(**{**update.__dict__, "version": 51, "assigned_agent_id": other})
+    [decision] = r.on_ticket(moved, at=later)
+    assert (decision.status, decision.agent_id, r.load[other]) == ("assigned", other, 1)
+
+
+def test_held_items_drain_when_a_language_is_not_required() -> None:
+    policy = RoutingPolicy(respect_shifts=False, require_language=False)
+    r = QueueRouter(queue="calls", policy=policy)
+    r.upsert_agent(agent(1), version=1, at=T0)
+    item = RoutingRequest.work_item(10, "sales", queue="calls", at=T0)
+    assert r.on_ticket(item, at=T0)[0].status == "assigned"
+    held = RoutingRequest.work_item(11, "sales", queue="calls", at=T0, version=2)
+    assert r.on_ticket(held, at=T0)[0].status == "queued"
+    out = r.complete(HandlingOutcome(10, 1, "sales", 30.0, T0 + timedelta(seconds=30)))
+    assert [(d.ticket_id, d.status) for d in out] == [(10, "released"), (11, "assigned")]
+
+
+def test_held_tickets_go_to_an_agent_whose_shift_started_before_the_next_event() -> None:
+    r = QueueRouter(queue="calls")  # shifts respected (the helpdesk default)
+    day = Agent(
+        1, "day", "calls", {"sales": 1.0}, ("en",), 2, "online", shift_start=9, shift_end=17
+    )
+    r.upsert_agent(day, version=1, at=T0)
+    night = T0 + timedelta(hours=10)  # 19:00: nobody on shift
+    assert r.on_ticket(call(10, night), at=night)[0].status == "queued"
+    assert r.shift_check == T0 + timedelta(days=1)  # 09:00 next morning
+    # The next event of the queue comes at 09:30: the held ticket is routed as of 09:00,
+    # before the new one, which then queues behind it for the agent's second slot.
+    morning = T0 + timedelta(days=1, minutes=30)
+    out = r.on_ticket(call(11, morning), at=morning)
+    assert [(d.ticket_id, d.status, d.agent_id) for d in out] == [
+        (10, "assigned", 1),
+        (11, "assigned", 1),
+    ]
+    assert r.shift_check is None
+
+
+def test_shift_start_catch_up_replays_identically() -> None:
+    def run() -> list[tuple[int, str, int | None]]:
+        r = QueueRouter(queue="calls")
+        for aid, start in ((1, 9), (2, 11)):
+            a = Agent(
+                aid,
+                f"a{aid}",
+                "calls",
+                {"sales": 1.0},
+                ("en",),
+                1,
+                "online",
+                shift_start=start,
+                shift_end=start + 4,
+            )
+            r.upsert_agent(a, version=aid, at=T0 - timedelta(hours=2))
+        out = []
+        for i, minutes in enumerate((-90, -60, -30, 150)):
+            at = T0 + timedelta(minutes=minutes)
+            out += r.on_ticket(call(20 + i, at), at=at)
+        return [(d.ticket_id, d.status, d.agent_id) for d in out]
+
+    first = run()
+    assert first == run()
+    assigned = [d for d in first if d[1] == "assigned"]
+    assert [d[2] for d in assigned] == [1, 2]  # 09:00 then 11:00, oldest held first
+    assert [d[0] for d in assigned] == [20, 21]
