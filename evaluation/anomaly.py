@@ -1,7 +1,7 @@
 """Anomaly detection on synthetic hourly helpdesk volume with injected incidents.
 
 Hourly ticket counts per category follow the workload generator's daily and weekly
-rhythm (:func:`connectors.workload.rhythm_factor`: night troughs, Monday-morning peaks,
+rhythm (:func:`evaluation.workload.rhythm_factor`: night troughs, Monday-morning peaks,
 quiet weekends) as a Poisson process, with a day-to-day level swing per category. Each
 ticket has a channel and two SLA targets, decided as :class:`models.live_metrics.LiveMetrics`
 counts them (at the breach or the fulfil in time): its first reply in the next hour and,
@@ -54,7 +54,7 @@ from typing import Any, Literal
 import numpy as np
 from rich.table import Table
 
-from connectors.workload import DEFAULT_CATEGORY_WEIGHTS, WorkloadConfig, rhythm_factor
+from evaluation.workload import DEFAULT_CATEGORY_WEIGHTS, WorkloadConfig, rhythm_factor
 from models.anomaly import AnomalyAlert, VolumeAnomalyDetector, tail_z
 from models.live_metrics import BREACH_RATE
 

@@ -1,7 +1,7 @@
 """Offline evaluation of agent rankers on the synthetic workload, without any database.
 
 A discrete-event simulation in simulated time (no wall clock): agents and tickets come
-from :mod:`connectors.workload` with fixed seeds, so every agent's true skill per category
+from :mod:`evaluation.workload` with fixed seeds, so every agent's true skill per category
 and every ticket's true category are known. Each queue (team) has its own
 :class:`models.routing.QueueRouter`, with the production eligibility rules (shift at the
 simulated time, language, minimum skill, capacity) and a holding list. The simulation:
@@ -9,7 +9,7 @@ simulated time, language, minimum skill, capacity) and a holding list. The simul
 * feeds each arriving ticket to its queue's router (category = the true category,
   priority from :func:`models.priority.score_priority` on the ticket's text and tier);
 * works every assignment: first reply after an exponential delay (mean
-  ``first_reply_minutes``), solve after a further :func:`connectors.workload.
+  ``first_reply_minutes``), solve after a further :func:`evaluation.workload.
   draw_service_seconds` for the agent's TRUE skill in the ticket's TRUE category. Agents
   work their tickets in parallel, as the live agent simulator does;
 * sends the solve back to the router as a ticket update (capacity frees, held tickets are
@@ -54,7 +54,7 @@ from typing import Any
 
 from rich.table import Table
 
-from connectors.workload import (
+from evaluation.workload import (
     AgentSpec,
     TicketSpec,
     WorkloadConfig,
@@ -435,7 +435,7 @@ def evaluate_routing(
     Returns a JSON-serialisable dict: the scenario, metrics per ranker, the learned
     ranker's improvement in mean resolution time over least-loaded and round-robin, each
     ranker's improvement over least-loaded and the share of the oracle's gain it reaches.
-    ``workload`` overrides :class:`connectors.workload.WorkloadConfig` fields (e.g. a wider
+    ``workload`` overrides :class:`evaluation.workload.WorkloadConfig` fields (e.g. a wider
     ``home_skill_range`` or a heavy-tailed ``service_shape``).
 
     Example:

@@ -107,7 +107,7 @@ def _pipeline_env(processes: int, metrics_port: int | None = None) -> dict[str, 
 
 
 def _seed(dsn: str) -> None:
-    from connectors.workload import WorkloadConfig, WorkloadWriter
+    from evaluation.workload import WorkloadConfig, WorkloadWriter
 
     WorkloadWriter(
         dsn, WorkloadConfig(seed=1, customers=500, agents=60, tickets=1)

@@ -262,7 +262,7 @@ def generate(
     state_dir: StateDir = None,
 ) -> None:
     """Write helpdesk activity into the source database (TRIAGE_SOURCE__DSN)."""
-    from connectors.workload import WorkloadConfig, WorkloadWriter
+    from evaluation.workload import WorkloadConfig, WorkloadWriter
 
     settings = _settings(state_dir)
     if settings.source.dsn is None:

@@ -55,7 +55,7 @@ def run_demo(
     ``on_summary`` sees the summary as soon as it is known, before ``opts.serve`` keeps
     the API (and the pipeline) running until Ctrl-C.
     """
-    from connectors.workload import WorkloadConfig, WorkloadWriter
+    from evaluation.workload import WorkloadConfig, WorkloadWriter
 
     state_dir = settings.state_dir / "demo"
     if opts.fresh and state_dir.exists():

@@ -18,7 +18,7 @@ from fastapi.testclient import TestClient
 
 from api.app import create_app
 from api.settings import ApiSettings
-from connectors.workload import WorkloadConfig, WorkloadWriter
+from evaluation.workload import WorkloadConfig, WorkloadWriter
 from triage.assignments import AssignmentFollower
 from triage.report import routed_summary
 from triage.runtime import PipelineProcess, Stack, migrate

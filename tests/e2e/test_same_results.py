@@ -24,7 +24,7 @@ from typing import Any
 
 import pytest
 
-from connectors.workload import WorkloadConfig, WorkloadWriter
+from evaluation.workload import WorkloadConfig, WorkloadWriter
 from triage.assignments import AssignmentFollower
 from triage.compare import caught_up, describe_difference, differing_parts, store_snapshot
 from triage.runtime import PipelineProcess, Stack, migrate

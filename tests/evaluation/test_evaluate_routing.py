@@ -10,13 +10,13 @@ import time
 import pytest
 from rich.console import Console
 
-from connectors.workload import (
+from evaluation.routing import RANKERS, evaluate_routing, plan_assignment, render_table
+from evaluation.workload import (
     WorkloadConfig,
     draw_service_seconds,
     mean_service_seconds,
     plan_agents,
 )
-from evaluation.routing import RANKERS, evaluate_routing, plan_assignment, render_table
 
 
 @pytest.mark.parametrize("layout", ["teams", "pooled"])

@@ -9,7 +9,7 @@ from pathlib import Path
 import psycopg
 import pytest
 
-from connectors.workload import AgentSimulator, WorkloadConfig, WorkloadProgress, WorkloadWriter
+from evaluation.workload import AgentSimulator, WorkloadConfig, WorkloadProgress, WorkloadWriter
 
 pytestmark = pytest.mark.integration
 

@@ -8,7 +8,7 @@ from datetime import UTC, date, datetime, time, timedelta
 import numpy as np
 import pytest
 
-from connectors.workload import rhythm_factor
+from evaluation.workload import rhythm_factor
 from models.anomaly import (
     AnomalyAlert,
     AnomalyScore,

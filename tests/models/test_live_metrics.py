@@ -8,7 +8,7 @@ from datetime import UTC, datetime, timedelta
 
 import numpy as np
 
-from connectors.workload import rhythm_factor
+from evaluation.workload import rhythm_factor
 from models.anomaly import AnomalyAlert
 from models.helpdesk import EnrichedTicket, Ticket
 from models.live_metrics import LiveMetrics

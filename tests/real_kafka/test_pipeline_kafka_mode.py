@@ -14,7 +14,7 @@ import threading
 import psycopg
 import pytest
 
-from connectors.workload import WorkloadConfig, WorkloadWriter
+from evaluation.workload import WorkloadConfig, WorkloadWriter
 from tests.real_kafka.conftest import KafkaModeRun, wait_decisions
 from triage.report import dead_letter_count
 

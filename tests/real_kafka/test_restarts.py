@@ -21,7 +21,7 @@ import psycopg
 import pytest
 from confluent_kafka import Message
 
-from connectors.workload import WorkloadConfig, WorkloadWriter
+from evaluation.workload import WorkloadConfig, WorkloadWriter
 from tests.real_kafka.conftest import (
     PREFIXES,
     KafkaModeRun,

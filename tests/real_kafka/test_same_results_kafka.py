@@ -23,7 +23,7 @@ import pytest
 
 from connectors.kafka import KafkaSettings, cdc_topics
 from connectors.pg_cdc import drop_slot
-from connectors.workload import WorkloadConfig, WorkloadWriter
+from evaluation.workload import WorkloadConfig, WorkloadWriter
 from tests.real_kafka.conftest import drop_slot_when_released, register_production_connector
 from triage.assignments import AssignmentFollower
 from triage.compare import caught_up, describe_difference, differing_parts, store_snapshot

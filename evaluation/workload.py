@@ -50,7 +50,7 @@ from psycopg import sql
 from psycopg.types.json import Jsonb
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
-from connectors import workload_text as text
+from evaluation import workload_text as text
 
 log = logging.getLogger(__name__)
 

@@ -10,7 +10,7 @@ from itertools import islice
 import pytest
 from pydantic import ValidationError
 
-from connectors.workload import (
+from evaluation.workload import (
     DEFAULT_CATEGORY_TEAMS,
     WorkloadConfig,
     draw_service_seconds,
@@ -52,7 +52,7 @@ def test_ticket_content_does_not_depend_on_how_many_are_planned() -> None:
 
 
 def test_unbounded_config_keeps_producing() -> None:
-    from connectors.workload import iter_ticket_specs
+    from evaluation.workload import iter_ticket_specs
 
     cfg = WorkloadConfig(seed=3, customers=10, tickets=None)
     specs = list(islice(iter_ticket_specs(cfg), 300))
@@ -223,7 +223,7 @@ def test_rich_progress_renders_updates() -> None:
 
     from rich.console import Console
 
-    from connectors.workload import WorkloadProgress, rich_progress
+    from evaluation.workload import WorkloadProgress, rich_progress
 
     out = io.StringIO()
     console = Console(file=out, force_terminal=False, width=120)
