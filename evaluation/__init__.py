@@ -9,8 +9,10 @@
 * :mod:`evaluation.anomaly`: the volume anomaly detector on labelled series;
 * :mod:`evaluation.routing`: rankers on the synthetic workload with known skills;
 * :mod:`evaluation.simulation`: a call history replayed through the router per policy
-  (``triage simulate routing``).
+  (``triage simulate routing``);
+* :mod:`evaluation.workload` (with its text templates, :mod:`evaluation.workload_text`):
+  the synthetic workload generator, which writes helpdesk activity into the source
+  database for ``triage generate``, the demo, the benchmarks and the routing evaluation.
 
-Evaluations import the models and the workload generator; nothing in the pipeline imports
-them.
+Evaluations import the models; nothing in the pipeline imports them.
 """
