@@ -42,7 +42,14 @@ __all__ = [
 
 logger = logging.getLogger(__name__)
 
-DEFAULT_TABLES = ("customers", "agents", "tickets", "ticket_events", "kb_articles")
+DEFAULT_TABLES = (
+    "customers",
+    "agents",
+    "tickets",
+    "ticket_events",
+    "kb_articles",
+    "work_outcomes",
+)
 """The helpdesk tables Debezium captures (its ``table.include.list``)."""
 
 _PAYLOAD_PREVIEW = 4096

@@ -67,7 +67,14 @@ log = logging.getLogger(__name__)
 
 # Reference tables first so that enrichment state (customers, agents, KB) is loaded before
 # the tickets and ticket events that look it up; other published tables follow by name.
-SNAPSHOT_TABLE_ORDER = ("customers", "agents", "kb_articles", "tickets", "ticket_events")
+SNAPSHOT_TABLE_ORDER = (
+    "customers",
+    "agents",
+    "kb_articles",
+    "tickets",
+    "ticket_events",
+    "work_outcomes",
+)
 
 # The decoding output functions run in our session, so these settings fix the text form
 # of timestamps, floats and bytea that the converters in connectors.pgoutput expect.

@@ -11,6 +11,7 @@ shares.
 from __future__ import annotations
 
 import json
+import math
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -314,6 +315,79 @@ class Agent:
         at = after.astimezone(UTC)
         start = at.replace(hour=self.shift_start, minute=0, second=0, microsecond=0)
         return start if start > at else start + timedelta(days=1)
+
+
+def _opt_float(
+    value: Any, name: str, lo: float = 0.0, hi: float = math.inf, *, required: bool = False
+) -> float | None:
+    """A finite real column within ``lo..hi``; None when NULL (an error when required)."""
+    if value is None or value == UNAVAILABLE:
+        if required:
+            raise RowError(f"missing column {name!r}")
+        return None
+    if isinstance(value, bool):
+        raise RowError(f"column {name!r} is not a number: {value!r}")
+    try:
+        number = float(value)
+    except (TypeError, ValueError) as exc:
+        raise RowError(f"column {name!r} is not a number: {str(value)[:80]!r}") from exc
+    if not (math.isfinite(number) and lo <= number <= hi):
+        raise RowError(f"column {name!r} is {number}, outside {lo:g}..{hi:g}")
+    return number
+
+
+@dataclass(frozen=True)
+class WorkOutcome:
+    """One ``work_outcomes`` row: item X, handled by agent A in queue Q, took N seconds.
+
+    Example:
+        >>> o = WorkOutcome.from_row({"id": 3, "ticket_id": 42, "agent_id": 7, "queue": "calls",
+        ...     "work_type": None, "handling_seconds": 184.5, "wait_seconds": 20,
+        ...     "quality": None, "completed_at": "2026-03-02T09:15:00Z"})
+        >>> o.ticket_id, o.queue, o.work_type, o.handling_seconds, o.completed_at.hour
+        (42, 'calls', '', 184.5, 9)
+        >>> WorkOutcome.from_row({"ticket_id": 42, "agent_id": 7, "queue": "calls",
+        ...     "handling_seconds": -1, "completed_at": "2026-03-02T09:15:00Z"})
+        Traceback (most recent call last):
+        ...
+        models.helpdesk.RowError: column 'handling_seconds' is -1.0, outside 0..inf
+    """
+
+    ticket_id: int | None  # None: history to learn from, no live item (warm start)
+    agent_id: int
+    queue: str
+    work_type: str  # empty: the category the item was routed with
+    handling_seconds: float
+    completed_at: datetime
+    wait_seconds: float | None = None
+    quality: float | None = None
+    origin: str = "api"
+
+    @classmethod
+    def from_row(cls, row: Mapping[str, Any]) -> WorkOutcome:
+        queue = str(_req(row, "queue")).strip()
+        if not queue:
+            raise RowError("column 'queue' is empty")
+        completed_at = parse_timestamp(_req(row, "completed_at"), name="completed_at")
+        assert completed_at is not None  # _req rejects NULL
+        ticket_id = _opt_id(row.get("ticket_id"), "ticket_id")
+        work_type = str(row.get("work_type") or "").strip()
+        if ticket_id is None and not work_type:
+            raise RowError("a history outcome (no ticket_id) needs a work_type")
+        return cls(
+            ticket_id=ticket_id,
+            agent_id=_id(_req(row, "agent_id"), "agent_id"),
+            queue=queue,
+            work_type=work_type,
+            handling_seconds=_opt_float(
+                row.get("handling_seconds"), "handling_seconds", required=True
+            )
+            or 0.0,
+            completed_at=completed_at,
+            wait_seconds=_opt_float(row.get("wait_seconds"), "wait_seconds"),
+            quality=_opt_float(row.get("quality"), "quality", 0.0, 1.0),
+            origin=str(row.get("origin") or "api"),
+        )
 
 
 @dataclass(frozen=True)

@@ -12,9 +12,10 @@ from datetime import UTC, datetime, timedelta
 
 from models.breach_risk import BreachRiskFeatures, BreachRiskModel
 from models.burnout import AgentWorkload, WorkloadScore
-from models.helpdesk import Agent, EnrichedTicket, RoutingDecision
+from models.helpdesk import Agent, EnrichedTicket, RoutingDecision, WorkOutcome
 from models.routing import (
     AgentRanker,
+    HandlingOutcome,
     LeastLoadedRanker,
     QueueRouter,
     RoutingPolicy,
@@ -25,6 +26,7 @@ from models.sla import SlaEvent, SlaTracker, TicketComment, TicketUpdate
 
 QueueOutput = RoutingDecision | SlaEvent | BreachRiskScore | WorkloadScore
 _MAX_SNAPSHOTS = 8
+_EARLY_OUTCOMES = 5000
 
 
 @dataclass
@@ -79,9 +81,15 @@ class QueueState:
     workload_bucket: datetime | None = None
     min_risk_change: float = 0.05
     rescore_cursor: int = 0
+    # Ticket id -> an outcome that arrived before the ticket was routed here, and its version.
+    early_outcomes: dict[int, tuple[HandlingOutcome, int]] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         self.router = QueueRouter(queue=self.queue, policy=self.policy, ranker=self.ranker)
+
+    def __setstate__(self, state: dict[str, object]) -> None:
+        # States saved before the outcome input existed.
+        self.__dict__.update({"early_outcomes": {}} | state)
 
     # -- inputs ---------------------------------------------------------------------------
 
@@ -90,6 +98,33 @@ class QueueState:
 
     def remove_agent(self, agent_id: int) -> None:
         self.router.remove_agent(agent_id)
+
+    def on_outcome(self, outcome: WorkOutcome, *, version: int, at: datetime) -> list[QueueOutput]:
+        """A ``work_outcomes`` row: free the agent, teach the ranker, route held tickets.
+
+        ``at`` is the change's commit time (the router's clock, as for tickets). An outcome
+        for an item this queue has not routed yet (it overtook the ticket on its shorter
+        path through the flow) waits, bounded, and completes the item once it is routed.
+        """
+        handling = HandlingOutcome(
+            item_id=outcome.ticket_id or 0,
+            agent_id=outcome.agent_id,
+            work_type=outcome.work_type,
+            seconds=outcome.handling_seconds,
+            at=at,
+            wait_seconds=outcome.wait_seconds,
+            quality=outcome.quality,
+        )
+        tid = outcome.ticket_id
+        router = self.router
+        if tid is not None and tid not in router.assignments and tid not in router.holding:
+            if tid in router.completed:
+                return []  # the item's outcome is known already: learn it once
+            self.early_outcomes[tid] = (handling, version)
+            if len(self.early_outcomes) > _EARLY_OUTCOMES:
+                del self.early_outcomes[next(iter(self.early_outcomes))]
+            return []
+        return list(router.complete(handling, trigger_version=version))
 
     def on_ticket(self, et: EnrichedTicket, *, now: datetime) -> list[QueueOutput]:
         """Advance the ticket's SLA clocks, route it, and score its breach risk."""
@@ -118,6 +153,13 @@ class QueueState:
         for decision in decisions:
             if decision.status == "assigned" and decision.agent_id is not None:
                 self._on_assignment(decision.agent_id, et)
+        early = self.early_outcomes.pop(ticket.id, None)
+        if early is not None and ticket.id in self.router.assignments:
+            handling, version = early
+            out += self.router.complete(
+                replace(handling, at=max(handling.at, et.committed_at)),
+                trigger_version=max(version, et.version),
+            )
         if ticket.is_open and et.op != "d":
             score = self._score(ticket.id, now, snapshot=True)
             if score is not None:
@@ -200,7 +242,13 @@ class QueueState:
 
     def is_idle(self) -> bool:
         router = self.router
-        return not (router.agents or router.assignments or router.holding or len(self.sla))
+        return not (
+            router.agents
+            or router.assignments
+            or router.holding
+            or len(self.sla)
+            or self.early_outcomes
+        )
 
     # -- breach risk ------------------------------------------------------------------------
 

@@ -564,17 +564,22 @@ class QueueRouter:
     ) -> list[RoutingDecision]:
         """A work item is done: free its agent, teach the ranker, route held items.
 
-        The item's assignment ends with a ``released`` decision (whoever held it; the
-        outcome says the work is finished), and later updates of the item while it stays
-        open do not book an agent again. The ranker learns ``outcome.seconds`` through its
-        ``learn_handling`` method when it has one (rankers that do not learn ignore it); an
-        outcome without a work type takes the routed item's category. An item the router
-        does not know as assigned only teaches the ranker.
+        The item's assignment (or its place in the holding list) ends with a ``released``
+        decision (whoever held it; the outcome says the work is finished), and later updates
+        of the item while it stays open do not book an agent again. The ranker learns
+        ``outcome.seconds`` through its ``learn_handling`` method when it has one (rankers
+        that do not learn ignore it); an outcome without a work type takes the routed
+        item's category. An item the router does not know only teaches the ranker.
         """
         out = self._shift_starts(at=outcome.at, trigger_version=trigger_version)
         tid = outcome.item_id
         agent_id = self.assignments.pop(tid, None)
         request = self.work.pop(tid, None)
+        held = self.holding.get(tid)
+        if held is not None:
+            # Handled outside routing while it waited: it no longer waits.
+            self._unhold(tid)
+            request = held.ticket
         if agent_id is not None and tid not in self.paused:
             self._unload(agent_id, outcome.at)
         self.paused.discard(tid)

@@ -49,7 +49,13 @@ from bytewax.operators import StatefulLogic
 from bytewax.outputs import Sink
 
 from connectors.debezium import DecodeError, SkippedRecord, decode_record
-from models.affinity import AffinityModel, LearnedRanker, RoundRobinRanker
+from models.affinity import (
+    AffinityModel,
+    ExpectedTimeRanker,
+    HandlingTimeModel,
+    LearnedRanker,
+    RoundRobinRanker,
+)
 from models.anomaly import AnomalyAlert
 from models.budget import TimeBudget
 from models.burnout import WorkloadScore
@@ -63,6 +69,7 @@ from models.helpdesk import (
     EnrichedTicket,
     RoutingDecision,
     RowError,
+    WorkOutcome,
     parse_timestamp,
 )
 from models.intelligence import (
@@ -90,7 +97,9 @@ from pipelines.state import buffer, stateful_flat_map, timed_stateful_flat_map
 
 log = logging.getLogger(__name__)
 
-KNOWN_TABLES = frozenset({"customers", "agents", "tickets", "ticket_events", "kb_articles"})
+KNOWN_TABLES = frozenset(
+    {"customers", "agents", "tickets", "ticket_events", "kb_articles", "work_outcomes"}
+)
 
 # Process-local counters, reported by the CLI and benchmark (events seen per outcome).
 FLOW_COUNTERS: Counter[str] = Counter()
@@ -130,8 +139,18 @@ class CommentIn:
     scope: str = ""
 
 
+@dataclass(frozen=True)
+class OutcomeIn:
+    """A ``work_outcomes`` row on its way to its queue, with the change's version and
+    commit time (the router's clock)."""
+
+    outcome: WorkOutcome
+    version: int
+    at: datetime
+
+
 RoutingInput = AgentUpsert | AgentRemoval
-QueueInput = EnrichedTicket | TicketComment | AgentUpsert | AgentRemoval
+QueueInput = EnrichedTicket | TicketComment | AgentUpsert | AgentRemoval | OutcomeIn
 TicketChange = tuple[EnrichedTicket, ChangeEvent]
 LearnInput = LabelExample | KbFeedback | ChangeEvent
 
@@ -386,6 +405,15 @@ def agent_changes(event: ChangeEvent) -> list[tuple[str, RoutingInput]]:
     return out
 
 
+def work_outcomes(event: ChangeEvent) -> list[tuple[str, OutcomeIn]]:
+    """New work outcomes keyed by their queue; edits and deletes of outcome rows change
+    nothing already learned."""
+    if event.table != "work_outcomes" or event.op not in ("c", "r") or event.after is None:
+        return []
+    outcome = WorkOutcome.from_row(event.after)
+    return [(outcome.queue, OutcomeIn(outcome, event.version, event.committed_at))]
+
+
 def ticket_comments(event: ChangeEvent) -> list[tuple[str, CommentIn]]:
     """New comments (``ticket_events`` of kind comment) keyed by their ticket."""
     row = event.after or {}
@@ -631,6 +659,9 @@ def make_queue_step(settings: PipelineSettings, policy: RoutingPolicy):
         elif isinstance(item, AgentUpsert):
             state = state or _new_queue(settings, policy, item.agent.team)
             out = state.on_agent(item.agent, version=item.version, at=item.at)
+        elif isinstance(item, OutcomeIn):
+            state = state or _new_queue(settings, policy, item.outcome.queue)
+            out = state.on_outcome(item.outcome, version=item.version, at=item.at)
         else:
             if state is not None:
                 state.remove_agent(item.agent_id)
@@ -645,6 +676,8 @@ def _new_queue(settings: PipelineSettings, policy: RoutingPolicy, queue: str) ->
     ranker: AgentRanker
     if settings.ranker == "learned":
         ranker = LearnedRanker(AffinityModel(seed=settings.seed))
+    elif settings.ranker == "expected_time":
+        ranker = ExpectedTimeRanker(HandlingTimeModel(seed=settings.seed))
     elif settings.ranker == "round_robin":
         ranker = RoundRobinRanker()
     else:
@@ -749,6 +782,7 @@ class _Tables:
 
     customers: Stream[tuple[str, ChangeEvent]]
     agents: Stream[tuple[str, RoutingInput]]
+    outcomes: Stream[tuple[str, OutcomeIn]]
     ticket_items: Stream[Any]
     kb_changes: Stream[ChangeEvent]
 
@@ -778,6 +812,7 @@ def _by_table(events: Stream[ChangeEvent], settings: PipelineSettings, w: _Wirin
 
     customers = select("select_customer_changes", customer_changes)
     agents = select("select_agent_changes", agent_changes)
+    outcomes = select("select_work_outcomes", work_outcomes)
     # A ticket's changes and comments travel one keyed path (ticket → customer →
     # organisation → ticket), so its text state and its queue see them in commit order.
     owned = _Split(
@@ -791,7 +826,7 @@ def _by_table(events: Stream[ChangeEvent], settings: PipelineSettings, w: _Wirin
     )
     w.errors(owned)
     kb_changes = op.filter("select_kb_changes", events, lambda e: e.table == "kb_articles")
-    return _Tables(customers, agents, owned.rest, kb_changes)
+    return _Tables(customers, agents, outcomes, owned.rest, kb_changes)
 
 
 def _enrich(
@@ -899,17 +934,18 @@ def _learn(
 
 def _route(
     classified: _Classified,
-    agents: Stream[tuple[str, RoutingInput]],
+    tables: _Tables,
     settings: PipelineSettings,
     policy: RoutingPolicy,
     w: _Wiring,
 ) -> Stream[QueueOutput]:
-    """Per queue: SLA clocks, routing decisions, breach risks and agent load."""
+    """Per queue: SLA clocks, routing decisions, breach risks and agent load; agent
+    changes and work outcomes join the classified tickets there."""
     routed = _Split(
         "route",
         _keyed_flat_map(
             "route_ticket",
-            op.merge("merge_queue_inputs", classified.to_queues, agents),
+            op.merge("merge_queue_inputs", classified.to_queues, tables.agents, tables.outcomes),
             make_queue_step(settings, policy),
             timed=True,
         ),
@@ -1081,7 +1117,7 @@ def build_flow(
     deduped = _enrich(tables, enricher, settings, w)
     classified = _classify(deduped, policy, replica, settings, w)
     model_metrics = _learn(classified.lessons, tables.kb_changes, learner, w)
-    queue_out = _route(classified, tables.agents, settings, policy, w)
+    queue_out = _route(classified, tables, settings, policy, w)
     live_metrics = _metrics(classified.final_tickets, queue_out, w)
     _fan_out(
         final_tickets=classified.final_tickets,

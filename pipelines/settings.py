@@ -28,7 +28,7 @@ class PipelineSettings(BaseModel):
     epoch_interval: timedelta = timedelta(seconds=10)
     warehouse_flush: timedelta = timedelta(seconds=10)
     warehouse_batch: int = Field(default=5_000, gt=0)
-    ranker: Literal["learned", "least_loaded", "round_robin"] = "learned"
+    ranker: Literal["learned", "expected_time", "least_loaded", "round_robin"] = "learned"
     apply_threshold: float = Field(default=0.7, ge=0.0, le=1.0)
     min_examples: int = Field(default=30, ge=0)
     text_features: int = Field(default=2**16, ge=2**10)

@@ -212,6 +212,7 @@ def test_cdc_topics_follow_debezium_naming() -> None:
         "triage.public.tickets",
         "triage.public.ticket_events",
         "triage.public.kb_articles",
+        "triage.public.work_outcomes",
     ]
 
 

@@ -6,7 +6,8 @@ import pickle
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 
-from models.helpdesk import Agent, EnrichedTicket, RoutingDecision, Ticket
+from models.affinity import ExpectedTimeRanker, HandlingTimeModel
+from models.helpdesk import Agent, EnrichedTicket, RoutingDecision, Ticket, WorkOutcome
 from models.queue_state import QueueState
 from models.signals import BreachRiskScore
 from models.sla import SlaEvent, TicketComment
@@ -149,3 +150,34 @@ def test_tick_samples_agent_load_once_a_minute_with_burnout_risk() -> None:
     # Within the same minute nothing is sampled again.
     again = q.tick(T0 + timedelta(seconds=40))
     assert not [x for x in again if isinstance(x, WorkloadScore)]
+
+
+def outcome(tid: int | None, seconds: float = 120.0, work_type: str = "") -> WorkOutcome:
+    return WorkOutcome(tid, 1, "billing", work_type, seconds, T0)
+
+
+def test_an_outcome_that_overtakes_its_ticket_completes_it_once_routed() -> None:
+    q = QueueState(queue="billing", ranker=ExpectedTimeRanker(HandlingTimeModel(seed=1)))
+    q.on_agent(agent(1), version=1, at=T0)
+    at = T0 + timedelta(minutes=5)
+    assert q.on_outcome(outcome(7), version=9, at=at) == []  # the ticket is not here yet
+    out = of(RoutingDecision, q.on_ticket(ticket(7, version=8, at=at), now=at))
+    assert [(d.status, d.agent_id) for d in out] == [("assigned", 1), ("released", 1)]
+    assert out[1].version == 9 and q.router.load[1] == 0
+    # The same outcome again (a replayed row) teaches nothing twice.
+    learned = q.router.ranker.model.n_outcomes  # type: ignore[attr-defined]
+    assert q.on_outcome(outcome(7), version=10, at=at) == []
+    assert q.router.ranker.model.n_outcomes == learned == 1  # type: ignore[attr-defined]
+    # History without an item only teaches.
+    assert q.on_outcome(outcome(None, 60.0, "billing"), version=11, at=at) == []
+    assert q.router.ranker.model.n_outcomes == 2  # type: ignore[attr-defined]
+    assert pickle.loads(pickle.dumps(q)).early_outcomes == {}
+
+
+def test_queue_states_saved_before_outcomes_existed_still_load() -> None:
+    q = QueueState(queue="billing")
+    state = {k: v for k, v in q.__dict__.items() if k != "early_outcomes"}
+    restored = QueueState.__new__(QueueState)
+    restored.__setstate__(state)
+    assert restored.on_outcome(outcome(3), version=1, at=T0) == []
+    assert 3 in restored.early_outcomes

@@ -26,7 +26,14 @@ from connectors.debezium import (
     decode_record,
 )
 from models.events import ChangeEvent
-from models.helpdesk import UNAVAILABLE, Agent, Ticket, parse_json, parse_timestamp
+from models.helpdesk import (
+    UNAVAILABLE,
+    Agent,
+    Ticket,
+    WorkOutcome,
+    parse_json,
+    parse_timestamp,
+)
 from tests.real_kafka.conftest import (
     PREFIXES,
     SCHEMA_PREFIX,
@@ -325,3 +332,29 @@ def test_every_record_the_connector_wrote_decodes(
         decoded = decode_record(raw_change(message))  # raises DecodeError on anything bad
         kinds[decoded.kind if isinstance(decoded, SkippedRecord) else decoded.op] += 1
     assert {"r", "c", "u", "d", "t", "tombstone", "message", "heartbeat"} <= set(kinds), kinds
+
+
+@pytest.mark.parametrize("prefix", PREFIXES)
+def test_a_work_outcome_row_reads_as_the_router_s_outcome(
+    prefix: str, topic_logs: dict[str, TopicLog], debezium: SourceDb
+) -> None:
+    # Debezium's encodings of the outcome columns: bigint, double, real (a float32 that
+    # is not exact in binary), NULL and timestamptz (an ISO string).
+    outcome_id = _execute(
+        debezium.dsn,
+        "INSERT INTO work_outcomes (ticket_id, agent_id, queue, handling_seconds, quality,"
+        " completed_at) VALUES (41, 7, 'calls', 184.25, 0.8, '2026-03-02 09:15:00+00')"
+        " RETURNING id",
+    )
+    event = _one(topic_logs[prefix], _row_change(prefix, "work_outcomes", outcome_id, "c"))
+    assert event.after is not None
+    outcome = WorkOutcome.from_row(event.after)
+    assert (outcome.ticket_id, outcome.agent_id, outcome.queue, outcome.work_type) == (
+        41,
+        7,
+        "calls",
+        "",
+    )
+    assert outcome.handling_seconds == 184.25 and outcome.wait_seconds is None
+    assert outcome.quality is not None and abs(outcome.quality - 0.8) < 1e-6
+    assert outcome.completed_at == datetime(2026, 3, 2, 9, 15, tzinfo=UTC)
