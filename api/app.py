@@ -18,7 +18,7 @@ from redis.backoff import ExponentialBackoff
 from redis.retry import Retry
 
 from api.metrics import instrument
-from api.routes import dashboard, health, reports, routing, search, sla
+from api.routes import dashboard, health, outcomes, reports, routing, search, sla
 from api.schemas import ErrorPublic
 from api.security import AccessControl, AccessMiddleware, require_scope, split_router
 from api.settings import ApiSettings
@@ -101,6 +101,27 @@ def _pg_pool(settings: ApiSettings) -> ConnectionPool:
     )
 
 
+def _outcomes_pool(settings: ApiSettings) -> ConnectionPool | None:
+    """A small pool over the helpdesk database for the outcome input, when configured."""
+    if settings.outcomes_dsn is None:
+        return None
+    pool: ConnectionPool = ConnectionPool(
+        settings.outcomes_dsn,
+        min_size=0,
+        max_size=2,
+        timeout=settings.store_timeout_s,
+        kwargs={
+            "connect_timeout": max(1, round(settings.store_timeout_s)),
+            "options": f"-c statement_timeout={settings.statement_timeout_ms}",
+            "autocommit": True,
+        },
+        name="outcomes-api",
+        open=False,
+    )
+    pool.open(wait=False)
+    return pool
+
+
 def create_app(settings: ApiSettings) -> FastAPI:
     """Build the API over the stores named in ``settings``.
 
@@ -117,6 +138,7 @@ def create_app(settings: ApiSettings) -> FastAPI:
         # Not waiting: the pool keeps connecting in the background while the API serves.
         pool.open(wait=False)
         app.state.pg_pool = pool
+        app.state.outcomes_pool = _outcomes_pool(settings)
         app.state.access = AccessControl(
             settings, pool=pool, client=app.state.redis, aclient=app.state.aredis
         ).start()
@@ -124,6 +146,8 @@ def create_app(settings: ApiSettings) -> FastAPI:
             yield
         finally:
             app.state.access.close()
+            if app.state.outcomes_pool is not None:
+                app.state.outcomes_pool.close()
             pool.close()
             app.state.redis.close()
             await app.state.aredis.aclose()
@@ -171,7 +195,9 @@ def create_app(settings: ApiSettings) -> FastAPI:
     routing_scope = Depends(require_scope("read:routing", audit=True))
     tickets_scope = Depends(require_scope("read:tickets", audit=True))
     analytics_scope = Depends(require_scope("read:analytics"))
+    outcomes_scope = Depends(require_scope("write:outcomes", audit=True))
     app.include_router(routing.router, dependencies=[routing_scope], responses=keyed)
+    app.include_router(outcomes.router, dependencies=[outcomes_scope], responses=keyed)
     app.include_router(sla.router, dependencies=[tickets_scope], responses=keyed)
     app.include_router(search.router, dependencies=[tickets_scope], responses=keyed)
     app.include_router(reports.router, dependencies=[analytics_scope], responses=keyed)

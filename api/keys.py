@@ -25,8 +25,9 @@ log = logging.getLogger(__name__)
 READ_TICKETS = "read:tickets"
 READ_ROUTING = "read:routing"
 READ_ANALYTICS = "read:analytics"
+WRITE_OUTCOMES = "write:outcomes"
 ADMIN = "admin"
-SCOPES = (READ_TICKETS, READ_ROUTING, READ_ANALYTICS, ADMIN)
+SCOPES = (READ_TICKETS, READ_ROUTING, READ_ANALYTICS, WRITE_OUTCOMES, ADMIN)
 """Every scope a key can hold; ``admin`` implies the others."""
 READ_SCOPES = frozenset({READ_TICKETS, READ_ROUTING, READ_ANALYTICS})
 

@@ -5,9 +5,12 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Literal
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 Source = Literal["redis", "analytics"]
+
+JSON_SAFE_MAX = 2**53 - 1
+"""Largest id a JSON body carries exactly in every client (IEEE doubles, as in JavaScript)."""
 
 
 class ErrorPublic(BaseModel):
@@ -114,3 +117,62 @@ class HealthPublic(BaseModel):
 
     status: Literal["ok", "unavailable"]
     checks: dict[str, CheckPublic]
+
+
+class WorkOutcomeIn(BaseModel):
+    """A finished work item: who handled it and how long it took.
+
+    The router frees the agent, releases the item and learns the handling time per agent
+    and work type. Without ``ticket_id`` the outcome is history to learn from (it then
+    needs ``work_type``).
+    """
+
+    # The rule of the validator below, stated in the schema so that clients see it.
+    model_config = ConfigDict(
+        extra="forbid",
+        json_schema_extra={
+            "anyOf": [
+                {"required": ["ticket_id"], "properties": {"ticket_id": {"type": "integer"}}},
+                {
+                    "required": ["work_type"],
+                    "properties": {"work_type": {"type": "string", "pattern": "\\S"}},
+                },
+            ]
+        },
+    )
+
+    ticket_id: int | None = Field(
+        default=None, ge=1, le=JSON_SAFE_MAX, description="The routed item; null: history only"
+    )
+    agent_id: int = Field(ge=1, le=JSON_SAFE_MAX, description="The agent who handled it")
+    queue: str = Field(
+        min_length=1,
+        max_length=200,
+        pattern=r"^[^\x00-\x1f\x7f]*\S[^\x00-\x1f\x7f]*$",
+        description="Queue of the routing decision",
+    )
+    work_type: str | None = Field(
+        default=None,
+        max_length=200,
+        pattern=r"^[^\x00-\x1f\x7f]*$",
+        description="Work type (category); null: the category the item was routed with",
+    )
+    handling_seconds: float = Field(ge=0, le=1e9, allow_inf_nan=False)
+    wait_seconds: float | None = Field(default=None, ge=0, le=1e9, allow_inf_nan=False)
+    quality: float | None = Field(
+        default=None, ge=0, le=1, allow_inf_nan=False, description="e.g. a survey score in 0..1"
+    )
+    completed_at: datetime | None = Field(default=None, description="Default: when received")
+
+    @model_validator(mode="after")
+    def _item_or_type(self) -> WorkOutcomeIn:
+        if self.ticket_id is None and not (self.work_type or "").strip():
+            raise ValueError("an outcome without ticket_id needs a work_type")
+        return self
+
+
+class WorkOutcomeAccepted(BaseModel):
+    """The stored outcome; the pipeline applies it when CDC delivers the row."""
+
+    id: int
+    completed_at: datetime

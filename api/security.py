@@ -51,6 +51,7 @@ from api.keys import (
     READ_SCOPES,
     REALM,
     SCOPES,
+    WRITE_OUTCOMES,
     ApiKey,
     find_api_key,
     grants,
@@ -80,7 +81,12 @@ class Principal:
     rate_limit_per_minute: int | None
 
 
-ANONYMOUS = Principal(key_id=ANONYMOUS_KEY_ID, scopes=READ_SCOPES, rate_limit_per_minute=None)
+# With keys off (a trusted network, ``triage demo``), callers may read and report outcomes.
+ANONYMOUS = Principal(
+    key_id=ANONYMOUS_KEY_ID,
+    scopes=READ_SCOPES | {WRITE_OUTCOMES},
+    rate_limit_per_minute=None,
+)
 """Every request's principal while ``auth_required`` is off."""
 
 

@@ -58,6 +58,11 @@ class ApiSettings(BaseModel):
     metrics_enabled: bool = True
     auth_required: bool = True
     auth_cache_ttl_s: float = Field(default=5.0, ge=0, le=300)
+    outcomes_dsn: str | None = Field(
+        default=None,
+        description="libpq DSN of the helpdesk database for POST /v1/outcomes (a login "
+        "that may insert into work_outcomes); unset: the route answers 503",
+    )
     elasticsearch_url: str | None = Field(default=None, description="unset: PostgreSQL FTS")
     elasticsearch_api_key: SecretStr | None = None
     search_index_prefix: str = Field(default="triage", pattern=r"^[a-z0-9][a-z0-9_.-]{0,200}$")

@@ -175,6 +175,7 @@ def api_settings(settings: AppSettings, stack: Stack) -> ApiSettings:
         retry_after_s=settings.api.retry_after_s,
         docs_enabled=settings.api.docs_enabled,
         metrics_enabled=settings.api.metrics_enabled,
+        outcomes_dsn=settings.api.outcomes_dsn or stack.source_dsn,
         elasticsearch_url=es.url if es.enabled else None,
         elasticsearch_api_key=es.api_key,
         search_index_prefix=es.index_prefix,

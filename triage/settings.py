@@ -131,6 +131,11 @@ class ApiServerSettings(BaseModel):
         default=64, ge=1, le=10_000, description="requests at once; beyond: 503 + Retry-After"
     )
     retry_after_s: int = Field(default=1, ge=1, le=3600)
+    outcomes_dsn: str | None = Field(
+        default=None,
+        description="helpdesk database login for POST /v1/outcomes (may insert into "
+        "work_outcomes); unset: the run's source database",
+    )
     docs_enabled: bool = Field(default=True, description="serve /docs and /openapi.json")
     metrics_enabled: bool = Field(default=True, description="serve /metrics")
 

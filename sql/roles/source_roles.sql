@@ -24,3 +24,22 @@ BEGIN
 END
 $$;
 GRANT USAGE ON SCHEMA public TO triage_cdc;
+
+-- The outcome input's login (POST /v1/outcomes in the API): it adds work outcomes and
+-- reads back only their ids; nothing else in the helpdesk database. The grants on the
+-- table are repeated by sql/source/003_work_outcomes.sql for databases where this runs
+-- before the table exists.
+--   triage_outcomes  INSERT on work_outcomes (and its id sequence), SELECT of its id.
+DO $$
+BEGIN
+    IF NOT EXISTS (SELECT FROM pg_roles WHERE rolname = 'triage_outcomes') THEN
+        CREATE ROLE triage_outcomes LOGIN NOSUPERUSER NOCREATEDB NOCREATEROLE;
+    END IF;
+    EXECUTE format('GRANT CONNECT ON DATABASE %I TO triage_outcomes', current_database());
+    IF to_regclass('public.work_outcomes') IS NOT NULL THEN
+        GRANT INSERT, SELECT (id) ON work_outcomes TO triage_outcomes;
+        GRANT USAGE ON SEQUENCE work_outcomes_id_seq TO triage_outcomes;
+    END IF;
+END
+$$;
+GRANT USAGE ON SCHEMA public TO triage_outcomes;

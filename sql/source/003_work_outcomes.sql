@@ -12,7 +12,7 @@ CREATE TABLE IF NOT EXISTS work_outcomes (
     work_type        text,                         -- NULL: the category the item was routed with
     handling_seconds double precision NOT NULL CHECK (handling_seconds >= 0),
     wait_seconds     double precision CHECK (wait_seconds >= 0),
-    quality          real CHECK (quality BETWEEN 0 AND 1),
+    quality          double precision CHECK (quality BETWEEN 0 AND 1),
     origin           text NOT NULL DEFAULT 'api',  -- api, warm-start, or the writing system
     completed_at     timestamptz NOT NULL DEFAULT now(),
     -- History rows teach the router a work type's handling time: they must name the type.
@@ -34,6 +34,11 @@ BEGIN
     -- The CDC login reads exactly the published tables (sql/roles/source_roles.sql).
     IF EXISTS (SELECT 1 FROM pg_roles WHERE rolname = 'triage_cdc') THEN
         GRANT SELECT ON work_outcomes TO triage_cdc;
+    END IF;
+    -- The API's outcome login adds rows and reads back their ids only.
+    IF EXISTS (SELECT 1 FROM pg_roles WHERE rolname = 'triage_outcomes') THEN
+        GRANT INSERT, SELECT (id) ON work_outcomes TO triage_outcomes;
+        GRANT USAGE ON SEQUENCE work_outcomes_id_seq TO triage_outcomes;
     END IF;
 END
 $$;

@@ -55,6 +55,7 @@ class SchemaUnderTest:
 def api_schema(postgres: LocalPostgres, redis_server: LocalRedis) -> Iterator[SchemaUnderTest]:
     dsn = postgres.create_database(f"schema_{uuid.uuid4().hex[:8]}")
     apply_migrations(dsn, ANALYTICS_SQL)
+    apply_migrations(dsn, ANALYTICS_SQL.parent / "source", schema="public")  # work_outcomes
     with psycopg.connect(dsn, autocommit=True) as conn:
         _, key = create_api_key(
             conn, name="schemathesis", scopes=["admin"], rate_limit_per_minute=1_000_000
@@ -64,6 +65,7 @@ def api_schema(postgres: LocalPostgres, redis_server: LocalRedis) -> Iterator[Sc
         analytics_dsn=dsn,
         key_prefix=f"schema{uuid.uuid4().hex[:6]}",
         auth_required=True,
+        outcomes_dsn=dsn,
     )
     # Credentials through schemathesis' own configuration, so that its authentication
     # checks know which headers carry them and can try requests without them.

@@ -135,6 +135,21 @@ def test_the_cdc_login_reads_only_the_published_tables(pg_dsn: str) -> None:
         conn.execute("SELECT pg_logical_emit_message(false, 'triage-heartbeat', now()::text)")
 
 
+def test_the_outcome_login_only_adds_work_outcomes(pg_dsn: str) -> None:
+    run_file(pg_dsn, SQL / "roles" / "source_roles.sql")  # first start: before the table
+    apply_migrations(pg_dsn, SQL / "source", schema="public")
+    dsn = as_role(pg_dsn, "triage_outcomes")
+    with psycopg.connect(dsn, autocommit=True) as conn:
+        row = conn.execute(
+            "INSERT INTO work_outcomes (ticket_id, agent_id, queue, handling_seconds)"
+            " VALUES (1, 2, 'calls', 60) RETURNING id"
+        ).fetchone()
+    assert row is not None and row[0] >= 1
+    assert refused(dsn, "SELECT handling_seconds FROM work_outcomes")
+    assert refused(dsn, "SELECT * FROM tickets")
+    assert refused(dsn, "DELETE FROM work_outcomes")
+
+
 def _run_init_script(script: str, dsn: str, tmp_path: Path, **secrets: str) -> str:
     """Run an infra/postgres init script as the database image would on its first start
     (``/triage/roles`` mounted from sql/roles), against the test database."""
@@ -179,13 +194,20 @@ def test_init_scripts_create_the_logins_with_their_passwords(
     )
     source = postgres.create_database(f"src_{uuid.uuid4().hex[:8]}")
     apply_migrations(source, SQL / "source", schema="public")
-    _run_init_script("source-roles.sh", source, tmp_path, HELPDESK_CDC_PASSWORD="c")
+    _run_init_script(
+        "source-roles.sh",
+        source,
+        tmp_path,
+        HELPDESK_CDC_PASSWORD="c",
+        HELPDESK_OUTCOMES_PASSWORD="o",
+    )
     with psycopg.connect(pg_dsn) as conn:
         found = conn.execute(
             "SELECT rolname FROM pg_authid WHERE rolname LIKE 'triage\\_%' AND rolpassword"
             " IS NOT NULL ORDER BY 1"
         ).fetchall()
-    assert {"triage_api", "triage_bi", "triage_cdc", "triage_pipeline"} <= {r for (r,) in found}
+    logins = {"triage_api", "triage_bi", "triage_cdc", "triage_outcomes", "triage_pipeline"}
+    assert logins <= {r for (r,) in found}
     # Debezium connects for replication: the CDC login is admitted for that.
     hba = (tmp_path / "pg_hba.conf").read_text()
     assert "host replication triage_cdc all scram-sha-256" in hba
