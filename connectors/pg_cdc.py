@@ -65,15 +65,17 @@ from models.telemetry import report_changes
 
 log = logging.getLogger(__name__)
 
-# Reference tables first so that enrichment state (customers, agents, KB) is loaded before
-# the tickets and ticket events that look it up; other published tables follow by name.
+# Reference tables first so that enrichment and routing state (customers, agents, KB, the
+# handling times learned from work outcomes) is loaded before the tickets and ticket events
+# that look it up; other published tables follow by name. An outcome of a ticket read later
+# waits for it in its queue (models/queue_state.py).
 SNAPSHOT_TABLE_ORDER = (
     "customers",
     "agents",
     "kb_articles",
+    "work_outcomes",
     "tickets",
     "ticket_events",
-    "work_outcomes",
 )
 
 # The decoding output functions run in our session, so these settings fix the text form

@@ -912,6 +912,54 @@ def dead_letters_replay(
         )
 
 
+routing_app = typer.Typer(help="The router's outcome input: teach it handling times.")
+app.add_typer(routing_app, name="routing")
+
+
+@routing_app.command("warm-start")
+def routing_warm_start(
+    outcomes: Annotated[
+        Path,
+        typer.Option(
+            help="CSV of finished work: agent_id, work_type, handling_seconds[, queue,"
+            " completed_at, wait_seconds, quality].",
+        ),
+    ],
+    queue: Annotated[
+        str | None, typer.Option(help="Queue of the rows that have no queue column.")
+    ] = None,
+    state_dir: StateDir = None,
+) -> None:
+    """Teach the router a history of handling times, through the outcome input (CDC).
+
+    The rows go to the helpdesk database's work_outcomes table as history (no ticket);
+    the pipeline learns them in order, now if it runs, else when it starts.
+    """
+    from rich.progress import Progress
+
+    from triage.runtime import open_stack
+    from triage.warm_start import OutcomesFileError, read_history, write_history
+
+    settings = _settings(state_dir)
+    try:
+        rows = read_history(outcomes, default_queue=queue)
+    except OutcomesFileError as exc:
+        raise _fail(str(exc), 2) from exc
+    with (
+        open_stack(settings, settings.state_dir / "services") as stack,
+        Progress(console=console, transient=True) as progress,
+    ):
+        task = progress.add_task("adding outcomes", total=len(rows))
+        written = write_history(
+            stack.source_dsn, rows, progress=lambda n: progress.advance(task, n)
+        )
+    queues = sorted({r.queue for r in rows})
+    console.print(
+        f"added {written} outcome(s) for {len({r.agent_id for r in rows})} agent(s) in"
+        f" queue(s) {', '.join(queues)}; the pipeline learns them through CDC"
+    )
+
+
 simulate_app = typer.Typer(help="Replay your own history through the router, offline.")
 app.add_typer(simulate_app, name="simulate")
 
