@@ -421,9 +421,16 @@ def simulate_calls(
     policies: Sequence[str] = POLICIES,
     capacity: int = 1,
     seed: int = 7,
+    warm_start: float = 0.0,
     progress: Progress | None = None,
 ) -> dict[str, Any]:
     """Replay ``calls`` once per policy; a JSON-serialisable comparison.
+
+    With ``warm_start`` (a share of the calls, 0 to below 1), the earliest calls are the
+    history a contact centre would warm the router with (``triage routing warm-start``):
+    the learning policies learn their real agents and handling times first, and every
+    policy is replayed on the later calls only. The handling-time draws and the oracle
+    still know the whole file.
 
     Example:
         >>> from datetime import UTC, datetime, timedelta
@@ -439,12 +446,27 @@ def simulate_calls(
     unknown = [p for p in policies if p not in POLICIES]
     if unknown:
         raise ValueError(f"unknown policy {unknown[0]!r}; choose from {', '.join(POLICIES)}")
+    if not 0.0 <= warm_start < 1.0:
+        raise ValueError(f"warm_start is a share of the calls in [0, 1), got {warm_start}")
     history = CallHistory.from_calls(calls)
-    windows = roster_windows(calls)
     agent_ids = {name: i + 1 for i, name in enumerate(sorted(history.agent_calls))}
+    split = int(len(calls) * warm_start)
+    learned_from = calls[:split]
+    calls = [replace(c, index=i) for i, c in enumerate(calls[split:])]
+    if not calls:
+        raise ValueError("no calls left to replay after the warm start")
+    windows = roster_windows(calls)
     results: dict[str, Any] = {}
     for name in policies:
         ranker, longest_idle = make_policy(name, history=history, agent_ids=agent_ids, seed=seed)
+        warm = getattr(ranker, "learn_handling", None)
+        if warm is not None:
+            for c in learned_from:
+                warm(
+                    HandlingOutcome(
+                        0, agent_ids[c.agent], c.work_type, c.handling_seconds, c.arrival
+                    )
+                )
         replay = _Replay(
             calls,
             history,
@@ -471,6 +493,7 @@ def simulate_calls(
     real = [c.handling_seconds for c in calls]
     return {
         "calls": len(calls),
+        "warm_start_calls": split,
         "agents": len(history.agent_calls),
         "types": len(history.type_times),
         "queues": len({c.queue for c in calls}),
@@ -507,7 +530,13 @@ def render_table(result: dict[str, Any]) -> Table:
     """A rich table of one :func:`simulate_calls` result, one row per policy."""
     table = Table(
         title=(
-            f"Routing replay: {result['calls']} calls, {result['agents']} agents, "
+            f"Routing replay: {result['calls']} calls"
+            + (
+                f" after {result['warm_start_calls']} learned as history"
+                if result.get("warm_start_calls")
+                else ""
+            )
+            + f", {result['agents']} agents, "
             f"{result['types']} types, {result['days']} days, capacity {result['capacity']}, "
             f"seed {result['seed']}"
         ),

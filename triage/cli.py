@@ -976,6 +976,15 @@ def simulate_routing(
         list[str] | None,
         typer.Option(help="least_loaded, longest_idle, learned, affinity or oracle (repeatable)."),
     ] = None,
+    warm_start: Annotated[
+        float,
+        typer.Option(
+            min=0.0,
+            max=0.99,
+            help="Share of the earliest calls the learning policies learn first as history;"
+            " all policies are compared on the rest.",
+        ),
+    ] = 0.0,
     json_out: Annotated[bool, typer.Option("--json", help="Print only the JSON document.")] = False,
 ) -> None:
     """Replay real calls under each routing policy; mean handling time, waits, gains."""
@@ -986,14 +995,19 @@ def simulate_routing(
     unknown = [p for p in policy or [] if p not in POLICIES]
     if unknown:
         raise _fail(f"unknown policy {unknown[0]!r}; choose from {', '.join(POLICIES)}", 2)
-    options = {"capacity": capacity, "seed": seed, "policies": tuple(policy or POLICIES)}
+    options = {
+        "capacity": capacity,
+        "seed": seed,
+        "policies": tuple(policy or POLICIES),
+        "warm_start": warm_start,
+    }
     try:
         if json_out:
             result = simulate_file(calls, **options)
         else:
             with Progress(console=console, transient=True) as progress:
                 result = simulate_file(calls, progress=progress, **options)
-    except CallsFileError as exc:
+    except (CallsFileError, ValueError) as exc:
         raise _fail(str(exc), 2) from exc
     if json_out:
         sys.stdout.write(json.dumps(result) + "\n")
