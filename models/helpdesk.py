@@ -237,6 +237,17 @@ class Customer:
         )
 
 
+def _text_array(value: Any, name: str) -> tuple[str, ...]:
+    """A text[] column: a list (Debezium, the embedded reader) or a PostgreSQL literal."""
+    if value is None or value == UNAVAILABLE:
+        return ()
+    if isinstance(value, str):
+        value = [x.strip('"') for x in value.strip("{}").split(",") if x]
+    if not isinstance(value, list | tuple):
+        raise RowError(f"column {name!r} is not a list of text: {str(value)[:80]!r}")
+    return tuple(str(x) for x in value if str(x))
+
+
 def _roster(value: Any) -> Roster | None:
     if value is None or value == "" or value == {}:
         return None
@@ -261,6 +272,9 @@ class Agent:
     # Dated working hours in the agent's time zone (models.roster); when set, they replace
     # shift_start/shift_end. Agents saved before rosters existed read the class default.
     roster: Roster | None = None
+    # Queues the agent also serves besides its team's (``agents.queues``); they count only
+    # within the team's routing pool, where one load per agent covers all its queues.
+    queues: tuple[str, ...] = ()
 
     @classmethod
     def from_row(cls, row: Mapping[str, Any], *, version: int = 0) -> Agent:
@@ -286,7 +300,12 @@ class Agent:
             shift_end=_int(row.get("shift_end", 24), "shift_end", 1, 24),
             version=version,
             roster=_roster(row.get("roster")),
+            queues=_text_array(row.get("queues"), "queues"),
         )
+
+    def serves(self, queue: str) -> bool:
+        """Whether the agent takes work of ``queue``: its team's, or one it lists."""
+        return queue == self.team or queue in self.queues
 
     def on_shift(self, at: datetime) -> bool:
         """True when ``at`` falls inside the agent's roster or, without one, inside its

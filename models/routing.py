@@ -8,7 +8,12 @@ Routing is evaluated at the event's commit time (``at``), so a replay makes the 
 choices; only ``decided_at`` records the wall clock.
 
 Eligibility is a hard filter: the agent is online and on shift, speaks the ticket's
-language, has at least ``min_skill`` in the category and has free capacity. Among the
+language, has at least ``min_skill`` in the category and has free capacity.
+
+One router may also serve a *pool* of queues (its ``queue`` is then the pool's name): a
+ticket of queue Q goes to the pool's agents whose team is Q or who list Q in
+``Agent.queues``, and each agent's load counts all its queues at once, so an agent who
+serves several queues is never booked twice. Decisions carry the ticket's own queue. Among the
 eligible, the least-loaded agent (by load / capacity) wins; ties go to the higher skill,
 then the lower agent id so decisions are deterministic.
 
@@ -671,6 +676,8 @@ class QueueRouter:
                 why = f"agent {agent.status}"
             elif self.policy.respect_shifts and not agent.on_shift(at):
                 why = "off shift"
+            elif et.queue != self.queue and not agent.serves(et.queue):
+                why = f"does not serve {et.queue}"
             elif self.policy.require_language and et.language not in agent.languages:
                 why = f"does not speak {et.language}"
             elif agent.skills.get(et.category, 0.0) < self.policy.min_skill:
@@ -789,8 +796,10 @@ class QueueRouter:
     def _suits(self, agent: Agent, et: RoutingRequest) -> bool:
         """The ticket-dependent half of :meth:`eligible` (language and skill)."""
         return (
-            not self.policy.require_language or et.language in agent.languages
-        ) and agent.skills.get(et.category, 0.0) >= self.policy.min_skill
+            (et.queue == self.queue or agent.serves(et.queue))
+            and (not self.policy.require_language or et.language in agent.languages)
+            and agent.skills.get(et.category, 0.0) >= self.policy.min_skill
+        )
 
     def _decision(
         self,
@@ -809,7 +818,7 @@ class QueueRouter:
         return RoutingDecision(
             ticket_id=et.ticket_id,
             version=version,
-            queue=self.queue,
+            queue=et.queue or self.queue,
             status=status,  # type: ignore[arg-type]
             agent_id=agent_id,
             score=score,

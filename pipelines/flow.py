@@ -652,15 +652,15 @@ def make_queue_step(settings: PipelineSettings, policy: RoutingPolicy):
     ) -> tuple[QueueState | None, list[QueueOutput]]:
         now = datetime.now(UTC)
         if isinstance(item, EnrichedTicket):
-            state = state or _new_queue(settings, policy, item.queue)
+            state = state or _new_queue(settings, policy, settings.pool_of(item.queue))
             out = state.on_ticket(item, now=now)
         elif isinstance(item, TicketComment):
             out = state.on_comment(item) if state is not None else []
         elif isinstance(item, AgentUpsert):
-            state = state or _new_queue(settings, policy, item.agent.team)
+            state = state or _new_queue(settings, policy, settings.pool_of(item.agent.team))
             out = state.on_agent(item.agent, version=item.version, at=item.at)
         elif isinstance(item, OutcomeIn):
-            state = state or _new_queue(settings, policy, item.outcome.queue)
+            state = state or _new_queue(settings, policy, settings.pool_of(item.outcome.queue))
             out = state.on_outcome(item.outcome, version=item.version, at=item.at)
         else:
             if state is not None:
@@ -941,13 +941,18 @@ def _route(
 ) -> Stream[QueueOutput]:
     """Per queue: SLA clocks, routing decisions, breach risks and agent load; agent
     changes and work outcomes join the classified tickets there."""
+    queue_inputs = op.merge(
+        "merge_queue_inputs", classified.to_queues, tables.agents, tables.outcomes
+    )
+    if settings.routing_pools:
+        # Queues that share agents share one routing state: key their inputs by pool.
+        queue_inputs = op.map(
+            "key_routing_pools", queue_inputs, lambda kv: (settings.pool_of(kv[0]), kv[1])
+        )
     routed = _Split(
         "route",
         _keyed_flat_map(
-            "route_ticket",
-            op.merge("merge_queue_inputs", classified.to_queues, tables.agents, tables.outcomes),
-            make_queue_step(settings, policy),
-            timed=True,
+            "route_ticket", queue_inputs, make_queue_step(settings, policy), timed=True
         ),
     )
     w.errors(routed)

@@ -29,6 +29,10 @@ class PipelineSettings(BaseModel):
     warehouse_flush: timedelta = timedelta(seconds=10)
     warehouse_batch: int = Field(default=5_000, gt=0)
     ranker: Literal["learned", "expected_time", "least_loaded", "round_robin"] = "learned"
+    # Queue -> routing pool. Queues of one pool share one routing state (agents, load,
+    # holding list, SLA clocks), so an agent who also serves another queue of the pool
+    # (agents.queues) is booked once across them. Unlisted queues are their own pool.
+    routing_pools: dict[str, str] = Field(default_factory=dict)
     apply_threshold: float = Field(default=0.7, ge=0.0, le=1.0)
     min_examples: int = Field(default=30, ge=0)
     text_features: int = Field(default=2**16, ge=2**10)
@@ -55,6 +59,10 @@ class PipelineSettings(BaseModel):
     # reference): how often the learner publishes, and how often predictors look.
     model_publish_interval: timedelta = Field(default=timedelta(seconds=2), gt=timedelta(0))
     model_refresh: float = Field(default=0.5, ge=0.0, description="seconds")
+
+    def pool_of(self, queue: str) -> str:
+        """The routing pool (the routing state's key) of a queue."""
+        return self.routing_pools.get(queue, queue)
 
     def routing_policy(self) -> RoutingPolicy:
         return RoutingPolicy(

@@ -244,3 +244,37 @@ def test_shift_start_catch_up_replays_identically() -> None:
     assigned = [d for d in first if d[1] == "assigned"]
     assert [d[2] for d in assigned] == [1, 2]  # 09:00 then 11:00, oldest held first
     assert [d[0] for d in assigned] == [20, 21]
+
+
+def test_a_pool_router_counts_one_load_per_agent_across_its_queues() -> None:
+    r = QueueRouter(queue="front", policy=RoutingPolicy(respect_shifts=False))
+    both = Agent(1, "both", "sales", {"sales": 1.0}, ("en",), 1, "online", queues=("support",))
+    support = Agent(2, "support", "support", {"sales": 1.0}, ("en",), 1, "online")
+    r.upsert_agent(both, version=1, at=T0)
+    r.upsert_agent(support, version=2, at=T0)
+
+    def item(tid: int, queue: str) -> RoutingRequest:
+        return RoutingRequest(**{**call(tid, T0).__dict__, "queue": queue})
+
+    [first] = r.on_ticket(item(10, "sales"), at=T0)
+    assert (first.queue, first.agent_id) == ("sales", 1)  # only agent 1 serves sales
+    [second] = r.on_ticket(item(11, "support"), at=T0)
+    assert (second.queue, second.agent_id) == ("support", 2)  # agent 1 is busy in sales
+    [held] = r.on_ticket(item(12, "sales"), at=T0)
+    assert held.status == "queued" and "1 does not serve sales" in held.reasons
+    out = r.complete(HandlingOutcome(11, 2, "sales", 60.0, T0 + timedelta(minutes=1)))
+    # Agent 2 is free but does not serve sales: the sales item keeps waiting for agent 1.
+    assert [(d.ticket_id, d.status) for d in out] == [(11, "released")]
+    out = r.complete(HandlingOutcome(10, 1, "sales", 60.0, T0 + timedelta(minutes=2)))
+    assert [(d.ticket_id, d.status, d.agent_id) for d in out] == [
+        (10, "released", 1),
+        (12, "assigned", 1),
+    ]
+
+
+def test_agents_read_their_extra_queues_from_the_row() -> None:
+    row = {"id": 3, "name": "c", "team": "sales", "queues": ["support", "vip"]}
+    assert Agent.from_row(row).queues == ("support", "vip")
+    assert Agent.from_row({**row, "queues": "{support,vip}"}).serves("vip")
+    assert Agent.from_row({**row, "queues": None}).queues == ()
+    assert not Agent.from_row({**row, "queues": []}).serves("support")

@@ -239,3 +239,42 @@ def test_a_ticket_before_its_customer_waits_and_gets_the_real_tier() -> None:
     dead = [x for x in analytics if isinstance(x, DeadLetter)]
     assert [(d.stage, "customer" in d.reason) for d in dead] == [("enrich_ticket", True)]
     assert json.loads(dead[0].key or "{}") == {"id": 21}
+
+
+def test_a_routing_pool_books_an_agent_once_across_the_queues_it_serves() -> None:
+    f = Feed()
+    f.add("agents", "r", {**agent_row(1), "queues": ["logistics"]})  # billing, also logistics
+    f.add("agents", "r", agent_row(2, team="logistics"))
+    f.add(
+        "customers",
+        "r",
+        {"id": 1, "name": "Acme", "email": "c@x", "tier": "standard", "language": "en"},
+    )
+    parcel = {"subject": "My parcel never arrived", "description": "The courier lost it"}
+    f.add("tickets", "c", ticket_row(10))  # billing
+    f.add("tickets", "c", ticket_row(20, **parcel))  # logistics
+    f.add("tickets", "c", ticket_row(21, **parcel))  # logistics: both agents busy
+    f.add("tickets", "u", ticket_row(10, "solved"), before=ticket_row(10))
+    live: list[Any] = []
+    flow = build_flow(
+        PipelineSettings(routing_pools={"billing": "front", "logistics": "front"}),
+        source=TestingSource(f.records),
+        analytics_sink=TestingSink([]),
+        decision_sink=TestingSink(live),
+    )
+    run_main(flow)
+    decisions = [x for x in live if isinstance(x, RoutingDecision)]
+    history = [(d.ticket_id, d.queue, d.status, d.agent_id) for d in decisions]
+    assert (10, "billing", "assigned", 1) in history
+    assert (20, "logistics", "assigned", 2) in history
+    assert (21, "logistics", "queued", None) in history
+    # Agent 1 is free again once ticket 10 is solved, and serves logistics too.
+    assert history[-1] == (21, "logistics", "assigned", 1)
+    # Never two open tickets on one agent of capacity 1.
+    open_load: dict[int, set[int]] = {}
+    for tid, _, status, agent in history:
+        for tickets in open_load.values():
+            tickets.discard(tid)
+        if status == "assigned" and agent is not None:
+            open_load.setdefault(agent, set()).add(tid)
+            assert len(open_load[agent]) == 1
