@@ -11,8 +11,8 @@ simulated time, once per policy, through :class:`models.routing.QueueRouter`:
   end of a window is finished, and an agent whose window ends while calls they could take
   are waiting stays on (checked every minute) until none is left, so every call is served.
 * **Queue**: calls wait first come, first served while nobody is free. With a ``queue``
-  column an agent only takes calls of queues they served in the file (the router's
-  language filter carries the queue, as a hard filter).
+  column an agent only takes calls of queues they served in the file: the router serves
+  them as one pool (``Agent.queues``), so an agent's one load covers all their queues.
 * **Handling time** of a call given to an agent is drawn from the agent's real handling
   times for that call type when the file has at least :data:`MIN_PAIR_CALLS` of them;
   otherwise from all the agent's real calls, each rescaled to the type by the ratio of
@@ -273,15 +273,18 @@ class _Replay:
                 name=name,
                 team=_QUEUE,
                 skills=types,
-                languages=tuple(sorted(queues[name])),
+                languages=(),
                 capacity=capacity,
                 status="offline",
+                queues=tuple(sorted(queues[name])),
             )
             for name in names
         }
         self.router = QueueRouter(
             queue=_QUEUE,
-            policy=RoutingPolicy(respect_shifts=False, prefer_longest_idle=longest_idle),
+            policy=RoutingPolicy(
+                respect_shifts=False, require_language=False, prefer_longest_idle=longest_idle
+            ),
             ranker=ranker,
         )
         self.versions = itertools.count(1)
@@ -316,11 +319,11 @@ class _Replay:
                 request = RoutingRequest(
                     ticket_id=call.index + 1,
                     version=version,
-                    queue=_QUEUE,
+                    queue=call.queue,
                     op="c",
                     status="new",
                     assigned_agent_id=None,
-                    language=call.queue,
+                    language="",
                     category=call.work_type,
                     priority="normal",
                     customer_tier="standard",
@@ -358,7 +361,7 @@ class _Replay:
                 self._apply(self.router.upsert_agent(agent, version=version, at=at), t)
 
     def _calls_wait_for(self, agent: Agent) -> bool:
-        return any(h.ticket.language in agent.languages for h in self.router.holding.values())
+        return any(agent.serves(h.ticket.queue) for h in self.router.holding.values())
 
     def _apply(self, decisions: list[RoutingDecision], t: float) -> None:
         for d in decisions:
