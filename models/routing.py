@@ -346,6 +346,19 @@ _MAX_SHIFT_STEPS = 1000
 _HeldKey = tuple[int, datetime, int, int]
 """(priority rank, created at, place in the holding list, ticket id): the drain order."""
 
+_Group = tuple[str, str, str]
+"""(queue, language, category): held tickets of one group suit the same agents."""
+
+
+def _group(et: RoutingRequest) -> _Group:
+    return (et.queue, et.language, et.category)
+
+
+def _remove_sorted(keys: list[_HeldKey], key: _HeldKey) -> None:
+    at = bisect.bisect_left(keys, key)
+    if at < len(keys) and keys[at] == key:
+        del keys[at]
+
 
 @dataclass
 class QueueRouter:
@@ -382,6 +395,11 @@ class QueueRouter:
     _held_order: list[_HeldKey] = field(default_factory=list, repr=False, compare=False)
     _held_keys: dict[int, _HeldKey] = field(default_factory=dict, repr=False, compare=False)
     _held_seq: int = field(default=0, repr=False, compare=False)
+    # The same keys per (queue, language, category): tickets of one group suit the same
+    # agents, so a release checks one ticket per group, not every held ticket.
+    _held_groups: dict[_Group, list[_HeldKey]] = field(
+        default_factory=dict, repr=False, compare=False
+    )
 
     def __setstate__(self, state: dict[str, Any]) -> None:
         # Snapshots written before the holding index existed rebuild it.
@@ -389,20 +407,20 @@ class QueueRouter:
         for name, empty in (("idle_since", {}), ("work", {}), ("completed", {})):
             self.__dict__.setdefault(name, empty)
         self.__dict__.setdefault("shift_check", None)
-        if "_held_keys" not in state:
+        if "_held_keys" not in state or "_held_groups" not in state:
             self._rebuild_holding_index()
 
     # -- the holding list ---------------------------------------------------------------
 
     def _hold(self, et: RoutingRequest, since: datetime) -> None:
         tid = et.ticket_id
-        old = self._held_keys.get(tid) if tid in self.holding else None
-        if old is not None:
+        previous = self.holding.get(tid)
+        old = self._held_keys.get(tid) if previous is not None else None
+        if previous is not None and old is not None:
             # Updating a held ticket keeps its place among equals (as a dict keeps its key).
             seq = old[2]
-            at = bisect.bisect_left(self._held_order, old)
-            if at < len(self._held_order) and self._held_order[at] == old:
-                del self._held_order[at]
+            _remove_sorted(self._held_order, old)
+            self._ungroup(_group(previous.ticket), old)
         else:
             self._held_seq += 1
             seq = self._held_seq
@@ -412,25 +430,38 @@ class QueueRouter:
         key = (priority_rank(et.priority), et.created_at, seq, tid)
         self._held_keys[tid] = key
         bisect.insort(self._held_order, key)
+        bisect.insort(self._held_groups.setdefault(_group(et), []), key)
 
     def _unhold(self, tid: int) -> bool:
-        if self.holding.pop(tid, None) is None:
+        held = self.holding.pop(tid, None)
+        if held is None:
             return False
         key = self._held_keys.pop(tid, None)
         if key is not None:
-            at = bisect.bisect_left(self._held_order, key)
-            if at < len(self._held_order) and self._held_order[at] == key:
-                del self._held_order[at]
+            _remove_sorted(self._held_order, key)
+            self._ungroup(_group(held.ticket), key)
         return True
+
+    def _ungroup(self, group: _Group, key: _HeldKey) -> None:
+        keys = self._held_groups.get(group)
+        if keys is not None:
+            _remove_sorted(keys, key)
+            if not keys:
+                del self._held_groups[group]
 
     def _rebuild_holding_index(self) -> None:
         self._held_seq = 0
         self._held_keys = {}
+        self._held_groups = {}
         for tid, held in self.holding.items():
             self._held_seq += 1
             rank = priority_rank(held.ticket.priority)
-            self._held_keys[tid] = (rank, held.ticket.created_at, self._held_seq, tid)
+            key = (rank, held.ticket.created_at, self._held_seq, tid)
+            self._held_keys[tid] = key
+            self._held_groups.setdefault(_group(held.ticket), []).append(key)
         self._held_order = sorted(self._held_keys.values())
+        for keys in self._held_groups.values():
+            keys.sort()
 
     # -- agents -------------------------------------------------------------------------
 
@@ -754,9 +785,11 @@ class QueueRouter:
     def _drain_holding(self, *, trigger_version: int, at: datetime) -> list[RoutingDecision]:
         """Route held tickets, most urgent and oldest first, while someone can take them.
 
-        Only agents with room are checked against each held ticket, and the walk stops
-        once nobody has room: a release costs about one ticket's check, not the whole
-        list times every agent.
+        Held tickets are grouped by what decides who may take them (queue, language,
+        category): each step checks the first ticket of every group against the agents
+        with room and routes the most urgent, oldest of those some agent suits. A release
+        costs one check per group, not the whole list times every agent, and the walk
+        stops once nobody has room.
         """
         if not self.holding:
             return []
@@ -766,21 +799,26 @@ class QueueRouter:
         if len(self._held_keys) != len(self.holding):
             self._rebuild_holding_index()
         out: list[RoutingDecision] = []
-        for key in list(self._held_order):
-            held = self.holding.get(key[3])
-            if held is None:
-                continue
-            et = held.ticket
-            if not any(self._suits(agent, et) for agent in free):
-                continue
+        while free and self._held_groups:
+            best: _HeldKey | None = None
+            for keys in self._held_groups.values():
+                head = keys[0]
+                if best is not None and head >= best:
+                    continue
+                if any(self._suits(agent, self.holding[head[3]].ticket) for agent in free):
+                    best = head
+            if best is None:
+                break
+            et = self.holding[best[3]].ticket
             self._unhold(et.ticket_id)
             # The decision must supersede the ticket's earlier "queued" decision in stores
             # that keep the newest version, even if the trigger's LSN is older.
             version = max(trigger_version, self.last_version.get(et.ticket_id, 0) + 1)
-            out.append(self._route(et, at=at, version=version))
+            decision = self._route(et, at=at, version=version)
+            out.append(decision)
+            if decision.status != "assigned":
+                break  # cannot happen while _suits and eligible agree; never loop on it
             free = [a for a in free if self.load.get(a.id, 0) < a.capacity]
-            if not free:
-                break
         return out
 
     def _free_agents(self, at: datetime) -> list[Agent]:

@@ -110,3 +110,35 @@ def test_the_index_survives_a_snapshot_and_is_rebuilt_for_an_older_one() -> None
         ]
 
     assert rest(restored) == rest(rebuilt) == rest(router)
+
+
+class CountingChecks(QueueRouter):
+    checks = 0
+
+    def _suits(self, agent, et):  # type: ignore[no-untyped-def]
+        CountingChecks.checks += 1
+        return super()._suits(agent, et)
+
+
+def test_a_release_checks_one_ticket_per_group_not_the_whole_list() -> None:
+    router = CountingChecks(queue="billing", policy=RoutingPolicy())
+    router.upsert_agent(agent(1, capacity=1), version=1, at=NOON)
+    # 500 German tickets nobody can take wait, then one English ticket behind agent 1's.
+    for tid in range(1, 501):
+        router.on_ticket(ticket(tid, version=tid, language="de", priority="urgent"), at=NOON)
+    router.on_ticket(ticket(600, version=600), at=NOON)  # assigned to agent 1
+    router.on_ticket(ticket(601, version=601), at=NOON)  # held: agent 1 is busy
+    CountingChecks.checks = 0
+    out = router.on_ticket(ticket(600, version=700, status="solved"), at=NOON)
+    assert [(d.ticket_id, d.status) for d in out] == [(600, "released"), (601, "assigned")]
+    assert CountingChecks.checks <= 4  # two groups, one free agent (the walk checked 501)
+    # A held ticket that changes language moves group and is found there.
+    router.on_ticket(ticket(602, version=701), at=NOON)  # held behind 601
+    moved = replace(router.holding[7].ticket, language="en", version=702)
+    router.on_ticket(moved, at=NOON)
+    out = router.on_ticket(ticket(601, version=703, status="solved"), at=NOON)
+    # Ticket 7 is urgent: it goes before the normal-priority ticket 602.
+    assert [(d.ticket_id, d.status) for d in out] == [(601, "released"), (7, "assigned")]
+    assert sorted(k for keys in router._held_groups.values() for k in keys) == sorted(
+        router._held_order
+    )
