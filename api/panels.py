@@ -26,6 +26,7 @@ Result shapes (the ``format`` of each panel):
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any, Literal
@@ -62,6 +63,10 @@ def bucket_width(start: datetime, end: datetime, *, max_points: int = 300) -> ti
     return WIDTHS[-1]
 
 
+ANALYTICS_SCHEMA = "analytics"
+"""The schema the analytics migrations create (``sql/analytics``); the API's setting."""
+_IDENTIFIER = re.compile(r"[a-z_][a-z0-9_]*")
+
 # Shorthands expanded before the placeholders: the branch guards and the usual range.
 _SHORTHANDS = {
     "$IN_MINUTES": "$WIDTH < interval '1 hour'",
@@ -80,7 +85,8 @@ class Panel:
         description: One sentence on what the numbers are.
         format: Result shape (see the module docstring).
         unit: Unit of the values (``count``, ``percent``, ``minutes``, ``agents``).
-        sql: The query with ``$FROM``, ``$TO`` and ``$WIDTH``.
+        sql: The query with ``$FROM``, ``$TO`` and ``$WIDTH``; its tables are written
+            ``$SCHEMA.<table>`` (the analytics schema, given when the query is bound).
         min_width: Smallest bucket the panel uses (hourly data is not drawn per minute).
         stacked: Draw the series stacked (parts of a whole).
     """
@@ -94,33 +100,39 @@ class Panel:
     min_width: timedelta = timedelta(minutes=1)
     stacked: bool = False
 
-    @property
-    def query(self) -> str:
-        """The SQL with its shorthands expanded, still holding ``$FROM``/``$TO``/``$WIDTH``."""
+    def query(self, schema: str = ANALYTICS_SCHEMA) -> str:
+        """The SQL with its shorthands expanded and its tables in ``schema``, still holding
+        ``$FROM``/``$TO``/``$WIDTH``."""
+        if not _IDENTIFIER.fullmatch(schema):
+            raise ValueError(f"schema must be a plain SQL identifier, got {schema!r}")
         text = self.sql
         for short, long in _SHORTHANDS.items():
             text = text.replace(short, long)
-        return text.strip()
+        return text.replace("$SCHEMA.", f"{schema}.").strip()
 
     def width_for(self, start: datetime, end: datetime) -> timedelta:
         """The bucket width this panel uses for a range."""
         return max(self.min_width, bucket_width(start, end))
 
-    def bind(self, start: datetime, end: datetime) -> tuple[str, dict[str, Any]]:
+    def bind(
+        self, start: datetime, end: datetime, *, schema: str = ANALYTICS_SCHEMA
+    ) -> tuple[str, dict[str, Any]]:
         """The query with psycopg named parameters, and their values."""
         query = (
-            self.query.replace("%", "%%")
+            self.query(schema)
+            .replace("%", "%%")
             .replace("$FROM", "%(start)s")
             .replace("$TO", "%(end)s")
             .replace("$WIDTH", "%(width)s::interval")
         )
         return query, {"start": start, "end": end, "width": self.width_for(start, end)}
 
-    def grafana_sql(self) -> str:
+    def grafana_sql(self, schema: str = ANALYTICS_SCHEMA) -> str:
         """The query with Grafana's macros (PostgreSQL data source)."""
         seconds = int(self.min_width.total_seconds())
         return (
-            self.query.replace("$FROM", "$__timeFrom()")
+            self.query(schema)
+            .replace("$FROM", "$__timeFrom()")
             .replace("$TO", "$__timeTo()")
             .replace(
                 "$WIDTH",
@@ -140,11 +152,11 @@ PANELS: tuple[Panel, ...] = (
 SELECT time, sum(created)::bigint AS created, sum(solved)::bigint AS solved,
        sum(reopened)::bigint AS reopened
   FROM (SELECT time_bucket($WIDTH, bucket) AS time, created, solved, reopened
-          FROM analytics.metrics_minute
+          FROM $SCHEMA.metrics_minute
          WHERE $IN_MINUTES AND dimension = 'all' AND $IN_RANGE
         UNION ALL
         SELECT time_bucket($WIDTH, bucket), created, solved, reopened
-          FROM analytics.metrics_hourly
+          FROM $SCHEMA.metrics_hourly
          WHERE $IN_HOURS AND dimension = 'all' AND $IN_RANGE) AS m
  GROUP BY 1
  ORDER BY 1""",
@@ -159,11 +171,11 @@ SELECT time, sum(created)::bigint AS created, sum(solved)::bigint AS solved,
         sql="""
 SELECT time, substr(dimension, 10) AS metric, sum(created)::bigint AS value
   FROM (SELECT time_bucket($WIDTH, bucket) AS time, dimension, created
-          FROM analytics.metrics_minute
+          FROM $SCHEMA.metrics_minute
          WHERE $IN_MINUTES AND dimension LIKE 'category=%' AND $IN_RANGE
         UNION ALL
         SELECT time_bucket($WIDTH, bucket), dimension, created
-          FROM analytics.metrics_hourly
+          FROM $SCHEMA.metrics_hourly
          WHERE $IN_HOURS AND dimension LIKE 'category=%' AND $IN_RANGE) AS m
  GROUP BY 1, 2
  ORDER BY 1, 2""",
@@ -177,11 +189,11 @@ SELECT time, substr(dimension, 10) AS metric, sum(created)::bigint AS value
         sql="""
 SELECT time, (array_agg(backlog ORDER BY bucket DESC))[1] AS backlog
   FROM (SELECT time_bucket($WIDTH, bucket) AS time, bucket, backlog
-          FROM analytics.metrics_minute
+          FROM $SCHEMA.metrics_minute
          WHERE $IN_MINUTES AND dimension = 'all' AND $IN_RANGE
         UNION ALL
         SELECT time_bucket($WIDTH, bucket), bucket, backlog_last
-          FROM analytics.metrics_hourly
+          FROM $SCHEMA.metrics_hourly
          WHERE $IN_HOURS AND dimension = 'all' AND $IN_RANGE) AS m
  GROUP BY 1
  ORDER BY 1""",
@@ -200,11 +212,11 @@ SELECT time, round(100.0 * sum(met) / nullif(sum(met) + sum(missed), 0), 2) AS c
   FROM (SELECT time_bucket($WIDTH, at) AS time,
                (kind = 'fulfill' AND NOT breached)::int AS met,
                (kind = 'breach')::int AS missed
-          FROM analytics.sla_events
+          FROM $SCHEMA.sla_events
          WHERE $IN_MINUTES AND kind IN ('fulfill', 'breach') AND at >= $FROM AND at < $TO
         UNION ALL
         SELECT time_bucket($WIDTH, bucket), met, missed
-          FROM analytics.sla_hourly
+          FROM $SCHEMA.sla_hourly
          WHERE $IN_HOURS AND $IN_RANGE) AS s
  GROUP BY 1
  ORDER BY 1""",
@@ -229,13 +241,13 @@ SELECT time,
                (first_reply_p50_seconds IS NOT NULL)::int AS fr_n,
                resolution_p50_seconds AS rs50, resolution_p90_seconds AS rs90,
                (resolution_p50_seconds IS NOT NULL)::int AS rs_n
-          FROM analytics.metrics_minute
+          FROM $SCHEMA.metrics_minute
          WHERE $IN_MINUTES AND dimension = 'all' AND $IN_RANGE
         UNION ALL
         SELECT time_bucket($WIDTH, bucket),
                first_reply_p50_sum_seconds, first_reply_p90_sum_seconds, first_reply_minutes,
                resolution_p50_sum_seconds, resolution_p90_sum_seconds, resolution_minutes
-          FROM analytics.metrics_hourly
+          FROM $SCHEMA.metrics_hourly
          WHERE $IN_HOURS AND dimension = 'all' AND $IN_RANGE) AS m
  GROUP BY 1
  ORDER BY 1""",
@@ -253,12 +265,12 @@ SELECT time,
         sql="""
 WITH actual AS (
     SELECT time_bucket($WIDTH, bucket) AS time, sum(created)::double precision AS actual
-      FROM analytics.metrics_hourly
+      FROM $SCHEMA.metrics_hourly
      WHERE dimension = 'all' AND $IN_RANGE
      GROUP BY 1
 ), latest AS (
     SELECT DISTINCT ON (hour) hour, value, lower, upper
-      FROM analytics.forecasts
+      FROM $SCHEMA.forecasts
      WHERE series = 'all' AND hour >= $FROM AND hour < $TO
      ORDER BY hour, generated_at DESC
 ), forecast AS (
@@ -286,9 +298,9 @@ SELECT time, actual,
         min_width=timedelta(hours=1),
         sql="""
 SELECT hour AS time, agents_needed, round(value::numeric, 1) AS forecast
-  FROM analytics.forecasts
+  FROM $SCHEMA.forecasts
  WHERE series = 'all'
-   AND generated_at = (SELECT max(generated_at) FROM analytics.forecasts WHERE series = 'all')
+   AND generated_at = (SELECT max(generated_at) FROM $SCHEMA.forecasts WHERE series = 'all')
    AND hour >= $TO - interval '1 hour' AND hour < $TO + interval '7 days'
  ORDER BY 1""",
     ),
@@ -306,11 +318,11 @@ SELECT time, round(100.0 * sum(assigned) / nullif(sum(capacity), 0), 1) AS utili
        max(burnout_risk) AS max_burnout_risk
   FROM (SELECT time_bucket($WIDTH, bucket) AS time, assigned::bigint AS assigned,
                capacity::bigint AS capacity, burnout_risk
-          FROM analytics.agent_load
+          FROM $SCHEMA.agent_load
          WHERE $IN_MINUTES AND $IN_RANGE
         UNION ALL
         SELECT time_bucket($WIDTH, bucket), assigned_sum, capacity_sum, burnout_risk_max
-          FROM analytics.agent_load_hourly
+          FROM $SCHEMA.agent_load_hourly
          WHERE $IN_HOURS AND $IN_RANGE) AS l
  GROUP BY 1
  ORDER BY 1""",
@@ -325,7 +337,7 @@ SELECT time, round(100.0 * sum(assigned) / nullif(sum(capacity), 0), 1) AS utili
 SELECT bucket_start AS time, series,
        observed, round(expected::numeric, 1) AS expected, round(score::numeric, 1) AS score,
        drivers::text AS drivers
-  FROM analytics.anomalies
+  FROM $SCHEMA.anomalies
  WHERE bucket_start >= $FROM AND bucket_start < $TO
  ORDER BY bucket_start DESC, score DESC
  LIMIT 50""",

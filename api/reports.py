@@ -2,58 +2,62 @@
 
 from __future__ import annotations
 
+import re
 from datetime import date, timedelta
 from typing import Any
 
 import psycopg
 
+from api.panels import ANALYTICS_SCHEMA
 from models.summary import DailyStats
 
 
-def daily_stats(conn: psycopg.Connection[Any], day: date) -> DailyStats:
-    """Figures of one UTC day from the analytics tables."""
+def daily_stats(
+    conn: psycopg.Connection[Any], day: date, *, schema: str = ANALYTICS_SCHEMA
+) -> DailyStats:
+    """Figures of one UTC day from the analytics tables in ``schema``."""
+    if not re.fullmatch(r"[a-z_][a-z0-9_]*", schema):
+        raise ValueError(f"schema must be a plain SQL identifier, got {schema!r}")
+
+    def execute(query: str) -> psycopg.Cursor[Any]:
+        text = query.replace("$SCHEMA.", f"{schema}.")
+        return conn.execute(text, params)  # type: ignore[arg-type]
+
     params = {"day": day, "next": day + timedelta(days=1), "prev": day - timedelta(days=1)}
-    created = conn.execute(
-        "SELECT count(*) FROM analytics.ticket_facts"
+    created = execute(
+        "SELECT count(*) FROM $SCHEMA.ticket_facts"
         " WHERE created_at >= %(day)s AND created_at < %(next)s",
-        params,
     ).fetchone()
-    previous = conn.execute(
-        "SELECT count(*) FROM analytics.ticket_facts"
+    previous = execute(
+        "SELECT count(*) FROM $SCHEMA.ticket_facts"
         " WHERE created_at >= %(prev)s AND created_at < %(day)s",
-        params,
     ).fetchone()
-    solved = conn.execute(
-        "SELECT count(*) FROM analytics.ticket_facts"
+    solved = execute(
+        "SELECT count(*) FROM $SCHEMA.ticket_facts"
         " WHERE solved_at >= %(day)s AND solved_at < %(next)s",
-        params,
     ).fetchone()
     by_category = dict(
-        conn.execute(
-            "SELECT category, count(*) FROM analytics.ticket_facts"
+        execute(
+            "SELECT category, count(*) FROM $SCHEMA.ticket_facts"
             " WHERE created_at >= %(day)s AND created_at < %(next)s GROUP BY 1",
-            params,
         ).fetchall()
     )
-    sla = conn.execute(
+    sla = execute(
         "SELECT count(*) FILTER (WHERE NOT breached), count(*) FILTER (WHERE breached)"
-        " FROM analytics.sla_events WHERE kind = 'fulfill' AND at >= %(day)s AND at < %(next)s",
-        params,
+        " FROM $SCHEMA.sla_events WHERE kind = 'fulfill' AND at >= %(day)s AND at < %(next)s",
     ).fetchone()
     anomalies = [
         (series, observed, expected, list(drivers or {}))
-        for series, observed, expected, drivers in conn.execute(
-            "SELECT series, observed, expected, drivers FROM analytics.anomalies"
+        for series, observed, expected, drivers in execute(
+            "SELECT series, observed, expected, drivers FROM $SCHEMA.anomalies"
             " WHERE bucket_start >= %(day)s AND bucket_start < %(next)s ORDER BY score DESC",
-            params,
         ).fetchall()
     ]
-    forecast = conn.execute(
-        "SELECT sum(value), max(agents_needed) FROM analytics.forecasts f"
+    forecast = execute(
+        "SELECT sum(value), max(agents_needed) FROM $SCHEMA.forecasts f"
         " WHERE series = 'all' AND hour >= %(next)s AND hour < %(next)s + interval '1 day'"
-        " AND generated_at = (SELECT max(generated_at) FROM analytics.forecasts"
+        " AND generated_at = (SELECT max(generated_at) FROM $SCHEMA.forecasts"
         "                     WHERE series = 'all')",
-        params,
     ).fetchone()
     return DailyStats(
         day=day,

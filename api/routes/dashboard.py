@@ -18,8 +18,8 @@ from fastapi import APIRouter, HTTPException, Path, Query
 from fastapi.responses import HTMLResponse
 from pydantic import BaseModel, Field
 
-from api.deps import PgPoolDep
-from api.panels import PANELS, PANELS_BY_ID, Panel
+from api.deps import PgPoolDep, SettingsDep
+from api.panels import ANALYTICS_SCHEMA, PANELS, PANELS_BY_ID, Panel
 from api.params import Instant
 from api.schemas import ErrorPublic
 
@@ -96,10 +96,15 @@ def _info(panel: Panel) -> PanelInfo:
 
 
 def run_panel(
-    conn: psycopg.Connection[Any], panel: Panel, start: datetime, end: datetime
+    conn: psycopg.Connection[Any],
+    panel: Panel,
+    start: datetime,
+    end: datetime,
+    *,
+    schema: str = ANALYTICS_SCHEMA,
 ) -> PanelData:
     """Evaluate one panel's query over ``start``..``end`` on an open connection."""
-    query, params = panel.bind(start, end)
+    query, params = panel.bind(start, end, schema=schema)
     with conn.cursor() as cur:
         cur.execute(query, params)
         columns = [c.name for c in cur.description or ()]
@@ -131,6 +136,7 @@ def list_panels() -> list[PanelInfo]:
 )
 def get_panel(
     pool: PgPoolDep,
+    settings: SettingsDep,
     panel_id: Annotated[str, Path(description="A panel id from /v1/dashboard/panels")],
     range: Annotated[
         str,
@@ -155,7 +161,7 @@ def get_panel(
     stop = end or datetime.now(UTC)
     try:
         with pool.connection() as conn:
-            return run_panel(conn, panel, stop - span, stop)
+            return run_panel(conn, panel, stop - span, stop, schema=settings.analytics_schema)
     except psycopg.Error as exc:  # unreachable, or cancelled by statement_timeout
         raise HTTPException(status_code=503, detail="analytics store unavailable") from exc
 

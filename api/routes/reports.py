@@ -10,7 +10,7 @@ import psycopg
 from fastapi import APIRouter, HTTPException, Query
 from fastapi.responses import PlainTextResponse
 
-from api.deps import PgPoolDep
+from api.deps import PgPoolDep, SettingsDep
 from api.params import Day
 from api.reports import daily_stats
 from api.schemas import ErrorPublic
@@ -54,6 +54,7 @@ _DAILY_JSON_SCHEMA: dict[str, Any] = {
 )
 def get_daily_report(
     pool: PgPoolDep,
+    settings: SettingsDep,
     day: Annotated[Day | None, Query(description="UTC day, 2000..2099 (default: today)")] = None,
     format: Annotated[Literal["markdown", "json"], Query()] = "markdown",
 ) -> Any:
@@ -61,7 +62,7 @@ def get_daily_report(
     wanted = day or datetime.now(UTC).date()
     try:
         with pool.connection() as conn:
-            stats = daily_stats(conn, wanted)
+            stats = daily_stats(conn, wanted, schema=settings.analytics_schema)
     except psycopg.Error as exc:
         raise HTTPException(status_code=503, detail="analytics store unavailable") from exc
     if format == "json":

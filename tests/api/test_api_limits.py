@@ -180,7 +180,8 @@ def test_every_keyed_route_documents_overload_and_key_errors() -> None:
     for path, item in paths.items():
         if path == "/health":
             continue
-        responses = item["get"]["responses"]
-        assert {"401", "403", "429", "503"} <= set(responses), path
+        for method, operation in item.items():
+            responses = operation["responses"]
+            assert {"401", "403", "429", "503"} <= set(responses), (method, path)
     daily = paths["/v1/reports/daily"]["get"]["responses"]["200"]["content"]
     assert set(daily) == {"text/markdown", "application/json"}
