@@ -20,6 +20,8 @@ import psycopg
 from psycopg import sql
 from psycopg.rows import dict_row
 
+from models.codecs import ANALYTICS_SCHEMA
+
 log = logging.getLogger(__name__)
 
 READ_TICKETS = "read:tickets"
@@ -153,7 +155,7 @@ def _select(schema: str) -> sql.Composed:
 def create_api_key(
     conn: psycopg.Connection[Any],
     *,
-    schema: str = "analytics",
+    schema: str = ANALYTICS_SCHEMA,
     name: str,
     scopes: Iterable[str],
     rate_limit_per_minute: int = DEFAULT_RATE_LIMIT_PER_MINUTE,
@@ -183,7 +185,7 @@ def create_api_key(
     return _api_key(row), key
 
 
-def list_api_keys(conn: psycopg.Connection[Any], *, schema: str = "analytics") -> list[ApiKey]:
+def list_api_keys(conn: psycopg.Connection[Any], *, schema: str = ANALYTICS_SCHEMA) -> list[ApiKey]:
     """Every key, revoked ones included, oldest first."""
     query = _select(schema) + sql.SQL(" ORDER BY created_at, key_id")
     with conn.cursor(row_factory=dict_row) as cur:
@@ -191,7 +193,7 @@ def list_api_keys(conn: psycopg.Connection[Any], *, schema: str = "analytics") -
 
 
 def find_api_key(
-    conn: psycopg.Connection[Any], *, schema: str = "analytics", key_hash: str
+    conn: psycopg.Connection[Any], *, schema: str = ANALYTICS_SCHEMA, key_hash: str
 ) -> ApiKey | None:
     """The key whose hash is ``key_hash``, revoked or not."""
     with conn.cursor(row_factory=dict_row) as cur:
@@ -201,7 +203,7 @@ def find_api_key(
 
 
 def revoke_api_key(
-    conn: psycopg.Connection[Any], *, schema: str = "analytics", key_id: str
+    conn: psycopg.Connection[Any], *, schema: str = ANALYTICS_SCHEMA, key_id: str
 ) -> ApiKey | None:
     """Revoke ``key_id`` (idempotent: a revoked key keeps its first ``revoked_at``).
 

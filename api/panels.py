@@ -31,6 +31,8 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any, Literal
 
+from models.codecs import ANALYTICS_SCHEMA
+
 PanelFormat = Literal["wide", "long", "table"]
 
 # Bucket widths a chart may use; the smallest giving at most ``max_points`` buckets wins.
@@ -63,8 +65,6 @@ def bucket_width(start: datetime, end: datetime, *, max_points: int = 300) -> ti
     return WIDTHS[-1]
 
 
-ANALYTICS_SCHEMA = "analytics"
-"""The schema the analytics migrations create (``sql/analytics``); the API's setting."""
 _IDENTIFIER = re.compile(r"[a-z_][a-z0-9_]*")
 
 # Shorthands expanded before the placeholders: the branch guards and the usual range.

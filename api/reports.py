@@ -8,7 +8,7 @@ from typing import Any
 
 import psycopg
 
-from api.panels import ANALYTICS_SCHEMA
+from models.codecs import ANALYTICS_SCHEMA
 from models.summary import DailyStats
 
 

@@ -6,6 +6,8 @@ import re
 
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator, model_validator
 
+from models.codecs import ANALYTICS_SCHEMA
+
 _IDENTIFIER = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 
 
@@ -47,7 +49,7 @@ class ApiSettings(BaseModel):
     redis_url: str = Field(description="Redis URL, e.g. redis://localhost:6379/0")
     analytics_dsn: str = Field(description="libpq DSN of the analytics database")
     key_prefix: str = Field(default="triage", min_length=1, pattern=r"^[^:\s]+$")
-    analytics_schema: str = "analytics"
+    analytics_schema: str = ANALYTICS_SCHEMA
     store_timeout_s: float = Field(default=2.0, gt=0, le=60)
     pool_min_size: int = Field(default=1, ge=0, le=100)
     pool_max_size: int = Field(default=4, ge=1, le=100)

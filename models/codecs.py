@@ -37,6 +37,10 @@ from typing import Any
 from models.helpdesk import EnrichedTicket, RoutingDecision, Ticket
 from models.pii import mask_pii
 
+ANALYTICS_SCHEMA = "analytics"
+"""The schema the analytics migrations create (``sql/analytics``), every store and reader's
+default."""
+
 TICKET_FACT_COLUMNS: tuple[str, ...] = (
     "ticket_id",
     "version",

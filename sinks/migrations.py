@@ -17,6 +17,8 @@ from pathlib import Path
 import psycopg
 from psycopg import sql
 
+from models.codecs import ANALYTICS_SCHEMA
+
 log = logging.getLogger(__name__)
 
 _MIGRATION_NAME = re.compile(r"^(?P<number>\d+)_[\w.-]+\.sql$")
@@ -86,7 +88,7 @@ def apply_migrations(
     dsn: str,
     directory: Path | str,
     *,
-    schema: str = "analytics",
+    schema: str = ANALYTICS_SCHEMA,
     table: str = "schema_migrations",
     connect_timeout: int = 10,
 ) -> list[str]:

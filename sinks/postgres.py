@@ -23,7 +23,13 @@ from psycopg import sql
 
 from models.anomaly import AnomalyAlert
 from models.burnout import WorkloadScore
-from models.codecs import ROUTING_COLUMNS, TICKET_FACT_COLUMNS, routing_row, ticket_fields
+from models.codecs import (
+    ANALYTICS_SCHEMA,
+    ROUTING_COLUMNS,
+    TICKET_FACT_COLUMNS,
+    routing_row,
+    ticket_fields,
+)
 from models.events import DeadLetter
 from models.helpdesk import EnrichedTicket, RoutingDecision
 from models.intelligence import ModelMetric
@@ -644,7 +650,7 @@ class PostgresSink(DynamicSink[AnalyticsItem]):
         self,
         dsn: str,
         *,
-        schema: str = "analytics",
+        schema: str = ANALYTICS_SCHEMA,
         connect_timeout: int = 10,
         retry: RetryPolicy = DEFAULT_RETRY,
     ) -> None:
@@ -683,7 +689,7 @@ class DeadLetterWriter:
         self,
         dsn: str,
         *,
-        schema: str = "analytics",
+        schema: str = ANALYTICS_SCHEMA,
         sink: str = "dead_letters",
         connect_timeout: int = 10,
         retry: RetryPolicy = DEFAULT_RETRY,

@@ -16,6 +16,7 @@ from typing import Any
 from bytewax.outputs import DynamicSink, StatelessSinkPartition
 from psycopg import sql
 
+from models.codecs import ANALYTICS_SCHEMA
 from models.telemetry import telemetry
 from sinks.dead_letters import rejected_dead_letter, store_reason, write_isolating
 from sinks.postgres import DeadLetterWriter
@@ -267,7 +268,7 @@ class PostgresSearchSink(DynamicSink[SearchItem]):
         self,
         dsn: str,
         *,
-        schema: str = "analytics",
+        schema: str = ANALYTICS_SCHEMA,
         allow_pii: bool = False,
         connect_timeout: int = 10,
         retry: RetryPolicy = DEFAULT_RETRY,

@@ -38,6 +38,8 @@ from typing import Any
 import psycopg
 from psycopg import sql
 
+from models.codecs import ANALYTICS_SCHEMA
+
 log = logging.getLogger(__name__)
 
 NOT_AVAILABLE = "timescaledb not available"
@@ -190,7 +192,7 @@ CONTINUOUS_AGGREGATES: tuple[ContinuousAggregate, ...] = (
 def apply_timescale(
     dsn: str,
     *,
-    schema: str = "analytics",
+    schema: str = ANALYTICS_SCHEMA,
     create_extension: bool = True,
     connect_timeout: int = 10,
 ) -> TimescaleReport:

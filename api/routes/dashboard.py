@@ -19,9 +19,10 @@ from fastapi.responses import HTMLResponse
 from pydantic import BaseModel, Field
 
 from api.deps import PgPoolDep, SettingsDep
-from api.panels import ANALYTICS_SCHEMA, PANELS, PANELS_BY_ID, Panel
+from api.panels import PANELS, PANELS_BY_ID, Panel
 from api.params import Instant
 from api.schemas import ErrorPublic
+from models.codecs import ANALYTICS_SCHEMA
 
 router = APIRouter(tags=["dashboard"])
 
