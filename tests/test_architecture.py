@@ -69,7 +69,7 @@ def test_packages_import_only_through_their_doors() -> None:
     graph = _graph()
     # The reading sees real edges: module-level, from-imports and function-level ones.
     assert "models.codecs" in graph["sinks.redis"]
-    assert "triage.stack" in graph["triage.cli_keys"]
+    assert "triage.stack" in graph["triage.cli.keys"]
     assert "models.routing" in graph["evaluation.simulation"]
     wrong = sorted(
         f"{module} imports {target}"

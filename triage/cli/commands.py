@@ -2,7 +2,7 @@
 
 Kept as one module: it is the command table: each command is a thin function
 that parses options and calls into the application, and the help text of the whole CLI reads
-in one place; shared helpers live in cli_common.py.
+in one place; shared helpers live in common.py.
 """
 
 from __future__ import annotations
@@ -17,11 +17,11 @@ from typing import Annotated
 import typer
 from rich.console import Console
 
-from triage.cli_common import StateDir, console
-from triage.cli_common import fail as _fail
-from triage.cli_common import load_settings as _settings
-from triage.cli_common import stop_on_sigterm as _stop_on_sigterm
-from triage.cli_keys import keys_app
+from triage.cli.common import StateDir, console
+from triage.cli.common import fail as _fail
+from triage.cli.common import load_settings as _settings
+from triage.cli.common import stop_on_sigterm as _stop_on_sigterm
+from triage.cli.keys import keys_app
 
 app = typer.Typer(
     name="triage",

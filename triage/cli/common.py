@@ -1,7 +1,7 @@
 """What every ``triage`` command group shares: the console, settings loading, errors.
 
-The command groups (:mod:`triage.cli`, :mod:`triage.cli_keys`) import from here, never
-from each other.
+The command groups (:mod:`triage.cli.commands`, :mod:`triage.cli.keys`) import from here,
+never from each other.
 """
 
 from __future__ import annotations

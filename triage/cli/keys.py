@@ -16,8 +16,8 @@ from typing import Annotated, Any
 
 import typer
 
-from triage.cli_common import StateDir, console, load_settings
-from triage.cli_common import fail as _fail
+from triage.cli.common import StateDir, console, load_settings
+from triage.cli.common import fail as _fail
 
 keys_app = typer.Typer(
     help="API keys of the read API (needed when TRIAGE_API__AUTH_REQUIRED=true).",
