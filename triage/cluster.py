@@ -81,7 +81,7 @@ def run_local_cluster(settings: AppSettings, stack: Stack, *, log_dir: Path) -> 
     Returns the exit code: 0 after a signal, else the first failing process's code.
     """
     from pipelines.recovery import ensure_recovery_dir
-    from triage.scheduler import JobScheduler
+    from triage.jobs.scheduler import JobScheduler
 
     count = settings.cluster.processes
     # Partitions are created once, before any process opens them.

@@ -225,7 +225,7 @@ def run_pipeline(settings: AppSettings, stack: Stack, recovery_dir: Path | None 
     from bytewax.recovery import RecoveryConfig
     from bytewax.run import cli_main
 
-    from triage.scheduler import JobScheduler
+    from triage.jobs.scheduler import JobScheduler
 
     cluster = settings.cluster
     recovery_dir = recovery_dir or settings.recovery_dir

@@ -415,7 +415,7 @@ def seed_analytics(
         conn.commit()
 
     say("forecast")
-    from triage.forecast_job import run_forecast
+    from triage.jobs.forecast_job import run_forecast
 
     run_forecast(dsn, now=end - forecast_lag, history_days=max(7, days - 3))
     with psycopg.connect(dsn) as conn:

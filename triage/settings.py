@@ -176,7 +176,7 @@ class ClusterSettings(BaseModel):
 
 
 JobName = Literal["forecast", "warehouse-compact", "warehouse-publish", "daily-summary"]
-"""The batch jobs ``triage/scheduler.py`` schedules and ``triage/jobs.py`` runs."""
+"""The batch jobs ``triage/jobs/scheduler.py`` schedules and ``triage/jobs/work.py`` runs."""
 
 
 class JobsSettings(BaseModel):

@@ -1,6 +1,6 @@
 """Where the stores of a run live: the configured ones, or private local ones started here.
 
-Kept apart from :mod:`triage.runtime` so that the jobs (:mod:`triage.scheduler`) and the
+Kept apart from :mod:`triage.runtime` so that the jobs (:mod:`triage.jobs.scheduler`) and the
 runtime can both name a :class:`Stack` without importing each other.
 """
 

@@ -14,7 +14,7 @@ from sinks.migrations import apply_migrations
 from sinks.postgres import DeadLetterWriter
 from sinks.retry import RetryPolicy
 from tests.integration.test_postgres_sink import T0
-from triage.dead_letters import list_dead_letters, replay_kafka_dead_letters
+from triage.jobs.dead_letters import list_dead_letters, replay_kafka_dead_letters
 
 pytestmark = pytest.mark.integration
 

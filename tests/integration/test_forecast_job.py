@@ -9,7 +9,7 @@ import numpy as np
 import psycopg
 import pytest
 
-from triage.forecast_job import run_forecast
+from triage.jobs.forecast_job import run_forecast
 from triage.runtime import Stack, migrate
 
 pytestmark = pytest.mark.integration

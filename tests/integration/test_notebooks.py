@@ -23,7 +23,7 @@ from nbformat import NotebookNode
 from nbformat.v4 import new_code_cell, new_notebook
 
 from sinks.migrations import apply_migrations
-from triage.forecast_job import run_forecast
+from triage.jobs.forecast_job import run_forecast
 from triage.sample_analytics import Incident, seed_analytics
 from triage.services import LocalPostgres
 

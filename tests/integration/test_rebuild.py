@@ -15,7 +15,7 @@ from sinks.redis import RedisSink
 from sinks.retry import RetryPolicy
 from tests.integration.test_postgres_sink import make_decision, make_risk, make_sla_event
 from tests.sinks.test_search_es import FakeElasticsearch, fake_es  # noqa: F401 (fixture)
-from triage.rebuild import rebuild_redis
+from triage.jobs.rebuild import rebuild_redis
 
 pytestmark = pytest.mark.integration
 
@@ -194,7 +194,7 @@ def test_rebuild_search_recreates_the_postgres_index(pg_dsn: str) -> None:
     import psycopg
 
     from sinks.search_pg import PostgresSearchSink
-    from triage.rebuild import rebuild_search
+    from triage.jobs.rebuild import rebuild_search
 
     items = _helpdesk_and_analytics(pg_dsn)
     analytics = PostgresSink(pg_dsn, retry=RetryPolicy(max_retries=2)).build(
@@ -233,7 +233,7 @@ def test_rebuild_search_fills_a_wiped_elasticsearch(
     fake_es: tuple[FakeElasticsearch, str],  # noqa: F811
 ) -> None:
     from sinks.search_es import ElasticsearchSearchSink
-    from triage.rebuild import rebuild_search
+    from triage.jobs.rebuild import rebuild_search
 
     items = _helpdesk_and_analytics(pg_dsn)
     analytics = PostgresSink(pg_dsn, retry=RetryPolicy(max_retries=2)).build(

@@ -230,7 +230,7 @@ def test_dead_letters_are_listed_newest_first_with_counts(
     from typer.testing import CliRunner
 
     from triage.cli import app
-    from triage.dead_letters import count_by_stage, list_dead_letters
+    from triage.jobs.dead_letters import count_by_stage, list_dead_letters
 
     part = PostgresSink(analytics_dsn, retry=RetryPolicy(max_retries=2)).build(
         "write_analytics", 0, 1

@@ -18,8 +18,8 @@ import psycopg
 import pytest
 
 from sinks.migrations import apply_migrations
+from triage.jobs.scheduler import JobScheduler, JobSpec, job_statuses, load_history
 from triage.runtime import SQL_DIR, Stack
-from triage.scheduler import JobScheduler, JobSpec, job_statuses, load_history
 from triage.settings import AppSettings
 
 pytestmark = pytest.mark.integration
@@ -217,7 +217,7 @@ def test_the_real_jobs_run_as_children_and_the_summary_is_written(dsn: str, tmp_
 
 
 def test_old_forecast_runs_and_job_runs_are_pruned(dsn: str) -> None:
-    from triage.jobs import prune_history
+    from triage.jobs.work import prune_history
 
     now = datetime(2026, 3, 2, tzinfo=UTC)
     with psycopg.connect(dsn, autocommit=True) as conn:

@@ -7,8 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from triage.jobs import partitions_to_compact
-from triage.scheduler import (
+from triage.jobs.scheduler import (
     JobHistory,
     JobRun,
     JobSpec,
@@ -16,6 +15,7 @@ from triage.scheduler import (
     due_jobs,
     next_due,
 )
+from triage.jobs.work import partitions_to_compact
 from triage.settings import AppSettings, JobsSettings, WarehouseSettings
 
 

@@ -432,7 +432,7 @@ def forecast(
     state_dir: StateDir = None,
 ) -> None:
     """Forecast hourly volume per category for 7 days with staffing (Erlang C)."""
-    from triage.forecast_job import run_forecast
+    from triage.jobs.forecast_job import run_forecast
     from triage.runtime import open_stack
 
     settings = _settings(state_dir)
@@ -625,8 +625,8 @@ def jobs_list(
     import psycopg
     from rich.table import Table
 
+    from triage.jobs.scheduler import build_jobs, job_statuses
     from triage.runtime import open_stack
-    from triage.scheduler import build_jobs, job_statuses
 
     settings = _settings(state_dir)
     try:
@@ -658,8 +658,8 @@ def jobs_run(job: JobArg, state_dir: StateDir = None) -> None:
     """Run one job now (in a child process), recorded like the scheduled runs."""
     import psycopg
 
+    from triage.jobs.scheduler import JOB_NAMES, JobScheduler
     from triage.runtime import open_stack
-    from triage.scheduler import JOB_NAMES, JobScheduler
 
     settings = _settings(state_dir)
     if job not in JOB_NAMES:
@@ -689,9 +689,9 @@ def jobs_exec(
     """Do one job's work in this process (what a scheduled run executes as its child)."""
     from datetime import date
 
-    from triage.jobs import exec_job, exit_with_parent
+    from triage.jobs.scheduler import JOB_NAMES
+    from triage.jobs.work import exec_job, exit_with_parent
     from triage.runtime import open_stack
-    from triage.scheduler import JOB_NAMES
 
     settings = _settings(state_dir)
     if job not in JOB_NAMES:
@@ -789,7 +789,7 @@ def rebuild_redis_command(
     run again, and while the pipeline runs."""
     from rich.progress import Progress
 
-    from triage.rebuild import count_rows, rebuild_redis
+    from triage.jobs.rebuild import count_rows, rebuild_redis
     from triage.runtime import open_stack
 
     settings = _settings(state_dir)
@@ -817,7 +817,7 @@ def rebuild_search_command(
     Idempotent and resumable: safe to run again, and while the pipeline runs."""
     from rich.progress import Progress
 
-    from triage.rebuild import rebuild_search
+    from triage.jobs.rebuild import rebuild_search
     from triage.runtime import open_stack, search_sink
 
     settings = _settings(state_dir)
@@ -855,7 +855,7 @@ def dead_letters_list(
     """The newest dead letters (TRIAGE_ANALYTICS__DSN) and the count per stage."""
     from rich.table import Table
 
-    from triage.dead_letters import count_by_stage, list_dead_letters
+    from triage.jobs.dead_letters import count_by_stage, list_dead_letters
     from triage.runtime import open_stack
 
     settings = _settings(state_dir)
@@ -889,7 +889,7 @@ def dead_letters_replay(
 ) -> None:
     """Send dead-lettered Kafka records through the flow again, after a fix: each is read
     back from its topic and produced to it again (TRIAGE_KAFKA__*). Done once per record."""
-    from triage.dead_letters import replay_kafka_dead_letters
+    from triage.jobs.dead_letters import replay_kafka_dead_letters
     from triage.runtime import open_stack
 
     settings = _settings(state_dir)
@@ -937,8 +937,8 @@ def routing_warm_start(
     """
     from rich.progress import Progress
 
+    from triage.jobs.warm_start import OutcomesFileError, read_history, write_history
     from triage.runtime import open_stack
-    from triage.warm_start import OutcomesFileError, read_history, write_history
 
     settings = _settings(state_dir)
     try:

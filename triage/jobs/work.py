@@ -1,6 +1,6 @@
 """The batch jobs' work, done in the child process the scheduler starts (``triage jobs exec``).
 
-:mod:`triage.scheduler` decides when a job is due, runs it as a child and records the run;
+:mod:`triage.jobs.scheduler` decides when a job is due, runs it as a child and records the run;
 this module is what the child does: the forecast, warehouse compaction and publication,
 and the daily summary.
 """
@@ -30,7 +30,7 @@ def exec_job(name: str, settings: AppSettings, stack: Stack, *, day: date | None
         KeyError: When there is no such job.
     """
     if name == "forecast":
-        from triage.forecast_job import run_forecast
+        from triage.jobs.forecast_job import run_forecast
 
         result = run_forecast(stack.analytics_dsn)
         series = ", ".join(sorted(result["series"])) or "none with history"

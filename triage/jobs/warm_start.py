@@ -103,8 +103,8 @@ def parse_history(
         >>> next(parse_history([{**rows[0], "agent": "Ann"}], cols, default_queue="billing"))
         Traceback (most recent call last):
         ...
-        triage.warm_start.OutcomesFileError: line 2: agent_id 'Ann' is not a positive integer id
-    """
+        triage.jobs.warm_start.OutcomesFileError: line 2: agent_id 'Ann' is not a positive integer id
+    """  # noqa: E501 (a doctest's exception line names the module and cannot be wrapped)
     stamp = now or datetime.now(UTC)
     for line, row in enumerate(rows, start=first_line):
         if None in row:

@@ -12,7 +12,7 @@ run``) from running the same job at once. Jobs run one at a time, so batch work 
 most one core beside the dataflow.
 
 Kept as one module: when a job is due, its child process, its lock and its
-recorded runs are one loop; the jobs' work is in jobs.py.
+recorded runs are one loop; the jobs' work is in work.py.
 """
 
 from __future__ import annotations
