@@ -19,7 +19,7 @@ import pytest
 from triage.services import LocalPostgres, LocalRedis
 
 if TYPE_CHECKING:
-    from triage.sample_analytics import SeedSummary
+    from triage.tools.sample_analytics import SeedSummary
 
 _db_counter = itertools.count()
 
@@ -87,7 +87,7 @@ def seeded_analytics(postgres: LocalPostgres) -> tuple[str, SeedSummary]:
     (shared by the session: tests must only read it), and what was written."""
     from sinks.migrations import apply_migrations
     from triage.runtime import SQL_DIR
-    from triage.sample_analytics import Incident, seed_analytics
+    from triage.tools.sample_analytics import Incident, seed_analytics
 
     dsn = postgres.create_database(f"seeded_{uuid.uuid4().hex[:8]}")
     apply_migrations(dsn, SQL_DIR / "analytics", schema="analytics")

@@ -8,8 +8,8 @@ from rich.console import Console
 
 from api.app import create_app
 from api.settings import ApiSettings
-from triage.demo import AUTH_OFF_NOTICE, open_api_for_demo
 from triage.settings import AppSettings
+from triage.tools.demo import AUTH_OFF_NOTICE, open_api_for_demo
 
 
 def _settings(**changes: object) -> ApiSettings:

@@ -3,7 +3,7 @@
 A clean pipeline (one process) and a local cluster of two processes that is killed
 (SIGKILL, every process of it) five times while the workload writes read the same
 history from their own replication slots; after both caught up, their analytics stores
-must hold the same results (:mod:`triage.compare`, which also says what may legitimately
+must hold the same results (:mod:`triage.tools.compare`, which also says what may legitimately
 differ), SLA events included: a replay after a crash must not add a second ``fulfill``
 or ``pause``. Recovery time (restart → first new
 decision) is measured and printed, not asserted.
@@ -22,9 +22,9 @@ import psycopg
 import pytest
 
 from evaluation.workload import WorkloadConfig, WorkloadWriter
-from triage.assignments import AssignmentFollower
-from triage.compare import caught_up, describe_difference, differing_parts, store_snapshot
 from triage.runtime import PipelineProcess, Stack, migrate
+from triage.tools.assignments import AssignmentFollower
+from triage.tools.compare import caught_up, describe_difference, differing_parts, store_snapshot
 
 pytestmark = pytest.mark.e2e
 

@@ -21,8 +21,8 @@ import pytest
 from api.app import create_app
 from api.panels import PANELS
 from api.settings import ApiSettings
-from triage.sample_analytics import SeedSummary
 from triage.services import free_port, wait_until
+from triage.tools.sample_analytics import SeedSummary
 
 pytestmark = pytest.mark.e2e
 

@@ -19,10 +19,10 @@ from fastapi.testclient import TestClient
 from api.app import create_app
 from api.settings import ApiSettings
 from evaluation.workload import WorkloadConfig, WorkloadWriter
-from triage.assignments import AssignmentFollower
-from triage.report import routed_summary
 from triage.runtime import PipelineProcess, Stack, migrate
 from triage.services import free_port
+from triage.tools.assignments import AssignmentFollower
+from triage.tools.report import routed_summary
 
 pytestmark = pytest.mark.e2e
 

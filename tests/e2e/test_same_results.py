@@ -2,7 +2,7 @@
 
 Both pipelines read the same history from their own replication slots at the same time
 and write to their own analytics databases and Redis key prefixes; afterwards the stores
-must hold the same results (:mod:`triage.compare` says what must be equal). What may
+must hold the same results (:mod:`triage.tools.compare` says what must be equal). What may
 differ, and why:
 
 * which agent got a ticket, and whether it waited in a holding list first: tickets of one
@@ -25,9 +25,9 @@ from typing import Any
 import pytest
 
 from evaluation.workload import WorkloadConfig, WorkloadWriter
-from triage.assignments import AssignmentFollower
-from triage.compare import caught_up, describe_difference, differing_parts, store_snapshot
 from triage.runtime import PipelineProcess, Stack, migrate
+from triage.tools.assignments import AssignmentFollower
+from triage.tools.compare import caught_up, describe_difference, differing_parts, store_snapshot
 
 pytestmark = pytest.mark.e2e
 

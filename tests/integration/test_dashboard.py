@@ -18,8 +18,8 @@ from api.app import create_app
 from api.panels import PANELS, PANELS_BY_ID
 from api.routes.dashboard import json_value
 from api.settings import ApiSettings
-from triage.grafana import GRAFANA_JSON, render
-from triage.sample_analytics import SeedSummary
+from triage.tools.grafana import GRAFANA_JSON, render
+from triage.tools.sample_analytics import SeedSummary
 
 pytestmark = pytest.mark.integration
 

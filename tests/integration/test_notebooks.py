@@ -24,8 +24,8 @@ from nbformat.v4 import new_code_cell, new_notebook
 
 from sinks.migrations import apply_migrations
 from triage.jobs.forecast_job import run_forecast
-from triage.sample_analytics import Incident, seed_analytics
 from triage.services import LocalPostgres
+from triage.tools.sample_analytics import Incident, seed_analytics
 
 pytestmark = pytest.mark.integration
 

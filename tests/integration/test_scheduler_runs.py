@@ -148,7 +148,7 @@ def test_a_run_left_unfinished_by_a_dead_runner_is_closed_by_the_next(dsn: str) 
 
 
 def test_the_real_jobs_run_as_children_and_the_summary_is_written(dsn: str, tmp_path: Path) -> None:
-    from triage.sample_analytics import seed_analytics
+    from triage.tools.sample_analytics import seed_analytics
 
     today = datetime.now(UTC).replace(hour=0, minute=0, second=0, microsecond=0)
     yesterday = (today - timedelta(days=1)).date()

@@ -46,9 +46,9 @@ from triage.kafka_local import (
     jvm_classpath,
     local_connector_overrides,
 )
-from triage.report import routed_summary
 from triage.runtime import PipelineProcess, Stack
 from triage.services import LocalPostgres, LocalRedis, ServiceError
+from triage.tools.report import routed_summary
 
 REPO = Path(__file__).resolve().parents[2]
 

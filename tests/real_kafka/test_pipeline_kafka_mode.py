@@ -16,7 +16,7 @@ import pytest
 
 from evaluation.workload import WorkloadConfig, WorkloadWriter
 from tests.real_kafka.conftest import KafkaModeRun, wait_decisions
-from triage.report import dead_letter_count
+from triage.tools.report import dead_letter_count
 
 pytestmark = pytest.mark.real_kafka
 

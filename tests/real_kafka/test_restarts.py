@@ -32,7 +32,7 @@ from tests.real_kafka.conftest import (
     wait_decisions,
 )
 from triage.kafka_local import LocalKafka, LocalKafkaConnect
-from triage.report import dead_letter_count
+from triage.tools.report import dead_letter_count
 
 pytestmark = pytest.mark.real_kafka
 

@@ -5,7 +5,7 @@ prefix ``triage_e``) and its own embedded replication slot before anything is wr
 both paths see the same history from its first change. Two Kafka-mode pipelines read the
 topics side by side: one process, and a local cluster of two processes that share the
 topics' four partitions. Each pipeline writes to its own analytics database and Redis key
-prefix; afterwards :mod:`triage.compare` says whether each Kafka-mode store holds the same
+prefix; afterwards :mod:`triage.tools.compare` says whether each Kafka-mode store holds the same
 results as the embedded one (what may differ between two runs, and why, is listed there).
 """
 
@@ -25,8 +25,6 @@ from connectors.kafka import KafkaSettings, cdc_topics
 from connectors.pg_cdc import drop_slot
 from evaluation.workload import WorkloadConfig, WorkloadWriter
 from tests.real_kafka.conftest import drop_slot_when_released, register_production_connector
-from triage.assignments import AssignmentFollower
-from triage.compare import caught_up, describe_difference, differing_parts, store_snapshot
 from triage.kafka_local import (
     CONNECTOR_FILE,
     LocalKafka,
@@ -36,6 +34,8 @@ from triage.kafka_local import (
 )
 from triage.runtime import PipelineProcess, Stack, migrate
 from triage.services import LocalPostgres, LocalRedis
+from triage.tools.assignments import AssignmentFollower
+from triage.tools.compare import caught_up, describe_difference, differing_parts, store_snapshot
 
 pytestmark = pytest.mark.real_kafka
 

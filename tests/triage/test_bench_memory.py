@@ -6,7 +6,7 @@ import os
 import subprocess
 import sys
 
-from triage.bench_memory import process_tree_rss_mib
+from triage.tools.bench_memory import process_tree_rss_mib
 
 
 def test_a_process_tree_counts_its_children() -> None:

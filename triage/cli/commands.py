@@ -64,8 +64,8 @@ def demo(
 ) -> None:
     """Run the whole system on the embedded default (or through Debezium and a local Kafka
     with --cdc kafka) and print a summary."""
-    from triage.demo import DemoError, DemoOptions, render_summary, run_demo
     from triage.services import ServiceError
+    from triage.tools.demo import DemoError, DemoOptions, render_summary, run_demo
 
     settings = _settings(state_dir)
     opts = DemoOptions(
@@ -88,7 +88,7 @@ def demo(
     _stop_on_sigterm()
     try:
         if cdc is CdcPath.kafka:
-            from triage.demo_kafka import run_kafka_demo
+            from triage.tools.demo_kafka import run_kafka_demo
 
             summary = run_kafka_demo(settings, opts, console, on_summary=show)
         else:
@@ -320,7 +320,7 @@ def bench(
     read API instead."""
     if ctx.invoked_subcommand is not None:
         return
-    from triage.bench import run_bench, run_kafka_bench
+    from triage.tools.bench import run_bench, run_kafka_bench
 
     try:
         counts = [int(p) for p in processes.split(",") if p.strip()]
@@ -332,7 +332,7 @@ def bench(
         )
     settings = _settings(state_dir)
     if memory is not None:
-        from triage.bench_memory import run_memory_bench
+        from triage.tools.bench_memory import run_memory_bench
 
         try:
             marks = [int(m.replace("_", "")) for m in memory.split(",") if m.strip()]
@@ -378,8 +378,8 @@ def bench_api(
     """Benchmark `GET /v1/tickets/{id}/routing` (auth on, audit on); prints JSON with
     achieved rate, status counts, errors and p50/p90/p99 latency from each request's due
     time (no coordinated omission)."""
-    from triage.api_bench import run_api_bench
     from triage.services import ServiceError
+    from triage.tools.api_bench import run_api_bench
 
     settings = _settings(state_dir)
     try:
@@ -491,7 +491,7 @@ def dashboards_sample_data(
 
     from triage.runtime import migrate as apply
     from triage.runtime import open_stack
-    from triage.sample_analytics import seed_analytics
+    from triage.tools.sample_analytics import seed_analytics
 
     settings = _settings(state_dir)
     with open_stack(settings, settings.state_dir / "services") as stack:
@@ -527,7 +527,7 @@ def dashboards_grafana(
     ] = False,
 ) -> None:
     """Write the Grafana dashboard JSON generated from the panel queries."""
-    from triage.grafana import GRAFANA_JSON, render, write
+    from triage.tools.grafana import GRAFANA_JSON, render, write
 
     target = output or GRAFANA_JSON
     if check:
@@ -548,7 +548,7 @@ def dashboards_bench(
     """Time every dashboard query over up to ``days`` of minute metrics (target 50 ms)."""
     from rich.table import Table
 
-    from triage.dashboard_bench import run_dashboard_bench
+    from triage.tools.dashboard_bench import run_dashboard_bench
 
     _settings()
     with console.status("preparing") as status:

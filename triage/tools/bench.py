@@ -16,7 +16,7 @@ Two measurements on a fresh local stack, printed as JSON:
   the pipeline's own Prometheus histograms (upper bucket bounds, so ``≤`` values);
 * scale (``processes`` with more than one count): the throughput run again on a fresh
   database per process count, the same rows each time; ``same_results`` compares what
-  the runs must share (:mod:`triage.compare`).
+  the runs must share (:mod:`triage.tools.compare`).
 
 ``run_kafka_bench`` is the latency run on the production inbound path instead (Debezium
 in Kafka Connect and a local KRaft broker in front of the pipeline in Kafka mode).
@@ -38,11 +38,11 @@ import psycopg
 import redis
 from rich.console import Console
 
-from triage.compare import differing_parts, store_snapshot
-from triage.report import routed_summary
 from triage.runtime import PipelineProcess, Stack, migrate, open_stack
 from triage.services import free_port
 from triage.settings import AppSettings
+from triage.tools.compare import differing_parts, store_snapshot
+from triage.tools.report import routed_summary
 
 STAGES = ("decode", "enrich", "classify", "route", "write_analytics", "write_live")
 _BUCKET = re.compile(r'^triage_stage_latency_seconds_bucket\{le="([^"]+)",stage="([^"]+)"\} (\S+)$')
@@ -362,7 +362,7 @@ def _scale_runs(
     Every pipeline registers its replication slot (and completes its first epoch) before
     the tickets are written; then each in turn reads the whole history from its slot into
     its own analytics database. So the runs see the same changes at the same LSNs, and
-    their stores can be compared (:mod:`triage.compare`). Throughput is the tickets
+    their stores can be compared (:mod:`triage.tools.compare`). Throughput is the tickets
     divided by the span from the first ticket enriched to the last decision (a backlog,
     for every run; start-up before the first ticket is left out and reported apart).
     """

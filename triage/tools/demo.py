@@ -17,11 +17,11 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from triage.assignments import AssignmentFollower
-from triage.report import dead_letter_count, enrichment_summary, routed_summary, sla_summary
 from triage.runtime import ApiServer, PipelineProcess, migrate, open_stack
 from triage.settings import AppSettings
 from triage.signals import ignore_stop_signals, stop_signals_once
+from triage.tools.assignments import AssignmentFollower
+from triage.tools.report import dead_letter_count, enrichment_summary, routed_summary, sla_summary
 
 log = logging.getLogger(__name__)
 

@@ -1,7 +1,7 @@
 """``triage dashboards bench``: how long the dashboard's queries take over a long history.
 
 Starts a private PostgreSQL (or uses ``dsn``), applies the analytics migrations, writes
-``days`` of synthetic history (:mod:`triage.sample_analytics`: about 300k minute-metric
+``days`` of synthetic history (:mod:`triage.tools.sample_analytics`: about 300k minute-metric
 rows and 860k agent-load samples for 30 days), then runs every panel's query over ranges
 from one hour to the whole history, ``repeat`` times each, and reports the median, 95th
 percentile and worst time per panel and range. The target is 50 ms per query.
@@ -81,8 +81,8 @@ def run_dashboard_bench(
     """Seed ``days`` of history into a fresh store and time the dashboard queries."""
     from sinks.migrations import apply_migrations
     from triage.runtime import SQL_DIR
-    from triage.sample_analytics import seed_analytics
     from triage.services import LocalPostgres
+    from triage.tools.sample_analytics import seed_analytics
 
     say = progress or (lambda _: None)
     with tempfile.TemporaryDirectory(prefix="triage-dashboard-bench-") as tmp:

@@ -21,9 +21,16 @@ import redis
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-from triage.bench import _insert_bulk, _pipeline_env, _seed, _ticket_rows, _wait_decided, _warm_up
 from triage.runtime import PipelineProcess, migrate, open_stack
 from triage.settings import AppSettings
+from triage.tools.bench import (
+    _insert_bulk,
+    _pipeline_env,
+    _seed,
+    _ticket_rows,
+    _wait_decided,
+    _warm_up,
+)
 
 CHUNK = 5_000
 """Tickets per insert; the chunk inserted two chunks earlier is closed after each insert."""

@@ -28,8 +28,8 @@ from typing import Any
 
 from rich.console import Console
 
-from triage.report import percentile
 from triage.settings import AppSettings
+from triage.tools.report import percentile
 
 PATH = "/v1/tickets/{id}/routing"
 

@@ -18,7 +18,7 @@ DATASOURCE = {"type": "grafana-postgresql-datasource", "uid": "triage-analytics"
 """The provisioned analytics data source (TimescaleDB in production)."""
 
 DASHBOARD_UID = "smart-triage"
-GRAFANA_JSON = Path(__file__).resolve().parents[1] / "infra/grafana/dashboards/smart-triage.json"
+GRAFANA_JSON = Path(__file__).resolve().parents[2] / "infra/grafana/dashboards/smart-triage.json"
 
 _UNITS = {"count": "short", "percent": "percent", "minutes": "m", "agents": "none"}
 _FULL_WIDTH = {"volume_by_category", "anomalies"}

@@ -1,6 +1,6 @@
 """The main job on the production inbound path: Debezium in Kafka Connect → Kafka → pipeline.
 
-``triage demo --cdc kafka`` runs the embedded demo (:func:`triage.demo.run_demo`: the same
+``triage demo --cdc kafka`` runs the embedded demo (:func:`triage.tools.demo.run_demo`: the same
 stores, workload, API and summary) with its pipeline in Kafka mode, fed by a local KRaft
 broker and a Kafka Connect worker running the production Debezium connector
 (:func:`triage.kafka_local.local_production_cdc`). The summary gains a ``kafka`` part: the
@@ -19,11 +19,11 @@ from typing import Any
 
 from rich.console import Console
 
-from triage.demo import DemoOptions, run_demo
 from triage.kafka_local import LocalCdcPath, TopicLag, local_production_cdc
 from triage.runtime import migrate, open_stack
 from triage.settings import AppSettings
 from triage.signals import ignore_stop_signals, stop_signals_once
+from triage.tools.demo import DemoOptions, run_demo
 
 LAG_SETTLE_SECONDS = 15.0
 """How long the summary waits for the consumer lag to reach zero once every ticket is
