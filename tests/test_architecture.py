@@ -23,6 +23,16 @@ ALLOWED: dict[str, set[str]] = {
 }
 """Package → the project packages its modules may import."""
 
+TRIAGE_ROOMS: dict[str, set[str]] = {
+    "triage": {"triage", "triage.jobs"},
+    "triage.jobs": {"triage", "triage.jobs"},
+    "triage.tools": {"triage", "triage.jobs", "triage.tools"},
+    "triage.cli": {"triage", "triage.jobs", "triage.tools", "triage.cli"},
+}
+"""Rooms of the application → the rooms its modules may import. The top of ``triage`` is
+the composition of a run (the runtime starts the job scheduler); the command line is the
+outermost room, and ``python -m triage`` (``triage.__main__``) belongs to it."""
+
 
 def _module_name(path: Path) -> str:
     parts = path.relative_to(ROOT).with_suffix("").parts
@@ -76,6 +86,27 @@ def test_packages_import_only_through_their_doors() -> None:
         for module, targets in graph.items()
         for target in targets
         if target.split(".")[0] not in ALLOWED[module.split(".")[0]]
+    )
+    assert wrong == []
+
+
+def _triage_room(module: str) -> str:
+    if module == "triage.__main__":
+        return "triage.cli"
+    parts = module.split(".")
+    return ".".join(parts[:2]) if ".".join(parts[:2]) in TRIAGE_ROOMS else "triage"
+
+
+def test_application_rooms_import_only_through_their_doors() -> None:
+    graph = {m: t for m, t in _graph().items() if m.split(".")[0] == "triage"}
+    assert "triage.jobs.scheduler" in graph["triage.runtime"]
+    assert "triage.tools.demo" in graph["triage.cli.commands"]
+    wrong = sorted(
+        f"{module} imports {target}"
+        for module, targets in graph.items()
+        for target in targets
+        if target.split(".")[0] == "triage"
+        and _triage_room(target) not in TRIAGE_ROOMS[_triage_room(module)]
     )
     assert wrong == []
 
