@@ -28,7 +28,10 @@ _INSERT = (
     "/outcomes",
     status_code=status.HTTP_202_ACCEPTED,
     response_model=WorkOutcomeAccepted,
-    responses={503: {"model": ErrorPublic, "description": "No outcome store is configured."}},
+    responses={
+        400: {"model": ErrorPublic, "description": "The body is not JSON."},
+        503: {"model": ErrorPublic, "description": "No outcome store is configured."},
+    },
     summary="Report a finished work item (handling time) for the router to learn",
 )
 def post_outcome(outcome: WorkOutcomeIn, request: Request) -> WorkOutcomeAccepted:

@@ -39,7 +39,7 @@ def _operations() -> list[tuple[str, str, bool]]:
     app = create_app(ApiSettings(redis_url="redis://unused", analytics_dsn="dbname=unused"))
     paths: dict[str, dict[str, Any]] = app.openapi()["paths"]
     return [
-        (path, method, bool(op.get("parameters")))
+        (path, method, bool(op.get("parameters") or op.get("requestBody")))
         for path, item in sorted(paths.items())
         for method, op in sorted(item.items())
     ]
