@@ -31,6 +31,7 @@ from __future__ import annotations
 import json
 import logging
 import time
+from collections import deque
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
@@ -61,7 +62,7 @@ from connectors.pgoutput import (
     value_converter,
 )
 from models.events import RawChange, SourcePosition
-from models.telemetry import report_changes
+from models.telemetry import report_changes, report_in_flight
 
 log = logging.getLogger(__name__)
 
@@ -142,6 +143,14 @@ class PgCdcOptions(BaseModel):
         snapshot_batch_size: Rows fetched from the snapshot cursor per batch.
         initial_snapshot: Emit every existing row (``op: r``) before streaming on first start.
         max_backoff: Longest wait between reconnection attempts.
+        max_in_flight: Changes the reader may have emitted beyond the durable position
+            (the last epoch every worker completed) before it stops reading until the
+            flow catches up; ``0`` turns the bound off. Bytewax sources have no
+            back-pressure of their own, so without it a backlog is read into memory at
+            once, the epoch that holds it completes only when all of it is processed, and
+            a crash in between replays the whole backlog before the first new decision.
+            It bounds that replay and the memory a backlog takes. Applies only when the
+            durable position is known (the pipeline's recovery watermark).
     """
 
     model_config = ConfigDict(frozen=True)
@@ -153,6 +162,7 @@ class PgCdcOptions(BaseModel):
     snapshot_batch_size: int = Field(default=2000, ge=1)
     initial_snapshot: bool = True
     max_backoff: timedelta = timedelta(seconds=5)
+    max_in_flight: int = Field(default=2000, ge=0)
 
 
 class PgCdcSettings(PgCdcOptions):
@@ -353,6 +363,12 @@ class _PgCdcPartition(StatefulSourcePartition[RawChange, CdcState]):
         self._reader_slot: str | None = None
         self._awake: datetime | None = None
         self._backoff = 0.0
+        # Back-pressure: (resume LSN after an emitted batch, changes emitted up to it),
+        # oldest first, for batches not yet known to be durable.
+        self._emitted: deque[tuple[int, int]] = deque()
+        self._emitted_total = 0
+        self._durable_total = 0
+        self._paused = False
 
     # -- Bytewax interface ----------------------------------------------------------------
 
@@ -370,7 +386,8 @@ class _PgCdcPartition(StatefulSourcePartition[RawChange, CdcState]):
             self._recover(exc)
             return []
         self._backoff = 0.0
-        report_changes(batch)
+        if batch or not self._paused:
+            report_changes(batch)
         return batch
 
     def next_awake(self) -> datetime | None:
@@ -514,13 +531,20 @@ class _PgCdcPartition(StatefulSourcePartition[RawChange, CdcState]):
 
     def _stream_step(self) -> list[RawChange]:
         assert self._conn is not None
-        self._advance_to_durable()
+        durable = self._advance_to_durable()
+        self._paused = self._held_by_back_pressure(durable)
+        if self._paused:
+            self._awake = datetime.now(UTC) + self._settings.poll_interval
+            return []
         reader = self._reader_slot or self._copy_durable_slot()
         limit = self._settings.max_changes_per_poll
         with self._conn.cursor(binary=True) as cur:
             cur.execute(_READ, (reader, limit, self._settings.publication))
             rows = cur.fetchall()
         out = self._decode(rows)
+        if out:
+            self._emitted_total += len(out)
+            self._emitted.append((self._state.lsn, self._emitted_total))
         caught_up = len(rows) < limit
         if out or not caught_up:
             self._awake = None
@@ -530,22 +554,36 @@ class _PgCdcPartition(StatefulSourcePartition[RawChange, CdcState]):
         self._awake = datetime.now(UTC) + self._settings.poll_interval
         return out
 
-    def _advance_to_durable(self) -> None:
+    def _advance_to_durable(self) -> int | None:
+        """Move the durable slot up to the recovery watermark; return the watermark."""
         if self._durable_lsn is None:
-            return
+            return None
         try:
             durable = self._durable_lsn()
         except Exception:
             log.exception("durable_lsn callback failed; the slot is not advanced this time")
-            return
+            return None
         if durable is None or durable <= self._advanced:
-            return
+            return durable
         target = min(durable, self._state.lsn)
         if target <= self._advanced:
-            return
+            return durable
         assert self._conn is not None
         _advance(self._conn, self._settings.slot_name, target)
         self._advanced = target
+        return durable
+
+    def _held_by_back_pressure(self, durable: int | None) -> bool:
+        """Whether more than ``max_in_flight`` emitted changes are not durable yet."""
+        limit = self._settings.max_in_flight
+        if not limit or durable is None:
+            return False
+        emitted = self._emitted
+        while emitted and emitted[0][0] <= durable:
+            self._durable_total = emitted.popleft()[1]
+        in_flight = self._emitted_total - self._durable_total
+        report_in_flight(in_flight)
+        return in_flight >= limit
 
     def _copy_durable_slot(self) -> str:
         """Create this session's reader slot at the durable slot's position."""

@@ -48,6 +48,9 @@ class Telemetry(Protocol):
     def degraded(self, stage: str, parts: Sequence[str]) -> None:
         """Optional parts one event skipped in ``stage`` because its time budget was spent."""
 
+    def source_in_flight(self, changes: int) -> None:
+        """Changes the source emitted that are not durable yet (its back-pressure measure)."""
+
 
 class NoTelemetry:
     """The default: reports go nowhere."""
@@ -71,6 +74,9 @@ class NoTelemetry:
         pass
 
     def degraded(self, stage: str, parts: Sequence[str]) -> None:
+        pass
+
+    def source_in_flight(self, changes: int) -> None:
         pass
 
 
@@ -184,6 +190,12 @@ def report_changes(changes: Sequence[RawChange], now: datetime | None = None) ->
     )
     lag = None if committed is None else source_lag_seconds(committed, now or datetime.now(UTC))
     _current.changes_read(tables, lag)
+
+
+def report_in_flight(changes: int) -> None:
+    """Set how many emitted changes are not durable yet."""
+    if enabled():
+        _current.source_in_flight(changes)
 
 
 def report_written(sink: str, items: Iterable[object]) -> None:

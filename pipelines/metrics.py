@@ -67,6 +67,12 @@ class PrometheusTelemetry:
             "Now minus the source commit time of the newest change read; 0 when caught up.",
             registry=registry,
         )
+        self.source_in_flight_changes = Gauge(
+            "triage_source_in_flight_changes",
+            "Changes the CDC source emitted that no complete epoch covers yet; the source "
+            "pauses at TRIAGE_SOURCE__MAX_IN_FLIGHT.",
+            registry=registry,
+        )
         self.sink_items = Counter(
             "triage_sink_items",
             "Items committed by a sink, per table or item kind.",
@@ -134,6 +140,9 @@ class PrometheusTelemetry:
         child = self.stage_latency.labels(stage=stage)
         for value in seconds:
             child.observe(value)
+
+    def source_in_flight(self, changes: int) -> None:
+        self.source_in_flight_changes.set(changes)
 
     def degraded(self, stage: str, parts: Sequence[str]) -> None:
         for part in parts:

@@ -22,10 +22,11 @@ class PipelineSettings(BaseModel):
     respect_shifts: bool = True
     require_language: bool = True
     prefer_longest_idle: bool = False
-    # Every epoch pickles each changed key's state into the recovery store (the shared
-    # text models alone are tens of MB after a busy day), so epochs are Bytewax's default
-    # 10 s: a crash replays at most that much, the sinks being idempotent.
-    epoch_interval: timedelta = timedelta(seconds=10)
+    # Every epoch pickles the state of each key it changed into the recovery store (the
+    # text models only in epochs with a lesson, compressed). A crash replays the changes
+    # after the last complete epoch, so short epochs keep a restart short; together with
+    # the reader's in-flight bound (source.max_in_flight) they bound the replay.
+    epoch_interval: timedelta = timedelta(seconds=1)
     warehouse_flush: timedelta = timedelta(seconds=10)
     warehouse_batch: int = Field(default=5_000, gt=0)
     ranker: Literal["learned", "expected_time", "least_loaded", "round_robin"] = "learned"

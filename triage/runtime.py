@@ -91,7 +91,10 @@ def build_pipeline(settings: AppSettings, stack: Stack, recovery_dir: Path):
             topic_prefix=settings.cdc.topic_prefix,
         )
         watermark = RecoveryWatermark(
-            recovery_dir, f"{settings.pipeline.flow_id}.read_cdc", settings.source.slot_name
+            recovery_dir,
+            f"{settings.pipeline.flow_id}.read_cdc",
+            settings.source.slot_name,
+            interval=0.25,
         )
         source = PgCdcSource(cdc, durable_lsn=watermark)
     warehouse = None

@@ -355,6 +355,59 @@ def test_durable_lsn_advances_slot_but_never_past_emitted(settings: PgCdcSetting
     part.close()
 
 
+def test_reading_pauses_while_too_many_changes_are_not_durable(settings: PgCdcSettings) -> None:
+    """Back-pressure: past ``max_in_flight`` undurable changes the reader waits, and
+    reads again as soon as the durable position covers enough of them."""
+    durable: list[int | None] = [None]
+    part = build(settings, durable_lsn=lambda: durable[0])
+    drain(part)
+    part.close()
+    cfg = settings.model_copy(
+        update={"max_in_flight": 3, "max_changes_per_poll": 1, "stop_at_idle": False}
+    )
+    part = build(cfg, part.snapshot(), durable_lsn=lambda: durable[0])
+    durable[0] = part.snapshot().lsn  # everything before these inserts is durable
+    for i in range(6):
+        execute(
+            settings.dsn,
+            "INSERT INTO customers (name, email) VALUES (%s, %s)",
+            params=(f"bp{i}", f"bp{i}"),
+        )
+    after: dict[str, int] = {}  # name -> the reader's position once it was emitted
+
+    def read(polls: int) -> list[str]:
+        names = []
+        for _ in range(polls):
+            for change in part.next_batch():
+                names.append(envelope(change)["after"]["name"])
+                after[names[-1]] = part.snapshot().lsn
+        return names
+
+    # One transaction per poll; reading stops once three are emitted and not durable.
+    assert read(10) == ["bp0", "bp1", "bp2"]
+    assert part.next_awake() is not None
+    # An epoch covering the first two completes: two more may be read, no more.
+    durable[0] = after["bp1"]
+    assert read(10) == ["bp3", "bp4"]
+    durable[0] = after["bp4"]
+    assert read(10) == ["bp5"]
+    part.close()
+    # Without a known durable position the reader cannot tell, so it never pauses.
+    durable[0] = None
+    for i in range(5):
+        execute(
+            settings.dsn,
+            "INSERT INTO customers (name, email) VALUES (%s, 'u')",
+            params=(f"u{i}",),
+        )
+    part = build(cfg, part.snapshot(), durable_lsn=lambda: durable[0])
+    got = []
+    for _ in range(10):
+        got += part.next_batch()
+    assert len(got) == 5
+    part.close()
+
+
 def test_cli_helpers_only_move_forward(settings: PgCdcSettings) -> None:
     part = build(settings)
     drain(part)
