@@ -158,6 +158,8 @@ def _req(row: Mapping[str, Any], name: str) -> Any:
 
 def _int(value: Any, name: str, lo: int | None = None, hi: int | None = None) -> int:
     """An integer column, within ``lo..hi`` when given (the schema's CHECK constraints)."""
+    if value is None:
+        raise RowError(f"column {name!r} is empty")
     if isinstance(value, bool) or (isinstance(value, float) and not value.is_integer()):
         raise RowError(f"column {name!r} is not an integer: {value!r}")
     try:
@@ -176,6 +178,19 @@ def _opt_int(value: Any, name: str, lo: int | None = None, hi: int | None = None
 def _id(value: Any, name: str) -> int:
     """A row id: a positive PostgreSQL bigint."""
     return _int(value, name, 1, BIGINT_MAX)
+
+
+def parse_id(value: Any, name: str) -> int:
+    """A row id column's value, or a :class:`RowError` naming the column.
+
+    >>> parse_id("42", "customer_id")
+    42
+    >>> parse_id(None, "customer_id")
+    Traceback (most recent call last):
+    ...
+    models.helpdesk.RowError: column 'customer_id' is empty
+    """
+    return _id(value, name)
 
 
 def _opt_id(value: Any, name: str) -> int | None:

@@ -70,6 +70,7 @@ from models.helpdesk import (
     RoutingDecision,
     RowError,
     WorkOutcome,
+    parse_id,
     parse_timestamp,
 )
 from models.intelligence import (
@@ -273,7 +274,8 @@ def guarded(stage: str, fn: Callable[[Any], Iterable[Any]]) -> Callable[[Any], l
 
 
 def decode(raw: RawChange) -> ChangeEvent | DeadLetter | None:
-    """Decode one record; malformed ones become dead letters, tombstones are skipped."""
+    """Decode one record; malformed ones become dead letters; tombstones, messages,
+    heartbeats and truncates are counted (``triage_flow_events_total``) and dropped."""
     try:
         event = decode_record(raw)
     except DecodeError as exc:
@@ -287,6 +289,16 @@ def decode(raw: RawChange) -> ChangeEvent | DeadLetter | None:
         # Tombstones, logical decoding messages, heartbeats, transaction metadata.
         FLOW_COUNTERS["tombstones" if event.kind == "tombstone" else f"skipped:{event.kind}"] += 1
         return None
+    if event.op == "t":
+        # A TRUNCATE has no rows. The stores are a history of the helpdesk and keep it;
+        # live routing state is changed by row changes only (see README, Operate).
+        FLOW_COUNTERS[f"truncate:{event.table}"] += 1
+        log.warning(
+            "source table %s was truncated (commit %s); stores keep their rows",
+            event.table,
+            event.version,
+        )
+        return None
     FLOW_COUNTERS["events"] += 1
     if event.table not in KNOWN_TABLES:
         FLOW_COUNTERS[f"unknown_table:{event.table}"] += 1
@@ -294,11 +306,8 @@ def decode(raw: RawChange) -> ChangeEvent | DeadLetter | None:
 
 
 def _row_id(event: ChangeEvent) -> int:
-    """The row's ``id`` from the key, else from the row image (raises when absent)."""
-    value = event.key.get("id", (event.row or {}).get("id"))
-    if value is None:
-        raise KeyError("id")
-    return int(value)
+    """The row's ``id`` from the key, else from the row image (a RowError when absent)."""
+    return parse_id(event.key.get("id", (event.row or {}).get("id")), "id")
 
 
 UNOWNED = "unowned"
@@ -344,7 +353,7 @@ class TicketOwner:
         if isinstance(item, CommentIn):
             return [(UNOWNED if self.customer is None else str(self.customer), item)]
         row = item.row or {}
-        owner = int(row["customer_id"])
+        owner = parse_id(row.get("customer_id"), "customer_id")
         gone = item.op == "d" or row.get("status") == "closed"
         self.customer = None if gone else owner
         return [(str(owner), item)]

@@ -15,6 +15,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from connectors.debezium import encode_envelope, encode_key
 from models.calendar import (
     ALWAYS_OPEN,
     MAX_SCAN_DAYS,
@@ -22,7 +23,7 @@ from models.calendar import (
     calendar_for_region,
 )
 from models.enrichment import CustomerContext, TicketEnricher
-from models.events import ChangeEvent, DeadLetter, SourcePosition
+from models.events import ChangeEvent, DeadLetter, RawChange, SourcePosition
 from models.helpdesk import (
     MAX_DESCRIPTION_CHARS,
     MAX_SUBJECT_CHARS,
@@ -38,7 +39,8 @@ from models.helpdesk import (
 from models.kb import MAX_KB_BODY_CHARS, KbArticle
 from models.routing import RoutingPolicy
 from models.sentiment import MAX_SCORED_CHARS, SentimentAnalyzer
-from tests.pipelines.test_flow import Feed, agent_row, run_flow, ticket_row
+from pipelines.flow import FLOW_COUNTERS
+from tests.pipelines.test_flow import TS, Feed, agent_row, run_flow, ticket_row
 
 T0 = datetime(2026, 3, 2, 9, 30, tzinfo=UTC)
 
@@ -395,3 +397,63 @@ def test_any_ticket_row_parses_or_is_a_row_error(changes: dict[str, Any]) -> Non
         return
     assert ticket.status in ("new", "open", "pending", "on_hold", "solved", "closed")
     assert ticket.id >= 1 and len(ticket.subject) <= MAX_SUBJECT_CHARS + len(TRUNCATION_MARKER)
+
+
+# ------------------------------------------------------------- table-level and schema events
+
+
+def _table_record(feed: Feed, table: str, value: dict[str, Any] | None) -> None:
+    """A record without a row (truncate, logical decoding message) after the feed's last."""
+    feed.lsn += 10
+    feed.records.append(
+        RawChange(
+            topic=f"triage.public.{table}" if table else "triage.message",
+            key=encode_key({}, table=table or "message"),
+            value=None if value is None else json.dumps(value).encode(),
+            position=SourcePosition(lsn=feed.lsn),
+        )
+    )
+
+
+def test_truncates_messages_nulls_new_columns_and_deleted_customers_keep_routing() -> None:
+    """Rows that are not tickets the flow can route, and events that are not rows at all:
+    none stops routing; errors are dead letters with a reason, the rest is counted."""
+    FLOW_COUNTERS.clear()
+    feed = Feed()
+    feed.add("agents", "r", agent_row(1, capacity=50))
+    for cid in (1, 2):
+        customer = {"id": cid, "name": f"C{cid}", "email": "c@x", "tier": "premium"}
+        feed.add("customers", "r", customer | {"language": "en", "region": "us"})
+    feed.add("tickets", "c", ticket_row(10))
+    # TRUNCATE of a captured table: no row, no key.
+    for table in ("ticket_events", "tickets", "customers"):
+        envelope = json.loads(encode_envelope(table=table, op="t", lsn=feed.lsn + 1, ts_ms=TS))
+        _table_record(feed, table, envelope)
+    # pg_logical_emit_message (e.g. the connector's heartbeat action query).
+    message = {"prefix": "heartbeat", "content": "AA=="}
+    _table_record(
+        feed, "", {"op": "m", "ts_ms": TS, "source": envelope["source"], "message": message}
+    )
+    # NULL where the schema says NOT NULL, and a column added by ALTER TABLE.
+    feed.add("tickets", "c", ticket_row(11, customer_id=None))
+    feed.add("tickets", "c", ticket_row(12, subject=None, description=None))
+    feed.add("tickets", "c", ticket_row(13, sentiment_override="x"))
+    # A customer deleted while one of their tickets is open, then a change of that ticket.
+    feed.add("tickets", "c", ticket_row(14, customer_id=2))
+    feed.add("customers", "d", None, before={"id": 2, "name": "C2", "email": "c@x"})
+    feed.add("tickets", "u", ticket_row(14, customer_id=2, status="open"))
+    feed.add("tickets", "c", ticket_row(15))
+    analytics, decisions = run_flow(feed.records, workers=1)
+
+    dead = {json.loads(d.key or "{}").get("id"): d for d in analytics if isinstance(d, DeadLetter)}
+    assert set(dead) == {11}, {k: d.reason for k, d in dead.items()}
+    assert "customer_id" in dead[11].reason
+    assert FLOW_COUNTERS["truncate:tickets"] == 1
+    assert FLOW_COUNTERS["truncate:customers"] == 1
+    assert FLOW_COUNTERS["truncate:ticket_events"] == 1
+    assert FLOW_COUNTERS["skipped:message"] == 1
+    routed = {d.ticket_id for d in decisions if d.status == "assigned"}
+    assert {10, 13, 14, 15} <= routed
+    # No text to classify: the default queue, which has no agents here; held, not lost.
+    (empty,) = [d for d in decisions if d.ticket_id == 12]
+    assert (empty.status, empty.queue) == ("queued", "general")
