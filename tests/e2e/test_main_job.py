@@ -103,10 +103,17 @@ def test_main_job_routes_every_ticket_and_api_serves_them(
         assert tid in [hit["ticket_id"] for hit in found.json()["hits"]]
 
 
-@pytest.mark.parametrize("processes", [1, 2])
+@pytest.mark.parametrize(
+    ("processes", "after_restart"),
+    [(1, 1), (2, 2), (1, 2), (2, 1)],
+    ids=["1", "2", "1_then_2", "2_then_1"],
+)
 def test_pipeline_killed_mid_stream_loses_and_duplicates_nothing(
-    pg_dsn: str, redis_url: str, tmp_path: Path, unique: str, processes: int
+    pg_dsn: str, redis_url: str, tmp_path: Path, unique: str, processes: int, after_restart: int
 ) -> None:
+    """kill -9 while tickets arrive, then restart; ``1_then_2`` and ``2_then_1`` restart
+    with another process count (Bytewax rescaling: the recovery partitions stay, the
+    workers that read them change)."""
     stack = Stack(source_dsn=pg_dsn, analytics_dsn=pg_dsn, redis_url=redis_url)
     migrate(stack)
     prefix = f"t{unique}"
@@ -136,6 +143,7 @@ def test_pipeline_killed_mid_stream_loses_and_duplicates_nothing(
         assert client.xlen(f"{prefix}:decisions") >= 60, pipeline.log_tail()
         pipeline.kill()
         time.sleep(1.0)  # writes keep arriving while the pipeline is down
+        pipeline.extra_env["TRIAGE_CLUSTER__PROCESSES"] = str(after_restart)
         pipeline.start()
         load.join(timeout=120)
         assert len(created) == 400
