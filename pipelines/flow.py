@@ -614,8 +614,11 @@ class _LearnLogic(StatefulLogic[LearnInput, Any, bytes]):
     """The single learning copy of the text models; publishes versions as it learns.
 
     With a publishing interval of zero (one process: the store shares the object itself)
-    every change is visible at once; otherwise changes are published at most once per
-    interval, and once more when the interval after the last change ends.
+    every change is visible at once. Otherwise lessons (labels, feedback: frequent) are
+    published at most once per interval, and once more when the interval after the last
+    one ends; a change of the KB (rare, and without it no ticket gets suggestions) is
+    published at the end of its epoch, before the epoch completes. So once the epoch that
+    read the KB completes (e.g. the initial snapshot's), every process can fetch it.
     """
 
     def __init__(self, models: TextModels, store: ModelStore, interval: timedelta) -> None:
@@ -623,6 +626,7 @@ class _LearnLogic(StatefulLogic[LearnInput, Any, bytes]):
         self.store = store
         self.interval = interval
         self.due: datetime | None = None
+        self.kb_changed = False
         self.total = guarded_state("learn_text", self._apply)
         store.publish(models)
 
@@ -634,13 +638,19 @@ class _LearnLogic(StatefulLogic[LearnInput, Any, bytes]):
         _, out = self.total(self.models, value)
         if not self.interval:
             self.store.publish(self.models)
+        elif isinstance(value, ChangeEvent):
+            self.kb_changed = True
         elif self.due is None:
             self.due = datetime.now(UTC) + self.interval
         return out, StatefulLogic.RETAIN
 
-    def on_notify(self) -> tuple[Iterable[Any], bool]:
+    def _publish(self) -> None:
         self.due = None
+        self.kb_changed = False
         self.store.publish(self.models)
+
+    def on_notify(self) -> tuple[Iterable[Any], bool]:
+        self._publish()
         return [], StatefulLogic.RETAIN
 
     def on_eof(self) -> tuple[Iterable[Any], bool]:
@@ -650,6 +660,8 @@ class _LearnLogic(StatefulLogic[LearnInput, Any, bytes]):
         return self.due
 
     def snapshot(self) -> bytes:
+        if self.kb_changed:
+            self._publish()
         return zlib.compress(pickle.dumps(self.models, protocol=pickle.HIGHEST_PROTOCOL), 1)
 
 

@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+from datetime import UTC, datetime, timedelta
+
+from models.events import ChangeEvent, SourcePosition
 from models.intelligence import LabelExample, LocalModelStore, TextModels
-from pipelines.flow import ModelReplica
+from pipelines.flow import ModelReplica, _LearnLogic
 
 
 def _models() -> TextModels:
@@ -79,3 +82,42 @@ def test_worker_threads_get_an_immutable_copy_per_published_version() -> None:
     newer = replica.current()
     assert newer is not copy and newer.category.metrics.n_seen == 6
     assert store.latest(newer.version) is None
+
+
+def _kb_change(article_id: int) -> ChangeEvent:
+    row = {
+        "id": article_id,
+        "title": "Refund a double charge",
+        "body": "We refund twice-charged cards.",
+    }
+    return ChangeEvent(
+        table="kb_articles",
+        op="r",
+        key={"id": article_id},
+        before=None,
+        after=row | {"language": "en", "published": True},
+        committed_at=datetime(2026, 3, 2, tzinfo=UTC),
+        version=article_id,
+        position=SourcePosition(lsn=article_id),
+    )
+
+
+def test_kb_changes_are_published_when_their_epoch_ends_and_lessons_on_the_interval() -> None:
+    """Across processes a replica only sees what was published: the KB read in an epoch is
+    published at that epoch's snapshot (before the epoch completes); lessons wait for the
+    publishing interval."""
+    store = CopyingStore()
+    learner = _LearnLogic(_models(), store, timedelta(seconds=60))
+    assert len(store.published) == 1  # the starting models
+    for article_id in (1, 2, 3):
+        learner.on_item(_kb_change(article_id))
+    assert len(store.published) == 1 and learner.notify_at() is None
+    learner.snapshot()  # the epoch ends
+    assert len(store.published) == 2 and len(store.published[-1].kb) == 3
+    learner.snapshot()  # nothing new: nothing published again
+    assert len(store.published) == 2
+    learner.on_item(LabelExample(1, "refund my invoice", category="billing"))
+    learner.snapshot()
+    assert len(store.published) == 2 and learner.notify_at() is not None
+    learner.on_notify()  # the interval after the lesson ended
+    assert len(store.published) == 3 and store.published[-1].version > store.published[1].version

@@ -3,7 +3,8 @@
 Two runs of one database history (one process against a cluster, embedded against Kafka)
 must leave the same results. :func:`store_snapshot` reads exactly those: ticket facts that
 no learned model decides, the category, queue and sentiment where rules or people (not a
-model) set the category, one current routing decision per ticket, the SLA clock events,
+model) set the category, rule-set priorities, whether a ticket got KB suggestions, one
+current routing decision per ticket, the SLA clock events,
 the minute metrics' totals and the dead-letter count. What may differ is left out on
 purpose, with the reason:
 
@@ -33,6 +34,19 @@ _QUERIES = {
         "FROM analytics.ticket_facts "
         "WHERE category_source IN ('ticket', 'keywords', 'fallback') ORDER BY 1"
     ),
+    # Priorities set by rules (tier, channel, sentiment, keywords) or by people; a
+    # priority the learned model applied names it in its reasons and is left out.
+    "rule_priorities": (
+        "SELECT ticket_id, priority FROM analytics.ticket_facts f WHERE NOT EXISTS "
+        "(SELECT 1 FROM unnest(f.priority_reasons) r WHERE r LIKE 'learned from agents%') "
+        "ORDER BY 1"
+    ),
+    # Whether a ticket got KB suggestions at all (which ones, and their order, learn from
+    # feedback): a ticket read before the KB in one run and after it in the other differs.
+    "kb_suggested": (
+        "SELECT ticket_id, jsonb_array_length(kb_suggestions) > 0 "
+        "FROM analytics.ticket_facts ORDER BY 1"
+    ),
     "decided_tickets": (
         "SELECT ticket_id, count(*) FROM analytics.routing_decisions GROUP BY 1 ORDER BY 1"
     ),
@@ -56,7 +70,7 @@ def store_snapshot(dsn: str) -> dict[str, list[tuple[Any, ...]]]:
 
 # Parts compared only on the tickets both runs hold (a category applied by a model in one
 # run may have stayed with the keyword rules in the other).
-_ON_COMMON_TICKETS = frozenset({"rule_categories"})
+_ON_COMMON_TICKETS = frozenset({"rule_categories", "rule_priorities"})
 
 
 def _comparable(
