@@ -34,6 +34,7 @@ import json
 import logging
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 import redis
 from bytewax.outputs import DynamicSink, StatelessSinkPartition
@@ -53,6 +54,7 @@ from models.codecs import (
     stream_key,
     ticket_key,
 )
+from models.events import DeadLetter
 from models.helpdesk import RoutingDecision
 from models.signals import BreachRiskScore
 from models.sla import SlaEvent
@@ -63,6 +65,7 @@ from models.telemetry import (
     report_written,
     telemetry,
 )
+from sinks.dead_letters import rejected_dead_letter
 from sinks.retry import DEFAULT_RETRY, RetryPolicy, retry_connection_loss
 
 log = logging.getLogger(__name__)
@@ -71,7 +74,7 @@ RedisItem = RoutingDecision | SlaEvent | BreachRiskScore | AnomalyAlert
 """What the Redis sink accepts."""
 
 REJECTED_STAGE = "write_live"
-"""Stage under which items live state cannot hold are counted as dead letters."""
+"""Stage of the dead letters for items live state cannot hold."""
 
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
@@ -460,12 +463,15 @@ class _RedisPartition(StatelessSinkPartition[RedisItem]):
         sla_ttl: int,
         socket_timeout: float,
         retry: RetryPolicy,
+        dead_letter_dsn: str | None = None,
     ) -> None:
         self._prefix = prefix
         self._stream_maxlen = stream_maxlen
         self._released_ttl = released_ttl
         self._sla_ttl = sla_ttl
         self._retry = retry
+        self._dead_letter_dsn = dead_letter_dsn
+        self._dead_letters: Any = None  # a sinks.postgres.DeadLetterWriter, opened when needed
         self._client = redis.Redis.from_url(
             url, socket_timeout=socket_timeout, socket_connect_timeout=socket_timeout
         )
@@ -483,7 +489,7 @@ class _RedisPartition(StatelessSinkPartition[RedisItem]):
         is safe because the script skips items that are not newer than the stored state.
         """
         calls = []
-        refused: list[tuple[str, str]] = []
+        refused: list[DeadLetter] = []
         for item in items:
             try:
                 calls.append(
@@ -499,9 +505,11 @@ class _RedisPartition(StatelessSinkPartition[RedisItem]):
                 # An item live state cannot hold (an assignment without an agent, say):
                 # skipped, not fatal. The analytics store has it (or its dead letter).
                 log.error("redis live state skips %s: %s", type(item).__name__, exc)
-                refused.append((REJECTED_STAGE, f"redis: {exc}"))
+                refused.append(
+                    rejected_dead_letter(item, stage=REJECTED_STAGE, reason=f"redis: {exc}")
+                )
         if refused:
-            report_dead_letters(refused)
+            self._dead_letter(refused)
         if not calls:
             return
         # Bounded script runs: Redis serves nobody else while a script executes.
@@ -542,9 +550,22 @@ class _RedisPartition(StatelessSinkPartition[RedisItem]):
         report_decisions(items)
         report_stage("write_live", (i for i in items if isinstance(i, RoutingDecision)))
 
+    def _dead_letter(self, letters: list[DeadLetter]) -> None:
+        if self._dead_letter_dsn is None:
+            # Nowhere to keep them: the log and the dead-letter metric record them.
+            report_dead_letters((d.stage, d.reason) for d in letters)
+            return
+        if self._dead_letters is None:
+            from sinks.postgres import DeadLetterWriter
+
+            self._dead_letters = DeadLetterWriter(self._dead_letter_dsn, sink="redis")
+        self._dead_letters.write(letters)
+
     def close(self) -> None:
         """Release the client's connections when the dataflow ends."""
         self._client.close()
+        if self._dead_letters is not None:
+            self._dead_letters.close()
 
 
 class RedisSink(DynamicSink[RedisItem]):
@@ -565,8 +586,9 @@ class RedisSink(DynamicSink[RedisItem]):
       replaces the stored score.
 
     An item live state cannot hold (an assignment without an agent, a negative version,
-    an SLA event before 1970) is skipped with an error log and counted as a dead letter of
-    stage ``write_live``; the rest of the batch is applied.
+    an SLA event before 1970) is skipped with an error log and becomes a dead letter of
+    stage ``write_live`` (stored when ``dead_letter_dsn`` is given); the rest of the batch
+    is applied.
 
     Key layout: see the module docstring. Keys of one decision are computed inside the
     script (the previous agent's queue), so this targets a standalone Redis, not a cluster.
@@ -583,6 +605,8 @@ class RedisSink(DynamicSink[RedisItem]):
         socket_timeout: Seconds to wait for Redis on connect and on each reply.
         retry: Delays and limit of the retries after a connection loss; by default
             it retries for as long as it takes (the flow stalls rather than drop data).
+        dead_letter_dsn: The analytics database, whose ``dead_letters`` table receives the
+            items live state cannot hold, with the reason; ``None``: logged and counted.
     """
 
     def __init__(
@@ -595,6 +619,7 @@ class RedisSink(DynamicSink[RedisItem]):
         sla_ttl: int = 30 * 24 * 3600,
         socket_timeout: float = 5.0,
         retry: RetryPolicy = DEFAULT_RETRY,
+        dead_letter_dsn: str | None = None,
     ) -> None:
         self._url = url
         self._prefix = prefix
@@ -603,6 +628,7 @@ class RedisSink(DynamicSink[RedisItem]):
         self._sla_ttl = sla_ttl
         self._socket_timeout = socket_timeout
         self._retry = retry
+        self._dead_letter_dsn = dead_letter_dsn
 
     def build(self, step_id: str, worker_index: int, worker_count: int) -> _RedisPartition:
         """Connect this worker's client and check that Redis answers."""
@@ -614,4 +640,5 @@ class RedisSink(DynamicSink[RedisItem]):
             sla_ttl=self._sla_ttl,
             socket_timeout=self._socket_timeout,
             retry=self._retry,
+            dead_letter_dsn=self._dead_letter_dsn,
         )

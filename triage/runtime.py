@@ -130,7 +130,9 @@ def build_pipeline(settings: AppSettings, stack: Stack, recovery_dir: Path):
         pipeline,
         source=source,
         analytics_sink=PostgresSink(stack.analytics_dsn),
-        decision_sink=RedisSink(stack.redis_url, prefix=settings.redis.key_prefix),
+        decision_sink=RedisSink(
+            stack.redis_url, prefix=settings.redis.key_prefix, dead_letter_dsn=stack.analytics_dsn
+        ),
         warehouse_sink=warehouse,
         alert_sink=alerts,
         search_sink=search_sink(settings, stack),

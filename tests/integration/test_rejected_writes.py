@@ -202,24 +202,33 @@ def test_elasticsearch_refusals_are_stored_once(analytics_dsn: str) -> None:
     assert '"subject": "x\\u0000y"' in payload
 
 
-def test_redis_skips_items_live_state_cannot_hold(redis_url: str, unique: str) -> None:
+def test_redis_dead_letters_items_live_state_cannot_hold(
+    redis_url: str, analytics_dsn: str, unique: str
+) -> None:
     import redis
 
     from sinks.redis import RedisSink
 
     prefix = f"rj{unique}"
-    part = RedisSink(redis_url, prefix=prefix, retry=RetryPolicy(max_retries=2)).build(
-        "write_live", 0, 1
+    sink = RedisSink(
+        redis_url, prefix=prefix, retry=RetryPolicy(max_retries=2), dead_letter_dsn=analytics_dsn
     )
+    part = sink.build("write_live", 0, 1)
     try:
         nobody = replace(make_decision(2, 20), agent_id=None)  # "assigned" without an agent
         part.write_batch([make_decision(1, 10), nobody, make_decision(3, 30)])
         part.write_batch([make_decision(4, 40)])
+        part.write_batch([nobody])  # the same refusal again (a replay): stored once
     finally:
         part.close()
     client = redis.Redis.from_url(redis_url)
     routed = sorted(k.decode() for k in client.scan_iter(f"{prefix}:ticket:*:routing"))
     assert routed == [f"{prefix}:ticket:{t}:routing" for t in (1, 3, 4)]
+    ((stage, topic, key, reason, payload),) = dead_letters(analytics_dsn)
+    assert (stage, topic) == ("write_live", "RoutingDecision")
+    assert key is not None and "2" in key
+    assert reason.startswith("redis: ") and "agent" in reason
+    assert "ticket_id=2" in payload
 
 
 def test_dead_letters_are_listed_newest_first_with_counts(
