@@ -189,10 +189,19 @@ class CdcState:
         lsn: End LSN of the commit record of the last fully emitted transaction (the
             slot's consistent point before any streamed transaction). Transactions that
             committed before it are never emitted again, and the slot may be advanced to it.
+        partial: Changes already emitted of the transaction that commits next. A large
+            transaction is emitted in parts (see ``max_in_flight``), and a resume skips
+            the part emitted before.
     """
 
     snapshot_done: bool
     lsn: int
+    partial: int = 0
+
+    @property
+    def position(self) -> tuple[int, int]:
+        """Where the stream stands, ordered: (last whole transaction, part of the next)."""
+        return (self.lsn, self.partial)
 
 
 @dataclass(frozen=True)
@@ -345,7 +354,7 @@ class _PgCdcPartition(StatefulSourcePartition[RawChange, CdcState]):
         self,
         settings: PgCdcSettings,
         resume_state: CdcState | None,
-        durable_lsn: Callable[[], int | None] | None,
+        durable_lsn: Callable[[], int | tuple[int, int] | None] | None,
     ) -> None:
         self._settings = settings
         self._durable_lsn = durable_lsn
@@ -363,9 +372,12 @@ class _PgCdcPartition(StatefulSourcePartition[RawChange, CdcState]):
         self._reader_slot: str | None = None
         self._awake: datetime | None = None
         self._backoff = 0.0
-        # Back-pressure: (resume LSN after an emitted batch, changes emitted up to it),
-        # oldest first, for batches not yet known to be durable.
-        self._emitted: deque[tuple[int, int]] = deque()
+        # Decoded transactions not yet wholly emitted: (commit end LSN, changes); the
+        # first ``self._state.partial`` changes of the head one are emitted already.
+        self._txns: deque[tuple[int, list[RawChange]]] = deque()
+        # Back-pressure: (stream position after an emitted batch, changes emitted up to
+        # it), oldest first, for batches not yet known to be durable.
+        self._emitted: deque[tuple[tuple[int, int], int]] = deque()
         self._emitted_total = 0
         self._durable_total = 0
         self._paused = False
@@ -455,8 +467,10 @@ class _PgCdcPartition(StatefulSourcePartition[RawChange, CdcState]):
         self._awake = datetime.now(UTC) + timedelta(seconds=self._backoff)
 
     def _close_connections(self) -> None:
-        # The reader slot is temporary: it ends with the connection.
+        # The reader slot is temporary: it ends with the connection. What it delivered and
+        # was not emitted yet is read again through the next one.
         self._reader_slot = None
+        self._txns.clear()
         snapshot, self._snapshot, self._held_back = self._snapshot, None, None
         conn, self._conn = self._conn, None
         for closer in (snapshot.close if snapshot else None, conn.close if conn else None):
@@ -532,21 +546,25 @@ class _PgCdcPartition(StatefulSourcePartition[RawChange, CdcState]):
     def _stream_step(self) -> list[RawChange]:
         assert self._conn is not None
         durable = self._advance_to_durable()
-        self._paused = self._held_by_back_pressure(durable)
+        room = self._room(durable)
+        self._paused = room <= 0
         if self._paused:
             self._awake = datetime.now(UTC) + self._settings.poll_interval
             return []
-        reader = self._reader_slot or self._copy_durable_slot()
-        limit = self._settings.max_changes_per_poll
-        with self._conn.cursor(binary=True) as cur:
-            cur.execute(_READ, (reader, limit, self._settings.publication))
-            rows = cur.fetchall()
-        out = self._decode(rows)
+        caught_up = True
+        if not self._txns:
+            reader = self._reader_slot or self._copy_durable_slot()
+            limit = self._settings.max_changes_per_poll
+            with self._conn.cursor(binary=True) as cur:
+                cur.execute(_READ, (reader, limit, self._settings.publication))
+                rows = cur.fetchall()
+            self._txns.extend(self._decode(rows))
+            caught_up = len(rows) < limit
+        out = self._take(room)
         if out:
             self._emitted_total += len(out)
-            self._emitted.append((self._state.lsn, self._emitted_total))
-        caught_up = len(rows) < limit
-        if out or not caught_up:
+            self._emitted.append((self._state.position, self._emitted_total))
+        if out or self._txns or not caught_up:
             self._awake = None
             return out
         if self._settings.stop_at_idle:
@@ -554,7 +572,7 @@ class _PgCdcPartition(StatefulSourcePartition[RawChange, CdcState]):
         self._awake = datetime.now(UTC) + self._settings.poll_interval
         return out
 
-    def _advance_to_durable(self) -> int | None:
+    def _advance_to_durable(self) -> tuple[int, int] | None:
         """Move the durable slot up to the recovery watermark; return the watermark."""
         if self._durable_lsn is None:
             return None
@@ -563,27 +581,46 @@ class _PgCdcPartition(StatefulSourcePartition[RawChange, CdcState]):
         except Exception:
             log.exception("durable_lsn callback failed; the slot is not advanced this time")
             return None
-        if durable is None or durable <= self._advanced:
-            return durable
-        target = min(durable, self._state.lsn)
-        if target <= self._advanced:
-            return durable
-        assert self._conn is not None
-        _advance(self._conn, self._settings.slot_name, target)
-        self._advanced = target
+        if durable is None:
+            return None
+        if not isinstance(durable, tuple):  # a bare LSN: whole transactions only
+            durable = (durable, 0)
+        target = min(durable[0], self._state.lsn)
+        if target > self._advanced:
+            assert self._conn is not None
+            _advance(self._conn, self._settings.slot_name, target)
+            self._advanced = target
         return durable
 
-    def _held_by_back_pressure(self, durable: int | None) -> bool:
-        """Whether more than ``max_in_flight`` emitted changes are not durable yet."""
+    def _room(self, durable: tuple[int, int] | None) -> int:
+        """How many more changes may be emitted before ``max_in_flight`` are undurable."""
         limit = self._settings.max_in_flight
         if not limit or durable is None:
-            return False
+            return 1 << 62
         emitted = self._emitted
         while emitted and emitted[0][0] <= durable:
             self._durable_total = emitted.popleft()[1]
         in_flight = self._emitted_total - self._durable_total
         report_in_flight(in_flight)
-        return in_flight >= limit
+        return limit - in_flight
+
+    def _take(self, room: int) -> list[RawChange]:
+        """Up to ``room`` changes from the decoded transactions, in order; the state
+        follows: whole transactions move ``lsn``, a part of one moves ``partial``."""
+        out: list[RawChange] = []
+        txns = self._txns
+        while txns and room > 0:
+            end_lsn, changes = txns[0]
+            done = self._state.partial
+            part = changes[done : done + room]
+            out.extend(part)
+            room -= len(part)
+            if done + len(part) >= len(changes):
+                txns.popleft()
+                self._state = replace(self._state, lsn=end_lsn, partial=0)
+            else:
+                self._state = replace(self._state, partial=done + len(part))
+        return out
 
     def _copy_durable_slot(self) -> str:
         """Create this session's reader slot at the durable slot's position."""
@@ -595,8 +632,9 @@ class _PgCdcPartition(StatefulSourcePartition[RawChange, CdcState]):
         log.info("reading changes through temporary slot %s", reader)
         return reader
 
-    def _decode(self, rows: list[tuple[int, bytes]]) -> list[RawChange]:
-        out: list[RawChange] = []
+    def _decode(self, rows: list[tuple[int, bytes]]) -> list[tuple[int, list[RawChange]]]:
+        """The transactions in ``rows`` not emitted yet: (commit end LSN, changes)."""
+        out: list[tuple[int, list[RawChange]]] = []
         txn: list[RawChange] = []
         begin: Begin | None = None
         skip = True
@@ -621,9 +659,8 @@ class _PgCdcPartition(StatefulSourcePartition[RawChange, CdcState]):
                 skip = msg.final_lsn < self._state.lsn
             elif isinstance(msg, Commit):
                 if not skip:
-                    out.extend(txn)
+                    out.append((msg.end_lsn, txn))
                     last_commit = msg.end_lsn
-                    self._state = replace(self._state, lsn=msg.end_lsn)
                 txn = []
                 begin = None
                 skip = True
@@ -764,15 +801,17 @@ class PgCdcSource(FixedPartitionedSource[RawChange, CdcState]):
 
     Args:
         settings: Reader settings.
-        durable_lsn: Returns the LSN up to which every emitted event is durable
-            downstream (all events emitted before and including one with this position),
-            or None when nothing new is known.
+        durable_lsn: Returns the position up to which every emitted event is durable
+            downstream, as :attr:`CdcState.position` of a snapshotted state (a bare LSN
+            means whole transactions only, so with ``max_in_flight`` smaller than a
+            transaction the reader would wait for its end forever), or None when
+            nothing is known.
     """
 
     def __init__(
         self,
         settings: PgCdcSettings,
-        durable_lsn: Callable[[], int | None] | None = None,
+        durable_lsn: Callable[[], int | tuple[int, int] | None] | None = None,
     ) -> None:
         self.settings = settings
         self.durable_lsn = durable_lsn

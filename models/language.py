@@ -31,6 +31,20 @@ def _identifier(languages: tuple[str, ...]) -> object:
         return ident
 
 
+def preload(languages: tuple[str, ...]) -> threading.Thread:
+    """Load the identifier for ``languages`` in a background thread.
+
+    Decompressing the model (LZMA, ~0.8 s) releases the GIL, so a process that starts
+    this first loads it while it imports the rest of its code; the first detection then
+    finds it loaded (or waits for the load already under way).
+    """
+    thread = threading.Thread(
+        target=_identifier, args=(languages,), name="load-language-model", daemon=True
+    )
+    thread.start()
+    return thread
+
+
 class LanguageDetector:
     """Detects the language of a ticket, falling back to the customer's profile language.
 

@@ -92,21 +92,25 @@ def _follow_committed(
     interval: float,
     parent: int,
 ) -> None:
-    """Child process: keep ``shared.value`` at the committed source LSN (-1 unknown)."""
+    """Child process: keep ``shared`` at the committed source position: ``[lsn, part]``
+    (``lsn`` -1 while unknown). The part is written first, and read after the LSN."""
     path = Path(recovery_dir)
     while os.getppid() == parent:
         try:
             state = committed_state(path, step_id, state_key)
             lsn = getattr(state, "lsn", None) if state is not None else None
             if isinstance(lsn, int):
-                shared.value = lsn
+                with shared.get_lock():
+                    shared[1] = int(getattr(state, "partial", 0) or 0)
+                    shared[0] = lsn
         except (sqlite3.Error, pickle.UnpicklingError, AttributeError) as exc:
             log.warning("cannot read recovery store %s: %s", path, exc)
         time.sleep(interval)
 
 
 class RecoveryWatermark:
-    """Callable giving the durable source position, refreshed every ``interval`` seconds.
+    """Callable giving the durable source position ``(lsn, part)`` (see
+    :class:`connectors.pg_cdc.CdcState`), refreshed every ``interval`` seconds.
 
     The recovery files are read by a small child process, never by the pipeline process
     itself: Bytewax keeps them open with its own SQLite library, and a second SQLite in
@@ -127,7 +131,7 @@ class RecoveryWatermark:
 
     def _start(self) -> None:
         ctx = multiprocessing.get_context("spawn")
-        self._shared = ctx.Value("q", -1, lock=False)
+        self._shared = ctx.Array("q", [-1, 0])
         self._child = ctx.Process(
             target=_follow_committed,
             args=(
@@ -143,11 +147,12 @@ class RecoveryWatermark:
         )
         self._child.start()
 
-    def __call__(self) -> int | None:
+    def __call__(self) -> tuple[int, int] | None:
         if self._child is None:
             self._start()
-        value = int(self._shared.value)
-        return None if value < 0 else value
+        with self._shared.get_lock():
+            lsn, part = int(self._shared[0]), int(self._shared[1])
+        return None if lsn < 0 else (lsn, part)
 
     def close(self) -> None:
         if self._child is not None and self._child.is_alive():

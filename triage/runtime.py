@@ -57,6 +57,10 @@ def build_pipeline(settings: AppSettings, stack: Stack, recovery_dir: Path):
     Analytics and Redis always; the warehouse when enabled; the Kafka alerts topic when
     ``settings.publishes_alerts`` (by default in Kafka mode).
     """
+    from models.language import preload
+
+    preload(settings.pipeline.languages)  # overlaps the imports below
+
     from bytewax.dataflow import Dataflow, Stream
     from bytewax.inputs import Source
 
