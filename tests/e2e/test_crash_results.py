@@ -5,7 +5,8 @@ A clean pipeline (one process) and a local cluster of two processes that is kill
 history from their own replication slots; after both caught up, their analytics stores
 must hold the same results (:mod:`triage.tools.compare`, which also says what may legitimately
 differ), SLA events included: a replay after a crash must not add a second ``fulfill``
-or ``pause``. Recovery time (restart → first new
+or ``pause``; and so must their live stores (Redis: routed tickets, SLA deadlines, no
+decision announced twice). Recovery time (restart → first new
 decision) is measured and printed, not asserted.
 """
 
@@ -24,7 +25,13 @@ import pytest
 from evaluation.workload import WorkloadConfig, WorkloadWriter
 from triage.runtime import PipelineProcess, Stack, migrate
 from triage.tools.assignments import AssignmentFollower
-from triage.tools.compare import caught_up, describe_difference, differing_parts, store_snapshot
+from triage.tools.compare import (
+    caught_up,
+    describe_difference,
+    differing_parts,
+    live_snapshot,
+    store_snapshot,
+)
 
 pytestmark = pytest.mark.e2e
 
@@ -117,9 +124,13 @@ def test_five_kills_of_a_cluster_leave_the_same_stores_as_a_clean_run(
             pipeline.stop()
     print(f"restart → first new decision, seconds: {recoveries}")
     assert recoveries, "at least one kill must fall while the workload writes"
-    clean, crashed = (store_snapshot(stack.analytics_dsn) for stack, _ in runs.values())
+    clean, crashed = (
+        store_snapshot(stack.analytics_dsn) | live_snapshot(redis_url, f"{name}{unique}")
+        for name, (stack, _) in runs.items()
+    )
     if differing_parts(clean, crashed):
         pytest.fail(f"the stores differ:\n{pformat(describe_difference(clean, crashed))}")
+    assert len(clean["live_tickets"]) == 400 and crashed["streamed_twice"] == []
     assert len(clean["facts"]) == 400
     assert Counter(n for _, n in clean["decided_tickets"]) == Counter({1: 400})
     kinds = Counter(kind for _, _, kind, *_ in clean["sla_events"])

@@ -27,7 +27,13 @@ import pytest
 from evaluation.workload import WorkloadConfig, WorkloadWriter
 from triage.runtime import PipelineProcess, Stack, migrate
 from triage.tools.assignments import AssignmentFollower
-from triage.tools.compare import caught_up, describe_difference, differing_parts, store_snapshot
+from triage.tools.compare import (
+    caught_up,
+    describe_difference,
+    differing_parts,
+    live_snapshot,
+    store_snapshot,
+)
 
 pytestmark = pytest.mark.e2e
 
@@ -87,8 +93,11 @@ def test_one_and_two_processes_give_the_same_stores(
         follower.stop()
         for _, pipeline in runs.values():
             pipeline.stop()
-    one, two = (store_snapshot(stack.analytics_dsn) for stack, _ in runs.values())
-    assert len(one["facts"]) == 250
+    one, two = (
+        store_snapshot(stack.analytics_dsn) | live_snapshot(redis_url, f"p{n}{unique}")
+        for n, (stack, _) in runs.items()
+    )
+    assert len(one["facts"]) == 250 and len(one["live_tickets"]) == 250
     if differing_parts(one, two):
         pytest.fail(f"the stores differ:\n{pformat(describe_difference(one, two))}")
     # Exactly one current decision per ticket, in both.

@@ -18,9 +18,13 @@ purpose, with the reason:
 
 from __future__ import annotations
 
+from collections import Counter
 from typing import Any
 
 import psycopg
+import redis
+
+from models.codecs import sla_key, stream_key, ticket_key
 
 FACT_COLUMNS = (
     "ticket_id, version, customer_id, customer_tier, channel, status, language, subject, "
@@ -88,7 +92,8 @@ def differing_parts(
     a: dict[str, list[tuple[Any, ...]]], b: dict[str, list[tuple[Any, ...]]]
 ) -> list[str]:
     """Names of the parts in which two snapshots differ (empty: the same results)."""
-    return [part for part in _QUERIES if _comparable(a, b, part)[0] != _comparable(a, b, part)[1]]
+    parts = dict.fromkeys([*a, *b])  # the analytics parts, then any live ones, in order
+    return [part for part in parts if _comparable(a, b, part)[0] != _comparable(a, b, part)[1]]
 
 
 def describe_difference(
@@ -115,3 +120,37 @@ def caught_up(source_dsn: str, analytics_dsn: str) -> bool:
         facts = set(conn.execute("SELECT ticket_id, status FROM analytics.ticket_facts").fetchall())
         row = conn.execute("SELECT count(*) FROM analytics.routing_decisions").fetchone()
     return bool(source) and source == facts and (row[0] if row else 0) == len(source)
+
+
+def live_snapshot(redis_url: str, prefix: str) -> dict[str, list[tuple[Any, ...]]]:
+    """The parts of the live store (Redis) that two runs of one history must share.
+
+    Which tickets have a current routing decision; each ticket's SLA deadlines per metric
+    (a clock's state may differ by breaches, which fire on the wall clock); the tickets
+    the decisions stream announced; and the (ticket, version) pairs the stream holds more
+    than once, which a replay after a crash must never add (empty in every run).
+    """
+    client = redis.Redis.from_url(redis_url)
+    try:
+        pattern = ticket_key(prefix, "*")  # type: ignore[arg-type]  # a glob over ids
+        tickets = sorted(
+            int(key.decode().split(":")[-2]) for key in client.scan_iter(pattern, count=1000)
+        )
+        deadlines = []
+        for tid in tickets:
+            fields = client.hgetall(sla_key(prefix, tid))
+            for name, value in fields.items():
+                field = name.decode()
+                if field.endswith(":deadline") and value:
+                    deadlines.append((tid, field.removesuffix(":deadline"), value.decode()))
+        announced: Counter[tuple[int, int]] = Counter()
+        for _, entry in client.xrange(stream_key(prefix)):
+            announced[(int(entry[b"ticket_id"]), int(entry[b"version"]))] += 1
+    finally:
+        client.close()
+    return {
+        "live_tickets": [(t,) for t in tickets],
+        "live_sla_deadlines": sorted(deadlines),
+        "streamed_tickets": sorted({(t,) for t, _ in announced}),
+        "streamed_twice": sorted(pair for pair, n in announced.items() if n > 1),
+    }
