@@ -207,6 +207,12 @@ class JobsSettings(BaseModel):
         description="merge new change-log rows into the current-state Delta tables",
     )
     warehouse_publish_timeout: timedelta = Field(default=timedelta(minutes=30), gt=timedelta(0))
+    dead_letters_publish_every: timedelta = Field(
+        default=timedelta(minutes=1),
+        gt=timedelta(0),
+        description="relay the rows stores refused to the dead-letter topic (Kafka mode)",
+    )
+    dead_letters_publish_timeout: timedelta = Field(default=timedelta(minutes=10), gt=timedelta(0))
     warehouse_history_keep: timedelta = Field(
         default=timedelta(days=7),
         ge=timedelta(0),

@@ -78,3 +78,62 @@ def test_replay_produces_the_original_record_again_once(
     again = replay_kafka_dead_letters(pg_dsn, config, timeout=3)
     assert again.replayed == []
     assert len(read_all(kafka_bootstrap, topic)) == 2
+
+
+def test_store_refusals_are_relayed_to_the_dead_letter_topic_once(
+    pg_dsn: str, kafka_bootstrap: str, unique: str
+) -> None:
+    """Rows a store refused reach the dead-letter topic through the relay, each once; the
+    flow's own dead letters (published by its sink) are not sent again."""
+    import json
+
+    from triage.jobs.dead_letters import publish_store_refusals
+
+    apply_migrations(pg_dsn, ANALYTICS_SQL)
+    topic = f"dl{unique}"
+    refused = [
+        DeadLetter("write_analytics", "value too long", "EnrichedTicket", "7@10", "x",
+                   SourcePosition(), T0),
+        DeadLetter("write_live", "redis: assignment without an agent", "RoutingDecision",
+                   "8@11", "y", SourcePosition(), T0),
+    ]  # fmt: skip
+    writer = DeadLetterWriter(pg_dsn, retry=RetryPolicy(max_retries=2))
+    try:
+        writer.write([letter(f"src{unique}", 5), *refused])  # decode_cdc: the flow's own
+    finally:
+        writer.close()
+    config = {"bootstrap.servers": kafka_bootstrap}
+
+    def topic_messages() -> list[tuple[bytes, dict]]:  # type: ignore[type-arg]
+        consumer = Consumer({**config, "group.id": "t", "log_level": 0})
+        partitions = consumer.list_topics(topic, timeout=10).topics[topic].partitions
+        consumer.assign([TopicPartition(topic, p, 0) for p in partitions])
+        found = []
+        try:
+            while (msg := consumer.poll(3.0)) is not None:
+                if msg.error() is None:
+                    found.append((msg.key(), json.loads(msg.value())))
+        finally:
+            consumer.close()
+        return sorted(found, key=lambda kv: kv[0])
+
+    assert publish_store_refusals(pg_dsn, config, topic, timeout=5) == 2
+    messages = topic_messages()
+    assert [(key, v["stage"], v["reason"]) for key, v in messages] == [
+        (b"write_analytics|EnrichedTicket|key:7@10", "write_analytics", "value too long"),
+        (
+            b"write_live|RoutingDecision|key:8@11",
+            "write_live",
+            "redis: assignment without an agent",
+        ),
+    ]
+    # Its place is kept: nothing again, and only a new refusal next time.
+    assert publish_store_refusals(pg_dsn, config, topic, timeout=5) == 0
+    writer = DeadLetterWriter(pg_dsn, retry=RetryPolicy(max_retries=2))
+    try:
+        writer.write([DeadLetter("write_search", "mapping", "SearchDocument", "9", "z",
+                                 SourcePosition(), T0)])  # fmt: skip
+    finally:
+        writer.close()
+    assert publish_store_refusals(pg_dsn, config, topic, timeout=5) == 1
+    assert len(topic_messages()) == 3

@@ -135,11 +135,24 @@ def test_jobs_follow_their_settings() -> None:
         )
     )
     jobs = {spec.name: spec for spec in build_jobs(settings)}
-    assert list(jobs) == ["forecast", "warehouse-compact", "warehouse-publish", "daily-summary"]
+    assert list(jobs) == [
+        "forecast",
+        "warehouse-compact",
+        "warehouse-publish",
+        "dead-letters-publish",
+        "daily-summary",
+    ]
     assert jobs["forecast"].every == timedelta(hours=2) and jobs["forecast"].at is None
     assert jobs["daily-summary"].at == timedelta(minutes=20)
     assert jobs["warehouse-compact"].describe() == "daily at 01:00 UTC"
+    # The dead-letter relay only where dead letters go to Kafka (not the embedded default).
+    relay = jobs.pop("dead-letters-publish")
+    assert not relay.enabled and "Kafka" in relay.note
     assert all(spec.enabled and spec.retry_after == timedelta(minutes=1) for spec in jobs.values())
+    kafka = build_jobs(
+        settings.model_copy(update={"cdc": settings.cdc.model_copy(update={"mode": "kafka"})})
+    )
+    assert [s.enabled for s in kafka if s.name == "dead-letters-publish"] == [True]
     assert jobs["forecast"].command[-3:] == ("jobs", "exec", "forecast")
 
 
@@ -148,10 +161,11 @@ def test_disabled_jobs_say_why() -> None:
     assert [s.name for s in no_warehouse if not s.enabled] == [
         "warehouse-compact",
         "warehouse-publish",
+        "dead-letters-publish",
     ]
     assert "WAREHOUSE" in no_warehouse[1].note
     skipped = build_jobs(AppSettings(jobs=JobsSettings(disabled=("forecast",))))
-    assert [s.name for s in skipped if not s.enabled] == ["forecast"]
+    assert [s.name for s in skipped if not s.enabled] == ["forecast", "dead-letters-publish"]
     off = build_jobs(AppSettings(jobs=JobsSettings(enabled=False)))
     assert not any(s.enabled for s in off)
     assert due_jobs(off, {}, at(2, 10)) == []

@@ -912,6 +912,33 @@ def dead_letters_replay(
         )
 
 
+@dead_letters_app.command("publish")
+def dead_letters_publish(state_dir: StateDir = None) -> None:
+    """Relay the rows the stores refused (write_analytics, write_search, write_live) to the
+    dead-letter topic (TRIAGE_KAFKA__DEAD_LETTER_TOPIC); the flow publishes its own. Each
+    row once acknowledged; the job dead-letters-publish runs it every minute."""
+    from triage.jobs.dead_letters import publish_store_refusals
+    from triage.runtime import open_stack
+
+    settings = _settings(state_dir)
+    topic = settings.dead_letter_topic
+    if topic is None:
+        raise _fail(
+            "dead letters do not go to Kafka: set TRIAGE_CDC__MODE=kafka (or "
+            "TRIAGE_KAFKA__PUBLISH_ALERTS=true) and TRIAGE_KAFKA__DEAD_LETTER_TOPIC"
+        )
+    config = {
+        **settings.kafka.client_config(),
+        "bootstrap.servers": ",".join(settings.kafka.brokers),
+    }
+    with open_stack(settings, settings.state_dir / "services") as stack:
+        try:
+            count = publish_store_refusals(stack.analytics_dsn, config, topic)
+        except RuntimeError as exc:
+            raise _fail(str(exc)) from exc
+    console.print(f"published {count} refused row(s) to {topic}")
+
+
 routing_app = typer.Typer(help="The router's outcome input: teach it handling times.")
 app.add_typer(routing_app, name="routing")
 

@@ -3,7 +3,8 @@
 Every record a step could not process and every row a store refused is kept in the
 analytics store's ``dead_letters`` table with its stage, the reason and the record (see
 ``sinks/dead_letters.py``). This lists them, newest first, and counts them per stage,
-and sends records that came from Kafka through the flow again once the cause is fixed.
+sends records that came from Kafka through the flow again once the cause is fixed, and
+relays the stores' refusals to the dead-letter topic (the flow publishes its own there).
 """
 
 from __future__ import annotations
@@ -147,3 +148,87 @@ def replay_kafka_dead_letters(
             (replayed,),
         )
     return ReplayResult(replayed, gone)
+
+
+REFUSAL_STAGES = ("write_analytics", "write_search", "write_live")
+"""Stages of the dead letters that a store's sink wrote itself (not through the flow)."""
+
+
+def publish_store_refusals(
+    dsn: str,
+    client_config: Mapping[str, str],
+    topic: str,
+    *,
+    schema: str = "analytics",
+    batch: int = 1000,
+    timeout: float = 30.0,
+) -> int:
+    """Relay the rows the stores refused to the dead-letter topic; returns how many.
+
+    The flow publishes its own dead letters to ``topic`` as it stores them; rows a store
+    refused are dead-lettered inside that store's sink and reach only the table. This
+    publishes those (stages :data:`REFUSAL_STAGES`) after the relay's cursor, in id
+    order, as the flow does (:func:`sinks.kafka_alerts.dead_letter_to_message`), and
+    moves the cursor only once Kafka acknowledged them: each row is published at least
+    once, with a stable key. Run it again at any time.
+    """
+    from confluent_kafka import Producer
+
+    from models.events import DeadLetter, SourcePosition
+    from sinks.kafka_alerts import dead_letter_to_message
+
+    relay = sql.Identifier(schema, "dead_letter_relay")
+    letters = sql.Identifier(schema, "dead_letters")
+    select = sql.SQL(
+        "SELECT id, stage, reason, topic, key, payload, lsn, kafka_topic, kafka_partition,"
+        " kafka_offset, failed_at FROM {} WHERE id > %s AND stage = ANY(%s)"
+        " ORDER BY id LIMIT %s"
+    ).format(letters)
+    producer = Producer({**client_config, "enable.idempotence": True, "acks": "all"})
+    published = 0
+    failed: list[str] = []
+
+    def delivered(err: Any, _msg: Any) -> None:
+        if err is not None:
+            failed.append(str(err))
+
+    with psycopg.connect(dsn, autocommit=True) as conn:
+        conn.execute(
+            sql.SQL("INSERT INTO {} (topic) VALUES (%s) ON CONFLICT DO NOTHING").format(relay),
+            (topic,),
+        )
+        row = conn.execute(
+            sql.SQL("SELECT last_id FROM {} WHERE topic = %s").format(relay), (topic,)
+        ).fetchone()
+        cursor = int(row[0]) if row else 0
+        while True:
+            rows = conn.execute(select, (cursor, list(REFUSAL_STAGES), batch)).fetchall()
+            if not rows:
+                return published
+            failed: list[str] = []
+            for _, stage, reason, source, key, payload, lsn, k_topic, k_part, k_off, at in rows:
+                letter = DeadLetter(
+                    stage, reason, source, key, payload,
+                    SourcePosition(lsn=lsn, topic=k_topic, partition=k_part, offset=k_off),
+                    at,
+                )  # fmt: skip
+                message_key, value = dead_letter_to_message(letter)
+                producer.produce(
+                    topic,
+                    key=message_key,
+                    value=value,
+                    on_delivery=delivered,
+                )
+            if producer.flush(timeout) or failed:
+                raise RuntimeError(
+                    f"Kafka did not acknowledge every dead letter ({failed[:1] or 'timeout'});"
+                    f" the relay stays at id {cursor}, run it again"
+                )
+            cursor = int(rows[-1][0])
+            conn.execute(
+                sql.SQL("UPDATE {} SET last_id = %s, updated_at = now() WHERE topic = %s").format(
+                    relay
+                ),
+                (cursor, topic),
+            )
+            published += len(rows)

@@ -190,6 +190,12 @@ def build_jobs(settings: AppSettings) -> list[JobSpec]:
             timeout=cfg.warehouse_publish_timeout,
         ),
         JobSpec(
+            "dead-letters-publish",
+            _exec_command("dead-letters-publish"),
+            every=cfg.dead_letters_publish_every,
+            timeout=cfg.dead_letters_publish_timeout,
+        ),
+        JobSpec(
             "daily-summary",
             _exec_command("daily-summary"),
             every=timedelta(days=1),
@@ -206,6 +212,8 @@ def build_jobs(settings: AppSettings) -> list[JobSpec]:
             spec = replace(spec, enabled=False, note="listed in TRIAGE_JOBS__DISABLED")
         elif spec.name.startswith("warehouse-") and not settings.warehouse.enabled:
             spec = replace(spec, enabled=False, note="TRIAGE_WAREHOUSE__ENABLED is false")
+        elif spec.name == "dead-letters-publish" and settings.dead_letter_topic is None:
+            spec = replace(spec, enabled=False, note="dead letters do not go to Kafka")
         out.append(spec)
     return out
 

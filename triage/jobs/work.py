@@ -2,7 +2,7 @@
 
 :mod:`triage.jobs.scheduler` decides when a job is due, runs it as a child and records the run;
 this module is what the child does: the forecast, warehouse compaction and publication,
-and the daily summary.
+the relay of the stores' refusals to the dead-letter topic, and the daily summary.
 """
 
 from __future__ import annotations
@@ -51,6 +51,18 @@ def exec_job(name: str, settings: AppSettings, stack: Stack, *, day: date | None
         )
     if name == "warehouse-publish":
         return publish_warehouse(settings.warehouse.path or settings.state_dir / "warehouse")
+    if name == "dead-letters-publish":
+        from triage.jobs.dead_letters import publish_store_refusals
+
+        topic = settings.dead_letter_topic
+        if topic is None:
+            return "dead letters do not go to Kafka: nothing to publish"
+        config = {
+            **settings.kafka.client_config(),
+            "bootstrap.servers": ",".join(settings.kafka.brokers),
+        }
+        count = publish_store_refusals(stack.analytics_dsn, config, topic)
+        return f"published {count} refused row(s) to {topic}"
     if name == "daily-summary":
         day = day or datetime.now(UTC).date() - timedelta(days=1)
         path = write_daily_summary(stack.analytics_dsn, settings.state_dir / "reports", day)
