@@ -420,12 +420,9 @@ class KafkaDeadLetterSink(KafkaAlertSink):
     returns once Kafka acknowledged it, and a failed delivery fails the epoch.
 
     The analytics store keeps every dead letter as well (``analytics.dead_letters``, read by
-    ``triage dead-letters``); the topic is for operators' consumers and alerting.
+    ``triage dead-letters``); the topic is for operators' consumers and alerting. Rows a
+    store refused reach the topic through ``triage dead-letters publish``.
     """
-
-    _encode = staticmethod(dead_letter_to_message)
-    _sink_name = "kafka_dead_letters"
-    _default_topic = "triage.dead_letters"
 
     _encode = staticmethod(dead_letter_to_message)
     _sink_name = "kafka_dead_letters"
