@@ -151,6 +151,9 @@ class PgCdcOptions(BaseModel):
             a crash in between replays the whole backlog before the first new decision.
             It bounds that replay and the memory a backlog takes. Applies only when the
             durable position is known (the pipeline's recovery watermark).
+        max_batch: Most changes emitted at once. A larger transaction goes out over several
+            batches, so the flow works through it batch by batch and epochs keep closing
+            (and the durable position moving) while it is processed.
     """
 
     model_config = ConfigDict(frozen=True)
@@ -162,7 +165,8 @@ class PgCdcOptions(BaseModel):
     snapshot_batch_size: int = Field(default=2000, ge=1)
     initial_snapshot: bool = True
     max_backoff: timedelta = timedelta(seconds=5)
-    max_in_flight: int = Field(default=2000, ge=0)
+    max_in_flight: int = Field(default=3000, ge=0)
+    max_batch: int = Field(default=500, ge=1)
 
 
 class PgCdcSettings(PgCdcOptions):
@@ -560,7 +564,7 @@ class _PgCdcPartition(StatefulSourcePartition[RawChange, CdcState]):
                 rows = cur.fetchall()
             self._txns.extend(self._decode(rows))
             caught_up = len(rows) < limit
-        out = self._take(room)
+        out = self._take(min(room, self._settings.max_batch))
         if out:
             self._emitted_total += len(out)
             self._emitted.append((self._state.position, self._emitted_total))
