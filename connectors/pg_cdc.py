@@ -165,8 +165,8 @@ class PgCdcOptions(BaseModel):
     snapshot_batch_size: int = Field(default=2000, ge=1)
     initial_snapshot: bool = True
     max_backoff: timedelta = timedelta(seconds=5)
-    max_in_flight: int = Field(default=3000, ge=0)
-    max_batch: int = Field(default=500, ge=1)
+    max_in_flight: int = Field(default=20_000, ge=0)
+    max_batch: int = Field(default=5000, ge=1)
 
 
 class PgCdcSettings(PgCdcOptions):
