@@ -720,3 +720,36 @@ class DeadLetterWriter:
     def close(self) -> None:
         """Close the connection."""
         self._writer.close()
+
+
+class RefusalStore:
+    """Where a sink other than the analytics store keeps what its store refused.
+
+    With ``dsn`` (the analytics database) the dead letters go to its ``dead_letters``
+    table through a :class:`DeadLetterWriter`, opened at the first refusal;
+    without it only the dead-letter metric counts them (and the sink's log).
+
+    Args:
+        dsn: The analytics database, or None.
+        sink: The owning sink's name, for logs and retry metrics.
+    """
+
+    def __init__(self, dsn: str | None, *, sink: str) -> None:
+        self.dsn = dsn
+        self.sink = sink
+        self._writer: Any = None
+
+    def write(self, letters: Sequence[DeadLetter]) -> None:
+        if not letters:
+            return
+        if self.dsn is None:
+            report_dead_letters((d.stage, d.reason) for d in letters)
+            return
+        if self._writer is None:
+            self._writer = DeadLetterWriter(self.dsn, sink=self.sink)
+        self._writer.write(list(letters))
+
+    def close(self) -> None:
+        if self._writer is not None:
+            self._writer.close()
+            self._writer = None

@@ -34,7 +34,6 @@ import json
 import logging
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from typing import Any
 
 import redis
 from bytewax.outputs import DynamicSink, StatelessSinkPartition
@@ -59,13 +58,13 @@ from models.helpdesk import RoutingDecision
 from models.signals import BreachRiskScore
 from models.sla import SlaEvent
 from models.telemetry import (
-    report_dead_letters,
     report_decisions,
     report_stage,
     report_written,
     telemetry,
 )
 from sinks.dead_letters import rejected_dead_letter
+from sinks.postgres import RefusalStore
 from sinks.retry import DEFAULT_RETRY, RetryPolicy, retry_connection_loss
 
 log = logging.getLogger(__name__)
@@ -470,8 +469,7 @@ class _RedisPartition(StatelessSinkPartition[RedisItem]):
         self._released_ttl = released_ttl
         self._sla_ttl = sla_ttl
         self._retry = retry
-        self._dead_letter_dsn = dead_letter_dsn
-        self._dead_letters: Any = None  # a sinks.postgres.DeadLetterWriter, opened when needed
+        self._refusals = RefusalStore(dead_letter_dsn, sink="redis")
         self._client = redis.Redis.from_url(
             url, socket_timeout=socket_timeout, socket_connect_timeout=socket_timeout
         )
@@ -508,8 +506,7 @@ class _RedisPartition(StatelessSinkPartition[RedisItem]):
                 refused.append(
                     rejected_dead_letter(item, stage=REJECTED_STAGE, reason=f"redis: {exc}")
                 )
-        if refused:
-            self._dead_letter(refused)
+        self._refusals.write(refused)
         if not calls:
             return
         # Bounded script runs: Redis serves nobody else while a script executes.
@@ -550,22 +547,10 @@ class _RedisPartition(StatelessSinkPartition[RedisItem]):
         report_decisions(items)
         report_stage("write_live", (i for i in items if isinstance(i, RoutingDecision)))
 
-    def _dead_letter(self, letters: list[DeadLetter]) -> None:
-        if self._dead_letter_dsn is None:
-            # Nowhere to keep them: the log and the dead-letter metric record them.
-            report_dead_letters((d.stage, d.reason) for d in letters)
-            return
-        if self._dead_letters is None:
-            from sinks.postgres import DeadLetterWriter
-
-            self._dead_letters = DeadLetterWriter(self._dead_letter_dsn, sink="redis")
-        self._dead_letters.write(letters)
-
     def close(self) -> None:
         """Release the client's connections when the dataflow ends."""
         self._client.close()
-        if self._dead_letters is not None:
-            self._dead_letters.close()
+        self._refusals.close()
 
 
 class RedisSink(DynamicSink[RedisItem]):

@@ -44,8 +44,9 @@ from bytewax.outputs import DynamicSink, StatelessSinkPartition
 from elasticsearch import helpers
 
 from models.events import DeadLetter, SourcePosition
-from models.telemetry import report_dead_letters, telemetry
+from models.telemetry import telemetry
 from sinks.dead_letters import PAYLOAD_CHARS, printable
+from sinks.postgres import RefusalStore
 from sinks.retry import RetryPolicy
 from sinks.search import (
     KbDocument,
@@ -357,8 +358,7 @@ class _ElasticsearchPartition(StatelessSinkPartition[SearchItem]):
         dead_letter_dsn: str | None,
     ) -> None:
         self._url = url
-        self._dead_letter_dsn = dead_letter_dsn
-        self._dead_letters: Any = None  # a sinks.postgres.DeadLetterWriter, opened when needed
+        self._refusals = RefusalStore(dead_letter_dsn, sink="elasticsearch")
         self._prefix = prefix
         self._allow_pii = allow_pii
         self._retry = retry
@@ -475,21 +475,12 @@ class _ElasticsearchPartition(StatelessSinkPartition[SearchItem]):
     def _dead_letter(self, letters: list[DeadLetter]) -> None:
         for letter in letters:
             log.error("Elasticsearch refused %s/%s: %s", letter.topic, letter.key, letter.reason)
-        if self._dead_letter_dsn is None:
-            # Nowhere to keep them: the log above and the dead-letter metric record them.
-            report_dead_letters((d.stage, d.reason) for d in letters)
-            return
-        if self._dead_letters is None:
-            from sinks.postgres import DeadLetterWriter
-
-            self._dead_letters = DeadLetterWriter(self._dead_letter_dsn, sink="elasticsearch")
-        self._dead_letters.write(letters)
+        self._refusals.write(letters)
 
     def close(self) -> None:
         """Close the client (and the dead-letter connection) when the dataflow ends."""
         self._client.close()
-        if self._dead_letters is not None:
-            self._dead_letters.close()
+        self._refusals.close()
 
 
 class ElasticsearchSearchSink(DynamicSink[SearchItem]):

@@ -291,7 +291,7 @@ def test_refused_documents_become_dead_letters_and_the_rest_is_written(
     fake.refuse_ids = {"2"}
     sink = ElasticsearchSearchSink(url, dead_letter_dsn="postgresql://unused")
     part = sink.build("write_search", 0, 1)
-    part._dead_letters = recorder = _DeadLetterRecorder()
+    part._refusals._writer = recorder = _DeadLetterRecorder()
     part.write_batch([make_ticket(1, 10), make_ticket(2, 11), make_ticket(3, 12)])
     assert sorted(k[1] for k in fake.docs) == ["1", "3"]
     (letter,) = recorder.letters
