@@ -565,7 +565,8 @@ class _PgCdcPartition(StatefulSourcePartition[RawChange, CdcState]):
             self._txns.extend(self._decode(rows))
             caught_up = len(rows) < limit
         out = self._take(min(room, self._settings.max_batch))
-        if out:
+        if out and self._settings.max_in_flight and self._durable_lsn is not None:
+            # Tracked only when bounded: nothing else would ever drain it.
             self._emitted_total += len(out)
             self._emitted.append((self._state.position, self._emitted_total))
         if out or self._txns or not caught_up:
