@@ -616,15 +616,25 @@ class _LearnLogic(StatefulLogic[LearnInput, Any, bytes]):
     With a publishing interval of zero (one process: the store shares the object itself)
     every change is visible at once. Otherwise lessons (labels, feedback: frequent) are
     published at most once per interval, and once more when the interval after the last
-    one ends; a change of the KB (rare, and without it no ticket gets suggestions) is
-    published at the end of its epoch, before the epoch completes. So once the epoch that
-    read the KB completes (e.g. the initial snapshot's), every process can fetch it.
+    one ends. A change of the KB (rare, and without it no ticket gets suggestions) is
+    published ``kb_delay`` after it arrives (a burst of articles is published together),
+    and at the latest at the end of its epoch, before the epoch completes: tickets that
+    other processes classify more than ``kb_delay`` plus their refresh after the article
+    arrived here can suggest it. Waiting for the epoch alone (10 s by default) left every
+    ticket of the first seconds after a KB import without suggestions in a cluster.
     """
 
-    def __init__(self, models: TextModels, store: ModelStore, interval: timedelta) -> None:
+    def __init__(
+        self,
+        models: TextModels,
+        store: ModelStore,
+        interval: timedelta,
+        kb_delay: timedelta = timedelta(0),
+    ) -> None:
         self.models = models
         self.store = store
         self.interval = interval
+        self.kb_delay = kb_delay
         self.due: datetime | None = None
         self.kb_changed = False
         self.total = guarded_state("learn_text", self._apply)
@@ -638,10 +648,14 @@ class _LearnLogic(StatefulLogic[LearnInput, Any, bytes]):
         _, out = self.total(self.models, value)
         if not self.interval:
             self.store.publish(self.models)
-        elif isinstance(value, ChangeEvent):
+            return out, StatefulLogic.RETAIN
+        wait = self.interval
+        if isinstance(value, ChangeEvent):
             self.kb_changed = True
-        elif self.due is None:
-            self.due = datetime.now(UTC) + self.interval
+            wait = self.kb_delay
+        due = datetime.now(UTC) + wait
+        if self.due is None or due < self.due:
+            self.due = due
         return out, StatefulLogic.RETAIN
 
     def _publish(self) -> None:
@@ -1134,7 +1148,7 @@ def build_flow(
 
     def learner(resume: bytes | None) -> _LearnLogic:
         models = new_models() if resume is None else pickle.loads(zlib.decompress(resume))
-        return _LearnLogic(models, store, publish_every)
+        return _LearnLogic(models, store, publish_every, settings.kb_publish_delay)
 
     flow = Dataflow(settings.flow_id)
     w = _Wiring()

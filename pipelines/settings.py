@@ -62,6 +62,10 @@ class PipelineSettings(BaseModel):
     # reference): how often the learner publishes, and how often predictors look.
     model_publish_interval: timedelta = Field(default=timedelta(seconds=2), gt=timedelta(0))
     model_refresh: float = Field(default=0.5, ge=0.0, description="seconds")
+    # A KB change is published this long after it arrives (articles of one import go
+    # together), not on the lessons' interval: a ticket gets suggestions only from
+    # articles its process holds.
+    kb_publish_delay: timedelta = Field(default=timedelta(milliseconds=250), ge=timedelta(0))
 
     def pool_of(self, queue: str) -> str:
         """The routing pool (the routing state's key) of a queue."""

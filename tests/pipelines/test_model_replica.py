@@ -102,22 +102,37 @@ def _kb_change(article_id: int) -> ChangeEvent:
     )
 
 
-def test_kb_changes_are_published_when_their_epoch_ends_and_lessons_on_the_interval() -> None:
-    """Across processes a replica only sees what was published: the KB read in an epoch is
-    published at that epoch's snapshot (before the epoch completes); lessons wait for the
-    publishing interval."""
+def test_kb_changes_are_published_soon_or_when_their_epoch_ends_and_lessons_on_the_interval() -> (
+    None
+):
+    """Across processes a replica only sees what was published: a KB change is published
+    ``kb_delay`` after it arrived (one burst together), or at its epoch's snapshot when that
+    comes first (before the epoch completes); lessons wait for the publishing interval."""
     store = CopyingStore()
-    learner = _LearnLogic(_models(), store, timedelta(seconds=60))
+    learner = _LearnLogic(_models(), store, timedelta(seconds=60), timedelta(milliseconds=250))
     assert len(store.published) == 1  # the starting models
+    before = datetime.now(UTC)
     for article_id in (1, 2, 3):
         learner.on_item(_kb_change(article_id))
-    assert len(store.published) == 1 and learner.notify_at() is None
-    learner.snapshot()  # the epoch ends
+    due = learner.notify_at()
+    assert len(store.published) == 1 and due is not None
+    assert due - before < timedelta(seconds=1)  # not the lessons' minute
+    learner.on_notify()  # the short delay after the burst ended
     assert len(store.published) == 2 and len(store.published[-1].kb) == 3
-    learner.snapshot()  # nothing new: nothing published again
+    learner.snapshot()  # the epoch ends: nothing new, nothing published again
     assert len(store.published) == 2
+    learner.on_item(_kb_change(4))
+    learner.snapshot()  # the epoch ended before the delay: published by the snapshot
+    assert len(store.published) == 3 and len(store.published[-1].kb) == 4
     learner.on_item(LabelExample(1, "refund my invoice", category="billing"))
+    lesson_due = learner.notify_at()
+    assert lesson_due is not None and lesson_due - datetime.now(UTC) > timedelta(seconds=30)
+    learner.on_item(_kb_change(5))  # a KB change brings the publication forward
+    assert learner.notify_at() < lesson_due
+    learner.on_notify()
+    assert len(store.published) == 4 and learner.notify_at() is None
+    learner.on_item(LabelExample(2, "refund my invoice again", category="billing"))
     learner.snapshot()
-    assert len(store.published) == 2 and learner.notify_at() is not None
+    assert len(store.published) == 4 and learner.notify_at() is not None
     learner.on_notify()  # the interval after the lesson ended
-    assert len(store.published) == 3 and store.published[-1].version > store.published[1].version
+    assert len(store.published) == 5 and store.published[-1].version > store.published[3].version
