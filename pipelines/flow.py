@@ -94,7 +94,13 @@ from models.sla import HOLIDAY_YEARS, SlaEvent, TicketComment
 from models.telemetry import StageRecorder, report_degraded
 from models.telemetry import enabled as telemetry_enabled
 from pipelines.settings import PipelineSettings
-from pipelines.state import buffer, stateful_flat_map, timed_stateful_flat_map
+from pipelines.state import (
+    buffer,
+    journaled_flat_map,
+    replaying,
+    stateful_flat_map,
+    timed_stateful_flat_map,
+)
 
 log = logging.getLogger(__name__)
 
@@ -233,18 +239,19 @@ def _reason(exc: BaseException) -> str:
 
 
 def guarded_state(
-    stage: str, mapper: Callable[[T | None, Any], tuple[T | None, Iterable[Any]]]
-) -> Callable[[T | None, Any], tuple[T | None, list[Any]]]:
+    stage: str, mapper: Callable[..., tuple[T | None, Iterable[Any]]]
+) -> Callable[..., tuple[T | None, list[Any]]]:
     """Make a keyed mapper total: an exception becomes a dead letter, the state is kept.
 
     A data error (a malformed row) is expected and logged at INFO; anything else is a bug
     met on real data, logged with its traceback, and still does not stop the flow: the
-    event is kept in the dead letters for a replay after the fix.
+    event is kept in the dead letters for a replay after the fix. Arguments after the
+    item (a journaled step's time) are passed on.
     """
 
-    def total(state: T | None, item: Any) -> tuple[T | None, list[Any]]:
+    def total(state: T | None, item: Any, *args: Any) -> tuple[T | None, list[Any]]:
         try:
-            new, out = mapper(state, item)
+            new, out = mapper(state, item, *args)
             return new, list(out)
         except Exception as exc:
             if isinstance(exc, _DATA_ERRORS):
@@ -680,12 +687,15 @@ class _LearnLogic(StatefulLogic[LearnInput, Any, bytes]):
 
 
 def make_queue_step(settings: PipelineSettings, policy: RoutingPolicy):
-    """Mapper of the per-queue step: routing, SLA clocks and breach risk."""
+    """Mapper of the per-queue step: routing, SLA clocks and breach risk.
+
+    Journaled (see :func:`pipelines.state.journaled_flat_map`): the state changes only
+    through its inputs and the time it is given, so a resume replays them exactly.
+    """
 
     def queue_step(
-        state: QueueState | None, item: QueueInput
+        state: QueueState | None, item: QueueInput, now: datetime
     ) -> tuple[QueueState | None, list[QueueOutput]]:
-        now = datetime.now(UTC)
         if isinstance(item, EnrichedTicket):
             state = state or _new_queue(settings, policy, settings.pool_of(item.queue))
             out = state.on_ticket(item, now=now)
@@ -701,7 +711,8 @@ def make_queue_step(settings: PipelineSettings, policy: RoutingPolicy):
             if state is not None:
                 state.remove_agent(item.agent_id)
             out = []
-        FLOW_COUNTERS["decisions"] += sum(isinstance(x, RoutingDecision) for x in out)
+        if not replaying():
+            FLOW_COUNTERS["decisions"] += sum(isinstance(x, RoutingDecision) for x in out)
         return state, out
 
     return queue_step
@@ -786,12 +797,17 @@ def _value(kv: tuple[str, T]) -> T:
 def _keyed_flat_map(
     step_id: str,
     up: Stream[tuple[str, Any]],
-    mapper: Callable[[Any, Any], tuple[Any, Iterable[Any]]],
+    mapper: Callable[..., tuple[Any, Iterable[Any]]],
     *,
     timed: bool = False,
+    journaled: bool = False,
 ) -> Stream[Any]:
-    run = timed_stateful_flat_map if timed else stateful_flat_map
-    return op.map(f"{step_id}_values", run(step_id, up, guarded_state(step_id, mapper)), _value)
+    total = guarded_state(step_id, mapper)
+    if journaled:
+        keyed = journaled_flat_map(step_id, up, total, timed=timed)
+    else:
+        keyed = (timed_stateful_flat_map if timed else stateful_flat_map)(step_id, up, total)
+    return op.map(f"{step_id}_values", keyed, _value)
 
 
 @dataclass
@@ -987,7 +1003,11 @@ def _route(
     routed = _Split(
         "route",
         _keyed_flat_map(
-            "route_ticket", queue_inputs, make_queue_step(settings, policy), timed=True
+            "route_ticket",
+            queue_inputs,
+            make_queue_step(settings, policy),
+            timed=True,
+            journaled=True,
         ),
     )
     w.errors(routed)

@@ -8,11 +8,14 @@ immutable copy recovery needs, and is what the recovery store keeps anyway.
 
 from __future__ import annotations
 
+import io
 import logging
 import pickle
+import threading
 import time
 import zlib
 from collections.abc import Callable, Iterable
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any, Generic, Protocol, TypeVar, cast
 
@@ -131,6 +134,154 @@ def timed_stateful_flat_map(
     def builder(resume: bytes | None) -> _TimedLogic[V, W, S]:
         state: Any = None if resume is None else pickle.loads(resume)
         return _TimedLogic(mapper, state)
+
+    return op.stateful(step_id, up, builder)
+
+
+# -- journaled state: a pickled base plus the inputs since -------------------------------
+
+ClockedMapper = Callable[[S | None, V, datetime], tuple[S | None, Iterable[W]]]
+"""A keyed mapper that is told the time, so that replaying its inputs repeats it."""
+
+_replay = threading.local()
+
+
+def replaying() -> bool:
+    """Whether this thread is rebuilding a journaled state from its recovery snapshot
+    (outputs are dropped; process counters should not count them twice)."""
+    return bool(getattr(_replay, "active", False))
+
+
+@dataclass(frozen=True)
+class Journaled:
+    """The recovery snapshot of a journaled key: ``base`` (the state, pickled) and, per
+    epoch since, the inputs it took (each a run of concatenated pickles)."""
+
+    base: bytes
+    journal: tuple[bytes, ...]
+
+
+_ITEM, _TICK, _EOF = "i", "t", "e"
+
+
+class _JournalLogic(StatefulLogic[V, W, Journaled], Generic[V, W, S]):
+    """Keyed state whose snapshot costs what arrived, not what is held.
+
+    A queue's routing state holds every open ticket (MBs with a backlog) and changes at
+    every ticket, so pickling it whole at each epoch made the epoch's pause grow with
+    the backlog. Here each input is pickled once when it arrives, with the time it was
+    applied at; a snapshot joins them to the journal and the state is pickled again only
+    when the journal outgrows ``rebase`` times the last base. Resuming unpickles the base
+    and applies the journal: the mapper must depend only on the state, the input and the
+    time it is given (randomness seeded in the state), which replay hands it again.
+    """
+
+    def __init__(
+        self,
+        mapper: ClockedMapper[S, V, W],
+        resume: Journaled | bytes | None,
+        *,
+        timed: bool,
+        rebase: float,
+    ) -> None:
+        self.mapper = mapper
+        self.timed = timed
+        self.rebase = rebase
+        self.state: S | None = None
+        self.base: bytes | None = None
+        self.journal: list[bytes] = []
+        self.journal_bytes = 0
+        self.pending: list[bytes] = []
+        if isinstance(resume, Journaled):
+            self.state = pickle.loads(resume.base)
+            self.base, self.journal = resume.base, list(resume.journal)
+            self.journal_bytes = sum(map(len, self.journal))
+            _replay.active = True
+            try:
+                for chunk in resume.journal:
+                    self._replay(chunk)
+            finally:
+                _replay.active = False
+        elif resume is not None:  # a plain pickle, written before the journal existed
+            self.state = pickle.loads(resume)
+
+    def _replay(self, chunk: bytes) -> None:
+        stream = io.BytesIO(chunk)
+        while stream.tell() < len(chunk):
+            self._apply(pickle.load(stream))
+
+    def _apply(self, op: tuple[Any, ...]) -> Iterable[W]:
+        kind = op[0]
+        if kind == _ITEM:
+            self.state, out = self.mapper(self.state, op[2], op[1])
+            return out
+        if self.state is None:
+            return []
+        if kind == _TICK:
+            return cast(TimedState, self.state).tick(op[1])
+        finish = getattr(self.state, "finish", None)
+        return finish() if callable(finish) else []
+
+    def _record(self, op: tuple[Any, ...]) -> tuple[Iterable[W], bool]:
+        out = self._apply(op)
+        if self._idle():
+            self.state, self.base, self.journal, self.pending = None, None, [], []
+            self.journal_bytes = 0
+            return out, StatefulLogic.DISCARD
+        self.pending.append(pickle.dumps(op, protocol=pickle.HIGHEST_PROTOCOL))
+        return out, StatefulLogic.RETAIN
+
+    def _idle(self) -> bool:
+        if self.state is None:
+            return True
+        return self.timed and cast(TimedState, self.state).is_idle()
+
+    def on_item(self, value: V) -> tuple[Iterable[W], bool]:
+        return self._record((_ITEM, datetime.now(UTC), value))
+
+    def on_notify(self) -> tuple[Iterable[W], bool]:
+        return self._record((_TICK, datetime.now(UTC)))
+
+    def on_eof(self) -> tuple[Iterable[W], bool]:
+        return self._record((_EOF,))
+
+    def notify_at(self) -> datetime | None:
+        if not self.timed or self.state is None:
+            return None
+        return cast(TimedState, self.state).next_wakeup()
+
+    def snapshot(self) -> Journaled:
+        chunk = b"".join(self.pending)
+        self.pending = []
+        if self.base is not None and self.journal_bytes + len(chunk) <= self.rebase * len(
+            self.base
+        ):
+            if chunk:
+                self.journal.append(chunk)
+                self.journal_bytes += len(chunk)
+        else:
+            self.base, self.journal, self.journal_bytes = _pickle(self.state), [], 0
+        return Journaled(self.base, tuple(self.journal))
+
+
+def journaled_flat_map(
+    step_id: str,
+    up: Stream[tuple[str, V]],
+    mapper: ClockedMapper[S, V, W],
+    *,
+    timed: bool = False,
+    rebase: float = 1.0,
+) -> Stream[tuple[str, W]]:
+    """Keyed flat-map (woken on time when ``timed``, as :func:`timed_stateful_flat_map`)
+    whose recovery snapshots are journaled (see :class:`_JournalLogic`).
+
+    For large states that every epoch touches and whose mapper replays exactly. A resume
+    applies up to ``rebase`` times the base's size of journal. Snapshots written by
+    :func:`timed_stateful_flat_map` or :func:`stateful_flat_map` resume too.
+    """
+
+    def builder(resume: Journaled | bytes | None) -> _JournalLogic[V, W, S]:
+        return _JournalLogic(mapper, resume, timed=timed, rebase=rebase)
 
     return op.stateful(step_id, up, builder)
 
