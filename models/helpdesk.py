@@ -13,7 +13,7 @@ from __future__ import annotations
 import json
 import math
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from typing import Any, Literal
 
@@ -537,6 +537,32 @@ class EnrichedTicket:
     @property
     def version(self) -> int:
         return self.ticket.version
+
+    def for_routing(self) -> EnrichedTicket:
+        """The ticket as routing, SLA clocks and breach risk see it: its text, suggestions
+        and explanations left out (none of them reads those), so that what crosses to a
+        queue's worker and what its state journals is about half the size.
+
+        Example:
+            >>> t = Ticket(1, 2, "Refund", "Please refund order 7", "email", "new", None,
+            ...     None, None, None, datetime(2026, 1, 5, tzinfo=UTC), None, None, None, None)
+            >>> et = EnrichedTicket(t, "c", t.created_at, "gold", "en", "en", 1.0, "high",
+            ...     ("keyword refund",), "billing", "billing", t.created_at,
+            ...     kb_suggestions=((3, "Refunds", 0.9),))
+            >>> slim = et.for_routing()
+            >>> slim.ticket.description, slim.kb_suggestions, slim.priority, slim.queue
+            ('', (), 'high', 'billing')
+        """
+        return replace(
+            self,
+            ticket=replace(self.ticket, subject="", description=""),
+            priority_reasons=(),
+            duplicates=(),
+            kb_suggestions=(),
+            response_suggestion=None,
+            model_versions=(),
+            degraded=(),
+        )
 
 
 DecisionStatus = Literal["assigned", "queued", "released"]

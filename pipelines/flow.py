@@ -983,6 +983,13 @@ def _learn(
     return metrics
 
 
+def _routing_view(kv: tuple[str, T]) -> tuple[str, T]:
+    queue, item = kv
+    if isinstance(item, EnrichedTicket):
+        return queue, item.for_routing()  # type: ignore[return-value]
+    return kv
+
+
 def _route(
     classified: _Classified,
     tables: _Tables,
@@ -992,9 +999,10 @@ def _route(
 ) -> Stream[QueueOutput]:
     """Per queue: SLA clocks, routing decisions, breach risks and agent load; agent
     changes and work outcomes join the classified tickets there."""
-    queue_inputs = op.merge(
-        "merge_queue_inputs", classified.to_queues, tables.agents, tables.outcomes
-    )
+    # Routing reads no text: what crosses to a queue's worker and what its journal keeps
+    # is the ticket without it.
+    for_routing = op.map("routing_view", classified.to_queues, _routing_view)
+    queue_inputs = op.merge("merge_queue_inputs", for_routing, tables.agents, tables.outcomes)
     if settings.routing_pools:
         # Queues that share agents share one routing state: key their inputs by pool.
         queue_inputs = op.map(
