@@ -233,11 +233,25 @@ class DuplicateDetector:
 
     def __getstate__(self) -> dict[str, Any]:
         # The hasher is derived from (num_perm, seed); rebuilding it keeps snapshots small.
+        # Entries and the time heap go as columns: a detector is snapshotted at every
+        # epoch its scope sees a ticket, and pickling hundreds of small objects (each
+        # with its own shingle array) cost several times more than a few arrays.
         state = self.__dict__.copy()
         del state["_hasher"]
+        state["_entries"] = _entry_columns(self._entries)
+        times = self._by_time
+        state["_by_time"] = (
+            np.fromiter((t for t, _ in times), np.float64, len(times)),
+            np.fromiter((i for _, i in times), np.int64, len(times)),
+        )
         return state
 
     def __setstate__(self, state: dict[str, Any]) -> None:
+        entries, times = state["_entries"], state["_by_time"]
+        if not isinstance(entries, dict):  # columns (snapshots before them hold the dict)
+            state["_entries"] = _entries_from_columns(entries)
+        if not isinstance(times, list):
+            state["_by_time"] = list(zip(times[0].tolist(), times[1].tolist(), strict=True))
         self.__dict__.update(state)
         self._hasher = self._new_hasher()
 
@@ -397,6 +411,46 @@ class DuplicateDetector:
         scope.discard(ticket_id)
         if not len(scope):
             del self._scopes[key]
+
+
+_EntryColumns = tuple[
+    np.ndarray, np.ndarray, np.ndarray, list[str | None], np.ndarray, np.ndarray, np.ndarray
+]
+
+
+def _entry_columns(entries: dict[int, _Entry]) -> _EntryColumns:
+    """Ticket ids, times, customers, organisations, scope flags, shingle ends, shingles."""
+    values = list(entries.values())
+    n = len(values)
+    flags = np.fromiter((e.in_customer | (e.in_organization << 1) for e in values), np.uint8, n)
+    sizes = np.fromiter((e.shingles.size for e in values), np.int64, n)
+    shingles = np.concatenate([e.shingles for e in values]) if n else np.empty(0, dtype=np.uint32)
+    return (
+        np.fromiter(entries, np.int64, n),
+        np.fromiter((e.at for e in values), np.float64, n),
+        np.fromiter((e.customer_id for e in values), np.int64, n),
+        [e.organization for e in values],
+        flags,
+        np.cumsum(sizes),
+        shingles,
+    )
+
+
+def _entries_from_columns(columns: _EntryColumns) -> dict[int, _Entry]:
+    ids, ats, customers, organizations, flags, ends, shingles = columns
+    parts = np.split(shingles, ends[:-1]) if len(ids) else []
+    return {
+        tid: _Entry(at, cid, org, part, bool(flag & 1), bool(flag & 2))
+        for tid, at, cid, org, flag, part in zip(
+            ids.tolist(),
+            ats.tolist(),
+            customers.tolist(),
+            organizations,
+            flags.tolist(),
+            parts,
+            strict=True,
+        )
+    }
 
 
 def _jaccard(a: np.ndarray, b: np.ndarray) -> float:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import pickle
 from datetime import UTC, datetime, timedelta
 
@@ -240,3 +241,39 @@ def test_invalid_parameters_are_rejected() -> None:
         DuplicateDetector(threshold=0.0)
     with pytest.raises(ValueError, match="window"):
         DuplicateDetector(window=timedelta(0))
+
+
+def test_snapshots_hold_entries_as_columns_and_older_snapshots_still_load() -> None:
+    detector = DuplicateDetector(max_per_scope=6)
+    for i in range(30):  # the organisation's cap drops entries from one scope only
+        detector.check_and_add(
+            i, f"{TEXT} {i}", customer_id=i % 4, organization="Acme", at=T0 + timedelta(hours=i)
+        )
+    detector.remove(27)
+    state = detector.__getstate__()
+    assert not isinstance(state["_entries"], dict)  # columns, not hundreds of objects
+    restored = pickle.loads(pickle.dumps(detector))
+    assert restored._by_time == detector._by_time
+    for tid, entry in detector._entries.items():
+        again = restored._entries[tid]
+        assert (again.at, again.customer_id, again.organization) == (
+            entry.at,
+            entry.customer_id,
+            entry.organization,
+        )
+        assert (again.in_customer, again.in_organization) == (
+            entry.in_customer,
+            entry.in_organization,
+        )
+        assert again.shingles.tolist() == entry.shingles.tolist()
+    # A snapshot written before the columns (entries as a dict) resumes the same.
+    older = {**state, "_entries": dict(detector._entries), "_by_time": list(detector._by_time)}
+    legacy = DuplicateDetector.__new__(DuplicateDetector)
+    legacy.__setstate__(copy.deepcopy(older))  # its own scopes, not the detector's
+    at = T0 + timedelta(hours=31)
+    expected = detector.check_and_add(99, REWORDED, customer_id=1, organization="Acme", at=at)
+    assert expected
+    for other in (restored, legacy):
+        assert other.check_and_add(99, REWORDED, customer_id=1, organization="Acme", at=at) == (
+            expected
+        )
