@@ -19,7 +19,8 @@ noted)::
                          → learn_text       (one key: the learning copy of TextModels;
                                              publishes versions to the model store)
       agents             ─┐
-                         → route_ticket     (by queue: SLA clocks, routing, breach risk)
+                         → route_ticket     (by queue: SLA clocks, routing, breach risk;
+                                             journaled snapshots, text left out)
                          → compute_live_metrics (one key: minute windows, anomalies)
     → write_live (Redis), write_analytics (PostgreSQL), write_search, write_warehouse
       (buffered by ticket shard), publish_alerts; errors of every step → dead letters
