@@ -15,6 +15,13 @@ feeds two kinds of hourly series to the anomaly detector:
 
 Hours are fed to the detector in order, zeros included, once the stream's event time has
 moved past them.
+
+A :class:`LiveMetrics` with a ``family`` keeps one dimension family: ``all`` (the
+``all`` windows and the ``…:all`` series), ``category`` (its windows and the
+``…:category=<c>`` series), ``priority`` or ``channel`` (windows only). The dataflow runs
+one per family on its own key, each fed the whole stream, so every family moves its
+watermark and closes its windows exactly as a single copy would, and together they emit
+what one copy of every family emits.
 """
 
 from __future__ import annotations
@@ -28,7 +35,7 @@ from models.anomaly import AnomalyAlert, VolumeAnomalyDetector
 from models.helpdesk import DONE_STATUSES, EnrichedTicket
 from models.kb import content_words
 from models.sla import SlaEvent
-from models.windows import MinuteWindows, WindowInput, WindowResult
+from models.windows import MinuteWindows, WindowInput, WindowResult, dimension_family
 
 LiveOutput = WindowResult | AnomalyAlert
 
@@ -69,6 +76,21 @@ def sla_outcome(event: SlaEvent) -> bool | None:
     if event.kind == "fulfill" and not event.breached:
         return False
     return None
+
+
+FAMILIES = ("all", "category", "priority", "channel")
+"""Dimension families of the windows; the dataflow keys its metrics by family."""
+ALL_FAMILY = FAMILIES[0]
+
+
+def series_family(series: str) -> str:
+    """The dimension family of an anomaly series: ``volume:category=billing`` → ``category``.
+
+    Example:
+        >>> series_family("volume:all"), series_family("sla_breach_rate:category=billing")
+        ('all', 'category')
+    """
+    return dimension_family(series.split(":", 1)[1])
 
 
 def _is_rate(series: str) -> bool:
@@ -117,6 +139,9 @@ class LiveMetrics:
     # Processing time of the latest input: a quiet stream's watermark moves on from the
     # latest event time by the wall time since then (see :meth:`tick`).
     last_input_seen: datetime | None = None
+    # One dimension family (``all``, ``category``, ``priority``, ``channel``): its windows
+    # and anomaly series only; ``None``: every family.
+    family: str | None = None
 
     def on_ticket(self, et: EnrichedTicket) -> list[LiveOutput]:
         self.last_input_seen = datetime.now(UTC)
@@ -145,8 +170,10 @@ class LiveMetrics:
             return out
         out += self._advance_hours(et.committed_at)
         if kind == "created":
-            self._count(f"volume:category={et.category}", et)
-            self._count("volume:all", et)
+            if self._keeps("category"):
+                self._count(f"volume:category={et.category}", et)
+            if self._keeps("all"):
+                self._count("volume:all", et)
         out += self.windows.add(
             WindowInput(
                 at=et.committed_at,
@@ -202,6 +229,28 @@ class LiveMetrics:
             "done_at": {},
         }
         self.__dict__.update({**fresh, **state})
+        if "family" not in state:
+            # The single metrics key of earlier versions resumes as the ``all`` family
+            # (the same key): its series of the whole helpdesk keep their baselines; the
+            # other families start afresh on their own keys.
+            self.narrow(ALL_FAMILY)
+
+    def __post_init__(self) -> None:
+        if self.family is not None:
+            self.windows.narrow(frozenset({self.family}))
+
+    def _keeps(self, family: str) -> bool:
+        return self.family is None or self.family == family
+
+    def narrow(self, family: str) -> None:
+        """Keep one dimension family (windows and anomaly series) from now on."""
+        self.family = family
+        self.windows.narrow(frozenset({family}))
+        dropped = {s for s in self.known_series if series_family(s) != family}
+        self.known_series -= dropped
+        for table in (self.counts, self.drivers, self.exposures, self.driver_exposures):
+            for name in dropped & table.keys():
+                del table[name]
 
     def _keep_context(self, et: EnrichedTicket) -> None:
         """Remember what the ticket's SLA events are attributed to, a while past its end."""
@@ -233,6 +282,8 @@ class LiveMetrics:
             }
             series.append(f"{BREACH_RATE}:category={context.category}")
         for name in series:
+            if not self._keeps(series_family(name)):
+                continue
             self.known_series.add(name)
             self.exposures[name] += 1.0
             self.counts[name] += 1.0 if breached else 0.0

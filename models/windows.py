@@ -49,6 +49,11 @@ _ORIGIN = datetime(1970, 1, 1, tzinfo=UTC)
 _BACKLOG_DELTA: Mapping[str, int] = {"created": 1, "solved": -1, "reopened": 1}
 
 
+def dimension_family(key: str) -> str:
+    """``all`` for ``all``, else the dimension's name: ``category=billing`` → ``category``."""
+    return key.split("=", 1)[0]
+
+
 def _aware(at: datetime) -> datetime:
     return at if at.tzinfo is not None else at.replace(tzinfo=UTC)
 
@@ -152,6 +157,8 @@ class MinuteWindows:
     Args:
         width: Window width.
         allowed_lateness: How long after a window's end late events are still merged.
+        families: Dimension families kept (``all``, ``category``, …); ``None``: all. The
+            dataflow keys its metrics by family, each key keeping its own.
 
     Example:
         >>> from datetime import UTC, datetime, timedelta
@@ -166,6 +173,7 @@ class MinuteWindows:
         self,
         width: timedelta = timedelta(minutes=1),
         allowed_lateness: timedelta = timedelta(minutes=2),
+        families: frozenset[str] | None = None,
     ) -> None:
         if width <= timedelta(0):
             raise ValueError("width must be positive")
@@ -173,6 +181,7 @@ class MinuteWindows:
             raise ValueError("allowed_lateness must be >= 0")
         self.width = width
         self.allowed_lateness = allowed_lateness
+        self.families = families
         self.watermark: datetime | None = None
         self.too_late_total = 0
         # Window index → dimension → accumulator; only windows that can still change.
@@ -193,6 +202,18 @@ class MinuteWindows:
         # end + lateness <= watermark  ⟺  (index + 1) * width <= watermark - lateness - origin
         return (watermark - self.allowed_lateness - _ORIGIN) // self.width - 1
 
+    families: frozenset[str] | None = None  # snapshots from before the attribute: all
+
+    def narrow(self, families: frozenset[str]) -> None:
+        """Keep only these families from now on, open windows included."""
+        self.families = families
+        for dims in self._open.values():
+            for key in [k for k in dims if dimension_family(k) not in families]:
+                del dims[key]
+        for table in (self._backlog, self._pending_too_late):
+            for key in [k for k in table if dimension_family(k) not in families]:
+                del table[key]
+
     def is_too_late(self, event: WindowInput) -> bool:
         """True when the event's window has closed already (it will not be in any count)."""
         return self._closed_through is not None and self._index(event.at) <= self._closed_through
@@ -202,9 +223,11 @@ class MinuteWindows:
     def add(self, event: WindowInput) -> list[WindowResult]:
         """Take one input; returns the windows its event time lets close (often none)."""
         keys = event.dimension_keys()
+        if self.families is not None:
+            keys = [k for k in keys if dimension_family(k) in self.families]
         delta = _BACKLOG_DELTA.get(event.kind, 0)
         if self.is_too_late(event):
-            self.too_late_total += 1
+            self.too_late_total += bool(keys)
             for key in keys:
                 self._pending_too_late[key] = self._pending_too_late.get(key, 0) + 1
                 if delta:

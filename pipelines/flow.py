@@ -21,7 +21,8 @@ noted)::
       agents             ─┐
                          → route_ticket     (by queue: SLA clocks, routing, breach risk;
                                              journaled snapshots, text left out)
-                         → compute_live_metrics (one key: minute windows, anomalies)
+                         → compute_live_metrics (by dimension family: minute windows,
+                                             anomalies)
     → write_live (Redis), write_analytics (PostgreSQL), write_search, write_warehouse
       (buffered by ticket shard), publish_alerts; errors of every step → dead letters
 
@@ -88,7 +89,7 @@ from models.intelligence import (
 )
 from models.kb import KbArticle
 from models.language import LanguageDetector
-from models.live_metrics import LiveMetrics, LiveOutput
+from models.live_metrics import ALL_FAMILY, FAMILIES, LiveMetrics, LiveOutput
 from models.queue_state import QueueOutput, QueueState
 from models.routing import AgentRanker, LeastLoadedRanker, RoutingPolicy
 from models.sla import HOLIDAY_YEARS, SlaEvent, TicketComment
@@ -732,11 +733,26 @@ def _new_queue(settings: PipelineSettings, policy: RoutingPolicy, queue: str) ->
     return QueueState(queue=queue, policy=policy, ranker=ranker)
 
 
+METRIC_KEYS = {
+    family: "metrics" if family == ALL_FAMILY else f"metrics:{family}" for family in FAMILIES
+}
+"""The metrics step's key per dimension family (``metrics``: the single key of earlier
+versions, whose snapshot resumes as the ``all`` family)."""
+
+
+def metric_families(
+    item: EnrichedTicket | SlaEvent,
+) -> list[tuple[str, tuple[str, EnrichedTicket | SlaEvent]]]:
+    """Every ticket change and SLA event goes to each dimension family's key."""
+    return [(key, (family, item)) for family, key in METRIC_KEYS.items()]
+
+
 def live_metrics_step(
-    state: LiveMetrics | None, item: EnrichedTicket | SlaEvent
+    state: LiveMetrics | None, value: tuple[str, EnrichedTicket | SlaEvent]
 ) -> tuple[LiveMetrics, list[LiveOutput]]:
-    """Mapper of the single-key metrics step: minute windows and volume anomalies."""
-    state = state or LiveMetrics()
+    """Mapper of the metrics step, keyed by dimension family: minute windows and anomalies."""
+    family, item = value
+    state = state or LiveMetrics(family=family)
     out = state.on_ticket(item) if isinstance(item, EnrichedTicket) else state.on_sla(item)
     return state, out
 
@@ -1030,7 +1046,8 @@ def _route(
 def _metrics(
     final_tickets: Stream[EnrichedTicket], queue_out: Stream[QueueOutput], w: _Wiring
 ) -> Stream[Any]:
-    """One key: minute windows and anomaly baselines of the whole helpdesk."""
+    """A key per dimension family (all, category, priority, channel): minute windows and
+    anomaly baselines; each key takes the whole stream and keeps its own family."""
     metrics_in = op.merge(
         "merge_metric_inputs",
         final_tickets,
@@ -1040,7 +1057,7 @@ def _metrics(
         "metrics",
         _keyed_flat_map(
             "compute_live_metrics",
-            op.key_on("key_metrics", metrics_in, lambda _: "metrics"),
+            op.flat_map("key_metric_families", metrics_in, metric_families),
             live_metrics_step,
             timed=True,
         ),

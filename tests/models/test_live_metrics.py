@@ -11,7 +11,7 @@ import numpy as np
 from evaluation.workload import rhythm_factor
 from models.anomaly import AnomalyAlert
 from models.helpdesk import EnrichedTicket, Ticket
-from models.live_metrics import LiveMetrics
+from models.live_metrics import FAMILIES, LiveMetrics, LiveOutput
 from models.sla import SlaEvent
 from models.windows import WindowResult
 
@@ -163,15 +163,19 @@ def sla_weeks(
     seed: int = 1,
     incident: tuple[int, int] | None = None,
     surge: tuple[int, int, float] | None = None,
+    outputs: list[LiveOutput] | None = None,
+    by_family: bool = False,
 ) -> tuple[list[AnomalyAlert], list[int]]:
     """Tickets (25 an hour on average, 60 % billing) whose SLA target is decided at once.
 
     The breach rate has an hour-of-week pattern: 5 % in weekday business hours, 25 % at
     night and on weekends (thin staffing). Within ``incident`` (hours from START)
     billing's first replies breach at 60 %; within ``surge`` every category's volume is
-    multiplied. Returns the alerts and the breaches of each hour.
+    multiplied. Returns the alerts and the breaches of each hour; ``outputs`` receives
+    everything emitted. ``by_family``: one copy per dimension family, as the dataflow keys
+    them, instead of one for all.
     """
-    lm = LiveMetrics()
+    copies = [LiveMetrics(family=f) for f in FAMILIES] if by_family else [LiveMetrics()]
     rng = np.random.default_rng(seed)
     alerts: list[AnomalyAlert] = []
     breaches: list[int] = []
@@ -197,10 +201,11 @@ def sla_weeks(
                     priority="high" if i % 3 == 0 else "normal",
                     queue=QUEUES[category],
                 )
-                out = lm.on_ticket(ticket) + lm.on_sla(
-                    sla(tid, at, breached=breached, metric=metric)
-                )
+                event = sla(tid, at, breached=breached, metric=metric)
+                out = [x for lm in copies for x in lm.on_ticket(ticket) + lm.on_sla(event)]
                 alerts += [x for x in out if isinstance(x, AnomalyAlert)]
+                if outputs is not None:
+                    outputs += out
     return alerts, breaches
 
 
@@ -286,3 +291,34 @@ def test_a_replayed_backlog_keeps_its_event_time_when_the_timer_fires() -> None:
     quiet.on_ticket(created(3, old))
     closed = quiet.tick(datetime.now(UTC) + timedelta(minutes=5))
     assert any(isinstance(w, WindowResult) and w.counts["created"] == 1 for w in closed)
+
+
+def test_one_copy_per_dimension_family_emits_what_one_copy_of_all_emits() -> None:
+    """The dataflow keys live metrics by family; together the keys must emit exactly the
+    windows and alerts of a single copy (the incident makes both kinds of alert)."""
+    start = WEEK4_WEDNESDAY + 10
+    single: list[LiveOutput] = []
+    split: list[LiveOutput] = []
+    alerts, _ = sla_weeks(weeks=4, incident=(start, start + 3), outputs=single)
+    sla_weeks(weeks=4, incident=(start, start + 3), outputs=split, by_family=True)
+    assert alerts and any(isinstance(x, WindowResult) for x in single)
+    dimensions = {x.dimension.split("=")[0] for x in single if isinstance(x, WindowResult)}
+    assert dimensions == {"all", "category", "priority", "channel"}
+    assert sorted(map(repr, split)) == sorted(map(repr, single))
+
+
+def test_a_snapshot_of_the_earlier_single_key_resumes_as_the_all_family() -> None:
+    lm = LiveMetrics()
+    for tid in range(1, 40):
+        at = START + timedelta(minutes=7 * tid)
+        lm.on_ticket(created(tid, at, category="billing" if tid % 2 else "shipping"))
+        lm.on_sla(sla(tid, at, breached=tid % 3 == 0))
+    state = dict(lm.__dict__)
+    del state["family"]  # what earlier versions pickled
+    resumed = LiveMetrics.__new__(LiveMetrics)
+    resumed.__setstate__(pickle.loads(pickle.dumps(state)))
+    assert resumed.family == "all"
+    assert resumed.known_series == {"volume:all", "sla_breach_rate:all"}
+    assert lm.known_series > resumed.known_series  # it had category series too
+    closed = resumed.flush(START + timedelta(days=1))
+    assert closed and {r.dimension for r in closed} == {"all"}
