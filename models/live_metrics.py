@@ -222,18 +222,15 @@ class LiveMetrics:
 
     def __setstate__(self, state: dict[str, Any]) -> None:
         # Snapshots from before the breach-rate series lack its fields: start them empty.
+        # Snapshots from before families kept every family.
         fresh: dict[str, Any] = {
             "exposures": defaultdict(float),
             "driver_exposures": {},
             "sla_context": {},
             "done_at": {},
+            "family": None,
         }
         self.__dict__.update({**fresh, **state})
-        if "family" not in state:
-            # The single metrics key of earlier versions resumes as the ``all`` family
-            # (the same key): its series of the whole helpdesk keep their baselines; the
-            # other families start afresh on their own keys.
-            self.narrow(ALL_FAMILY)
 
     def __post_init__(self) -> None:
         if self.family is not None:

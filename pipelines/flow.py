@@ -21,8 +21,8 @@ noted)::
       agents             ─┐
                          → route_ticket     (by queue: SLA clocks, routing, breach risk;
                                              journaled snapshots, text left out)
-                         → compute_live_metrics (by dimension family: minute windows,
-                                             anomalies)
+                         → compute_live_metrics (one key, or by dimension family:
+                                             minute windows, anomalies)
     → write_live (Redis), write_analytics (PostgreSQL), write_search, write_warehouse
       (buffered by ticket shard), publish_alerts; errors of every step → dead letters
 
@@ -740,19 +740,29 @@ METRIC_KEYS = {
 versions, whose snapshot resumes as the ``all`` family)."""
 
 
-def metric_families(
-    item: EnrichedTicket | SlaEvent,
-) -> list[tuple[str, tuple[str, EnrichedTicket | SlaEvent]]]:
+MetricInput = tuple[str | None, EnrichedTicket | SlaEvent]
+
+
+def metric_families(item: EnrichedTicket | SlaEvent) -> list[tuple[str, MetricInput]]:
     """Every ticket change and SLA event goes to each dimension family's key."""
     return [(key, (family, item)) for family, key in METRIC_KEYS.items()]
 
 
+def metrics_key(item: EnrichedTicket | SlaEvent) -> list[tuple[str, MetricInput]]:
+    """One key for every family (``family`` None)."""
+    return [(METRIC_KEYS[ALL_FAMILY], (None, item))]
+
+
 def live_metrics_step(
-    state: LiveMetrics | None, value: tuple[str, EnrichedTicket | SlaEvent]
+    state: LiveMetrics | None, value: MetricInput
 ) -> tuple[LiveMetrics, list[LiveOutput]]:
-    """Mapper of the metrics step, keyed by dimension family: minute windows and anomalies."""
+    """Mapper of the metrics step: minute windows and anomalies of one dimension family, or
+    of all of them (``family`` None)."""
     family, item = value
-    state = state or LiveMetrics(family=family)
+    if state is None:
+        state = LiveMetrics(family=family)
+    elif family is not None and state.family != family:
+        state.narrow(family)  # the single key's state, now the ``all`` family's
     out = state.on_ticket(item) if isinstance(item, EnrichedTicket) else state.on_sla(item)
     return state, out
 
@@ -1044,10 +1054,14 @@ def _route(
 
 
 def _metrics(
-    final_tickets: Stream[EnrichedTicket], queue_out: Stream[QueueOutput], w: _Wiring
+    final_tickets: Stream[EnrichedTicket],
+    queue_out: Stream[QueueOutput],
+    settings: PipelineSettings,
+    w: _Wiring,
 ) -> Stream[Any]:
-    """A key per dimension family (all, category, priority, channel): minute windows and
-    anomaly baselines; each key takes the whole stream and keeps its own family."""
+    """Minute windows and anomaly baselines: one key, or with ``metrics_by_family`` a key
+    per dimension family (all, category, priority, channel), each taking the whole stream
+    and keeping its own family."""
     metrics_in = op.merge(
         "merge_metric_inputs",
         final_tickets,
@@ -1057,7 +1071,11 @@ def _metrics(
         "metrics",
         _keyed_flat_map(
             "compute_live_metrics",
-            op.flat_map("key_metric_families", metrics_in, metric_families),
+            op.flat_map(
+                "key_metrics",
+                metrics_in,
+                metric_families if settings.metrics_by_family else metrics_key,
+            ),
             live_metrics_step,
             timed=True,
         ),
@@ -1204,7 +1222,7 @@ def build_flow(
     classified = _classify(deduped, policy, replica, settings, w)
     model_metrics = _learn(classified.lessons, tables.kb_changes, learner, w)
     queue_out = _route(classified, tables, settings, policy, w)
-    live_metrics = _metrics(classified.final_tickets, queue_out, w)
+    live_metrics = _metrics(classified.final_tickets, queue_out, settings, w)
     _fan_out(
         final_tickets=classified.final_tickets,
         queue_out=queue_out,

@@ -14,6 +14,7 @@ from models.helpdesk import EnrichedTicket, Ticket
 from models.live_metrics import FAMILIES, LiveMetrics, LiveOutput
 from models.sla import SlaEvent
 from models.windows import WindowResult
+from pipelines.flow import live_metrics_step
 
 START = datetime(2026, 2, 2, 0, 0, tzinfo=UTC)  # a Monday
 
@@ -307,7 +308,10 @@ def test_one_copy_per_dimension_family_emits_what_one_copy_of_all_emits() -> Non
     assert sorted(map(repr, split)) == sorted(map(repr, single))
 
 
-def test_a_snapshot_of_the_earlier_single_key_resumes_as_the_all_family() -> None:
+def test_the_single_key_state_keeps_every_family_until_the_step_narrows_it() -> None:
+    """A snapshot of the single metrics key (earlier versions, or ``metrics_by_family``
+    off) resumes with every family; switched to family keys, that key (``metrics``)
+    becomes the ``all`` family and keeps the whole-helpdesk baselines."""
     lm = LiveMetrics()
     for tid in range(1, 40):
         at = START + timedelta(minutes=7 * tid)
@@ -315,10 +319,14 @@ def test_a_snapshot_of_the_earlier_single_key_resumes_as_the_all_family() -> Non
         lm.on_sla(sla(tid, at, breached=tid % 3 == 0))
     state = dict(lm.__dict__)
     del state["family"]  # what earlier versions pickled
-    resumed = LiveMetrics.__new__(LiveMetrics)
-    resumed.__setstate__(pickle.loads(pickle.dumps(state)))
-    assert resumed.family == "all"
-    assert resumed.known_series == {"volume:all", "sla_breach_rate:all"}
-    assert lm.known_series > resumed.known_series  # it had category series too
-    closed = resumed.flush(START + timedelta(days=1))
+    older = LiveMetrics.__new__(LiveMetrics)
+    older.__setstate__(pickle.loads(pickle.dumps(state)))
+    assert older.family is None and older.known_series == lm.known_series
+    later = created(99, START + timedelta(hours=6), category="billing")
+    kept, _ = live_metrics_step(pickle.loads(pickle.dumps(older)), (None, later))
+    assert kept.family is None and kept.known_series == lm.known_series
+    narrowed, _ = live_metrics_step(older, ("all", later))
+    assert narrowed.family == "all"
+    assert narrowed.known_series == {"volume:all", "sla_breach_rate:all"}
+    closed = narrowed.flush(START + timedelta(days=1))
     assert closed and {r.dimension for r in closed} == {"all"}

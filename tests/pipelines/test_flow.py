@@ -134,11 +134,13 @@ def feed() -> Feed:
     return f
 
 
-def run_flow(records: list[RawChange], workers: int) -> tuple[list[Any], list[RoutingDecision]]:
+def run_flow(
+    records: list[RawChange], workers: int, settings: PipelineSettings | None = None
+) -> tuple[list[Any], list[RoutingDecision]]:
     analytics: list[Any] = []
     live: list[Any] = []
     flow = build_flow(
-        PipelineSettings(),
+        settings or PipelineSettings(),
         source=TestingSource(records),
         analytics_sink=TestingSink(analytics),
         decision_sink=TestingSink(live),
@@ -180,6 +182,30 @@ def test_tickets_are_enriched_routed_released_and_rerouted(feed: Feed) -> None:
     dead = [x for x in analytics if isinstance(x, DeadLetter)]
     assert len(dead) == 1 and dead[0].stage == "decode_cdc" and dead[0].payload == "{not json"
     assert sum(isinstance(x, RoutingDecision) for x in analytics) == len(decisions)
+
+
+@pytest.mark.parametrize("workers", [1, 2])
+def test_metrics_keyed_by_dimension_family_give_the_windows_of_one_key(
+    feed: Feed, workers: int
+) -> None:
+    def windows(analytics: list[Any]) -> list[tuple[Any, ...]]:
+        return sorted(
+            (w.start, w.dimension, tuple(sorted(w.counts.items())), w.backlog)
+            for w in analytics
+            if isinstance(w, WindowResult)
+        )
+
+    one_key, _ = run_flow(feed.records, workers=1)
+    by_family, _ = run_flow(
+        feed.records, workers=workers, settings=PipelineSettings(metrics_by_family=True)
+    )
+    assert {d.split("=")[0] for _, d, _, _ in windows(one_key)} == {
+        "all",
+        "category",
+        "priority",
+        "channel",
+    }
+    assert windows(by_family) == windows(one_key)
 
 
 def test_two_workers_end_in_the_same_state_as_one(feed: Feed) -> None:
