@@ -69,9 +69,10 @@ class PipelineSettings(BaseModel):
 
     # Live metrics on one key (default), or on a key per dimension family (all,
     # category, priority, channel), which spreads them over up to four workers of a
-    # cluster. Each family's key reads every event, so one process does about 7% fewer
-    # events/s (README, Performance). Switching from one key to families keeps the
-    # whole-helpdesk baselines; switching back is a state layout change (README, Operate).
+    # cluster. Each family's key reads every event, so one process did about 7% fewer
+    # events/s (README, Runtime and scale-out). Switching from one key to families keeps
+    # the whole-helpdesk baselines; switching back is a state layout change (README,
+    # Upgrading).
     metrics_by_family: bool = False
 
     def pool_of(self, queue: str) -> str:
