@@ -69,7 +69,7 @@ class PipelineSettings(BaseModel):
 
     # Live metrics on one key (default), or on a key per dimension family (all,
     # category, priority, channel), which spreads them over up to four workers of a
-    # cluster. Each family's key reads every event, so one process did about 7% fewer
+    # cluster. Each family's key reads every event, so one process did 3 to 7% fewer
     # events/s (README, Runtime and scale-out). Switching from one key to families keeps
     # the whole-helpdesk baselines; switching back is a state layout change (README,
     # Upgrading).
