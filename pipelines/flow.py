@@ -1065,7 +1065,9 @@ def _metrics(
     metrics_in = op.merge(
         "merge_metric_inputs",
         final_tickets,
-        op.filter("select_sla_events", queue_out, lambda x: isinstance(x, SlaEvent)),
+        op.filter_map(
+            "select_sla_events", queue_out, lambda x: x if isinstance(x, SlaEvent) else None
+        ),
     )
     live = _Split(
         "metrics",
