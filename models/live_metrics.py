@@ -162,7 +162,8 @@ class LiveMetrics:
             self.categories[ticket.id] = dict(dims)
         else:
             self.categories.pop(ticket.id, None)
-        self._keep_context(et)
+        if self._keeps("all") or self._keeps("category"):
+            self._keep_context(et)  # for the breach-rate series, which only these keep
         if self.last_ticket_at is None or et.committed_at > self.last_ticket_at:
             self.last_ticket_at = et.committed_at
         out: list[LiveOutput] = []
