@@ -357,14 +357,17 @@ class DuplicateDetector:
         floor = self.threshold - _VERIFY_MARGIN if self.verify else self.threshold
         # A late ticket must not match tickets outside its own window either.
         in_window = np.abs(scope.ats[:n] - ts) <= self.window.total_seconds()
-        for slot in np.flatnonzero((estimates >= floor) & in_window):
-            other = scope.ids[slot]
-            if other in found:
-                continue
-            if self.verify:
-                similarity = _jaccard(shingles, self._entries[other].shingles)
-            else:
-                similarity = float(estimates[slot])
+        slots = np.flatnonzero((estimates >= floor) & in_window)
+        if not slots.size:
+            return
+        # A ticket in both scopes is compared once: the customer scope comes first.
+        others = [o for o in map(scope.ids.__getitem__, slots.tolist()) if o not in found]
+        if self.verify:
+            entries = self._entries
+            similarities = _jaccard_many(shingles, [entries[o].shingles for o in others])
+        else:
+            similarities = [float(estimates[scope.slots[o]]) for o in others]
+        for other, similarity in zip(others, similarities, strict=True):
             if similarity >= self.threshold:
                 found[other] = DuplicateMatch(other, round(similarity, 4), key[0])
 
@@ -453,9 +456,23 @@ def _entries_from_columns(columns: _EntryColumns) -> dict[int, _Entry]:
     }
 
 
-def _jaccard(a: np.ndarray, b: np.ndarray) -> float:
-    common = np.intersect1d(a, b, assume_unique=True).size
-    return common / (a.size + b.size - common)
+def _jaccard_many(query: np.ndarray, others: list[np.ndarray]) -> list[float]:
+    """Exact Jaccard index of ``query`` with each of ``others`` (sorted, unique hashes).
+
+    One pass for all candidates: texts that repeat (templates, forwarded mails) put many
+    candidates above the estimate floor, and a set intersection per candidate cost more
+    in numpy's per-call overhead than in the comparison itself.
+    """
+    if not others:
+        return []
+    sizes = np.fromiter(map(len, others), np.int64, len(others))
+    candidates = np.concatenate(others)
+    found = np.searchsorted(query, candidates)
+    np.minimum(found, query.size - 1, out=found)
+    hits = np.concatenate(([0], np.cumsum(query[found] == candidates, dtype=np.int64)))
+    ends = np.cumsum(sizes)
+    common = hits[ends] - hits[ends - sizes]
+    return (common / (query.size + sizes - common)).tolist()
 
 
 def _timestamp(at: datetime) -> float:

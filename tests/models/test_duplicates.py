@@ -277,3 +277,36 @@ def test_snapshots_hold_entries_as_columns_and_older_snapshots_still_load() -> N
         assert other.check_and_add(99, REWORDED, customer_id=1, organization="Acme", at=at) == (
             expected
         )
+
+
+def test_exact_similarity_of_many_candidates_equals_the_set_formula() -> None:
+    import numpy as np
+
+    from models.duplicates import _jaccard_many
+
+    rng = np.random.default_rng(7)
+    # A small universe so that sets overlap from nothing to everything.
+    universe = np.arange(40, dtype=np.uint32)
+    query = np.unique(rng.choice(universe, 15, replace=False))
+    others = [
+        np.unique(rng.choice(universe, int(k), replace=False)) for k in rng.integers(1, 40, 60)
+    ]
+    others += [query.copy(), np.array([universe[-1]], dtype=np.uint32)]
+    got = _jaccard_many(query, others)
+    q = set(query.tolist())
+    expected = [len(q & set(o.tolist())) / len(q | set(o.tolist())) for o in others]
+    assert got == expected  # exact: the same integer counts divided the same way
+    assert got[-2] == 1.0 and _jaccard_many(query, []) == []
+
+
+def test_many_near_duplicates_in_one_scope_come_back_most_similar_first() -> None:
+    detector = DuplicateDetector(max_matches=3)
+    base = "the invoice for march was charged twice to my card and i need one refund"
+    words = base.split()
+    for i in range(12):  # i words changed at the end: similarity falls as i grows
+        text = " ".join(words[: len(words) - i] + [f"extra{i}{j}" for j in range(i)])
+        detector.check_and_add(100 + i, text, customer_id=1, organization=None, at=T0)
+    matches = detector.check_and_add(1, base, customer_id=1, organization=None, at=T0)
+    assert [m.ticket_id for m in matches] == [100, 101, 102]
+    assert matches[0].similarity == 1.0
+    assert matches[0].similarity > matches[1].similarity > matches[2].similarity
