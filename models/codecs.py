@@ -32,6 +32,7 @@ from __future__ import annotations
 import json
 from collections.abc import Mapping
 from datetime import UTC, datetime
+from types import MappingProxyType
 from typing import Any
 
 from models.helpdesk import EnrichedTicket, RoutingDecision, Ticket
@@ -88,14 +89,41 @@ TICKET_FACT_COLUMNS: tuple[str, ...] = (
 """Columns of the analytics store's ``ticket_facts``, in order."""
 
 
-def ticket_fields(item: EnrichedTicket, *, allow_pii: bool = False) -> dict[str, Any]:
+_FIELDS_KEPT = 2048
+"""Flattened tickets kept for the next sink: each ticket goes to three of them in turn."""
+_fields_memo: dict[tuple[int, bool], tuple[EnrichedTicket, Mapping[str, Any]]] = {}
+
+
+def ticket_fields(item: EnrichedTicket, *, allow_pii: bool = False) -> Mapping[str, Any]:
     """Every stored field of an enriched ticket, by name; free text masked unless allowed.
 
     Nested values are JSON text (``duplicates``, ``kb_suggestions``, ``model_versions``)
     or lists (``priority_reasons``, ``categories``), as the stores keep them.
+
+    The analytics store, the search index and the warehouse each flatten the same ticket
+    object within one batch, so the result is kept for the most recent tickets (by object
+    identity; the entry holds the object, so its id cannot be reused meanwhile) and is
+    read-only. The masked variant is derived from the plain one.
     """
+    key = (id(item), allow_pii)
+    kept = _fields_memo.get(key)
+    if kept is not None and kept[0] is item:
+        return kept[1]
+    if allow_pii:
+        fields: Mapping[str, Any] = MappingProxyType(_flatten(item))
+    else:
+        plain = ticket_fields(item, allow_pii=True)
+        t = item.ticket
+        masked = {"subject": mask_pii(t.subject), "description": mask_pii(t.description)}
+        fields = MappingProxyType({**plain, **masked})
+    if len(_fields_memo) >= _FIELDS_KEPT:
+        del _fields_memo[next(iter(_fields_memo))]  # oldest first (insertion order)
+    _fields_memo[key] = (item, fields)
+    return fields
+
+
+def _flatten(item: EnrichedTicket) -> dict[str, Any]:
     t = item.ticket
-    text = (lambda s: s) if allow_pii else mask_pii
     return {
         "ticket_id": t.id,
         "version": t.version,
@@ -111,8 +139,8 @@ def ticket_fields(item: EnrichedTicket, *, allow_pii: bool = False) -> dict[str,
         "language": item.language,
         "language_confidence": item.language_confidence,
         "assigned_agent_id": t.assigned_agent_id,
-        "subject": text(t.subject),
-        "description": text(t.description),
+        "subject": t.subject,
+        "description": t.description,
         "created_at": t.created_at,
         "updated_at": t.updated_at,
         "first_reply_at": t.first_reply_at,

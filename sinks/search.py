@@ -96,7 +96,7 @@ def ticket_document(item: EnrichedTicket, *, allow_pii: bool = False) -> TicketD
     """
     fields = ticket_fields(item, allow_pii=allow_pii)
     if fields["deleted"]:
-        fields |= {"subject": "", "description": ""}
+        fields = {**fields, "subject": "", "description": ""}
     return TicketDocument(**{name: fields[name] for name in _TICKET_DOCUMENT_FIELDS})
 
 

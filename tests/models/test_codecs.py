@@ -112,3 +112,35 @@ def test_search_document_rebuilt_from_stored_facts_is_the_live_one() -> None:
         assert dataclasses.asdict(ticket_document(rebuilt, allow_pii=True)) == dataclasses.asdict(
             ticket_document(item, allow_pii=True)
         )
+
+
+def test_flattened_ticket_is_kept_per_object_read_only_and_masked_from_the_plain_one() -> None:
+    import dataclasses
+
+    import pytest
+
+    from models import codecs
+    from models.codecs import ticket_fields
+    from tests.sinks.test_sinks_pure import make_enriched
+
+    item = make_enriched(ticket_id=11, version=500)
+    item = dataclasses.replace(
+        item, ticket=dataclasses.replace(item.ticket, description="write to ann@example.com")
+    )
+    plain, masked = ticket_fields(item, allow_pii=True), ticket_fields(item)
+    assert ticket_fields(item, allow_pii=True) is plain and ticket_fields(item) is masked
+    assert plain["description"] == "write to ann@example.com"
+    assert "ann@example.com" not in masked["description"]
+    assert {k: v for k, v in masked.items() if k not in ("subject", "description")} == {
+        k: v for k, v in plain.items() if k not in ("subject", "description")
+    }
+    with pytest.raises(TypeError):
+        plain["priority"] = "low"  # type: ignore[index]
+    # An equal ticket that is another object is flattened on its own, to the same fields.
+    twin = dataclasses.replace(item)
+    assert ticket_fields(twin, allow_pii=True) is not plain
+    assert dict(ticket_fields(twin, allow_pii=True)) == dict(plain)
+    # The memo is bounded.
+    for n in range(codecs._FIELDS_KEPT + 10):
+        ticket_fields(make_enriched(ticket_id=1000 + n, version=1))
+    assert len(codecs._fields_memo) <= codecs._FIELDS_KEPT
