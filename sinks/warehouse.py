@@ -294,9 +294,13 @@ def batch_to_frames(
     frames: dict[str, pl.DataFrame] = {}
     for table, rows in records.items():
         spec = TABLES[table]
-        for row in rows:
-            row["written_at"] = stamp
-        frame = pl.DataFrame(rows, schema=dict(spec.schema))
+        # Built by columns: polars reads a list per column several times faster than it
+        # reads one dict per row.
+        columns = {
+            name: [stamp] * len(rows) if name == "written_at" else [row[name] for row in rows]
+            for name in spec.schema
+        }
+        frame = pl.DataFrame(columns, schema=dict(spec.schema))
         frames[table] = frame.with_columns(
             pl.col(spec.partition_source).dt.date().alias(PARTITION_COLUMN)
         )
