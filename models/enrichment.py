@@ -8,6 +8,7 @@ learned models (category, intent, learned priority, duplicates, KB) run afterwar
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 
@@ -119,6 +120,10 @@ def merged_row(event: ChangeEvent) -> dict[str, object]:
     return after
 
 
+TEXT_RESULTS_KEPT = 4096
+"""Texts whose language, sentiment, category and priority a :class:`TicketEnricher` keeps."""
+
+
 class TicketEnricher:
     """Turns a ticket change into an :class:`EnrichedTicket` (stateless apart from models)."""
 
@@ -134,6 +139,14 @@ class TicketEnricher:
         self.timestamps = timestamps
         self.detector = detector or LanguageDetector()
         self.sentiment = sentiment or SentimentAnalyzer()
+        # A ticket's text is analysed again at every change (status, assignment, reply
+        # flags) though it rarely changes, so the results for the most recent texts are
+        # kept. Each is a pure function of its arguments: a hit is what a call would give.
+        keep = functools.lru_cache(maxsize=TEXT_RESULTS_KEPT)
+        self._detect = keep(self.detector.detect)
+        self._sentiment = keep(self.sentiment.score)
+        self._category = keep(guess_category)
+        self._priority = keep(score_priority)
 
     def enrich(
         self, ctx: CustomerContext, event: ChangeEvent, budget: TimeBudget | None = None
@@ -154,9 +167,9 @@ class TicketEnricher:
         profile_language = customer.language if customer else None
 
         text = f"{ticket.subject}\n{ticket.description}"
-        lang = self.detector.detect(text, fallback=profile_language)
-        category = guess_category(ticket.subject, ticket.description, explicit=ticket.category)
-        priority = score_priority(
+        lang = self._detect(text, fallback=profile_language)
+        category = self._category(ticket.subject, ticket.description, explicit=ticket.category)
+        priority = self._priority(
             subject=ticket.subject,
             description=ticket.description,
             tier=tier,
@@ -165,7 +178,7 @@ class TicketEnricher:
         )
         reasons = priority.reasons if customer else (*priority.reasons, "customer unknown")
         if budget is None or budget.allows("sentiment"):
-            mood = self.sentiment.score(text, lang.language)
+            mood = self._sentiment(text, lang.language)
         else:
             mood = UNKNOWN_SENTIMENT
         if (

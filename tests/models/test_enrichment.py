@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from datetime import UTC, datetime
 
 import pytest
@@ -119,3 +120,28 @@ def test_unavailable_toast_value_is_taken_from_before_image() -> None:
 def test_malformed_ticket_row_raises_row_error() -> None:
     with pytest.raises(RowError):
         TicketEnricher(RoutingPolicy()).enrich(CustomerContext(), _ticket_event(customer_id="x"))
+
+
+def test_a_changed_status_reuses_the_text_analysis_and_a_new_text_is_analysed_again() -> None:
+    class Counting(LanguageDetector):
+        calls = 0
+
+        def detect(self, text: str, *, fallback: str | None = None):  # type: ignore[no-untyped-def]
+            Counting.calls += 1
+            return super().detect(text, fallback=fallback)
+
+    enricher = TicketEnricher(RoutingPolicy(), Counting())
+    fresh = TicketEnricher(RoutingPolicy())
+    ctx, other = CustomerContext(), CustomerContext()
+    changes = [
+        _ticket_event(),
+        _ticket_event(op="u", version=11, status="open"),
+        _ticket_event(op="u", version=12, status="pending"),
+        _ticket_event(op="u", version=13, description="Meine Rechnung wurde doppelt abgebucht"),
+        _ticket_event(op="u", version=14, status="open", priority="urgent"),
+    ]
+    for change in changes:
+        got, expected = enricher.enrich(ctx, change), fresh.enrich(other, change)
+        assert replace(got, enriched_at=T0) == replace(expected, enriched_at=T0)
+    # The first text once, the re-worded one once; status changes hit the kept results.
+    assert Counting.calls == 2
