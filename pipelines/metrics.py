@@ -47,6 +47,34 @@ class _FlowCounters(Collector):
         yield family
 
 
+class _SnapshotCounters(Collector):
+    """``triage_snapshots_total``, ``triage_snapshot_bytes_total`` and
+    ``triage_snapshot_seconds_total`` per kind of state, from :data:`pipelines.state.SNAPSHOTS`."""
+
+    def collect(self) -> Iterator[CounterMetricFamily]:
+        from pipelines.state import SNAPSHOTS
+
+        families = [
+            CounterMetricFamily(
+                "triage_snapshots", "Recovery snapshots taken, per state.", labels=["state"]
+            ),
+            CounterMetricFamily(
+                "triage_snapshot_bytes",
+                "Bytes handed to the recovery store by snapshots, per state.",
+                labels=["state"],
+            ),
+            CounterMetricFamily(
+                "triage_snapshot_seconds",
+                "Worker time spent making recovery snapshots (decisions wait), per state.",
+                labels=["state"],
+            ),
+        ]
+        for state, values in sorted(SNAPSHOTS.totals().items()):
+            for family, value in zip(families, values, strict=True):
+                family.add_metric([state], value)
+        yield from families
+
+
 class PrometheusTelemetry:
     """The pipeline's metrics, registered on ``registry``.
 
@@ -113,6 +141,7 @@ class PrometheusTelemetry:
             registry=registry,
         )
         registry.register(_FlowCounters())
+        registry.register(_SnapshotCounters())
 
     def changes_read(self, tables: Mapping[str, int], lag_seconds: float | None) -> None:
         for table, count in tables.items():

@@ -32,18 +32,45 @@ S = TypeVar("S")
 Mapper = Callable[[S | None, V], tuple[S | None, Iterable[W]]]
 
 
+class SnapshotTotals:
+    """Recovery snapshots this process took, per kind of state: how many, their bytes
+    (what the recovery store is handed) and the seconds spent making them.
+
+    An epoch's snapshots are taken on the worker thread while decisions wait, so their
+    time per epoch is part of the epoch's pause (``triage_snapshot_*`` metrics; ``triage
+    bench`` reports them per epoch).
+    """
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._totals: dict[str, tuple[int, int, float]] = {}
+
+    def add(self, kind: str, size: int, seconds: float) -> None:
+        with self._lock:  # worker threads of one process share the totals
+            count, total, spent = self._totals.get(kind, (0, 0, 0.0))
+            self._totals[kind] = (count + 1, total + size, spent + seconds)
+
+    def totals(self) -> dict[str, tuple[int, int, float]]:
+        """``{kind: (snapshots, bytes, seconds)}`` since the process started."""
+        with self._lock:
+            return dict(self._totals)
+
+
+SNAPSHOTS = SnapshotTotals()
+
+
+def _taken(kind: str, size: int, started: float) -> None:
+    seconds = time.perf_counter() - started
+    SNAPSHOTS.add(kind, size, seconds)
+    if log.isEnabledFor(logging.DEBUG):
+        log.debug("snapshot of %s: %d bytes in %.1f ms", kind, size, seconds * 1000)
+
+
 def _pickle(state: Any) -> bytes:
-    """The snapshot bytes; with DEBUG logging, also how large and how slow they were."""
-    if not log.isEnabledFor(logging.DEBUG):
-        return pickle.dumps(state, protocol=pickle.HIGHEST_PROTOCOL)
+    """The snapshot bytes of ``state``, counted in :data:`SNAPSHOTS`."""
     started = time.perf_counter()
     data = pickle.dumps(state, protocol=pickle.HIGHEST_PROTOCOL)
-    log.debug(
-        "snapshot of %s: %d bytes in %.1f ms",
-        type(state).__name__,
-        len(data),
-        (time.perf_counter() - started) * 1000,
-    )
+    _taken(type(state).__name__, len(data), started)
     return data
 
 
@@ -251,6 +278,7 @@ class _JournalLogic(StatefulLogic[V, W, Journaled], Generic[V, W, S]):
         return cast(TimedState, self.state).next_wakeup()
 
     def snapshot(self) -> Journaled:
+        started = time.perf_counter()
         chunk = b"".join(self.pending)
         self.pending = []
         if self.base is not None and self.journal_bytes + len(chunk) <= self.rebase * len(
@@ -260,7 +288,11 @@ class _JournalLogic(StatefulLogic[V, W, Journaled], Generic[V, W, S]):
                 self.journal.append(chunk)
                 self.journal_bytes += len(chunk)
         else:
-            self.base, self.journal, self.journal_bytes = _pickle(self.state), [], 0
+            self.base = pickle.dumps(self.state, protocol=pickle.HIGHEST_PROTOCOL)
+            self.journal, self.journal_bytes = [], 0
+        # The base goes to the recovery store at every epoch too (copied, not pickled).
+        size = len(self.base) + self.journal_bytes
+        _taken(f"{type(self.state).__name__} (journaled)", size, started)
         return Journaled(self.base, tuple(self.journal))
 
 
@@ -354,9 +386,13 @@ class _BufferLogic(StatefulLogic[V, list[V], tuple[datetime | None, tuple[bytes,
     def snapshot(self) -> tuple[datetime | None, tuple[bytes, ...]]:
         # Only the items added since the last snapshot are pickled: each buffered item
         # is pickled at most once, so an epoch never pauses on the whole buffer.
+        started = time.perf_counter()
         if self.pickled < len(self.items):
-            self.chunks.append(_pickle(self.items[self.pickled :]))
+            self.chunks.append(
+                pickle.dumps(self.items[self.pickled :], protocol=pickle.HIGHEST_PROTOCOL)
+            )
             self.pickled = len(self.items)
+        _taken("buffer", sum(map(len, self.chunks)), started)
         return self.due, tuple(self.chunks)
 
 

@@ -202,3 +202,44 @@ class TestPrometheus:
             assert value(registry, "triage_flow_events_total", outcome="events") == before + 3
         finally:
             FLOW_COUNTERS["events"] -= 3
+
+    def test_snapshot_counters_count_what_the_recovery_store_is_handed(
+        self, prom: tuple[PrometheusTelemetry, CollectorRegistry]
+    ) -> None:
+        from pipelines.state import _BufferLogic, _JournalLogic, _PickledFlatMapLogic
+
+        _, registry = prom
+
+        def counted(state: str) -> tuple[float, float]:
+            return (
+                value(registry, "triage_snapshots_total", state=state),
+                value(registry, "triage_snapshot_bytes_total", state=state),
+            )
+
+        def add(total: list[object] | None, item: object) -> tuple[list[object], list[object]]:
+            return [*(total or []), item], []
+
+        plain = _PickledFlatMapLogic(add, None)
+        plain.on_item(5)
+        before = counted("list")
+        data = plain.snapshot()
+        after = counted("list")
+        assert after[0] == before[0] + 1 and after[1] == before[1] + len(data)
+
+        journaled = _JournalLogic(lambda s, v, now: add(s, v), None, timed=False, rebase=1.0)
+        journaled.on_item("x" * 1000)  # a base larger than the next input's journal
+        before = counted("list (journaled)")
+        first = journaled.snapshot()  # the first snapshot is a base
+        journaled.on_item(9)
+        second = journaled.snapshot()  # then the base and the journal
+        after = counted("list (journaled)")
+        assert after[0] == before[0] + 2
+        sizes = len(first.base) + len(second.base) + sum(map(len, second.journal))
+        assert after[1] == before[1] + sizes and second.journal
+
+        buffered = _BufferLogic(timedelta(seconds=5), 100, None)
+        buffered.on_item("a")
+        before = counted("buffer")
+        _, chunks = buffered.snapshot()
+        assert counted("buffer") == (before[0] + 1, before[1] + sum(map(len, chunks)))
+        assert value(registry, "triage_snapshot_seconds_total", state="buffer") >= 0

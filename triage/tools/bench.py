@@ -132,6 +132,58 @@ def scrape_stages(ports: list[int]) -> dict[str, dict[float, float]]:
     return out
 
 
+_SNAPSHOT = re.compile(r'^triage_snapshot(s|_bytes|_seconds)_total\{state="([^"]+)"\} (\S+)$')
+_SNAPSHOT_FIELDS = {"s": 0, "_bytes": 1, "_seconds": 2}
+
+
+def scrape_snapshots(ports: list[int]) -> dict[str, list[float]]:
+    """``{state: [snapshots, bytes, seconds]}`` of ``triage_snapshot*_total`` summed over
+    processes."""
+    out: dict[str, list[float]] = {}
+    for port in ports:
+        try:
+            with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5) as resp:
+                text = resp.read().decode()
+        except OSError:
+            continue
+        for line in text.splitlines():
+            m = _SNAPSHOT.match(line)
+            if m:
+                out.setdefault(m.group(2), [0.0, 0.0, 0.0])[_SNAPSHOT_FIELDS[m.group(1)]] += float(
+                    m.group(3)
+                )
+    return out
+
+
+def snapshot_summary(
+    before: dict[str, list[float]], after: dict[str, list[float]], epochs: float
+) -> dict[str, Any]:
+    """Bytes and worker milliseconds of recovery snapshots per epoch, in all and per state
+    (largest first), between two scrapes spanning ``epochs`` epochs.
+
+    Example:
+        >>> a = {"QueueState (journaled)": [10, 5e6, 0.2]}
+        >>> b = {"QueueState (journaled)": [20, 9e6, 0.5], "buffer": [4, 2e5, 0.01]}
+        >>> snapshot_summary(a, b, 2)["per_epoch"]
+        {'snapshots': 7.0, 'kib': 2050.8, 'ms': 155.0}
+    """
+    epochs = max(epochs, 1.0)
+    rows: dict[str, dict[str, float]] = {}
+    for state, (count, size, seconds) in after.items():
+        old = before.get(state, [0.0, 0.0, 0.0])
+        rows[state] = {
+            "snapshots": round((count - old[0]) / epochs, 1),
+            "kib": round((size - old[1]) / 1024 / epochs, 1),
+            "ms": round((seconds - old[2]) * 1000 / epochs, 1),
+        }
+    total = {
+        field: round(sum(r[field] for r in rows.values()), 1)
+        for field in ("snapshots", "kib", "ms")
+    }
+    ranked = dict(sorted(rows.items(), key=lambda kv: -kv[1]["kib"]))
+    return {"epochs": round(epochs, 1), "per_epoch": total, "by_state": ranked}
+
+
 def stage_percentiles(
     before: dict[str, dict[float, float]], after: dict[str, dict[float, float]]
 ) -> dict[str, dict[str, float | int | None]]:
@@ -196,7 +248,15 @@ def run_bench(
                 customers = _warm_up(conn, client, prefix, pipeline, timeout=120)
 
                 latency = _latency_run(
-                    conn, client, prefix, customers, rate, seconds, ports, console
+                    conn,
+                    client,
+                    prefix,
+                    customers,
+                    rate,
+                    seconds,
+                    ports,
+                    console,
+                    settings.pipeline.epoch_interval.total_seconds(),
                 )
 
                 console.print(f"throughput run: {events} tickets in bulk")
@@ -243,10 +303,13 @@ def _latency_run(
     seconds: float,
     ports: list[int],
     console: Console,
+    epoch_seconds: float,
 ) -> dict[str, Any]:
-    """One ticket per transaction at ``rate``/s for ``seconds``: commit → decision in Redis."""
+    """One ticket per transaction at ``rate``/s for ``seconds``: commit → decision in Redis,
+    and the recovery snapshots taken meanwhile, per epoch."""
     console.print(f"latency run: {rate:.0f} tickets/s for {seconds:.0f}s")
     before = scrape_stages(ports)
+    snapshots_before, started = scrape_snapshots(ports), time.perf_counter()
     rows = _ticket_rows(int(rate * seconds), customers, start=1)
     ids: list[int] = []
     t0 = time.perf_counter()
@@ -261,6 +324,7 @@ def _latency_run(
     offered_s = time.perf_counter() - t0
     lat = _wait_routed(client, prefix, ids, 120)
     time.sleep(1.0)  # the stage recorders report in batches of at most 0.5 s
+    epochs = (time.perf_counter() - started) / epoch_seconds
     return {
         "offered_rate_per_s": rate,
         "achieved_rate_per_s": round(len(ids) / offered_s, 1),
@@ -268,6 +332,7 @@ def _latency_run(
         "routed": lat["tickets_routed"],
         "commit_to_redis_ms": lat["latency_ms"],
         "stages_commit_to_exit_ms": stage_percentiles(before, scrape_stages(ports)),
+        "snapshots": snapshot_summary(snapshots_before, scrape_snapshots(ports), epochs),
     }
 
 
@@ -301,7 +366,15 @@ def run_kafka_bench(
                 with psycopg.connect(stack.source_dsn, autocommit=True) as conn:
                     customers = _warm_up(conn, client, prefix, pipeline, timeout=180)
                     latency = _latency_run(
-                        conn, client, prefix, customers, rate, seconds, ports, console
+                        conn,
+                        client,
+                        prefix,
+                        customers,
+                        rate,
+                        seconds,
+                        ports,
+                        console,
+                        settings.pipeline.epoch_interval.total_seconds(),
                     )
             finally:
                 pipeline.stop()
