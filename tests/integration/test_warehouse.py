@@ -315,3 +315,41 @@ class TestDataflow:
         cluster_main(_flow(items, tmp_path), [], 0, worker_count_per_proc=2)
         facts = read_table(tmp_path, TICKET_FACTS)
         assert sorted(facts.select("ticket_id", "version").rows()) == _versions()
+
+
+def test_frames_built_through_arrow_equal_polars_own_constructor() -> None:
+    from datetime import timezone
+
+    import polars as pl
+
+    from sinks import warehouse
+
+    berlin = timezone(timedelta(hours=2))
+    odd = replace(
+        make_ticket(7, 20),
+        priority_reasons=(),  # an empty list
+        categories=("billing", "refunds"),
+        committed_at=datetime(2025, 3, 1, 11, 30, tzinfo=berlin),  # not in UTC
+        organization="Ünïcode GmbH",
+        sentiment=None,
+    )
+    records = {
+        TICKET_FACTS: [warehouse.ticket_fact_record(t) for t in (*sample_items()[:4], odd)],
+        ROUTING_DECISIONS: [warehouse.routing_decision_record(d) for d in sample_items()[4:7]],
+        SLA_EVENTS: [warehouse.sla_event_record(e) for e in sample_items()[7:9]],
+        MODEL_METRICS: [warehouse.model_metric_record(make_metric(100))],
+    }
+    for table, rows in records.items():
+        rows = [{**row, "written_at": DAY2} for row in rows]
+        columns = {name: [row[name] for row in rows] for name in TABLES[table].schema}
+        expected = pl.DataFrame(columns, schema=dict(TABLES[table].schema))
+        assert warehouse._frame(table, columns).equals(expected), table
+    frames = batch_to_frames([*sample_items(), odd], written_at=DAY2)
+    facts = frames[TICKET_FACTS].filter(pl.col("ticket_id") == 7).row(0, named=True)
+    assert facts["source_committed_at"] == datetime(2025, 3, 1, 9, 30, tzinfo=UTC)
+    assert facts["priority_reasons"] == [] and facts["organization"] == "Ünïcode GmbH"
+    # Values Arrow refuses take polars' constructor, which decides as it always did.
+    bad = {name: [None] for name in TABLES[SLA_EVENTS].schema}
+    bad["ticket_id"] = ["not a number"]
+    with pytest.raises((TypeError, pl.exceptions.PolarsError)):
+        warehouse._frame(SLA_EVENTS, bad)
