@@ -281,19 +281,41 @@ class _JournalLogic(StatefulLogic[V, W, Journaled], Generic[V, W, S]):
         started = time.perf_counter()
         chunk = b"".join(self.pending)
         self.pending = []
-        if self.base is not None and self.journal_bytes + len(chunk) <= self.rebase * len(
-            self.base
-        ):
-            if chunk:
-                self.journal.append(chunk)
-                self.journal_bytes += len(chunk)
-        else:
+        journal = self.journal_bytes + len(chunk)
+        if self.base is None or self._rebase_now(journal, len(self.base)):
             self.base = pickle.dumps(self.state, protocol=pickle.HIGHEST_PROTOCOL)
             self.journal, self.journal_bytes = [], 0
+        elif chunk:
+            self.journal.append(chunk)
+            self.journal_bytes = journal
         # The base goes to the recovery store at every epoch too (copied, not pickled).
         size = len(self.base) + self.journal_bytes
         _taken(f"{type(self.state).__name__} (journaled)", size, started)
         return Journaled(self.base, tuple(self.journal))
+
+    def _rebase_now(self, journal: int, base: int) -> bool:
+        """Whether to pickle the state again: its journal outgrew ``rebase`` times the base.
+
+        Keys that grow together (queues filling at the same rate) would all rebase at the
+        same epoch and add their pauses up, so a worker thread rebases one key per
+        :data:`REBASE_SPACING`; the others wait for a later epoch, up to twice the limit.
+        """
+        if journal <= self.rebase * base:
+            return False
+        now = _clock()
+        last = getattr(_rebased, "at", None)
+        if journal <= 2 * self.rebase * base and last is not None and now - last < REBASE_SPACING:
+            return False
+        _rebased.at = now
+        return True
+
+
+REBASE_SPACING = 1.0
+"""Seconds between two rebases of journaled keys on one worker thread (an epoch's
+snapshots are taken in one burst, and epochs are longer)."""
+
+_rebased = threading.local()
+_clock = time.monotonic
 
 
 def journaled_flat_map(

@@ -203,3 +203,40 @@ def test_the_queue_snapshot_grows_with_the_epoch_not_with_the_backlog() -> None:
     assert after_one.base == backlog.base
     assert len(after_one.journal[-1]) * 100 < len(backlog.base)
     assert datetime.now(UTC) > T0
+
+
+def test_keys_due_together_rebase_one_per_spacing_and_none_beyond_twice_the_limit(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from pipelines import state as state_module
+
+    now = [1000.0]
+    monkeypatch.setattr(state_module, "_clock", lambda: now[0])
+    monkeypatch.setattr(state_module._rebased, "at", None, raising=False)
+    keys = [_JournalLogic(tally_step, None, timed=False, rebase=1.0) for _ in range(3)]
+    for logic in keys:
+        for i in range(40):
+            logic.on_item(i)
+    bases = [logic.snapshot().base for logic in keys]  # first snapshots are bases
+    now[0] += 10
+    # Each key's journal outgrows its base in the same epoch.
+    for logic in keys:
+        for i in range(60):
+            logic.on_item(100 + i)
+    snaps = [logic.snapshot() for logic in keys]
+    rebased = [s.base != b for s, b in zip(snaps, bases, strict=True)]
+    assert rebased == [True, False, False]  # one rebase in this burst
+    assert all(s.journal for s, r in zip(snaps, rebased, strict=True) if not r)
+    now[0] += 10
+    snaps = [logic.snapshot() for logic in keys]  # the next epoch: the next key
+    assert [not s.journal for s in snaps] == [True, True, False]
+    # A postponed key rebases at once when its journal reaches twice the limit.
+    last = keys[2]
+    size = len(snaps[2].base)
+    while last.journal_bytes + sum(map(len, last.pending)) <= 2 * size:
+        last.on_item(7)
+    assert not last.snapshot().journal  # same burst as the rebase above, rebased anyway
+    # Whatever was postponed, each key still resumes to its live state.
+    for logic in keys:
+        resumed = _JournalLogic(tally_step, logic.snapshot(), timed=False, rebase=1.0)
+        assert _view(resumed.state) == _view(logic.state)
