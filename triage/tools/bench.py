@@ -32,6 +32,7 @@ import re
 import shutil
 import time
 import urllib.request
+from collections.abc import Iterator
 from typing import Any
 
 import psycopg
@@ -114,21 +115,27 @@ def _seed(dsn: str) -> None:
     ).seed_reference_data()
 
 
-def scrape_stages(ports: list[int]) -> dict[str, dict[float, float]]:
-    """Cumulative bucket counts of ``triage_stage_latency_seconds`` summed over processes."""
-    out: dict[str, dict[float, float]] = {}
+def _metric_lines(ports: list[int]) -> Iterator[str]:
+    """The lines of every pipeline process's ``/metrics`` (a process that does not answer
+    is skipped)."""
     for port in ports:
         try:
             with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5) as resp:
                 text = resp.read().decode()
         except OSError:
             continue
-        for line in text.splitlines():
-            m = _BUCKET.match(line)
-            if m:
-                le = float("inf") if m.group(1) == "+Inf" else float(m.group(1))
-                stage = out.setdefault(m.group(2), {})
-                stage[le] = stage.get(le, 0.0) + float(m.group(3))
+        yield from text.splitlines()
+
+
+def scrape_stages(ports: list[int]) -> dict[str, dict[float, float]]:
+    """Cumulative bucket counts of ``triage_stage_latency_seconds`` summed over processes."""
+    out: dict[str, dict[float, float]] = {}
+    for line in _metric_lines(ports):
+        m = _BUCKET.match(line)
+        if m:
+            le = float("inf") if m.group(1) == "+Inf" else float(m.group(1))
+            stage = out.setdefault(m.group(2), {})
+            stage[le] = stage.get(le, 0.0) + float(m.group(3))
     return out
 
 
@@ -140,18 +147,11 @@ def scrape_snapshots(ports: list[int]) -> dict[str, list[float]]:
     """``{state: [snapshots, bytes, seconds]}`` of ``triage_snapshot*_total`` summed over
     processes."""
     out: dict[str, list[float]] = {}
-    for port in ports:
-        try:
-            with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5) as resp:
-                text = resp.read().decode()
-        except OSError:
-            continue
-        for line in text.splitlines():
-            m = _SNAPSHOT.match(line)
-            if m:
-                out.setdefault(m.group(2), [0.0, 0.0, 0.0])[_SNAPSHOT_FIELDS[m.group(1)]] += float(
-                    m.group(3)
-                )
+    for line in _metric_lines(ports):
+        m = _SNAPSHOT.match(line)
+        if m:
+            totals = out.setdefault(m.group(2), [0.0, 0.0, 0.0])
+            totals[_SNAPSHOT_FIELDS[m.group(1)]] += float(m.group(3))
     return out
 
 
