@@ -248,15 +248,7 @@ def run_bench(
                 customers = _warm_up(conn, client, prefix, pipeline, timeout=120)
 
                 latency = _latency_run(
-                    conn,
-                    client,
-                    prefix,
-                    customers,
-                    rate,
-                    seconds,
-                    ports,
-                    console,
-                    settings.pipeline.epoch_interval.total_seconds(),
+                    conn, client, settings, customers, rate, seconds, ports, console
                 )
 
                 console.print(f"throughput run: {events} tickets in bulk")
@@ -297,13 +289,12 @@ def run_bench(
 def _latency_run(
     conn: psycopg.Connection[Any],
     client: redis.Redis,
-    prefix: str,
+    settings: AppSettings,
     customers: list[int],
     rate: float,
     seconds: float,
     ports: list[int],
     console: Console,
-    epoch_seconds: float,
 ) -> dict[str, Any]:
     """One ticket per transaction at ``rate``/s for ``seconds``: commit → decision in Redis,
     and the recovery snapshots taken meanwhile, per epoch."""
@@ -322,9 +313,9 @@ def _latency_run(
         assert got is not None
         ids.append(got[0])
     offered_s = time.perf_counter() - t0
-    lat = _wait_routed(client, prefix, ids, 120)
+    lat = _wait_routed(client, settings.redis.key_prefix, ids, 120)
     time.sleep(1.0)  # the stage recorders report in batches of at most 0.5 s
-    epochs = (time.perf_counter() - started) / epoch_seconds
+    epochs = (time.perf_counter() - started) / settings.pipeline.epoch_interval.total_seconds()
     return {
         "offered_rate_per_s": rate,
         "achieved_rate_per_s": round(len(ids) / offered_s, 1),
@@ -366,15 +357,7 @@ def run_kafka_bench(
                 with psycopg.connect(stack.source_dsn, autocommit=True) as conn:
                     customers = _warm_up(conn, client, prefix, pipeline, timeout=180)
                     latency = _latency_run(
-                        conn,
-                        client,
-                        prefix,
-                        customers,
-                        rate,
-                        seconds,
-                        ports,
-                        console,
-                        settings.pipeline.epoch_interval.total_seconds(),
+                        conn, client, settings, customers, rate, seconds, ports, console
                     )
             finally:
                 pipeline.stop()
