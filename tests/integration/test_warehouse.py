@@ -353,3 +353,22 @@ def test_frames_built_through_arrow_equal_polars_own_constructor() -> None:
     bad["ticket_id"] = ["not a number"]
     with pytest.raises((TypeError, pl.exceptions.PolarsError)):
         warehouse._frame(SLA_EVENTS, bad)
+
+
+def test_warm_up_takes_the_first_conversion_costs_before_the_first_item() -> None:
+    import subprocess
+    import sys
+
+    code = (
+        "import sys\n"
+        "from sinks import warehouse\n"
+        "from tests.integration.test_warehouse import sample_items\n"
+        "warehouse.warm_up()\n"
+        "before = set(sys.modules)\n"
+        "warehouse.batch_to_frames(sample_items())\n"
+        "print(sorted(m for m in set(sys.modules) - before if m.split('.')[0] != 'tests'))\n"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    # Nothing is imported on the way of the first batch (pyarrow imports pandas at its
+    # first conversion, 0.3 s, which warm_up takes at start-up).
+    assert done.stdout.strip() == "[]", done.stdout
