@@ -189,8 +189,19 @@ def test_metrics_keyed_by_dimension_family_give_the_windows_of_one_key(
     feed: Feed, workers: int
 ) -> None:
     def windows(analytics: list[Any]) -> list[tuple[Any, ...]]:
+        # Breach counts are left out: the queues find breaches on the wall clock, and in
+        # this feed of past times every open clock is overdue, so how many breach before
+        # their reply arrives depends on when each queue's timer fires against its
+        # items, which differs from run to run with two workers (seen under load). That
+        # the family keys count breaches as one key does is checked on a fixed clock in
+        # tests/models/test_live_metrics.py.
         return sorted(
-            (w.start, w.dimension, tuple(sorted(w.counts.items())), w.backlog)
+            (
+                w.start,
+                w.dimension,
+                tuple(sorted((k, n) for k, n in w.counts.items() if k != "breach")),
+                w.backlog,
+            )
             for w in analytics
             if isinstance(w, WindowResult)
         )
