@@ -30,6 +30,7 @@ Example:
 from __future__ import annotations
 
 import json
+import threading
 from collections.abc import Mapping
 from datetime import UTC, datetime
 from types import MappingProxyType
@@ -92,6 +93,7 @@ TICKET_FACT_COLUMNS: tuple[str, ...] = (
 _FIELDS_KEPT = 2048
 """Flattened tickets kept for the next sink: each ticket goes to three of them in turn."""
 _fields_memo: dict[tuple[int, bool], tuple[EnrichedTicket, Mapping[str, Any]]] = {}
+_fields_lock = threading.Lock()
 
 
 def ticket_fields(item: EnrichedTicket, *, allow_pii: bool = False) -> Mapping[str, Any]:
@@ -116,9 +118,10 @@ def ticket_fields(item: EnrichedTicket, *, allow_pii: bool = False) -> Mapping[s
         t = item.ticket
         masked = {"subject": mask_pii(t.subject), "description": mask_pii(t.description)}
         fields = MappingProxyType({**plain, **masked})
-    if len(_fields_memo) >= _FIELDS_KEPT:
-        del _fields_memo[next(iter(_fields_memo))]  # oldest first (insertion order)
-    _fields_memo[key] = (item, fields)
+    with _fields_lock:  # worker threads of one process share the memo
+        if len(_fields_memo) >= _FIELDS_KEPT:
+            del _fields_memo[next(iter(_fields_memo))]  # oldest first (insertion order)
+        _fields_memo[key] = (item, fields)
     return fields
 
 
