@@ -97,6 +97,7 @@ from models.telemetry import StageRecorder, report_degraded
 from models.telemetry import enabled as telemetry_enabled
 from pipelines.settings import PipelineSettings
 from pipelines.state import (
+    AccountedState,
     buffer,
     journaled_flat_map,
     replaying,
@@ -619,7 +620,7 @@ def learn(models: TextModels, item: LearnInput) -> list[ModelMetric]:
     return []
 
 
-class _LearnLogic(StatefulLogic[LearnInput, Any, bytes]):
+class _LearnLogic(AccountedState, StatefulLogic[LearnInput, Any, bytes]):
     """The single learning copy of the text models; publishes versions as it learns.
 
     With a publishing interval of zero (one process: the store shares the object itself)
@@ -685,7 +686,10 @@ class _LearnLogic(StatefulLogic[LearnInput, Any, bytes]):
     def snapshot(self) -> bytes:
         if self.kb_changed:
             self._publish()
-        return zlib.compress(pickle.dumps(self.models, protocol=pickle.HIGHEST_PROTOCOL), 1)
+        started = time.perf_counter()
+        data = zlib.compress(pickle.dumps(self.models, protocol=pickle.HIGHEST_PROTOCOL), 1)
+        self._taken("TextModels (compressed)", len(data), started)
+        return data
 
 
 def make_queue_step(settings: PipelineSettings, policy: RoutingPolicy):

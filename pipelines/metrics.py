@@ -9,13 +9,15 @@ and serves ``/metrics`` from a background thread of the pipeline process.
 
 from __future__ import annotations
 
+import ctypes
 import functools
 import logging
-from collections.abc import Iterator, Mapping, Sequence
-from typing import Any
+import sys
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from typing import Any, cast
 
 from prometheus_client import REGISTRY, CollectorRegistry, Counter, Gauge, Histogram
-from prometheus_client.core import CounterMetricFamily
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from prometheus_client.registry import Collector
 
 from models.telemetry import install_telemetry
@@ -49,9 +51,10 @@ class _FlowCounters(Collector):
 
 class _SnapshotCounters(Collector):
     """``triage_snapshots_total``, ``triage_snapshot_bytes_total`` and
-    ``triage_snapshot_seconds_total`` per kind of state, from :data:`pipelines.state.SNAPSHOTS`."""
+    ``triage_snapshot_seconds_total`` per kind of state, from :data:`pipelines.state.SNAPSHOTS`,
+    and the gauges ``triage_state_keys`` and ``triage_state_bytes`` of what is held now."""
 
-    def collect(self) -> Iterator[CounterMetricFamily]:
+    def collect(self) -> Iterator[CounterMetricFamily | GaugeMetricFamily]:
         from pipelines.state import SNAPSHOTS
 
         families = [
@@ -73,6 +76,85 @@ class _SnapshotCounters(Collector):
             for family, value in zip(families, values, strict=True):
                 family.add_metric([state], value)
         yield from families
+        held = [
+            GaugeMetricFamily(
+                "triage_state_keys", "Keys of each kind of state held now.", labels=["state"]
+            ),
+            GaugeMetricFamily(
+                "triage_state_bytes",
+                "Size of the latest recovery snapshot of the keys held now, per state (what "
+                "the recovery store keeps for them; the objects in memory are larger).",
+                labels=["state"],
+            ),
+        ]
+        for state, values in sorted(SNAPSHOTS.held().items()):
+            for family, value in zip(held, values, strict=True):
+                family.add_metric([state], value)
+        yield from held
+
+
+class _mallinfo2(ctypes.Structure):
+    _fields_ = [
+        (name, ctypes.c_size_t)
+        for name in (
+            "arena", "ordblks", "smblks", "hblks", "hblkhd", "usmblks", "fsmblks",
+            "uordblks", "fordblks", "keepcost",
+        )
+    ]  # fmt: skip
+
+
+@functools.cache
+def _glibc_mallinfo() -> Callable[[], _mallinfo2] | None:
+    """glibc's ``mallinfo2`` (2.33 and later), or None on other C libraries."""
+    try:
+        libc = ctypes.CDLL(None)
+        fn = libc.mallinfo2
+    except (OSError, AttributeError):
+        return None
+    fn.restype = _mallinfo2
+    fn.argtypes = []
+    return cast(Callable[[], _mallinfo2], fn)
+
+
+def process_memory() -> dict[str, int]:
+    """Where the process's memory is, as far as the allocators tell.
+
+    ``python_blocks``: objects and buffers Python's allocator holds (a count; it grows
+    with live objects, not with fragmentation). With glibc, from ``mallinfo2`` (all
+    arenas): ``malloc_in_use`` bytes in allocated chunks, ``malloc_free`` bytes free
+    inside the heap (kept by the allocator, resident if touched) and ``malloc_mmapped``
+    bytes of large blocks in their own mappings. Python's small objects live in 256 KiB
+    arenas of their own, which none of these count.
+    """
+    figures = {"python_blocks": sys.getallocatedblocks()}
+    mallinfo = _glibc_mallinfo()
+    if mallinfo is not None:
+        info = mallinfo()
+        figures.update(
+            malloc_in_use=info.uordblks, malloc_free=info.fordblks, malloc_mmapped=info.hblkhd
+        )
+    return figures
+
+
+class _ProcessMemory(Collector):
+    """``triage_process_python_blocks`` and ``triage_process_malloc_bytes{part}``."""
+
+    def collect(self) -> Iterator[GaugeMetricFamily]:
+        figures = process_memory()
+        yield GaugeMetricFamily(
+            "triage_process_python_blocks",
+            "Memory blocks held by Python's allocator (grows with live objects).",
+            value=figures.pop("python_blocks"),
+        )
+        family = GaugeMetricFamily(
+            "triage_process_malloc_bytes",
+            "Bytes of the C allocator (glibc mallinfo2): in_use, free (kept in the heap), "
+            "mmapped (large blocks).",
+            labels=["part"],
+        )
+        for part, value in figures.items():
+            family.add_metric([part.removeprefix("malloc_")], value)
+        yield family
 
 
 class PrometheusTelemetry:
@@ -142,6 +224,7 @@ class PrometheusTelemetry:
         )
         registry.register(_FlowCounters())
         registry.register(_SnapshotCounters())
+        registry.register(_ProcessMemory())
 
     def changes_read(self, tables: Mapping[str, int], lag_seconds: float | None) -> None:
         for table, count in tables.items():

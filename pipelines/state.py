@@ -39,56 +39,96 @@ class SnapshotTotals:
     An epoch's snapshots are taken on the worker thread while decisions wait, so their
     time per epoch is part of the epoch's pause (``triage_snapshot_*`` metrics; ``triage
     bench`` reports them per epoch).
+
+    Also what is held now, per kind: the keys alive and the size of their latest snapshot
+    (what the recovery store keeps for them), so a growing state shows which kind grows.
     """
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
         self._totals: dict[str, tuple[int, int, float]] = {}
+        self._held: dict[str, tuple[int, int]] = {}
 
     def add(self, kind: str, size: int, seconds: float) -> None:
         with self._lock:  # worker threads of one process share the totals
             count, total, spent = self._totals.get(kind, (0, 0, 0.0))
             self._totals[kind] = (count + 1, total + size, spent + seconds)
 
+    def hold(self, kind: str, keys: int, size: int) -> None:
+        """Change what is held of ``kind`` by ``keys`` keys and ``size`` bytes."""
+        with self._lock:
+            have_keys, have_bytes = self._held.get(kind, (0, 0))
+            self._held[kind] = (have_keys + keys, have_bytes + size)
+
     def totals(self) -> dict[str, tuple[int, int, float]]:
         """``{kind: (snapshots, bytes, seconds)}`` since the process started."""
         with self._lock:
             return dict(self._totals)
 
+    def held(self) -> dict[str, tuple[int, int]]:
+        """``{kind: (keys, bytes of their latest snapshots)}`` of the keys alive now."""
+        with self._lock:
+            return dict(self._held)
+
 
 SNAPSHOTS = SnapshotTotals()
 
 
-def _taken(kind: str, size: int, started: float) -> None:
-    seconds = time.perf_counter() - started
-    SNAPSHOTS.add(kind, size, seconds)
-    if log.isEnabledFor(logging.DEBUG):
-        log.debug("snapshot of %s: %d bytes in %.1f ms", kind, size, seconds * 1000)
+class AccountedState:
+    """A key's share of :meth:`SnapshotTotals.held`: its latest snapshot's kind and size."""
+
+    _held: tuple[str, int] | None = None
+
+    def _holds(self, kind: str, size: int) -> None:
+        held = self._held
+        if held is None:
+            SNAPSHOTS.hold(kind, 1, size)
+        elif held[0] == kind:
+            SNAPSHOTS.hold(kind, 0, size - held[1])
+        else:
+            SNAPSHOTS.hold(held[0], -1, -held[1])
+            SNAPSHOTS.hold(kind, 1, size)
+        self._held = (kind, size)
+
+    def _released(self) -> None:
+        """The key is discarded: the recovery store forgets it too."""
+        if self._held is not None:
+            SNAPSHOTS.hold(self._held[0], -1, -self._held[1])
+            self._held = None
+
+    def _taken(self, kind: str, size: int, started: float) -> None:
+        seconds = time.perf_counter() - started
+        SNAPSHOTS.add(kind, size, seconds)
+        self._holds(kind, size)
+        if log.isEnabledFor(logging.DEBUG):
+            log.debug("snapshot of %s: %d bytes in %.1f ms", kind, size, seconds * 1000)
+
+    def _pickle(self, state: Any) -> bytes:
+        """The snapshot bytes of ``state``, counted in :data:`SNAPSHOTS`."""
+        started = time.perf_counter()
+        data = pickle.dumps(state, protocol=pickle.HIGHEST_PROTOCOL)
+        self._taken(type(state).__name__, len(data), started)
+        return data
 
 
-def _pickle(state: Any) -> bytes:
-    """The snapshot bytes of ``state``, counted in :data:`SNAPSHOTS`."""
-    started = time.perf_counter()
-    data = pickle.dumps(state, protocol=pickle.HIGHEST_PROTOCOL)
-    _taken(type(state).__name__, len(data), started)
-    return data
-
-
-class _PickledFlatMapLogic(StatefulLogic[V, W, bytes], Generic[V, W, S]):
-    def __init__(self, mapper: Mapper[S, V, W], state: S | None) -> None:
+class _PickledFlatMapLogic(AccountedState, StatefulLogic[V, W, bytes], Generic[V, W, S]):
+    def __init__(self, mapper: Mapper[S, V, W], state: S | None, resumed_size: int = 0) -> None:
         self.mapper = mapper
         self.state = state
+        if state is not None:
+            self._holds(type(state).__name__, resumed_size)
 
     def on_item(self, value: V) -> tuple[Iterable[W], bool]:
         state, out = self.mapper(self.state, value)
         if state is None:
             self.state = None
+            self._released()
             return out, StatefulLogic.DISCARD
         self.state = state
         return out, StatefulLogic.RETAIN
 
     def snapshot(self) -> bytes:
-        return _pickle(self.state)
+        return self._pickle(self.state)
 
 
 def stateful_flat_map(
@@ -98,7 +138,7 @@ def stateful_flat_map(
 
     def builder(resume: bytes | None) -> _PickledFlatMapLogic[V, W, S]:
         state: Any = None if resume is None else pickle.loads(resume)
-        return _PickledFlatMapLogic(mapper, state)
+        return _PickledFlatMapLogic(mapper, state, len(resume or b""))
 
     return op.stateful(step_id, up, builder)
 
@@ -113,10 +153,12 @@ class TimedState(Protocol):
     def is_idle(self) -> bool: ...
 
 
-class _TimedLogic(StatefulLogic[V, W, bytes], Generic[V, W, S]):
-    def __init__(self, mapper: Mapper[S, V, W], state: S | None) -> None:
+class _TimedLogic(AccountedState, StatefulLogic[V, W, bytes], Generic[V, W, S]):
+    def __init__(self, mapper: Mapper[S, V, W], state: S | None, resumed_size: int = 0) -> None:
         self.mapper = mapper
         self.state = state
+        if state is not None:
+            self._holds(type(state).__name__, resumed_size)
 
     def on_item(self, value: V) -> tuple[Iterable[W], bool]:
         state, out = self.mapper(self.state, value)
@@ -142,11 +184,12 @@ class _TimedLogic(StatefulLogic[V, W, bytes], Generic[V, W, S]):
 
     def _verdict(self) -> bool:
         if self.state is None or cast(TimedState, self.state).is_idle():
+            self._released()
             return StatefulLogic.DISCARD
         return StatefulLogic.RETAIN
 
     def snapshot(self) -> bytes:
-        return _pickle(self.state)
+        return self._pickle(self.state)
 
 
 def timed_stateful_flat_map(
@@ -160,7 +203,7 @@ def timed_stateful_flat_map(
 
     def builder(resume: bytes | None) -> _TimedLogic[V, W, S]:
         state: Any = None if resume is None else pickle.loads(resume)
-        return _TimedLogic(mapper, state)
+        return _TimedLogic(mapper, state, len(resume or b""))
 
     return op.stateful(step_id, up, builder)
 
@@ -191,7 +234,7 @@ class Journaled:
 _ITEM, _TICK, _EOF = "i", "t", "e"
 
 
-class _JournalLogic(StatefulLogic[V, W, Journaled], Generic[V, W, S]):
+class _JournalLogic(AccountedState, StatefulLogic[V, W, Journaled], Generic[V, W, S]):
     """Keyed state whose snapshot costs what arrived, not what is held.
 
     A queue's routing state holds every open ticket (MBs with a backlog) and changes at
@@ -229,8 +272,13 @@ class _JournalLogic(StatefulLogic[V, W, Journaled], Generic[V, W, S]):
                     self._replay(chunk)
             finally:
                 _replay.active = False
+            self._holds(self._kind(), len(self.base) + self.journal_bytes)
         elif resume is not None:  # a plain pickle, written before the journal existed
             self.state = pickle.loads(resume)
+            self._holds(self._kind(), len(resume))
+
+    def _kind(self) -> str:
+        return f"{type(self.state).__name__} (journaled)"
 
     def _replay(self, chunk: bytes) -> None:
         stream = io.BytesIO(chunk)
@@ -254,6 +302,7 @@ class _JournalLogic(StatefulLogic[V, W, Journaled], Generic[V, W, S]):
         if self._idle():
             self.state, self.base, self.journal, self.pending = None, None, [], []
             self.journal_bytes = 0
+            self._released()
             return out, StatefulLogic.DISCARD
         self.pending.append(pickle.dumps(op, protocol=pickle.HIGHEST_PROTOCOL))
         return out, StatefulLogic.RETAIN
@@ -290,7 +339,7 @@ class _JournalLogic(StatefulLogic[V, W, Journaled], Generic[V, W, S]):
             self.journal_bytes = journal
         # The base goes to the recovery store at every epoch too (copied, not pickled).
         size = len(self.base) + self.journal_bytes
-        _taken(f"{type(self.state).__name__} (journaled)", size, started)
+        self._taken(self._kind(), size, started)
         return Journaled(self.base, tuple(self.journal))
 
     def _rebase_now(self, journal: int, base: int) -> bool:
@@ -362,7 +411,9 @@ def release_time(now: datetime, timeout: timedelta, phase: float) -> datetime:
     return now + timedelta(seconds=period - offset % period)
 
 
-class _BufferLogic(StatefulLogic[V, list[V], tuple[datetime | None, tuple[bytes, ...]]]):
+class _BufferLogic(
+    AccountedState, StatefulLogic[V, list[V], tuple[datetime | None, tuple[bytes, ...]]]
+):
     def __init__(
         self,
         timeout: timedelta,
@@ -381,6 +432,7 @@ class _BufferLogic(StatefulLogic[V, list[V], tuple[datetime | None, tuple[bytes,
             self.chunks = list(chunks)
             for chunk in chunks:
                 self.items.extend(pickle.loads(chunk))
+            self._holds("buffer", sum(map(len, chunks)))
         self.pickled = len(self.items)
 
     def on_item(self, value: V) -> tuple[Iterable[list[V]], bool]:
@@ -393,13 +445,17 @@ class _BufferLogic(StatefulLogic[V, list[V], tuple[datetime | None, tuple[bytes,
             )
         self.items.append(value)
         if len(self.items) >= self.max_size:
-            return (self.items,), StatefulLogic.DISCARD
+            return self._release()
         return (), StatefulLogic.RETAIN
 
     def on_notify(self) -> tuple[Iterable[list[V]], bool]:
-        return ((self.items,) if self.items else ()), StatefulLogic.DISCARD
+        return self._release()
 
     def on_eof(self) -> tuple[Iterable[list[V]], bool]:
+        return self._release()
+
+    def _release(self) -> tuple[Iterable[list[V]], bool]:
+        self._released()
         return ((self.items,) if self.items else ()), StatefulLogic.DISCARD
 
     def notify_at(self) -> datetime | None:
@@ -414,7 +470,7 @@ class _BufferLogic(StatefulLogic[V, list[V], tuple[datetime | None, tuple[bytes,
                 pickle.dumps(self.items[self.pickled :], protocol=pickle.HIGHEST_PROTOCOL)
             )
             self.pickled = len(self.items)
-        _taken("buffer", sum(map(len, self.chunks)), started)
+        self._taken("buffer", sum(map(len, self.chunks)), started)
         return self.due, tuple(self.chunks)
 
 

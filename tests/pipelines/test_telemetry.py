@@ -243,3 +243,71 @@ class TestPrometheus:
         _, chunks = buffered.snapshot()
         assert counted("buffer") == (before[0] + 1, before[1] + sum(map(len, chunks)))
         assert value(registry, "triage_snapshot_seconds_total", state="buffer") >= 0
+
+    def test_held_state_is_the_keys_alive_and_their_latest_snapshots(
+        self, prom: tuple[PrometheusTelemetry, CollectorRegistry]
+    ) -> None:
+        from pipelines.state import Journaled, _BufferLogic, _JournalLogic, _PickledFlatMapLogic
+
+        _, registry = prom
+
+        def held(state: str) -> tuple[float, float]:
+            return (
+                value(registry, "triage_state_keys", state=state),
+                value(registry, "triage_state_bytes", state=state),
+            )
+
+        def keep(total: dict[str, int] | None, item: str) -> tuple[dict[str, int] | None, list]:
+            if item == "end":
+                return None, []
+            return {**(total or {}), item: len(item)}, []
+
+        start = held("dict")
+        plain = _PickledFlatMapLogic(keep, None)
+        plain.on_item("a")
+        assert held("dict") == start  # nothing is held before its first snapshot
+        first = plain.snapshot()
+        assert held("dict") == (start[0] + 1, start[1] + len(first))
+        plain.on_item("b" * 500)
+        second = plain.snapshot()  # the same key: its latest snapshot replaces the first
+        assert len(second) > len(first)
+        assert held("dict") == (start[0] + 1, start[1] + len(second))
+        plain.on_item("end")  # discarded: the store forgets it
+        assert held("dict") == start
+
+        # A key resumed from the recovery store is held from the start.
+        journaled = _JournalLogic(lambda s, v, now: keep(s, v), None, timed=False, rebase=1.0)
+        journaled.on_item("x")
+        snap = journaled.snapshot()
+        before = held("dict (journaled)")
+        resumed = _JournalLogic(lambda s, v, now: keep(s, v), snap, timed=False, rebase=1.0)
+        assert isinstance(snap, Journaled)
+        size = len(snap.base) + sum(map(len, snap.journal))
+        assert held("dict (journaled)") == (before[0] + 1, before[1] + size)
+        resumed.on_item("end")
+        assert held("dict (journaled)") == before
+
+        start = held("buffer")
+        buffered = _BufferLogic(timedelta(seconds=5), 100, None)
+        buffered.on_item("a")
+        _, chunks = buffered.snapshot()
+        assert held("buffer") == (start[0] + 1, start[1] + sum(map(len, chunks)))
+        buffered.on_notify()  # released downstream: nothing held
+        assert held("buffer") == start
+
+    def test_process_memory_gauges(
+        self, prom: tuple[PrometheusTelemetry, CollectorRegistry]
+    ) -> None:
+        import sys
+
+        _, registry = prom
+        blocks = value(registry, "triage_process_python_blocks")
+        assert blocks > 1000
+        kept = [bytearray(64) for _ in range(20_000)]  # live objects raise the count
+        assert value(registry, "triage_process_python_blocks") >= blocks + 15_000
+        del kept
+        if sys.platform == "linux":  # glibc's mallinfo2
+            big = bytearray(1 << 20)  # served by malloc, not Python's small-object arenas
+            assert value(registry, "triage_process_malloc_bytes", part="in_use") + value(
+                registry, "triage_process_malloc_bytes", part="mmapped"
+            ) >= len(big)

@@ -11,8 +11,10 @@ Linux only (the resident set is read from ``/proc``).
 
 from __future__ import annotations
 
+import re
 import shutil
 import time
+from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
@@ -22,9 +24,11 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
 from triage.runtime import PipelineProcess, migrate, open_stack
+from triage.services import free_port
 from triage.settings import AppSettings
 from triage.tools.bench import (
     _insert_bulk,
+    _metric_lines,
     _pipeline_env,
     _seed,
     _ticket_rows,
@@ -69,6 +73,42 @@ def process_tree_rss_mib(pid: int) -> tuple[float, float]:
     return round(own / 1024, 1), round(tree / 1024, 1)
 
 
+_HELD = re.compile(r'^triage_state_(keys|bytes)\{state="([^"]+)"\} (\S+)$')
+_MEMORY = re.compile(r'^triage_process_(python_blocks|malloc_bytes)(?:\{part="([^"]+)"\})? (\S+)$')
+
+
+def held_state(lines: Iterable[str]) -> dict[str, Any]:
+    """What a pipeline's ``/metrics`` says it holds: per kind of state the keys and the MiB
+    of their latest snapshots (largest first), and its allocators' figures.
+
+    Example:
+        >>> held_state([
+        ...     'triage_state_keys{state="TicketText"} 1500.0',
+        ...     'triage_state_bytes{state="TicketText"} 1048576.0',
+        ...     'triage_process_python_blocks 250000.0',
+        ...     'triage_process_malloc_bytes{part="free"} 2097152.0',
+        ... ])
+        {'state': {'TicketText': {'keys': 1500, 'mib': 1.0}}, \
+'allocator': {'python_blocks': 250000, 'malloc_free_mib': 2.0}}
+    """
+    state: dict[str, dict[str, float]] = {}
+    allocator: dict[str, float] = {}
+    for line in lines:
+        if m := _HELD.match(line):
+            row = state.setdefault(m.group(2), {"keys": 0, "mib": 0.0})
+            if m.group(1) == "keys":
+                row["keys"] = int(float(m.group(3)))
+            else:
+                row["mib"] = round(float(m.group(3)) / 2**20, 1)
+        elif m := _MEMORY.match(line):
+            if m.group(1) == "python_blocks":
+                allocator["python_blocks"] = int(float(m.group(3)))
+            else:
+                allocator[f"malloc_{m.group(2)}_mib"] = round(float(m.group(3)) / 2**20, 1)
+    ranked = dict(sorted(state.items(), key=lambda kv: -kv[1]["mib"]))
+    return {"state": ranked, "allocator": allocator}
+
+
 def run_memory_bench(
     settings: AppSettings, *, checkpoints: list[int], console: Console
 ) -> dict[str, Any]:
@@ -84,7 +124,10 @@ def run_memory_bench(
         migrate(stack)
         _seed(stack.source_dsn)
         client = redis.Redis.from_url(stack.redis_url)
-        pipeline = PipelineProcess(stack, state_dir / "pipeline", extra_env=_pipeline_env(1))
+        metrics_port = free_port()
+        pipeline = PipelineProcess(
+            stack, state_dir / "pipeline", extra_env=_pipeline_env(1, metrics_port)
+        )
         pipeline.start()
         try:
             pipeline.wait_ready(settings.source.slot_name, flow_id=settings.pipeline.flow_id)
@@ -131,6 +174,7 @@ def run_memory_bench(
                                 "rss_mib": own,
                                 "rss_with_children_mib": tree,
                                 "elapsed_s": round(time.perf_counter() - started, 1),
+                                **held_state(_metric_lines([metrics_port])),
                             }
                             rows.append(row)
                             # A long run shows each checkpoint as it is reached (stderr; the
