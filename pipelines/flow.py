@@ -630,7 +630,7 @@ class _LearnLogic(AccountedState, StatefulLogic[LearnInput, Any, bytes]):
     published ``kb_delay`` after it arrives (a burst of articles is published together),
     and at the latest at the end of its epoch, before the epoch completes: tickets that
     other processes classify more than ``kb_delay`` plus their refresh after the article
-    arrived here can suggest it. Waiting for the epoch alone (10 s by default) left every
+    arrived here can suggest it. Waiting for the epoch alone (10 s, then the default) left every
     ticket of the first seconds after a KB import without suggestions in a cluster.
     """
 
