@@ -109,18 +109,6 @@ def held_state(lines: Iterable[str]) -> dict[str, Any]:
     return {"state": ranked, "allocator": allocator}
 
 
-def _wait_durable(port: int, timeout: float) -> bool:
-    """Wait until every change the source emitted is covered by a complete epoch (the
-    source's in-flight gauge is 0), so the state was snapshotted after it."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        for line in _metric_lines([port]):
-            if line.startswith("triage_source_in_flight_changes ") and float(line.split()[1]) == 0:
-                return True
-        time.sleep(0.2)
-    return False
-
-
 def run_memory_bench(
     settings: AppSettings, *, checkpoints: list[int], console: Console
 ) -> dict[str, Any]:
@@ -180,8 +168,9 @@ def run_memory_bench(
                         done += n
                         bar.update(task, completed=done)
                         if any(done >= c > done - n for c in checkpoints):
-                            # What the state gauges show is as of the last snapshot.
-                            _wait_durable(metrics_port, timeout=60)
+                            # The state gauges are as of each key's last snapshot: read
+                            # them a few epochs after the chunk was decided.
+                            time.sleep(3 * settings.pipeline.epoch_interval.total_seconds())
                             own, tree = process_tree_rss_mib(pid)
                             row = {
                                 "tickets": done,
