@@ -26,6 +26,7 @@ what one copy of every family emits.
 
 from __future__ import annotations
 
+import functools
 from collections import defaultdict
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -45,6 +46,10 @@ BREACH_RATE = "sla_breach_rate"
 # SLA events of a solve (the resolution fulfil) follow the ticket change that closed the
 # ticket; its dimensions are kept this long after it is done so those events keep them.
 _DONE_RETENTION = timedelta(hours=1)
+DONE_KEPT = 50_000
+"""At most this many done tickets keep their context (the earliest done go first): a
+backfill or a mass closure finishes far more than an hour's usual share in minutes, and
+would otherwise hold all of them for the hour (about 200 bytes each)."""
 
 
 @dataclass(frozen=True)
@@ -54,6 +59,13 @@ class SlaContext:
     category: str
     priority: str
     queue: str
+
+
+@functools.lru_cache(maxsize=4096)
+def sla_context(category: str, priority: str, queue: str) -> SlaContext:
+    """One shared (immutable) context per combination: tickets share a few hundred of them
+    at most, so each open ticket costs its map entries, not an object of its own."""
+    return SlaContext(category, priority, queue)
 
 
 def sla_outcome(event: SlaEvent) -> bool | None:
@@ -254,7 +266,7 @@ class LiveMetrics:
         """Remember what the ticket's SLA events are attributed to, a while past its end."""
         tid = et.ticket.id
         if et.ticket.is_open and et.op != "d":
-            self.sla_context[tid] = SlaContext(et.category, et.priority, et.queue)
+            self.sla_context[tid] = sla_context(et.category, et.priority, et.queue)
             self.done_at.pop(tid, None)
         elif tid in self.sla_context:
             # Re-inserted so that ``done_at`` stays in the order tickets finished.
@@ -262,7 +274,7 @@ class LiveMetrics:
             self.done_at[tid] = et.committed_at
         while self.done_at:
             oldest, finished = next(iter(self.done_at.items()))
-            if et.committed_at - finished < _DONE_RETENTION:
+            if et.committed_at - finished < _DONE_RETENTION and len(self.done_at) <= DONE_KEPT:
                 break
             del self.done_at[oldest]
             self.sla_context.pop(oldest, None)

@@ -7,6 +7,7 @@ from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 
 import numpy as np
+import pytest
 
 from evaluation.workload import rhythm_factor
 from models.anomaly import AnomalyAlert
@@ -330,3 +331,36 @@ def test_the_single_key_state_keeps_every_family_until_the_step_narrows_it() -> 
     assert narrowed.known_series == {"volume:all", "sla_breach_rate:all"}
     closed = narrowed.flush(START + timedelta(days=1))
     assert closed and {r.dimension for r in closed} == {"all"}
+
+
+def test_done_tickets_keep_their_context_for_an_hour_but_at_most_done_kept(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from models import live_metrics
+
+    monkeypatch.setattr(live_metrics, "DONE_KEPT", 3)
+    lm = LiveMetrics()
+    at = START + timedelta(minutes=1)
+    for tid in range(1, 7):
+        lm.on_ticket(created(tid, at))
+    for tid in range(1, 7):  # six tickets closed within a minute
+        t = created(tid, at)
+        closed = replace(t.ticket, status="closed")
+        lm.on_ticket(replace(t, op="u", previous_status="new", ticket=closed))
+    # Within the hour, but only the three done last are kept.
+    assert list(lm.done_at) == [4, 5, 6] and sorted(lm.sla_context) == [4, 5, 6]
+    # Open tickets are never dropped for the cap.
+    lm.on_ticket(created(7, at))
+    assert 7 in lm.sla_context and list(lm.done_at) == [4, 5, 6]
+
+
+def test_tickets_of_one_combination_share_one_context() -> None:
+    lm = LiveMetrics()
+    for tid in (1, 2):
+        lm.on_ticket(created(tid, START + timedelta(minutes=tid)))
+    lm.on_ticket(created(3, START + timedelta(minutes=3), category="technical"))
+    assert lm.sla_context[1] is lm.sla_context[2]
+    assert lm.sla_context[3] != lm.sla_context[1]
+    # A resumed copy keeps attributing the same way.
+    resumed = pickle.loads(pickle.dumps(lm))
+    assert resumed.sla_context == lm.sla_context
