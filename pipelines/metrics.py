@@ -87,9 +87,9 @@ class _SnapshotCounters(Collector):
                 labels=["state"],
             ),
         ]
-        for state, values in sorted(SNAPSHOTS.held().items()):
-            for family, value in zip(held, values, strict=True):
-                family.add_metric([state], value)
+        for kind, figures in sorted(SNAPSHOTS.held().items()):
+            for gauge, figure in zip(held, figures, strict=True):
+                gauge.add_metric([kind], figure)
         yield from held
 
 
