@@ -14,7 +14,7 @@ import functools
 import logging
 import sys
 from collections.abc import Callable, Iterator, Mapping, Sequence
-from typing import Any, cast
+from typing import Any, TypeVar, cast
 
 from prometheus_client import REGISTRY, CollectorRegistry, Counter, Gauge, Histogram
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
@@ -72,10 +72,7 @@ class _SnapshotCounters(Collector):
                 labels=["state"],
             ),
         ]
-        for state, values in sorted(SNAPSHOTS.totals().items()):
-            for family, value in zip(families, values, strict=True):
-                family.add_metric([state], value)
-        yield from families
+        yield from _per_state(families, SNAPSHOTS.totals())
         held = [
             GaugeMetricFamily(
                 "triage_state_keys", "Keys of each kind of state held now.", labels=["state"]
@@ -87,10 +84,18 @@ class _SnapshotCounters(Collector):
                 labels=["state"],
             ),
         ]
-        for kind, figures in sorted(SNAPSHOTS.held().items()):
-            for gauge, figure in zip(held, figures, strict=True):
-                gauge.add_metric([kind], figure)
-        yield from held
+        yield from _per_state(held, SNAPSHOTS.held())
+
+
+Family = TypeVar("Family", CounterMetricFamily, GaugeMetricFamily)
+
+
+def _per_state(families: list[Family], rows: Mapping[str, Sequence[float]]) -> list[Family]:
+    """Each row's values, in order, as samples of ``families`` labelled with the state."""
+    for state, values in sorted(rows.items()):
+        for family, value in zip(families, values, strict=True):
+            family.add_metric([state], value)
+    return families
 
 
 class _mallinfo2(ctypes.Structure):
