@@ -25,10 +25,12 @@ class PipelineSettings(BaseModel):
     # At the end of every epoch each key changed in it is snapshotted into the recovery
     # store while decisions wait (queues hand over their journaled state; the text models
     # only in epochs with a lesson). The pause grows with the epoch, and at 200 tickets/s
-    # it set the latency's p99 (README, Benchmark): 1 s epochs gave a p99 of 172-183 ms
+    # it set the latency's p99 (README, Benchmark): 1 s epochs gave a p99 of 165-183 ms
     # where Bytewax's default of 10 s gave 305-452 ms, with the same new-ticket
-    # throughput, and a crash replays less. Longer epochs write less to the recovery store
-    # (each touched queue hands over its whole base every epoch): back-fills may prefer 2 s.
+    # throughput, and a crash replays less. They cost about 20% of the mixed stream's
+    # throughput (a ticket's changes fall in more epochs, each snapshots what it touched)
+    # and write more to the recovery store (each touched queue hands over its whole base
+    # every epoch): back-fills may prefer 2 s or 10 s.
     epoch_interval: timedelta = timedelta(seconds=1)
     warehouse_flush: timedelta = timedelta(seconds=10)
     warehouse_batch: int = Field(default=5_000, gt=0)
