@@ -49,7 +49,7 @@ _DONE_RETENTION = timedelta(hours=1)
 DONE_KEPT = 50_000
 """At most this many done tickets keep their context (the earliest done go first): a
 backfill or a mass closure finishes far more than an hour's usual share in minutes, and
-would otherwise hold all of them for the hour (about 200 bytes each)."""
+would otherwise hold all of them for the hour (two map entries each)."""
 
 
 @dataclass(frozen=True)
