@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import heapq
 import re
+import sys
 import zlib
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -37,6 +38,13 @@ _WORD = re.compile(r"\w+")
 # the standard error of a MinHash estimate near J = 0.6 is about 0.06, so 0.15 (2.5 sigma)
 # keeps true duplicates from being rejected by an unlucky estimate.
 _VERIFY_MARGIN = 0.15
+# Signatures keep the lowest byte of each MinHash value (b-bit minwise hashing, Li and
+# König, WWW 2010): a quarter of the memory and of the bytes compared. Two unequal values
+# agree on that byte with probability 1/256, so the share of agreeing bytes is never below
+# the full signatures' share: every pair the full signatures would send to the exact check
+# is still sent (results do not change), plus about one pair in a few hundred more.
+_SIGNATURE_DTYPE = np.uint8
+
 # Scope arrays start small and double up to ``max_per_scope``: most customers have one or
 # two recent tickets, and preallocating the cap for each would dominate memory.
 _INITIAL_CAPACITY = 4
@@ -76,8 +84,10 @@ class _Entry:
     at: float
     customer_id: int
     organization: str | None
-    # The signature lives only in the scope matrices; the exact shingle set is kept once.
-    shingles: np.ndarray
+    # The signature lives only in the scope matrices; the exact shingle set is kept once,
+    # as the bytes of its sorted uint32 hashes (one object, where an array is two and
+    # carries a hundred bytes of header).
+    shingles: bytes
     in_customer: bool = True
     in_organization: bool = False
 
@@ -95,7 +105,7 @@ class _Scope:
         self.ids: list[int] = []
         self.slots: dict[int, int] = {}
         self.ats = np.empty(_INITIAL_CAPACITY, dtype=np.float64)
-        self.signatures = np.empty((_INITIAL_CAPACITY, num_perm), dtype=np.uint32)
+        self.signatures = np.empty((_INITIAL_CAPACITY, num_perm), dtype=_SIGNATURE_DTYPE)
 
     def __len__(self) -> int:
         return len(self.ids)
@@ -115,11 +125,12 @@ class _Scope:
         self.ids = state["ids"]
         self.slots = state["slots"]
         self.ats = state["ats"]
-        self.signatures = state["signatures"]
+        # Snapshots before b-bit signatures hold the full 32-bit values.
+        self.signatures = _bbit(state["signatures"])
         if len(self.ats) == 0:  # add() grows by doubling, which needs room to start from
             self.ats = np.empty(_INITIAL_CAPACITY, dtype=np.float64)
             self.signatures = np.empty(
-                (_INITIAL_CAPACITY, self.signatures.shape[1]), dtype=np.uint32
+                (_INITIAL_CAPACITY, self.signatures.shape[1]), dtype=_SIGNATURE_DTYPE
             )
 
     def add(self, ticket_id: int, at: float, signature: np.ndarray, cap: int) -> None:
@@ -250,6 +261,10 @@ class DuplicateDetector:
         entries, times = state["_entries"], state["_by_time"]
         if not isinstance(entries, dict):  # columns (snapshots before them hold the dict)
             state["_entries"] = _entries_from_columns(entries)
+        else:  # and their shingles as arrays
+            for entry in entries.values():
+                if isinstance(entry.shingles, np.ndarray):
+                    entry.shingles = entry.shingles.astype(np.uint32).tobytes()
         if not isinstance(times, list):
             state["_by_time"] = list(zip(times[0].tolist(), times[1].tolist(), strict=True))
         self.__dict__.update(state)
@@ -296,7 +311,7 @@ class DuplicateDetector:
             return []
         self._hasher.clear()
         self._hasher.update_batch(shingles.tolist())
-        signature = self._hasher.hashvalues.astype(np.uint32, copy=True)
+        signature = _bbit(self._hasher.hashvalues)
         org = _organization_key(organization)
 
         found: dict[int, DuplicateMatch] = {}
@@ -305,7 +320,7 @@ class DuplicateDetector:
             self._match(("organization", org), ts, signature, shingles, found)
         matches = sorted(found.values(), key=lambda m: (-m.similarity, m.ticket_id))
 
-        entry = _Entry(ts, customer_id, org, shingles)
+        entry = _Entry(ts, customer_id, org, shingles.tobytes())
         self._entries[ticket_id] = entry
         self._add_to_scope(("customer", customer_id), ticket_id, ts, signature)
         if org is not None:
@@ -353,6 +368,8 @@ class DuplicateDetector:
         if scope is None:
             return
         n = len(scope)
+        # The share of agreeing bytes: an estimate biased up by accidental agreements,
+        # which only widens the candidates for the exact check.
         estimates = np.count_nonzero(scope.signatures[:n] == signature, axis=1) / self.num_perm
         floor = self.threshold - _VERIFY_MARGIN if self.verify else self.threshold
         # A late ticket must not match tickets outside its own window either.
@@ -364,9 +381,13 @@ class DuplicateDetector:
         others = [o for o in map(scope.ids.__getitem__, slots.tolist()) if o not in found]
         if self.verify:
             entries = self._entries
-            similarities = _jaccard_many(shingles, [entries[o].shingles for o in others])
+            similarities = _jaccard_many(
+                shingles, [np.frombuffer(entries[o].shingles, np.uint32) for o in others]
+            )
         else:
-            similarities = [float(estimates[scope.slots[o]]) for o in others]
+            # Without the exact check the estimate is reported: remove the bias.
+            accidental = 0.5 ** (8 * scope.signatures.itemsize)
+            similarities = [_unbiased(float(estimates[scope.slots[o]]), accidental) for o in others]
         for other, similarity in zip(others, similarities, strict=True):
             if similarity >= self.threshold:
                 found[other] = DuplicateMatch(other, round(similarity, 4), key[0])
@@ -426,8 +447,8 @@ def _entry_columns(entries: dict[int, _Entry]) -> _EntryColumns:
     values = list(entries.values())
     n = len(values)
     flags = np.fromiter((e.in_customer | (e.in_organization << 1) for e in values), np.uint8, n)
-    sizes = np.fromiter((e.shingles.size for e in values), np.int64, n)
-    shingles = np.concatenate([e.shingles for e in values]) if n else np.empty(0, dtype=np.uint32)
+    sizes = np.fromiter((len(e.shingles) // 4 for e in values), np.int64, n)
+    shingles = np.frombuffer(b"".join(e.shingles for e in values), np.uint32)
     return (
         np.fromiter(entries, np.int64, n),
         np.fromiter((e.at for e in values), np.float64, n),
@@ -441,7 +462,9 @@ def _entry_columns(entries: dict[int, _Entry]) -> _EntryColumns:
 
 def _entries_from_columns(columns: _EntryColumns) -> dict[int, _Entry]:
     ids, ats, customers, organizations, flags, ends, shingles = columns
-    parts = np.split(shingles, ends[:-1]) if len(ids) else []
+    data = np.ascontiguousarray(shingles, np.uint32).tobytes()
+    bounds = (4 * ends).tolist()
+    parts = [data[start:end] for start, end in zip([0, *bounds], bounds, strict=False)]
     return {
         tid: _Entry(at, cid, org, part, bool(flag & 1), bool(flag & 2))
         for tid, at, cid, org, flag, part in zip(
@@ -487,4 +510,16 @@ def _organization_key(organization: str | None) -> str | None:
     if organization is None:
         return None
     key = " ".join(organization.split()).casefold()
-    return key or None
+    # Interned: every stored ticket of an organisation points at one string.
+    return sys.intern(key) if key else None
+
+
+def _bbit(values: np.ndarray) -> np.ndarray:
+    """The lowest byte of each MinHash value (a copy, whatever the input's width)."""
+    return np.asarray(values).astype(_SIGNATURE_DTYPE, copy=True)
+
+
+def _unbiased(agreeing: float, accidental: float) -> float:
+    """The Jaccard estimate from the share of agreeing b-bit values, when two unequal
+    values agree with probability ``accidental``."""
+    return max(0.0, (agreeing - accidental) / (1 - accidental))

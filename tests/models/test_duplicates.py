@@ -265,7 +265,7 @@ def test_snapshots_hold_entries_as_columns_and_older_snapshots_still_load() -> N
             entry.in_customer,
             entry.in_organization,
         )
-        assert again.shingles.tolist() == entry.shingles.tolist()
+        assert again.shingles == entry.shingles
     # A snapshot written before the columns (entries as a dict) resumes the same.
     older = {**state, "_entries": dict(detector._entries), "_by_time": list(detector._by_time)}
     legacy = DuplicateDetector.__new__(DuplicateDetector)
@@ -310,3 +310,82 @@ def test_many_near_duplicates_in_one_scope_come_back_most_similar_first() -> Non
     assert [m.ticket_id for m in matches] == [100, 101, 102]
     assert matches[0].similarity == 1.0
     assert matches[0].similarity > matches[1].similarity > matches[2].similarity
+
+
+def _edited_texts(count: int, seed: int) -> list[str]:
+    """Texts from a few templates with random word edits: pairs at every similarity."""
+    import random
+
+    rng = random.Random(seed)
+    vocabulary = [f"w{i}" for i in range(400)]
+    templates = [[rng.choice(vocabulary) for _ in range(30)] for _ in range(6)]
+    texts = []
+    for _ in range(count):
+        words = list(rng.choice(templates))
+        for _ in range(rng.randint(0, 18)):
+            words[rng.randrange(len(words))] = rng.choice(vocabulary)
+        texts.append(" ".join(words))
+    return texts
+
+
+def test_byte_signatures_find_exactly_what_full_signatures_find(monkeypatch) -> None:
+    import numpy as np
+
+    import models.duplicates as duplicates
+
+    texts = _edited_texts(400, seed=3)
+
+    def run() -> list[list[DuplicateMatch]]:
+        detector = DuplicateDetector(max_per_scope=200)
+        return [
+            detector.check_and_add(
+                i, text, customer_id=i % 3, organization="Acme", at=T0 + timedelta(minutes=i)
+            )
+            for i, text in enumerate(texts)
+        ]
+
+    compact = run()
+    monkeypatch.setattr(duplicates, "_SIGNATURE_DTYPE", np.uint32)
+    full = run()
+    assert sum(map(len, full)) > 100  # the stream has duplicates at many similarities
+    assert compact == full
+
+
+def test_byte_signature_estimates_are_as_close_as_full_ones_without_the_exact_check(
+    monkeypatch,
+) -> None:
+    import numpy as np
+
+    import models.duplicates as duplicates
+
+    texts = _edited_texts(300, seed=5)
+    shingles = [set(zip(*(t.split()[k:] for k in range(3)), strict=False)) for t in texts]
+
+    def errors() -> dict[tuple[int, int], float]:
+        detector = DuplicateDetector(
+            max_per_scope=300, verify=False, threshold=0.3, max_matches=1000
+        )
+        found = {}
+        for i, text in enumerate(texts):
+            at = T0 + timedelta(minutes=i)
+            for m in detector.check_and_add(i, text, customer_id=1, organization=None, at=at):
+                a, b = shingles[i], shingles[m.ticket_id]
+                found[(i, m.ticket_id)] = m.similarity - len(a & b) / len(a | b)
+        return found
+
+    compact = errors()
+    monkeypatch.setattr(duplicates, "_SIGNATURE_DTYPE", np.uint32)
+    full = errors()
+    both = compact.keys() & full.keys()
+    assert len(both) > 800
+    # Accidental byte agreements would bias every estimate up by about (1 - J) / 256 if
+    # they were not taken out; what is left is MinHash's own error, the same for both.
+    bias = sum(compact[k] - full[k] for k in both) / len(both)
+    assert abs(bias) < 0.0008
+    assert (
+        abs(
+            sum(map(abs, compact.values())) / len(compact)
+            - sum(map(abs, full.values())) / len(full)
+        )
+        < 0.01
+    )
