@@ -96,69 +96,75 @@ class _Scope:
     """Signatures of one customer's or one organisation's recent tickets, a row per ticket.
 
     Rows are packed (a removal moves the last row into the gap) so that one vectorised
-    comparison covers the whole scope.
+    comparison covers the whole scope. Ticket ids are a column too: a removal finds its
+    row by one scan of at most ``max_per_scope`` ids, which is rarer and cheaper than
+    keeping a map from id to row for every stored ticket.
     """
 
-    __slots__ = ("ats", "ids", "signatures", "slots")
+    __slots__ = ("ats", "ids", "n", "signatures")
 
     def __init__(self, num_perm: int) -> None:
-        self.ids: list[int] = []
-        self.slots: dict[int, int] = {}
+        self.n = 0
+        self.ids = np.empty(_INITIAL_CAPACITY, dtype=np.int64)
         self.ats = np.empty(_INITIAL_CAPACITY, dtype=np.float64)
         self.signatures = np.empty((_INITIAL_CAPACITY, num_perm), dtype=_SIGNATURE_DTYPE)
 
     def __len__(self) -> int:
-        return len(self.ids)
+        return self.n
 
     def __getstate__(self) -> dict[str, Any]:
         # Only the used rows: the arrays grow by doubling, so up to half is spare room
         # that every recovery snapshot would otherwise carry.
-        n = len(self.ids)
+        n = self.n
         return {
-            "ids": self.ids,
-            "slots": self.slots,
+            "ids": self.ids[:n].copy(),
             "ats": self.ats[:n].copy(),
             "signatures": self.signatures[:n].copy(),
         }
 
     def __setstate__(self, state: dict[str, Any]) -> None:
-        self.ids = state["ids"]
-        self.slots = state["slots"]
+        # Older snapshots hold the ids as a list (with a map from id to row) and the full
+        # 32-bit signatures.
+        self.ids = np.asarray(state["ids"], dtype=np.int64)
+        self.n = len(self.ids)
         self.ats = state["ats"]
-        # Snapshots before b-bit signatures hold the full 32-bit values.
         self.signatures = _bbit(state["signatures"])
-        if len(self.ats) == 0:  # add() grows by doubling, which needs room to start from
+        if self.n == 0:  # add() grows by doubling, which needs room to start from
+            self.ids = np.empty(_INITIAL_CAPACITY, dtype=np.int64)
             self.ats = np.empty(_INITIAL_CAPACITY, dtype=np.float64)
             self.signatures = np.empty(
                 (_INITIAL_CAPACITY, self.signatures.shape[1]), dtype=_SIGNATURE_DTYPE
             )
 
     def add(self, ticket_id: int, at: float, signature: np.ndarray, cap: int) -> None:
-        n = len(self.ids)
+        n = self.n
         if n == len(self.ats):
             grown = min(cap, 2 * n)
+            self.ids = np.resize(self.ids, grown)
             self.ats = np.resize(self.ats, grown)
             self.signatures = np.resize(self.signatures, (grown, self.signatures.shape[1]))
+        self.ids[n] = ticket_id
         self.ats[n] = at
         self.signatures[n] = signature
-        self.ids.append(ticket_id)
-        self.slots[ticket_id] = n
+        self.n = n + 1
+
+    def row(self, ticket_id: int) -> int | None:
+        found = np.flatnonzero(self.ids[: self.n] == ticket_id)
+        return int(found[0]) if found.size else None
 
     def discard(self, ticket_id: int) -> None:
-        slot = self.slots.pop(ticket_id, None)
+        slot = self.row(ticket_id)
         if slot is None:
             return
-        last = len(self.ids) - 1
+        last = self.n - 1
         if slot != last:
-            moved = self.ids[last]
-            self.ids[slot] = moved
-            self.slots[moved] = slot
+            self.ids[slot] = self.ids[last]
             self.ats[slot] = self.ats[last]
             self.signatures[slot] = self.signatures[last]
-        self.ids.pop()
+        self.n = last
 
     def oldest(self) -> int:
-        return self.ids[int(np.argmin(self.ats[: len(self.ids)]))]
+        return int(self.ids[int(np.argmin(self.ats[: self.n]))])
 
 
 class DuplicateDetector:
@@ -378,7 +384,12 @@ class DuplicateDetector:
         if not slots.size:
             return
         # A ticket in both scopes is compared once: the customer scope comes first.
-        others = [o for o in map(scope.ids.__getitem__, slots.tolist()) if o not in found]
+        pairs = [
+            (o, r)
+            for o, r in zip(scope.ids[slots].tolist(), slots.tolist(), strict=True)
+            if o not in found
+        ]
+        others = [o for o, _ in pairs]
         if self.verify:
             entries = self._entries
             similarities = _jaccard_many(
@@ -387,7 +398,7 @@ class DuplicateDetector:
         else:
             # Without the exact check the estimate is reported: remove the bias.
             accidental = 0.5 ** (8 * scope.signatures.itemsize)
-            similarities = [_unbiased(float(estimates[scope.slots[o]]), accidental) for o in others]
+            similarities = [_unbiased(float(estimates[r]), accidental) for _, r in pairs]
         for other, similarity in zip(others, similarities, strict=True):
             if similarity >= self.threshold:
                 found[other] = DuplicateMatch(other, round(similarity, 4), key[0])
