@@ -320,11 +320,12 @@ class DuplicateDetector:
         signature = _bbit(self._hasher.hashvalues)
         org = _organization_key(organization)
 
-        found: dict[int, DuplicateMatch] = {}
-        self._match(("customer", customer_id), ts, signature, shingles, found)
+        found = self._match(("customer", customer_id), ts, signature, shingles, None)
         if org is not None:
-            self._match(("organization", org), ts, signature, shingles, found)
-        matches = sorted(found.values(), key=lambda m: (-m.similarity, m.ticket_id))
+            # A ticket in both scopes is compared once: the customer scope comes first.
+            seen = found[0][0] if found else None
+            found += self._match(("organization", org), ts, signature, shingles, seen)
+        matches = _best_matches(found, self.max_matches)
 
         entry = _Entry(ts, customer_id, org, shingles.tobytes())
         self._entries[ticket_id] = entry
@@ -333,7 +334,7 @@ class DuplicateDetector:
             entry.in_organization = True
             self._add_to_scope(("organization", org), ticket_id, ts, signature)
         heapq.heappush(self._by_time, (ts, ticket_id))
-        return matches[: self.max_matches]
+        return matches
 
     def remove(self, ticket_id: int) -> bool:
         """Forget a ticket (closed, deleted or merged). Returns whether it was stored."""
@@ -368,11 +369,13 @@ class DuplicateDetector:
         ts: float,
         signature: np.ndarray,
         shingles: np.ndarray,
-        found: dict[int, DuplicateMatch],
-    ) -> None:
+        seen: np.ndarray | None,
+    ) -> list[tuple[np.ndarray, np.ndarray, DuplicateScope]]:
+        """The scope's tickets at or above the threshold (ids, similarities), except
+        ``seen``: nothing, or one part."""
         scope = self._scopes.get(key)
         if scope is None:
-            return
+            return []
         n = len(scope)
         # The share of agreeing bytes: an estimate biased up by accidental agreements,
         # which only widens the candidates for the exact check.
@@ -381,27 +384,20 @@ class DuplicateDetector:
         # A late ticket must not match tickets outside its own window either.
         in_window = np.abs(scope.ats[:n] - ts) <= self.window.total_seconds()
         slots = np.flatnonzero((estimates >= floor) & in_window)
+        if seen is not None and slots.size:
+            slots = slots[~np.isin(scope.ids[slots], seen)]
         if not slots.size:
-            return
-        # A ticket in both scopes is compared once: the customer scope comes first.
-        pairs = [
-            (o, r)
-            for o, r in zip(scope.ids[slots].tolist(), slots.tolist(), strict=True)
-            if o not in found
-        ]
-        others = [o for o, _ in pairs]
+            return []
+        ids = scope.ids[slots]
         if self.verify:
             entries = self._entries
-            similarities = _jaccard_many(
-                shingles, [np.frombuffer(entries[o].shingles, np.uint32) for o in others]
-            )
+            similarities = _jaccard_many(shingles, [entries[o].shingles for o in ids.tolist()])
         else:
             # Without the exact check the estimate is reported: remove the bias.
             accidental = 0.5 ** (8 * scope.signatures.itemsize)
-            similarities = [_unbiased(float(estimates[r]), accidental) for _, r in pairs]
-        for other, similarity in zip(others, similarities, strict=True):
-            if similarity >= self.threshold:
-                found[other] = DuplicateMatch(other, round(similarity, 4), key[0])
+            similarities = np.maximum(0.0, (estimates[slots] - accidental) / (1 - accidental))
+        keep = similarities >= self.threshold
+        return [(ids[keep], similarities[keep], key[0])] if keep.any() else []
 
     def _add_to_scope(
         self,
@@ -490,23 +486,24 @@ def _entries_from_columns(columns: _EntryColumns) -> dict[int, _Entry]:
     }
 
 
-def _jaccard_many(query: np.ndarray, others: list[np.ndarray]) -> list[float]:
-    """Exact Jaccard index of ``query`` with each of ``others`` (sorted, unique hashes).
+def _jaccard_many(query: np.ndarray, others: list[bytes]) -> np.ndarray:
+    """Exact Jaccard index of ``query`` with each of ``others`` (sorted, unique hashes;
+    the others as the bytes of their uint32 arrays).
 
     One pass for all candidates: texts that repeat (templates, forwarded mails) put many
     candidates above the estimate floor, and a set intersection per candidate cost more
     in numpy's per-call overhead than in the comparison itself.
     """
     if not others:
-        return []
-    sizes = np.fromiter(map(len, others), np.int64, len(others))
-    candidates = np.concatenate(others)
+        return np.empty(0, dtype=np.float64)
+    sizes = np.fromiter(map(len, others), np.int64, len(others)) // 4
+    candidates = np.frombuffer(b"".join(others), np.uint32)
     found = np.searchsorted(query, candidates)
     np.minimum(found, query.size - 1, out=found)
     hits = np.concatenate(([0], np.cumsum(query[found] == candidates, dtype=np.int64)))
     ends = np.cumsum(sizes)
     common = hits[ends] - hits[ends - sizes]
-    return (common / (query.size + sizes - common)).tolist()
+    return common / (query.size + sizes - common)
 
 
 def _timestamp(at: datetime) -> float:
@@ -530,7 +527,23 @@ def _bbit(values: np.ndarray) -> np.ndarray:
     return np.asarray(values).astype(_SIGNATURE_DTYPE, copy=True)
 
 
-def _unbiased(agreeing: float, accidental: float) -> float:
-    """The Jaccard estimate from the share of agreeing b-bit values, when two unequal
-    values agree with probability ``accidental``."""
-    return max(0.0, (agreeing - accidental) / (1 - accidental))
+def _best_matches(
+    parts: list[tuple[np.ndarray, np.ndarray, DuplicateScope]], limit: int
+) -> list[DuplicateMatch]:
+    """The ``limit`` most similar, similarity rounded to 4 places (ties by ticket id).
+
+    Repeated texts (templates, forwarded mails) can put hundreds of tickets above the
+    threshold: they are ranked as arrays, and only the matches returned become objects.
+    """
+    if not parts:
+        return []
+    ids = np.concatenate([p[0] for p in parts])
+    similarities = np.concatenate([p[1] for p in parts])
+    # Python's rounding (correct to the decimal), once per distinct value.
+    distinct, inverse = np.unique(similarities, return_inverse=True)
+    rounded = np.array([round(v, 4) for v in distinct.tolist()])[inverse]
+    best = np.lexsort((ids, -rounded))[:limit]
+    scope_of = np.repeat(np.arange(len(parts)), [len(p[0]) for p in parts])
+    return [
+        DuplicateMatch(int(ids[i]), float(rounded[i]), parts[scope_of[i]][2]) for i in best.tolist()
+    ]

@@ -292,11 +292,11 @@ def test_exact_similarity_of_many_candidates_equals_the_set_formula() -> None:
         np.unique(rng.choice(universe, int(k), replace=False)) for k in rng.integers(1, 40, 60)
     ]
     others += [query.copy(), np.array([universe[-1]], dtype=np.uint32)]
-    got = _jaccard_many(query, others)
+    got = _jaccard_many(query, [o.tobytes() for o in others]).tolist()
     q = set(query.tolist())
     expected = [len(q & set(o.tolist())) / len(q | set(o.tolist())) for o in others]
     assert got == expected  # exact: the same integer counts divided the same way
-    assert got[-2] == 1.0 and _jaccard_many(query, []) == []
+    assert got[-2] == 1.0 and _jaccard_many(query, []).size == 0
 
 
 def test_many_near_duplicates_in_one_scope_come_back_most_similar_first() -> None:
@@ -312,7 +312,7 @@ def test_many_near_duplicates_in_one_scope_come_back_most_similar_first() -> Non
     assert matches[0].similarity > matches[1].similarity > matches[2].similarity
 
 
-def _edited_texts(count: int, seed: int) -> list[str]:
+def _edited_texts(count: int, seed: int, max_edits: int = 18) -> list[str]:
     """Texts from a few templates with random word edits: pairs at every similarity."""
     import random
 
@@ -322,7 +322,7 @@ def _edited_texts(count: int, seed: int) -> list[str]:
     texts = []
     for _ in range(count):
         words = list(rng.choice(templates))
-        for _ in range(rng.randint(0, 18)):
+        for _ in range(rng.randint(0, max_edits)):
             words[rng.randrange(len(words))] = rng.choice(vocabulary)
         texts.append(" ".join(words))
     return texts
@@ -389,3 +389,19 @@ def test_byte_signature_estimates_are_as_close_as_full_ones_without_the_exact_ch
         )
         < 0.01
     )
+
+
+def test_the_match_limit_only_truncates_the_full_ranking() -> None:
+    texts = _edited_texts(300, seed=11, max_edits=4)
+    few, every = DuplicateDetector(max_matches=3), DuplicateDetector(max_matches=10**6)
+    truncated = 0
+    for i, text in enumerate(texts):
+        at = T0 + timedelta(minutes=i)
+        org = "Acme" if i % 2 else None
+        got = few.check_and_add(i, text, customer_id=i % 4, organization=org, at=at)
+        ranked = every.check_and_add(i, text, customer_id=i % 4, organization=org, at=at)
+        assert ranked == sorted(ranked, key=lambda m: (-m.similarity, m.ticket_id))
+        assert len({m.ticket_id for m in ranked}) == len(ranked)  # one scope per ticket
+        assert got == ranked[:3]
+        truncated += len(ranked) > 3
+    assert truncated > 50
