@@ -44,6 +44,8 @@ _VERIFY_MARGIN = 0.15
 # the full signatures' share: every pair the full signatures would send to the exact check
 # is still sent (results do not change), plus about one pair in a few hundred more.
 _SIGNATURE_DTYPE = np.uint8
+# Up to this many matches are ranked as objects; more (repeated texts) as arrays.
+_FEW = 16
 
 # Scope arrays start small and double up to ``max_per_scope``: most customers have one or
 # two recent tickets, and preallocating the cap for each would dominate memory.
@@ -379,13 +381,13 @@ class DuplicateDetector:
         n = len(scope)
         # The share of agreeing bytes: an estimate biased up by accidental agreements,
         # which only widens the candidates for the exact check.
-        estimates = np.count_nonzero(scope.signatures[:n] == signature, axis=1) / self.num_perm
+        estimates = _agreements(scope.signatures[:n], signature) / self.num_perm
         floor = self.threshold - _VERIFY_MARGIN if self.verify else self.threshold
         # A late ticket must not match tickets outside its own window either.
         in_window = np.abs(scope.ats[:n] - ts) <= self.window.total_seconds()
         slots = np.flatnonzero((estimates >= floor) & in_window)
         if seen is not None and slots.size:
-            slots = slots[~np.isin(scope.ids[slots], seen)]
+            slots = slots[~_among(scope.ids[slots], seen)]
         if not slots.size:
             return []
         ids = scope.ids[slots]
@@ -527,6 +529,27 @@ def _bbit(values: np.ndarray) -> np.ndarray:
     return np.asarray(values).astype(_SIGNATURE_DTYPE, copy=True)
 
 
+def _agreements(rows: np.ndarray, signature: np.ndarray) -> np.ndarray:
+    """How many values of each row equal ``signature``'s.
+
+    The equalities are packed into bits and counted a 64-bit word at a time: summing a
+    boolean matrix along its short rows costs about three times more.
+    """
+    packed = np.packbits(rows == signature, axis=1)
+    if packed.shape[1] % 8 == 0:  # whole 64-bit words
+        packed = packed.view(np.uint64)
+    counts = np.bitwise_count(packed)
+    return counts[:, 0] if counts.shape[1] == 1 else counts.sum(axis=1)
+
+
+def _among(values: np.ndarray, pool: np.ndarray) -> np.ndarray:
+    """Which of ``values`` are in ``pool`` (one comparison table when both are small:
+    ``np.isin`` sorts, which costs more than it saves below a few thousand pairs)."""
+    if values.size * pool.size <= 4096:
+        return (values[:, None] == pool[None, :]).any(axis=1)
+    return np.isin(values, pool)
+
+
 def _best_matches(
     parts: list[tuple[np.ndarray, np.ndarray, DuplicateScope]], limit: int
 ) -> list[DuplicateMatch]:
@@ -537,6 +560,13 @@ def _best_matches(
     """
     if not parts:
         return []
+    if sum(len(p[0]) for p in parts) <= _FEW:
+        found = [
+            DuplicateMatch(i, round(v, 4), scope)
+            for ids, values, scope in parts
+            for i, v in zip(ids.tolist(), values.tolist(), strict=True)
+        ]
+        return sorted(found, key=lambda m: (-m.similarity, m.ticket_id))[:limit]
     ids = np.concatenate([p[0] for p in parts])
     similarities = np.concatenate([p[1] for p in parts])
     # Python's rounding (correct to the decimal), once per distinct value.

@@ -405,3 +405,16 @@ def test_the_match_limit_only_truncates_the_full_ranking() -> None:
         assert got == ranked[:3]
         truncated += len(ranked) > 3
     assert truncated > 50
+
+
+@pytest.mark.parametrize("width", [1, 8, 48, 64, 100, 128])
+def test_agreements_count_equal_values_whatever_the_signature_width(width: int) -> None:
+    import numpy as np
+
+    from models.duplicates import _agreements
+
+    rng = np.random.default_rng(width)
+    rows = rng.integers(0, 4, (37, width), dtype=np.uint8)  # many equal values
+    signature = rng.integers(0, 4, width, dtype=np.uint8)
+    expected = np.count_nonzero(rows == signature, axis=1)
+    assert _agreements(rows, signature).tolist() == expected.tolist()
