@@ -34,6 +34,7 @@ import json
 import logging
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 import redis
 from bytewax.outputs import DynamicSink, StatelessSinkPartition
@@ -79,25 +80,26 @@ _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
 # Decision. KEYS: 1 ticket hash, 2 target sorted set (agent queue or holding; unused when
 #       released), 3 stream, 4 stats, 5 agents set.
-# ARGV: 1 key templates of an agent's queue and of a queue's holding list, as a JSON list
+# ARGV: 1 key templates of an agent's queue and of a queue's holding list, as a list
 #       [[head, tail], [head, tail]] (the key is head .. id .. tail; from the codec),
 #       2 ticket id, 3 version (decimal), 4 status, 5 agent id ('' if none),
 #       6 queue, 7 score, 8 stream max length, 9 released TTL seconds (0 = keep),
-#       10 the decision's fields as a JSON list [field, value, field, value, ...].
+#       10 the decision's fields as a list [field, value, field, value, ...].
 # SLA event. KEYS: 1 ticket SLA hash, 2 SLA stream, 3 alerts stream.
 # ARGV: 1 metric, 2 at (epoch microseconds, decimal), 3 kind, 4 stream max length,
-#       5 TTL seconds (0 = keep), 6 hash fields and 7 stream fields, as JSON lists.
+#       5 TTL seconds (0 = keep), 6 hash fields and 7 stream fields, as lists.
 # Replay guard: the hash keeps the newest event instant per metric (`:at_us`) and the kinds
 # applied at that instant (`:kinds_at`), since a clock can change twice in one instant
 # (apply then pause). An event older than the instant, or of a kind already applied at it,
 # is skipped: that is the analytics key (ticket_id, metric, kind, at) for the newest instant.
 # Risk score. KEYS: 1 ticket SLA hash. ARGV: 1 version (decimal), 2 TTL seconds (0 = keep),
-#       3 the hash fields as a JSON list.
+#       3 the hash fields as a list.
 # A batch of calls travels as one JSON argument ([[op, keys, args], ...]) to one script
 # run, which applies them in order; per-call packing in the client cost more than the
 # scripts.
-# The fields travel as one JSON argument: packing dozens of separate arguments per call
-# costs more client CPU than the script itself.
+# The fields travel inside that one JSON argument as nested lists (not as JSON strings of
+# their own, which were encoded, escaped and decoded twice): packing dozens of separate
+# arguments per call costs more client CPU than the script itself.
 # Versions are LSNs, which can exceed a Lua double's exact range, so they are compared as
 # decimal strings: longer is larger, equal lengths compare lexically.
 _APPLY_DECISIONS = """
@@ -111,7 +113,7 @@ local function apply_decision(K, A)
   if current and not newer(version, current) then
     return 0
   end
-  local templates = cjson.decode(A[1])
+  local templates = A[1]
   local ticket, status, agent, queue = A[2], A[4], A[5], A[6]
   local prev = redis.call('HMGET', K[1], 'agent_id', 'status', 'queue')
   local prev_agent, prev_status, prev_queue = prev[1], prev[2], prev[3]
@@ -130,7 +132,7 @@ local function apply_decision(K, A)
   elseif status == 'queued' then
     redis.call('ZADD', K[2], A[7], ticket)
   end
-  local fields = cjson.decode(A[10])
+  local fields = A[10]
   local now = redis.call('TIME')
   local applied_at = now[1] .. string.format('%06d', tonumber(now[2]))
   redis.call('DEL', K[1])
@@ -163,11 +165,11 @@ local function apply_sla(K, A)
     end
   end
   redis.call('HSET', K[1], metric .. ':at_us', at, metric .. ':kinds_at', kinds,
-    unpack(cjson.decode(A[6])))
+    unpack(A[6]))
   if tonumber(A[5]) > 0 then
     redis.call('EXPIRE', K[1], A[5])
   end
-  local entry = cjson.decode(A[7])
+  local entry = A[7]
   redis.call('XADD', K[2], 'MAXLEN', '~', A[4], '*', unpack(entry))
   if kind == 'breach' then
     redis.call('XADD', K[3], 'MAXLEN', '~', A[4], '*', unpack(entry))
@@ -179,19 +181,19 @@ local function apply_risk(K, A)
   if current and not newer(A[1], current) then
     return 0
   end
-  redis.call('HSET', K[1], unpack(cjson.decode(A[3])))
+  redis.call('HSET', K[1], unpack(A[3]))
   if tonumber(A[2]) > 0 then
     redis.call('EXPIRE', K[1], A[2])
   end
   return 1
 end
 -- Anomaly alert. KEYS: 1 set of alerts already published, 2 alerts stream.
--- ARGV: 1 alert id (series|bucket start), 2 stream max length, 3 fields (JSON list).
+-- ARGV: 1 alert id (series|bucket start), 2 stream max length, 3 fields (a list).
 local function apply_anomaly(K, A)
   if redis.call('SADD', K[1], A[1]) == 0 then
     return 0
   end
-  redis.call('XADD', K[2], 'MAXLEN', '~', A[2], '*', unpack(cjson.decode(A[3])))
+  redis.call('XADD', K[2], 'MAXLEN', '~', A[2], '*', unpack(A[3]))
   return 1
 end
 local handlers = {decision = apply_decision, sla = apply_sla, risk = apply_risk,
@@ -212,13 +214,14 @@ class RedisScriptCall:
     """One item's call of the apply script: which function, its keys and arguments."""
 
     op: str
-    """``decision``, ``sla`` or ``risk``."""
+    """``decision``, ``sla``, ``risk`` or ``anomaly``."""
     keys: list[str]
-    args: list[str]
+    args: list[Any]
+    """Strings, and lists of strings (field lists, key templates)."""
 
 
-def _flat_json(fields: dict[str, str]) -> str:
-    return json.dumps([part for pair in fields.items() for part in pair], separators=(",", ":"))
+def _flat(fields: dict[str, str]) -> list[str]:
+    return [part for pair in fields.items() for part in pair]
 
 
 def _iso(value: datetime | None) -> str:
@@ -226,14 +229,12 @@ def _iso(value: datetime | None) -> str:
 
 
 @functools.lru_cache(maxsize=8)
-def _key_templates(prefix: str) -> str:
+def _key_templates(prefix: str) -> tuple[tuple[str, ...], tuple[str, ...]]:
     """The codec's agent-queue and holding-list keys as templates the script fills in."""
     marker = "\x00"
-    return json.dumps(
-        [
-            agent_queue_key(prefix, marker).split(marker),
-            holding_key(prefix, marker).split(marker),
-        ]
+    return (
+        tuple(agent_queue_key(prefix, marker).split(marker)),
+        tuple(holding_key(prefix, marker).split(marker)),
     )
 
 
@@ -286,7 +287,7 @@ def decision_to_redis_args(
             repr(queue_score(decision.priority, decision.decided_at)),
             str(stream_maxlen),
             str(released_ttl),
-            _flat_json(fields),
+            _flat(fields),
         ],
     )
 
@@ -352,8 +353,8 @@ def sla_event_to_redis_args(
             event.kind,
             str(stream_maxlen),
             str(sla_ttl),
-            _flat_json(state),
-            _flat_json(fields),
+            _flat(state),
+            _flat(fields),
         ],
     )
 
@@ -384,7 +385,7 @@ def risk_to_redis_args(
     return RedisScriptCall(
         op="risk",
         keys=[sla_key(prefix, score.ticket_id)],
-        args=[str(score.version), str(sla_ttl), _flat_json(risk_fields(score))],
+        args=[str(score.version), str(sla_ttl), _flat(risk_fields(score))],
     )
 
 
@@ -418,7 +419,7 @@ def anomaly_to_redis_args(
     return RedisScriptCall(
         op="anomaly",
         keys=[anomalies_key(prefix), alerts_key(prefix)],
-        args=[alert_id, str(stream_maxlen), _flat_json(fields)],
+        args=[alert_id, str(stream_maxlen), _flat(fields)],
     )
 
 

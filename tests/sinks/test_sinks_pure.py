@@ -367,7 +367,7 @@ class TestRedisArgs:
         templates, ticket, version, status, agent, queue = call.args[:6]
         # The script rebuilds the previous agent's queue and holding keys from the codec's
         # templates: head .. id .. tail.
-        (agent_head, agent_tail), (holding_head, holding_tail) = json.loads(templates)
+        (agent_head, agent_tail), (holding_head, holding_tail) = templates
         assert agent_head + "3" + agent_tail == "p:agent:3:queue"
         assert holding_head + "billing" + holding_tail == "p:queue:billing:holding"
         assert (ticket, version, status, agent, queue) == (
@@ -383,11 +383,11 @@ class TestRedisArgs:
         assert call.keys[1] == "p:queue:billing:holding"
         assert call.args[4] == ""
 
-    def test_fields_travel_as_ordered_json_pairs(self) -> None:
+    def test_fields_travel_as_ordered_pairs(self) -> None:
         decision = make_decision()
         call = decision_to_redis_args(decision, "p", stream_maxlen=500, released_ttl=60)
         assert call.args[7:9] == ["500", "60"]
-        flat = json.loads(call.args[9])
+        flat = call.args[9]
         assert dict(zip(flat[::2], flat[1::2], strict=True)) == routing_hash(decision)
 
     def test_fields_are_strings_with_latency_timestamps(self) -> None:
@@ -423,11 +423,11 @@ class TestRedisArgs:
         metric, at_us, kind, maxlen, ttl = call.args[:5]
         assert (metric, kind, maxlen, ttl) == ("resolution", "breach", "50", "60")
         assert int(at_us) == int(T0.timestamp()) * 1_000_000
-        state = json.loads(call.args[5])
+        state = call.args[5]
         state_fields = dict(zip(state[::2], state[1::2], strict=True))
         assert state_fields["resolution:breached"] == "1"
         assert state_fields["resolution:state"] == "running"
-        entry = json.loads(call.args[6])
+        entry = call.args[6]
         assert dict(zip(entry[::2], entry[1::2], strict=True)) == sla_event_fields(event)
 
     def test_sla_event_before_1970_is_rejected(self) -> None:
@@ -437,7 +437,7 @@ class TestRedisArgs:
     def test_risk_call(self) -> None:
         call = risk_to_redis_args(make_risk(4, 12, 0.25), "p")
         assert (call.op, call.keys, call.args[0]) == ("risk", ["p:ticket:4:sla"], "12")
-        flat = json.loads(call.args[2])
+        flat = call.args[2]
         fields = dict(zip(flat[::2], flat[1::2], strict=True))
         assert fields["risk"] == "0.25"
         assert fields["risk_version"] == "12"
