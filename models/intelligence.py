@@ -29,14 +29,14 @@ from __future__ import annotations
 import pickle
 import re
 import threading
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Protocol
 
 from models.budget import TimeBudget
 from models.duplicates import DuplicateDetector
 from models.events import ChangeEvent
-from models.helpdesk import PRIORITIES, EnrichedTicket
+from models.helpdesk import PRIORITIES, EnrichedTicket, evolve
 from models.kb import KbIndex, KbSuggestion
 from models.responses import ResponseSuggester
 from models.routing import RoutingPolicy
@@ -258,7 +258,7 @@ class TextModels:
             and self.priority.metrics.n_seen >= self.priority.min_examples
             and allows("learned_priority")
         ):
-            meta = replace(et, **out)  # type: ignore[arg-type]
+            meta = evolve(et, **out)
             pred = self.priority.predict_one(text + _meta_tokens(meta))
             if pred.auto_apply and pred.label in PRIORITIES:
                 reasons = (
@@ -505,11 +505,7 @@ def classify_ticket(
     )
     example = None
     if label_category or label_intent or label_priority:
-        priority_text = (
-            text + _meta_tokens(replace(et, **updates))  # type: ignore[arg-type]
-            if label_priority
-            else None
-        )
+        priority_text = text + _meta_tokens(evolve(et, **updates)) if label_priority else None
         example = LabelExample(
             ticket.id, text, label_category, label_intent, label_priority, priority_text
         )
@@ -522,7 +518,7 @@ def classify_ticket(
         ("intent", models.intent.version),
         ("priority", models.priority.version),
     )
-    final = replace(et, **updates)  # type: ignore[arg-type]
+    final = evolve(et, **updates)
     released = tuple(state.early_comments)
     state.early_comments = []
     done = Classified(final, example, released, tuple(before_outputs))
@@ -629,6 +625,6 @@ def find_duplicates(
             at=et.committed_at,
         )
         found = tuple((m.ticket_id, round(m.similarity, 3)) for m in matches)
-        if found != et.duplicates:  # replace() copies ~40 fields: only when needed
-            et = replace(et, duplicates=found)
+        if found != et.duplicates:  # a copy of ~40 fields: only when needed
+            et = evolve(et, duplicates=found)
     return (detector if len(detector) else None), et

@@ -12,7 +12,7 @@ from datetime import UTC, datetime, timedelta
 
 from models.breach_risk import BreachRiskFeatures, BreachRiskModel
 from models.burnout import AgentWorkload, WorkloadScore
-from models.helpdesk import Agent, EnrichedTicket, RoutingDecision, WorkOutcome
+from models.helpdesk import Agent, EnrichedTicket, RoutingDecision, WorkOutcome, evolve
 from models.routing import (
     AgentRanker,
     HandlingOutcome,
@@ -144,7 +144,7 @@ class QueueState:
         )
         out += sla_events
         self._track(et, sla_events)
-        request = replace(
+        request = evolve(
             RoutingRequest.from_enriched(et),
             sla_deadline=self.sla.next_deadline(ticket.id),
         )
