@@ -317,6 +317,7 @@ class SlaTracker:
     _evictions: list[tuple[datetime, int]] = field(default_factory=list, repr=False)
     _epoch: int = 0
     _due_limit: int = 1024
+    _evictions_limit: int = 1024
 
     # ----------------------------------------------------------------- public API
 
@@ -538,6 +539,7 @@ class SlaTracker:
             if ticket.done_at is None:
                 ticket.done_at = at
                 heapq.heappush(self._evictions, (at, ticket.ticket_id))
+                self._compact_evictions()
         else:
             ticket.done_at = None
         for clock in ticket.clocks.values():
@@ -681,6 +683,18 @@ class SlaTracker:
     def _next_epoch(self) -> int:
         self._epoch += 1
         return self._epoch
+
+    def _compact_evictions(self) -> None:
+        # A closed or deleted ticket leaves at once, but its eviction entry stays until the
+        # retention has passed: a busy helpdesk closes many thousands within it. When stale
+        # entries dominate, rebuild from the solved tickets still kept (amortised as above).
+        if len(self._evictions) <= self._evictions_limit:
+            return
+        self._evictions = [
+            (t.done_at, t.ticket_id) for t in self.tickets.values() if t.done_at is not None
+        ]
+        heapq.heapify(self._evictions)
+        self._evictions_limit = 2 * len(self._evictions) + 1024
 
     def _compact(self) -> None:
         # Superseded heap entries wait for their deadline before ``tick`` drops them; when

@@ -221,6 +221,25 @@ def test_open_deadlines_and_eviction(tracker: SlaTracker) -> None:
     assert tracker.apply(update(ny(9, 10), "closed", tid=2)) == []  # nothing to measure
 
 
+def test_closed_tickets_leave_no_eviction_entries_behind(tracker: SlaTracker) -> None:
+    # Thousands of tickets solved then closed within the retention: the tracker holds none
+    # of them, and what it keeps to evict solved tickets stays bounded too.
+    minute = timedelta(minutes=1)
+    for tid in range(1, 6001):
+        at = MON_9 + tid * minute
+        tracker.apply(update(at, "new", tid=tid))
+        tracker.apply(update(at, "solved", tid=tid))
+        if tid % 100:  # every hundredth stays solved, to be evicted after the retention
+            tracker.apply(update(at + minute, "closed", tid=tid))
+    assert len(tracker) == 60
+    assert len(tracker._evictions) <= 2 * len(tracker) + 1024
+    last_solve = (MON_9 + 6000 * minute).astimezone(UTC)  # days of 24 hours, DST or not
+    tracker.tick(last_solve + timedelta(days=4) - minute)
+    assert len(tracker) == 1  # only the last solved ticket is within its retention
+    tracker.tick(last_solve + timedelta(days=4))
+    assert len(tracker) == 0
+
+
 def test_deleted_ticket_is_dropped(tracker: SlaTracker) -> None:
     tracker.apply(update(MON_9, "new"))
     assert tracker.apply(TicketUpdate(1, ny(4, 10), "open", "high", "standard", deleted=True)) == []
