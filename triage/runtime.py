@@ -358,6 +358,11 @@ class PipelineProcess:
     def alive(self) -> bool:
         return self.proc is not None and self.proc.poll() is None
 
+    @property
+    def pid(self) -> int | None:
+        """The pipeline's process id (the parent of a local cluster's processes)."""
+        return self.proc.pid if self.proc is not None else None
+
     def kill(self) -> None:
         """SIGKILL to the pipeline and every process it started, as a crash would."""
         if self.proc is not None:

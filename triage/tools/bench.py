@@ -43,6 +43,7 @@ from triage.runtime import PipelineProcess, Stack, migrate, open_stack
 from triage.services import free_port
 from triage.settings import AppSettings
 from triage.tools.compare import differing_parts, store_snapshot
+from triage.tools.cpu import CpuMeter, postgres_server_pid, redis_server_pid
 from triage.tools.report import routed_summary
 
 STAGES = ("decode", "enrich", "classify", "route", "write_analytics", "write_live")
@@ -252,11 +253,17 @@ def run_bench(
                 )
 
                 console.print(f"throughput run: {events} tickets in bulk")
+                services = {
+                    "postgres": postgres_server_pid(conn),
+                    "redis": redis_server_pid(client),
+                }
+                meter = CpuMeter({"pipeline": pipeline.pid, **services})
                 t1 = time.perf_counter()
                 bulk_ids = _insert_bulk(conn, _ticket_rows(events, customers, start=10_000_000))
                 insert_s = time.perf_counter() - t1
                 routed = _wait_decided(stack.analytics_dsn, bulk_ids, pipeline, timeout=900)
                 total_s = time.perf_counter() - t1
+                cpu = meter.read()
 
                 console.print(f"mixed run: {events} change events")
                 mixed = _mixed_run(conn, stack.analytics_dsn, customers, events, pipeline)
@@ -277,6 +284,8 @@ def run_bench(
             "insert_seconds": round(insert_s, 2),
             "end_to_end_seconds": round(total_s, 2),
             "events_per_s": round(routed / total_s, 1),
+            "cpu": cpu,
+            "pipeline_cpu_ms_per_ticket": _per_ticket_ms(cpu, routed),
         },
         "mixed_throughput": mixed,
         "recovery": recovery,
@@ -442,15 +451,23 @@ def _scale_runs(
     with psycopg.connect(source, autocommit=True) as conn:
         customers = [r[0] for r in conn.execute("SELECT id FROM customers ORDER BY id")]
         ids = _insert_bulk(conn, _ticket_rows(events, customers))
+        postgres_pid = postgres_server_pid(conn)
+    client = redis.Redis.from_url(stack.redis_url)
+    try:
+        redis_pid = redis_server_pid(client)
+    finally:
+        client.close()
     scale: dict[str, Any] = {}
     snapshots = []
     for n, (analytics, pipeline) in runs.items():
         console.print(f"scale run: {n} process(es), {events} tickets from the slot")
         t0 = time.perf_counter()
         pipeline.start()
+        meter = CpuMeter({"pipeline": pipeline.pid, "postgres": postgres_pid, "redis": redis_pid})
         try:
             routed = _wait_decided(analytics, ids, pipeline, timeout=900)
             wall = time.perf_counter() - t0
+            cpu = meter.read()
             time.sleep(2.0)  # the last minute windows and rollups settle
         finally:
             pipeline.stop()
@@ -472,6 +489,8 @@ def _scale_runs(
             "first_enriched_to_last_decision_s": round(span, 2),
             "restart_to_last_decision_s": round(wall, 2),
             "events_per_s": round(routed / span, 1) if span > 0 else None,
+            "cpu": cpu,
+            "pipeline_cpu_ms_per_ticket": _per_ticket_ms(cpu, routed),
         }
         snapshots.append(store_snapshot(analytics))
     first, last = scale[str(counts[0])], scale[str(counts[-1])]
@@ -481,6 +500,12 @@ def _scale_runs(
     if differs:
         scale["differing"] = differs
     return scale, not differs
+
+
+def _per_ticket_ms(cpu: dict[str, Any], tickets: int) -> float | None:
+    """The pipeline's CPU milliseconds per ticket of a run (start-up included)."""
+    seconds = cpu["cpu_seconds"].get("pipeline")
+    return round(seconds * 1000 / tickets, 3) if seconds is not None and tickets else None
 
 
 def _insert_bulk(conn: psycopg.Connection[Any], rows: Any) -> list[int]:
@@ -539,6 +564,7 @@ def _mixed_run(
 ) -> dict[str, Any]:
     """Insert, comment on and update tickets in bulk; five change events per ticket."""
     tickets = max(1, events // 5)
+    meter = CpuMeter({"pipeline": pipeline.pid, "postgres": postgres_server_pid(conn)})
     t0 = time.perf_counter()
     chunk = 2000
     for start in range(0, tickets, chunk):
@@ -567,10 +593,12 @@ def _mixed_run(
                 break
             time.sleep(0.05)
     total_s = time.perf_counter() - t0
+    cpu = meter.read()
     return {
         "change_events": tickets * 5,
         "tickets_complete": done,
         "insert_seconds": round(insert_s, 2),
         "end_to_end_seconds": round(total_s, 2),
         "events_per_s": round(tickets * 5 / total_s, 1) if done >= tickets else None,
+        "cpu": cpu,
     }

@@ -1,0 +1,122 @@
+"""CPU time spent by the processes a benchmark depends on, read from ``/proc`` (Linux).
+
+Events per second alone do not say what holds a run: whether the pipeline's process was
+busy the whole time, or waited on PostgreSQL, or the machine had no core left. A
+:class:`CpuMeter` reads the CPU seconds of named process trees at the start and the end
+of a run; their ratio to the wall time is the cores each kept busy.
+
+A process tree's seconds are the user and system time of the root and of every live
+descendant, plus the time of descendants the root has already reaped (``cutime`` and
+``cstime``): PostgreSQL's short-lived backends and a cluster's worker processes are
+counted even after they exit. Processes on another host, or a system without ``/proc``,
+give ``None``.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+_PROC = Path("/proc")
+_TICK = os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100
+
+
+def _stat(pid: int) -> list[str] | None:
+    """The fields of ``/proc/<pid>/stat`` after the command name (``state`` first)."""
+    try:
+        raw = (_PROC / str(pid) / "stat").read_text()
+    except (OSError, ValueError):
+        return None
+    # The command name is in parentheses and may itself hold spaces or parentheses.
+    return raw[raw.rindex(")") + 2 :].split()
+
+
+def _children() -> dict[int, list[int]]:
+    """Every live process's children, by parent pid."""
+    tree: dict[int, list[int]] = {}
+    for entry in _PROC.iterdir():
+        if not entry.name.isdigit():
+            continue
+        fields = _stat(int(entry.name))
+        if fields is not None:
+            tree.setdefault(int(fields[1]), []).append(int(entry.name))
+    return tree
+
+
+def tree_seconds(pid: int, children: Mapping[int, list[int]] | None = None) -> float | None:
+    """CPU seconds of ``pid`` and its descendants, live and reaped; ``None`` when
+    ``pid`` is not a live process of this host."""
+    root = _stat(pid)
+    if root is None:
+        return None
+    tree = _children() if children is None else children
+    # Fields (1-based in proc(5), counted here from ``state``): utime 14, stime 15,
+    # cutime 16, cstime 17 are indices 11 to 14.
+    ticks = sum(int(v) for v in root[11:15])
+    stack = list(tree.get(pid, []))
+    seen = {pid}
+    while stack:
+        child = stack.pop()
+        if child in seen:
+            continue
+        seen.add(child)
+        fields = _stat(child)
+        if fields is None:  # exited meanwhile: its parent's cutime has it once reaped
+            continue
+        ticks += int(fields[11]) + int(fields[12])
+        stack.extend(tree.get(child, []))
+    return ticks / _TICK
+
+
+def postgres_server_pid(conn: Any) -> int | None:
+    """The pid of the PostgreSQL server (postmaster) behind ``conn`` when it runs on this
+    host, else ``None``: a backend's parent is the postmaster."""
+    row = conn.execute("SELECT pg_backend_pid()").fetchone()
+    fields = _stat(int(row[0])) if row else None
+    return int(fields[1]) if fields is not None else None
+
+
+def redis_server_pid(client: Any) -> int | None:
+    """The pid of the Redis server behind ``client`` when it runs on this host."""
+    pid = client.info("server").get("process_id")
+    return int(pid) if pid is not None and _stat(int(pid)) is not None else None
+
+
+class CpuMeter:
+    """CPU seconds and busy cores of named process trees over one run.
+
+    Example:
+        >>> meter = CpuMeter({"bench": os.getpid()})
+        >>> _ = sum(range(100_000))
+        >>> sorted(meter.read()["cpu_seconds"])
+        ['bench']
+    """
+
+    def __init__(self, pids: Mapping[str, int | None]) -> None:
+        self.pids = {name: pid for name, pid in pids.items() if pid is not None}
+        self.started = time.perf_counter()
+        self.base = self._now()
+
+    def _now(self) -> dict[str, float | None]:
+        tree = _children()
+        return {name: tree_seconds(pid, tree) for name, pid in self.pids.items()}
+
+    def read(self) -> dict[str, Any]:
+        """``cpu_seconds`` per name since the meter started, and ``cores`` (CPU seconds
+        per wall second); a tree that was gone at either end is left out."""
+        wall = time.perf_counter() - self.started
+        now = self._now()
+        cpu: dict[str, float] = {}
+        for name, end in now.items():
+            start = self.base.get(name)
+            if start is not None and end is not None:
+                cpu[name] = round(end - start, 2)
+        return {
+            "wall_seconds": round(wall, 2),
+            "cpu_seconds": cpu,
+            "cores": {name: round(s / wall, 2) for name, s in cpu.items()} if wall > 0 else {},
+            "machine_cores": os.cpu_count(),
+        }
