@@ -11,7 +11,13 @@ import pytest
 import redis
 
 from triage.services import LocalPostgres, LocalRedis
-from triage.tools.cpu import CpuMeter, postgres_server_pid, redis_server_pid, tree_seconds
+from triage.tools.cpu import (
+    CpuMeter,
+    postgres_server_pid,
+    redis_server_pid,
+    thread_seconds,
+    tree_seconds,
+)
 
 pytestmark = pytest.mark.skipif(sys.platform != "linux", reason="reads /proc (Linux only)")
 
@@ -94,3 +100,35 @@ def test_the_servers_are_found_from_a_connection(
         assert pid == int(client.info("server")["process_id"])
     finally:
         client.close()
+
+
+def test_threads_are_summed_by_name_with_the_first_thread_as_main() -> None:
+    # A second thread burns while the first sleeps: the burn is not the main thread's.
+    code = (
+        "import threading, time\n"
+        "def burn():\n"
+        "    while True: pass\n"
+        "threading.Thread(target=burn, daemon=True).start()\n"
+        "print('ready', flush=True); time.sleep(30)\n"
+    )
+    proc = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, text=True)
+    try:
+        assert proc.stdout is not None and proc.stdout.readline().strip() == "ready"
+        meter = CpuMeter({"p": proc.pid}, threads_of="p")
+        deadline = time.monotonic() + 20
+        spent: dict[str, float] = {}
+        while time.monotonic() < deadline:
+            spent = thread_seconds(proc.pid)
+            if sum(s for name, s in spent.items() if name != "main") >= BURN:
+                break
+            time.sleep(0.05)
+        others = sum(s for name, s in spent.items() if name != "main")
+        assert others >= BURN
+        assert spent["main"] < others / 2
+        read = meter.read()
+        assert read["threads"]["of"] == "p"
+        busiest = next(iter(read["threads"]["cpu_seconds"]))
+        assert busiest != "main"
+    finally:
+        proc.kill()
+        proc.wait()

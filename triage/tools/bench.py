@@ -257,7 +257,7 @@ def run_bench(
                     "postgres": postgres_server_pid(conn),
                     "redis": redis_server_pid(client),
                 }
-                meter = CpuMeter({"pipeline": pipeline.pid, **services})
+                meter = CpuMeter({"pipeline": pipeline.pid, **services}, threads_of="pipeline")
                 t1 = time.perf_counter()
                 bulk_ids = _insert_bulk(conn, _ticket_rows(events, customers, start=10_000_000))
                 insert_s = time.perf_counter() - t1
@@ -463,7 +463,10 @@ def _scale_runs(
         console.print(f"scale run: {n} process(es), {events} tickets from the slot")
         t0 = time.perf_counter()
         pipeline.start()
-        meter = CpuMeter({"pipeline": pipeline.pid, "postgres": postgres_pid, "redis": redis_pid})
+        meter = CpuMeter(
+            {"pipeline": pipeline.pid, "postgres": postgres_pid, "redis": redis_pid},
+            threads_of="pipeline",
+        )
         try:
             routed = _wait_decided(analytics, ids, pipeline, timeout=900)
             wall = time.perf_counter() - t0

@@ -71,6 +71,43 @@ def tree_seconds(pid: int, children: Mapping[int, list[int]] | None = None) -> f
     return ticks / _TICK
 
 
+def _descendants(pid: int, children: Mapping[int, list[int]]) -> list[int]:
+    """``pid`` and its live descendants."""
+    out, stack = [], [pid]
+    while stack:
+        proc = stack.pop()
+        if proc in out:
+            continue
+        out.append(proc)
+        stack.extend(children.get(proc, []))
+    return out
+
+
+def thread_seconds(pid: int, children: Mapping[int, list[int]] | None = None) -> dict[str, float]:
+    """CPU seconds of the live threads of ``pid`` and its descendants, summed by thread
+    name: ``main`` for each process's first thread, else the name the thread set
+    (Bytewax's workers are ``timely:work-<n>``; Python threads keep the program's name)."""
+    tree = _children() if children is None else children
+    by_name: dict[str, float] = {}
+    for proc in _descendants(pid, tree):
+        try:
+            tasks = list((_PROC / str(proc) / "task").iterdir())
+        except OSError:
+            continue
+        for task in tasks:
+            try:
+                name = (task / "comm").read_text().strip()
+                raw = (task / "stat").read_text()
+            except OSError:
+                continue
+            fields = raw[raw.rindex(")") + 2 :].split()
+            seconds = (int(fields[11]) + int(fields[12])) / _TICK
+            if task.name == str(proc):
+                name = "main"  # the process's first thread
+            by_name[name] = by_name.get(name, 0.0) + seconds
+    return by_name
+
+
 def postgres_server_pid(conn: Any) -> int | None:
     """The pid of the PostgreSQL server (postmaster) behind ``conn`` when it runs on this
     host, else ``None``: a backend's parent is the postmaster."""
@@ -95,10 +132,16 @@ class CpuMeter:
         ['bench']
     """
 
-    def __init__(self, pids: Mapping[str, int | None]) -> None:
+    def __init__(self, pids: Mapping[str, int | None], *, threads_of: str | None = None) -> None:
+        """``threads_of``: also read that tree's CPU per thread name (``threads``)."""
         self.pids = {name: pid for name, pid in pids.items() if pid is not None}
+        self.threads_of = threads_of if threads_of in self.pids else None
         self.started = time.perf_counter()
         self.base = self._now()
+        self.base_threads = self._threads()
+
+    def _threads(self) -> dict[str, float]:
+        return thread_seconds(self.pids[self.threads_of]) if self.threads_of else {}
 
     def _now(self) -> dict[str, float | None]:
         tree = _children()
@@ -114,9 +157,21 @@ class CpuMeter:
             start = self.base.get(name)
             if start is not None and end is not None:
                 cpu[name] = round(end - start, 2)
-        return {
+        out: dict[str, Any] = {
             "wall_seconds": round(wall, 2),
             "cpu_seconds": cpu,
             "cores": {name: round(s / wall, 2) for name, s in cpu.items()} if wall > 0 else {},
             "machine_cores": os.cpu_count(),
         }
+        if self.threads_of:
+            # Threads born during the run count from zero; busiest first.
+            now_threads = self._threads()
+            spent = {
+                name: round(s - self.base_threads.get(name, 0.0), 2)
+                for name, s in now_threads.items()
+            }
+            out["threads"] = {
+                "of": self.threads_of,
+                "cpu_seconds": dict(sorted(spent.items(), key=lambda kv: -kv[1])[:8]),
+            }
+        return out
