@@ -401,6 +401,48 @@ app.add_typer(bench_app, name="bench")
 
 
 @app.command()
+def profile(
+    seconds: Annotated[float, typer.Option(min=1, help="How long to sample.")] = 30.0,
+    rate: Annotated[int, typer.Option(min=1, max=1000, help="Samples per second.")] = 100,
+    pid: Annotated[
+        list[int] | None,
+        typer.Option(help="Process to sample (repeatable); default: every running pipeline."),
+    ] = None,
+    json_out: Annotated[bool, typer.Option("--json", help="Print only the JSON document.")] = False,
+) -> None:
+    """Where the running pipeline's CPU goes: samples it with py-spy and prints the share
+    of each stage of the flow (read, decode, enrich, duplicates, classify, route, each
+    sink, recovery snapshots, Bytewax's runtime) and the busiest functions."""
+    from triage.tools.profile import ProfileError, pipeline_pids, record
+
+    pids = list(pid or pipeline_pids())
+    if not pids:
+        raise _fail(
+            "no running `triage pipeline` found; start one (e.g. `triage demo` or "
+            "`triage pipeline`), or name a process with --pid"
+        )
+    if not json_out:
+        console.print(f"sampling {', '.join(map(str, pids))} for {seconds:g} s …")
+    try:
+        result = record(pids, seconds=seconds, rate=rate).report()
+    except ProfileError as exc:
+        raise _fail(str(exc)) from exc
+    result["pids"] = pids
+    if not json_out:
+        from rich.table import Table
+
+        table = Table("stage", "% of samples", title=f"{result['samples']} samples")
+        for name, share in result["stages_percent"].items():
+            table.add_row(name, f"{share:.1f}")
+        console.print(table)
+        functions = Table("function (self time)", "% of samples")
+        for name, share in result["top_functions_percent"].items():
+            functions.add_row(name, f"{share:.1f}")
+        console.print(functions)
+    sys.stdout.write(json.dumps(result) + "\n")
+
+
+@app.command()
 def evaluate(
     data_dir: Annotated[
         Path | None,
