@@ -402,7 +402,7 @@ app.add_typer(bench_app, name="bench")
 
 @app.command()
 def profile(
-    seconds: Annotated[float, typer.Option(min=1, help="How long to sample.")] = 30.0,
+    seconds: Annotated[int, typer.Option(min=1, help="How long to sample, in seconds.")] = 30,
     rate: Annotated[int, typer.Option(min=1, max=1000, help="Samples per second.")] = 100,
     pid: Annotated[
         list[int] | None,
@@ -422,7 +422,7 @@ def profile(
             "`triage pipeline`), or name a process with --pid"
         )
     if not json_out:
-        console.print(f"sampling {', '.join(map(str, pids))} for {seconds:g} s …")
+        console.print(f"sampling {', '.join(map(str, pids))} for {seconds} s …")
     try:
         result = record(pids, seconds=seconds, rate=rate).report()
     except ProfileError as exc:

@@ -167,8 +167,9 @@ def py_spy() -> str:
     return found
 
 
-def record(pids: Sequence[int], *, seconds: float, rate: int) -> StageProfile:
-    """Sample ``pids`` together for ``seconds`` at ``rate`` samples/s each."""
+def record(pids: Sequence[int], *, seconds: int, rate: int) -> StageProfile:
+    """Sample ``pids`` together for ``seconds`` (whole seconds, as ``py-spy`` takes them) at
+    ``rate`` samples/s each."""
     exe = py_spy()
     profile = StageProfile()
     with tempfile.TemporaryDirectory(prefix="triage-profile-") as tmp:
@@ -183,10 +184,11 @@ def record(pids: Sequence[int], *, seconds: float, rate: int) -> StageProfile:
         for pid, out, proc in runs:
             log, _ = proc.communicate(timeout=seconds + 60)
             if proc.returncode != 0 or not out.exists():
-                tail = log.decode(errors="replace").strip().splitlines()[-3:]
+                lines = log.decode(errors="replace").strip().splitlines()
+                said = [line for line in lines if "rror" in line][:2] or lines[-3:]
                 raise ProfileError(
                     f"py-spy could not record process {pid} (exit {proc.returncode}): "
-                    + " / ".join(tail)
+                    + " / ".join(said)
                     + " (attaching needs the same user as the pipeline, or root, and "
                     "ptrace allowed: kernel.yama.ptrace_scope)"
                 )
