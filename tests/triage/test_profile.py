@@ -15,6 +15,7 @@ import pytest
 from typer.testing import CliRunner
 
 from triage.cli.commands import app
+from triage.tools.cpu import parent_pid
 from triage.tools.profile import (
     OTHER_FLOW,
     RUNTIME,
@@ -100,7 +101,7 @@ def test_pipeline_processes_are_found_and_a_clusters_supervisor_is_not() -> None
         found: list[int] = []
         while time.monotonic() < deadline:
             found = pipeline_pids()
-            children = [pid for pid in found if _parent(pid) == supervisor.pid]
+            children = [pid for pid in found if parent_pid(pid) == supervisor.pid]
             if single.pid in found and children:
                 break
             time.sleep(0.05)
@@ -115,14 +116,6 @@ def test_pipeline_processes_are_found_and_a_clusters_supervisor_is_not() -> None
         for pid in children:
             with contextlib.suppress(ProcessLookupError):
                 os.kill(pid, signal.SIGKILL)
-
-
-def _parent(pid: int) -> int | None:
-    try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
-    except OSError:
-        return None
-    return int(stat[stat.rindex(")") + 2 :].split()[1])
 
 
 def test_a_real_recording_attributes_a_busy_decode_loop_to_decode() -> None:

@@ -34,15 +34,25 @@ def _stat(pid: int) -> list[str] | None:
     return raw[raw.rindex(")") + 2 :].split()
 
 
+def parent_pid(pid: int) -> int | None:
+    """The parent of live process ``pid`` on this host, else ``None``."""
+    fields = _stat(pid)
+    return int(fields[1]) if fields is not None else None
+
+
 def _children() -> dict[int, list[int]]:
-    """Every live process's children, by parent pid."""
+    """Every live process's children, by parent pid (none without ``/proc``)."""
     tree: dict[int, list[int]] = {}
-    for entry in _PROC.iterdir():
+    try:
+        entries = list(_PROC.iterdir())
+    except OSError:
+        return tree
+    for entry in entries:
         if not entry.name.isdigit():
             continue
-        fields = _stat(int(entry.name))
-        if fields is not None:
-            tree.setdefault(int(fields[1]), []).append(int(entry.name))
+        parent = parent_pid(int(entry.name))
+        if parent is not None:
+            tree.setdefault(parent, []).append(int(entry.name))
     return tree
 
 
@@ -112,8 +122,7 @@ def postgres_server_pid(conn: Any) -> int | None:
     """The pid of the PostgreSQL server (postmaster) behind ``conn`` when it runs on this
     host, else ``None``: a backend's parent is the postmaster."""
     row = conn.execute("SELECT pg_backend_pid()").fetchone()
-    fields = _stat(int(row[0])) if row else None
-    return int(fields[1]) if fields is not None else None
+    return parent_pid(int(row[0])) if row else None
 
 
 def redis_server_pid(client: Any) -> int | None:

@@ -25,6 +25,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from triage.tools.cpu import parent_pid
+
 STAGES: tuple[tuple[str, tuple[str, ...]], ...] = (
     ("read CDC", ("next_batch (connectors/", "KafkaSource", "_KafkaSourcePartition")),
     ("decode", ("decode (pipelines/flow.py",)),
@@ -138,16 +140,16 @@ def _is_pipeline(argv: Sequence[str]) -> bool:
 def pipeline_pids() -> list[int]:
     """The processes that run the flow: every ``triage pipeline`` process except a local
     cluster's supervisor (a ``triage pipeline`` whose children are ``triage pipeline``)."""
-    found: dict[int, int] = {}
-    for entry in Path("/proc").iterdir():
+    found: dict[int, int | None] = {}
+    try:
+        entries = list(Path("/proc").iterdir())
+    except OSError:
+        return []
+    for entry in entries:
         if not entry.name.isdigit() or int(entry.name) == os.getpid():
             continue
         if _is_pipeline(_cmdline(int(entry.name))):
-            try:
-                stat = (entry / "stat").read_text()
-            except OSError:
-                continue
-            found[int(entry.name)] = int(stat[stat.rindex(")") + 2 :].split()[1])
+            found[int(entry.name)] = parent_pid(int(entry.name))
     parents = set(found.values())
     return sorted(pid for pid in found if pid not in parents)
 
@@ -192,7 +194,7 @@ def record(pids: Sequence[int], *, seconds: int, rate: int) -> StageProfile:
                     + " (attaching needs the same user as the pipeline, or root, and "
                     "ptrace allowed: kernel.yama.ptrace_scope)"
                 )
-            with out.open() as lines:
-                for frames, count in parse_raw(lines):
+            with out.open() as stacks:
+                for frames, count in parse_raw(stacks):
                     profile.add(frames, count)
     return profile
