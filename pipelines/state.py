@@ -14,7 +14,7 @@ import pickle
 import threading
 import time
 import zlib
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any, Generic, Protocol, TypeVar, cast
@@ -225,24 +225,10 @@ def replaying() -> bool:
 @dataclass(frozen=True)
 class Journaled:
     """The recovery snapshot of a journaled key: ``base`` (the state, pickled) and, per
-    epoch since, the inputs it took (each a run of concatenated pickles).
-
-    ``compressed``: the base and each journal chunk are zlib-compressed (snapshots written
-    before compression existed are not, and still resume).
-    """
+    epoch since, the inputs it took (each a run of concatenated pickles)."""
 
     base: bytes
     journal: tuple[bytes, ...]
-    compressed: bool = False
-
-    def state_pickle(self) -> bytes:
-        """The pickled state the journal starts from."""
-        return zlib.decompress(self.base) if self.compressed else self.base
-
-    def chunks(self) -> Iterator[bytes]:
-        """The journal's chunks, each a run of concatenated pickles, oldest first."""
-        for chunk in self.journal:
-            yield zlib.decompress(chunk) if self.compressed else chunk
 
 
 _ITEM, _TICK, _EOF = "i", "t", "e"
@@ -255,16 +241,9 @@ class _JournalLogic(AccountedState, StatefulLogic[V, W, Journaled], Generic[V, W
     every ticket, so pickling it whole at each epoch made the epoch's pause grow with
     the backlog. Here each input is pickled once when it arrives, with the time it was
     applied at; a snapshot joins them to the journal and the state is pickled again only
-    when the journal outgrows ``rebase`` times the last base (sizes before compression).
-    Resuming unpickles the base and applies the journal: the mapper must depend only on
-    the state, the input and the time it is given (randomness seeded in the state), which
-    replay hands it again.
-
-    The base and each epoch's chunk are compressed once, when they are made (zlib, fastest
-    level: a queue's pickle shrinks about six times, its inputs about twenty). Bytewax
-    writes a key's whole snapshot, base included, to the recovery store at every epoch
-    that touches it, and reads every key's snapshot for each page of a resume, so what is
-    resent and reread is the compressed size.
+    when the journal outgrows ``rebase`` times the last base. Resuming unpickles the base
+    and applies the journal: the mapper must depend only on the state, the input and the
+    time it is given (randomness seeded in the state), which replay hands it again.
     """
 
     def __init__(
@@ -279,29 +258,21 @@ class _JournalLogic(AccountedState, StatefulLogic[V, W, Journaled], Generic[V, W
         self.timed = timed
         self.rebase = rebase
         self.state: S | None = None
-        self.base: bytes | None = None  # compressed
-        self.base_raw = 0
-        self.journal: list[bytes] = []  # compressed chunks
+        self.base: bytes | None = None
+        self.journal: list[bytes] = []
         self.journal_bytes = 0
-        self.journal_raw = 0
         self.pending: list[bytes] = []
         if isinstance(resume, Journaled):
-            raw = resume.state_pickle()
-            self.state = pickle.loads(raw)
+            self.state = pickle.loads(resume.base)
+            self.base, self.journal = resume.base, list(resume.journal)
+            self.journal_bytes = sum(map(len, self.journal))
             _replay.active = True
             try:
-                for chunk in resume.chunks():
+                for chunk in resume.journal:
                     self._replay(chunk)
-                    self.journal_raw += len(chunk)
             finally:
                 _replay.active = False
-            if resume.compressed:
-                self.base, self.base_raw = resume.base, len(raw)
-                self.journal = list(resume.journal)
-                self.journal_bytes = sum(map(len, self.journal))
-            else:  # written before compression: the next snapshot is a new base
-                self.journal_raw = 0
-            self._holds(self._kind(), len(resume.base) + sum(map(len, resume.journal)))
+            self._holds(self._kind(), len(self.base) + self.journal_bytes)
         elif resume is not None:  # a plain pickle, written before the journal existed
             self.state = pickle.loads(resume)
             self._holds(self._kind(), len(resume))
@@ -330,7 +301,7 @@ class _JournalLogic(AccountedState, StatefulLogic[V, W, Journaled], Generic[V, W
         out = self._apply(op)
         if self._idle():
             self.state, self.base, self.journal, self.pending = None, None, [], []
-            self.journal_bytes = self.journal_raw = self.base_raw = 0
+            self.journal_bytes = 0
             self._released()
             return out, StatefulLogic.DISCARD
         self.pending.append(pickle.dumps(op, protocol=pickle.HIGHEST_PROTOCOL))
@@ -359,20 +330,17 @@ class _JournalLogic(AccountedState, StatefulLogic[V, W, Journaled], Generic[V, W
         started = time.perf_counter()
         chunk = b"".join(self.pending)
         self.pending = []
-        journal_raw = self.journal_raw + len(chunk)
-        if self.base is None or self._rebase_now(journal_raw, self.base_raw):
-            raw = pickle.dumps(self.state, protocol=pickle.HIGHEST_PROTOCOL)
-            self.base, self.base_raw = zlib.compress(raw, 1), len(raw)
-            self.journal, self.journal_bytes, self.journal_raw = [], 0, 0
+        journal = self.journal_bytes + len(chunk)
+        if self.base is None or self._rebase_now(journal, len(self.base)):
+            self.base = pickle.dumps(self.state, protocol=pickle.HIGHEST_PROTOCOL)
+            self.journal, self.journal_bytes = [], 0
         elif chunk:
-            packed = zlib.compress(chunk, 1)
-            self.journal.append(packed)
-            self.journal_bytes += len(packed)
-            self.journal_raw = journal_raw
+            self.journal.append(chunk)
+            self.journal_bytes = journal
         # The base goes to the recovery store at every epoch too (copied, not pickled).
         size = len(self.base) + self.journal_bytes
         self._taken(self._kind(), size, started)
-        return Journaled(self.base, tuple(self.journal), compressed=True)
+        return Journaled(self.base, tuple(self.journal))
 
     def _rebase_now(self, journal: int, base: int) -> bool:
         """Whether to pickle the state again: its journal outgrew ``rebase`` times the base.
