@@ -24,14 +24,18 @@ _PROC = Path("/proc")
 _TICK = os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100
 
 
-def _stat(pid: int) -> list[str] | None:
-    """The fields of ``/proc/<pid>/stat`` after the command name (``state`` first)."""
-    try:
-        raw = (_PROC / str(pid) / "stat").read_text()
-    except (OSError, ValueError):
-        return None
+def _fields(raw: str) -> list[str]:
+    """The fields of a ``stat`` file after the command name (``state`` first)."""
     # The command name is in parentheses and may itself hold spaces or parentheses.
     return raw[raw.rindex(")") + 2 :].split()
+
+
+def _stat(pid: int) -> list[str] | None:
+    """The fields of ``/proc/<pid>/stat`` after the command name, or ``None``."""
+    try:
+        return _fields((_PROC / str(pid) / "stat").read_text())
+    except (OSError, ValueError):
+        return None
 
 
 def parent_pid(pid: int) -> int | None:
@@ -56,6 +60,21 @@ def _children() -> dict[int, list[int]]:
     return tree
 
 
+def _descendants(pid: int, children: Mapping[int, list[int]]) -> list[int]:
+    """``pid`` and its live descendants."""
+    out: list[int] = []
+    seen: set[int] = set()
+    stack = [pid]
+    while stack:
+        proc = stack.pop()
+        if proc in seen:
+            continue
+        seen.add(proc)
+        out.append(proc)
+        stack.extend(children.get(proc, []))
+    return out
+
+
 def tree_seconds(pid: int, children: Mapping[int, list[int]] | None = None) -> float | None:
     """CPU seconds of ``pid`` and its descendants, live and reaped; ``None`` when
     ``pid`` is not a live process of this host."""
@@ -64,33 +83,14 @@ def tree_seconds(pid: int, children: Mapping[int, list[int]] | None = None) -> f
         return None
     tree = _children() if children is None else children
     # Fields (1-based in proc(5), counted here from ``state``): utime 14, stime 15,
-    # cutime 16, cstime 17 are indices 11 to 14.
+    # cutime 16, cstime 17 are indices 11 to 14. Reaped children are in the root's
+    # cutime/cstime; a descendant that exits meanwhile is in its parent's once reaped.
     ticks = sum(int(v) for v in root[11:15])
-    stack = list(tree.get(pid, []))
-    seen = {pid}
-    while stack:
-        child = stack.pop()
-        if child in seen:
-            continue
-        seen.add(child)
-        fields = _stat(child)
-        if fields is None:  # exited meanwhile: its parent's cutime has it once reaped
-            continue
-        ticks += int(fields[11]) + int(fields[12])
-        stack.extend(tree.get(child, []))
+    for proc in _descendants(pid, tree)[1:]:
+        fields = _stat(proc)
+        if fields is not None:
+            ticks += int(fields[11]) + int(fields[12])
     return ticks / _TICK
-
-
-def _descendants(pid: int, children: Mapping[int, list[int]]) -> list[int]:
-    """``pid`` and its live descendants."""
-    out, stack = [], [pid]
-    while stack:
-        proc = stack.pop()
-        if proc in out:
-            continue
-        out.append(proc)
-        stack.extend(children.get(proc, []))
-    return out
 
 
 def thread_seconds(pid: int, children: Mapping[int, list[int]] | None = None) -> dict[str, float]:
@@ -110,7 +110,7 @@ def thread_seconds(pid: int, children: Mapping[int, list[int]] | None = None) ->
                 raw = (task / "stat").read_text()
             except OSError:
                 continue
-            fields = raw[raw.rindex(")") + 2 :].split()
+            fields = _fields(raw)
             seconds = (int(fields[11]) + int(fields[12])) / _TICK
             if task.name == str(proc):
                 name = "main"  # the process's first thread

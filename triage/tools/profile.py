@@ -130,7 +130,7 @@ def _cmdline(pid: int) -> list[str]:
 
 def _is_pipeline(argv: Sequence[str]) -> bool:
     for i, arg in enumerate(argv[:-1]):
-        if arg == "pipeline" and i > 0 and Path(argv[i - 1]).name in {"triage", "triage.exe"}:
+        if arg == "pipeline" and i > 0 and Path(argv[i - 1]).name == "triage":
             return True
         if arg == "triage" and argv[i + 1] == "pipeline":
             return True
